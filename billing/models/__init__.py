@@ -1,0 +1,56 @@
+"""Billing domain model (DESIGN §2), split by subject."""
+from billing.models.contracts import (
+    ChangeOrder,
+    ChangeOrderMilestone,
+    ChangeOrderRate,
+    Contract,
+    ContractRate,
+    Project,
+)
+from billing.models.invoices import (
+    BillingRun,
+    Invoice,
+    InvoiceException,
+    InvoiceLine,
+    InvoiceNumberSequence,
+    InvoiceTax,
+    Payment,
+)
+from billing.models.masterdata import (
+    Client,
+    FxRate,
+    LegalEntity,
+    Person,
+    RateCard,
+    RateCardLine,
+    Role,
+    TaxRule,
+)
+from billing.models.work import Expense, Milestone, TimeEntry
+
+__all__ = [
+    "BillingRun",
+    "ChangeOrder",
+    "ChangeOrderMilestone",
+    "ChangeOrderRate",
+    "Client",
+    "Contract",
+    "ContractRate",
+    "Expense",
+    "FxRate",
+    "Invoice",
+    "InvoiceException",
+    "InvoiceLine",
+    "InvoiceNumberSequence",
+    "InvoiceTax",
+    "LegalEntity",
+    "Milestone",
+    "Payment",
+    "Person",
+    "Project",
+    "RateCard",
+    "RateCardLine",
+    "Role",
+    "TaxRule",
+    "TimeEntry",
+]

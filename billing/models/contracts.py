@@ -1,0 +1,293 @@
+"""Contracts, their effective-dated rate overrides, change orders and projects."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django_fsm import FSMField, FSMModelMixin, transition
+from django_fsm_log.decorators import fsm_log_by, fsm_log_description
+from simple_history.models import HistoricalRecords
+
+from billing.models.base import MONEY, PERCENT, RATE, ExternallyIdentified, TimeStamped, currency_field
+from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
+
+
+class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
+    class BillingModel(models.TextChoices):
+        TIME_AND_MATERIALS = "time_and_materials", "Time & materials"
+        FIXED_FEE = "fixed_fee", "Fixed fee"
+        RETAINER = "retainer", "Retainer"
+
+    class Frequency(models.TextChoices):
+        MONTHLY = "monthly", "Monthly"
+        QUARTERLY = "quarterly", "Quarterly"
+        ON_MILESTONE = "on_milestone", "On milestone"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        CLOSED = "closed", "Closed"
+
+    code = models.CharField(max_length=40, unique=True, help_text="Contract number.")
+    name = models.CharField(max_length=200, blank=True, default="")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="contracts")
+    entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="contracts")
+    billing_model = models.CharField(max_length=20, choices=BillingModel.choices)
+    currency = currency_field()
+    rate_card = models.ForeignKey(RateCard, null=True, blank=True, on_delete=models.PROTECT, related_name="contracts")
+    cap = models.DecimalField(**MONEY, null=True, blank=True, help_text="Not-to-exceed amount, before tax.")
+    expense_markup_pct = models.DecimalField(**PERCENT, default=Decimal("0"), validators=[MinValueValidator(0)])
+    discount_pct = models.DecimalField(
+        **PERCENT, default=Decimal("0"), validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    po_number = models.CharField(max_length=60, blank=True, default="")
+    payment_terms_days = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty: the client's.")
+    billing_frequency = models.CharField(max_length=20, choices=Frequency.choices, default=Frequency.MONTHLY)
+    invoice_per_project = models.BooleanField(default=False)
+    retainer_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    included_hours = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+    sow_document = models.FileField(upload_to="contracts/sow/", blank=True)
+    sow_signed_on = models.DateField(null=True, blank=True)
+    status = FSMField(default=Status.DRAFT, choices=Status.choices, protected=True)
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        ordering = ["code"]
+        constraints = [
+            *ExternallyIdentified.Meta.constraints,
+            models.CheckConstraint(condition=Q(cap__isnull=True) | Q(cap__gte=0), name="billing_contract_cap_non_negative"),
+            models.CheckConstraint(condition=Q(expense_markup_pct__gte=0), name="billing_contract_markup_non_negative"),
+            models.CheckConstraint(
+                condition=Q(discount_pct__gte=0) & Q(discount_pct__lte=100), name="billing_contract_discount_range"
+            ),
+            models.CheckConstraint(
+                condition=~Q(billing_model="retainer")
+                | (Q(retainer_amount__isnull=False) & Q(retainer_amount__gte=0) & Q(included_hours__gte=0)),
+                name="billing_contract_retainer_terms",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def effective_payment_terms_days(self) -> int:
+        return self.payment_terms_days if self.payment_terms_days is not None else self.client.payment_terms_days
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.DRAFT, target=Status.ACTIVE)
+    def activate(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.ACTIVE, target=Status.SUSPENDED)
+    def suspend(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.SUSPENDED, target=Status.ACTIVE)
+    def resume(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=[Status.ACTIVE, Status.SUSPENDED], target=Status.CLOSED)
+    def close(self, by=None, description=None) -> None:
+        pass
+
+
+class ContractRate(models.Model):
+    """Contract-level rate override for a role or a person, effective-dated.
+
+    Rows created by an approved change order point at it (rate provenance).
+    """
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="rates")
+    role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rate = models.DecimalField(**RATE, validators=[MinValueValidator(0)])
+    effective_from = models.DateField()
+    effective_to = models.DateField(null=True, blank=True)
+    change_order = models.ForeignKey(
+        "billing.ChangeOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="applied_rates"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["contract", "effective_from"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(role__isnull=False) & Q(person__isnull=True))
+                | (Q(role__isnull=True) & Q(person__isnull=False)),
+                name="billing_contractrate_role_xor_person",
+            ),
+            models.CheckConstraint(condition=Q(rate__gte=0), name="billing_contractrate_rate_non_negative"),
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gte=F("effective_from")),
+                name="billing_contractrate_period_ordered",
+            ),
+            models.UniqueConstraint(
+                fields=["contract", "role", "person", "effective_from", "change_order"],
+                name="billing_contractrate_unique_start",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.person or self.role
+        return f"{self.contract.code} {who} {self.rate} from {self.effective_from}"
+
+
+class ChangeOrder(FSMModelMixin, TimeStamped):
+    """A contract amendment; only an approved one changes billing."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="change_orders")
+    code = models.CharField(max_length=40)
+    description = models.TextField(blank=True, default="")
+    cap_delta = models.DecimalField(**MONEY, default=Decimal("0"))
+    signed_document = models.FileField(upload_to="contracts/change_orders/", blank=True)
+    signed_on = models.DateField(null=True, blank=True)
+    status = FSMField(default=Status.DRAFT, choices=Status.choices, protected=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True, default="")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["contract", "code"]
+        constraints = [models.UniqueConstraint(fields=["contract", "code"], name="billing_changeorder_unique_code")]
+
+    def __str__(self) -> str:
+        return f"{self.contract.code}/{self.code}"
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.DRAFT, target=Status.SUBMITTED)
+    def submit(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.SUBMITTED, target=Status.APPROVED)
+    def approve(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.SUBMITTED, target=Status.REJECTED)
+    def reject(self, by=None, description=None) -> None:
+        pass
+
+
+class ChangeOrderRate(models.Model):
+    """A rate the change order introduces from a date (applied on approval)."""
+
+    change_order = models.ForeignKey(ChangeOrder, on_delete=models.CASCADE, related_name="rates")
+    role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rate = models.DecimalField(**RATE, validators=[MinValueValidator(0)])
+    effective_from = models.DateField()
+    effective_to = models.DateField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(role__isnull=False) & Q(person__isnull=True))
+                | (Q(role__isnull=True) & Q(person__isnull=False)),
+                name="billing_changeorderrate_role_xor_person",
+            ),
+            models.CheckConstraint(condition=Q(rate__gte=0), name="billing_changeorderrate_rate_non_negative"),
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gte=F("effective_from")),
+                name="billing_changeorderrate_period_ordered",
+            ),
+        ]
+
+
+class ChangeOrderMilestone(models.Model):
+    """A milestone the change order adds to a project (created on approval)."""
+
+    change_order = models.ForeignKey(ChangeOrder, on_delete=models.CASCADE, related_name="milestones")
+    project = models.ForeignKey("billing.Project", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
+    amount = models.DecimalField(**MONEY, validators=[MinValueValidator(0)])
+    due_date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="billing_changeordermilestone_amount_non_negative")
+        ]
+
+
+class Project(FSMModelMixin, ExternallyIdentified, TimeStamped):
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        ACTIVE = "active", "Active"
+        ON_HOLD = "on_hold", "On hold"
+        COMPLETED = "completed", "Completed"
+        CLOSED = "closed", "Closed"
+
+    BILLABLE_STATUSES = (Status.ACTIVE, Status.COMPLETED)
+
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="projects")
+    code = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    business_unit = models.CharField(max_length=60, blank=True, default="", help_text="Practice.")
+    project_manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="managed_projects"
+    )
+    status = FSMField(default=Status.PLANNED, choices=Status.choices, protected=True)
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}".strip()
+
+    @property
+    def is_billable(self) -> bool:
+        return self.status in self.BILLABLE_STATUSES
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=[Status.PLANNED, Status.ON_HOLD], target=Status.ACTIVE)
+    def activate(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.ACTIVE, target=Status.ON_HOLD)
+    def hold(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.ACTIVE, target=Status.COMPLETED)
+    def complete(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.COMPLETED, target=Status.CLOSED)
+    def close(self, by=None, description=None) -> None:
+        pass

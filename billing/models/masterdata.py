@@ -1,0 +1,262 @@
+"""Master data: legal entities, clients, people, rate cards, tax rules, FX rates."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from simple_history.models import HistoricalRecords
+
+from billing.models.base import (
+    FX,
+    PERCENT,
+    RATE,
+    ExternallyIdentified,
+    TimeStamped,
+    country_field,
+    currency_field,
+)
+from billing.vat import vat_id_is_valid
+
+
+class LegalEntity(TimeStamped):
+    """A company of the group that issues invoices; numbering is gapless per entity."""
+
+    code = models.CharField(max_length=20, unique=True)
+    name = models.CharField(max_length=200)
+    country = country_field()
+    currency = currency_field()
+    vat_id = models.CharField(max_length=30, blank=True, default="")
+    address_line1 = models.CharField(max_length=200, blank=True, default="")
+    city = models.CharField(max_length=100, blank=True, default="")
+    postal_code = models.CharField(max_length=20, blank=True, default="")
+    invoice_prefix = models.CharField(max_length=20, blank=True, default="", help_text="Defaults to the code.")
+    bank_name = models.CharField(max_length=100, blank=True, default="")
+    iban = models.CharField(max_length=34, blank=True, default="")
+    bic = models.CharField(max_length=11, blank=True, default="")
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name_plural = "legal entities"
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+    @property
+    def number_prefix(self) -> str:
+        return self.invoice_prefix or self.code
+
+
+class Client(ExternallyIdentified, TimeStamped):
+    """A customer; `master_data_problems()` lists what blocks invoicing it."""
+
+    code = models.CharField(max_length=40, unique=True)
+    legal_name = models.CharField(max_length=200)
+    address_line1 = models.CharField(max_length=200, blank=True, default="")
+    address_line2 = models.CharField(max_length=200, blank=True, default="")
+    city = models.CharField(max_length=100, blank=True, default="")
+    postal_code = models.CharField(max_length=20, blank=True, default="")
+    country = country_field()
+    vat_id = models.CharField(max_length=30, blank=True, default="")
+    currency = currency_field()
+    payment_terms_days = models.PositiveSmallIntegerField(default=30)
+    po_required = models.BooleanField(default=False)
+    billing_emails = models.CharField(
+        max_length=500, blank=True, default="", help_text="Comma-separated addresses invoices are sent to."
+    )
+    credit_hold = models.BooleanField(default=False)
+    erp_id = models.CharField(max_length=100, blank=True, default="")
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        ordering = ["code"]
+        constraints = [
+            *ExternallyIdentified.Meta.constraints,
+            models.UniqueConstraint(fields=["erp_id"], condition=~Q(erp_id=""), name="billing_client_unique_erp_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.legal_name}"
+
+    @property
+    def has_valid_vat_id(self) -> bool:
+        return bool(self.vat_id) and vat_id_is_valid(self.vat_id, self.country)
+
+    @property
+    def billing_email_list(self) -> list[str]:
+        return [e.strip() for e in self.billing_emails.split(",") if e.strip()]
+
+    def master_data_problems(self) -> list[str]:
+        """What must be fixed on this client before an invoice can go out."""
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_email
+
+        problems = []
+        if not self.legal_name.strip():
+            problems.append("Legal name is missing.")
+        missing = [
+            label
+            for label, value in (("street", self.address_line1), ("city", self.city), ("postal code", self.postal_code))
+            if not value.strip()
+        ]
+        if missing:
+            problems.append(f"Billing address is incomplete: {', '.join(missing)} missing.")
+        if not self.country:
+            problems.append("Country is missing.")
+        emails = self.billing_email_list
+        if not emails:
+            problems.append("No billing e-mail address.")
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError:
+                problems.append(f"Billing e-mail {email!r} is not a valid address.")
+        if self.vat_id and not vat_id_is_valid(self.vat_id, self.country):
+            problems.append(f"VAT id {self.vat_id} is not valid for {self.country}.")
+        return problems
+
+
+class Role(models.Model):
+    code = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=100, blank=True, default="")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Person(ExternallyIdentified, TimeStamped):
+    """A consultant who books time; may have a portal login."""
+
+    code = models.CharField(max_length=60, unique=True)
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True, default="")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="people")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="person"
+    )
+    home_entity = models.ForeignKey(LegalEntity, null=True, blank=True, on_delete=models.PROTECT)
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        ordering = ["name"]
+        verbose_name_plural = "people"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RateCard(TimeStamped):
+    code = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    currency = currency_field()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.currency})"
+
+
+class RateCardLine(models.Model):
+    """Hourly rate of a role, effective-dated: rates get history, never edits."""
+
+    rate_card = models.ForeignKey(RateCard, on_delete=models.CASCADE, related_name="lines")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="+")
+    rate = models.DecimalField(**RATE, validators=[MinValueValidator(0)])
+    effective_from = models.DateField()
+    effective_to = models.DateField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rate_card", "role", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rate_card", "role", "effective_from"], name="billing_ratecardline_unique_start"
+            ),
+            models.CheckConstraint(condition=Q(rate__gte=0), name="billing_ratecardline_rate_non_negative"),
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gte=F("effective_from")),
+                name="billing_ratecardline_period_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rate_card.code} {self.role.code} {self.rate} from {self.effective_from}"
+
+
+class TaxRule(models.Model):
+    """(entity country, client relation, client VAT-registered) → tax category and rate.
+
+    `entity_country` is an ISO code or `EU` (any member state); the most specific
+    matching rule wins (see billing.services.tax).
+    """
+
+    class Relation(models.TextChoices):
+        DOMESTIC = "domestic", "Same country"
+        EU_OTHER = "eu_other", "Another EU member state"
+        EXPORT = "export", "Outside the entity's VAT area"
+        ANY = "any", "Any client"
+
+    class Category(models.TextChoices):
+        STANDARD = "S", "S – standard rate"
+        REVERSE_CHARGE = "AE", "AE – reverse charge"
+        OUTSIDE_SCOPE = "O", "O – outside the scope of VAT"
+        EXEMPT = "E", "E – exempt"
+        ZERO = "Z", "Z – zero rated"
+
+    entity_country = models.CharField(max_length=2, help_text="ISO code, or EU for any member state.")
+    client_relation = models.CharField(max_length=10, choices=Relation.choices)
+    client_country = models.CharField(
+        max_length=2, blank=True, default="", help_text="Optional: only clients in this country."
+    )
+    client_vat_registered = models.BooleanField(
+        null=True, blank=True, help_text="Empty: any client; yes/no: only clients with/without a valid VAT id."
+    )
+    category = models.CharField(max_length=2, choices=Category.choices)
+    rate = models.DecimalField(**PERCENT, validators=[MinValueValidator(0)])
+    legal_note = models.CharField(max_length=300, blank=True, default="")
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["entity_country", "client_relation"]
+        constraints = [
+            models.CheckConstraint(condition=Q(rate__gte=0) & Q(rate__lte=100), name="billing_taxrule_rate_range"),
+            models.UniqueConstraint(
+                fields=["entity_country", "client_relation", "client_country", "client_vat_registered"],
+                condition=Q(active=True),
+                name="billing_taxrule_unique_active",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity_country} → {self.get_client_relation_display()}: {self.category} {self.rate}%"
+
+
+class FxRate(models.Model):
+    """1 `from_currency` = `rate` × `to_currency` on `date`."""
+
+    from_currency = currency_field()
+    to_currency = currency_field()
+    date = models.DateField()
+    rate = models.DecimalField(**FX)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["from_currency", "to_currency", "-date"]
+        constraints = [
+            models.UniqueConstraint(fields=["from_currency", "to_currency", "date"], name="billing_fxrate_unique"),
+            models.CheckConstraint(condition=Q(rate__gt=0), name="billing_fxrate_positive"),
+            models.CheckConstraint(condition=~Q(from_currency=F("to_currency")), name="billing_fxrate_distinct_pair"),
+        ]
+
+    def __str__(self) -> str:
+        return f"1 {self.from_currency} = {self.rate} {self.to_currency} on {self.date}"

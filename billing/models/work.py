@@ -1,0 +1,227 @@
+"""Delivered work: time entries, expenses and milestones, each with its FSM.
+
+A billed item points at the one invoice line that bills it (`invoice_line`);
+the column holds one value, so an item can never sit on two lines, and the
+check constraint ties the `invoiced` status to that link. Cancelling a draft or
+a full credit note clears the link and returns the item to `approved`.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django_fsm import FSMField, FSMModelMixin, transition
+from django_fsm_log.decorators import fsm_log_by, fsm_log_description
+from simple_history.models import HistoricalRecords
+
+from billing.models.base import HOURS, MONEY, ExternallyIdentified, TimeStamped, currency_field
+from billing.models.contracts import Project
+from billing.models.masterdata import Person
+
+
+class WorkStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SUBMITTED = "submitted", "Submitted"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    INVOICED = "invoiced", "Invoiced"
+
+
+def _invoiced_iff_linked(prefix: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=(Q(status="invoiced") & Q(invoice_line__isnull=False))
+        | (~Q(status="invoiced") & Q(invoice_line__isnull=True)),
+        name=f"billing_{prefix}_invoiced_iff_linked",
+    )
+
+
+class SubmittedWork(FSMModelMixin, ExternallyIdentified, TimeStamped):
+    """Shared FSM of time entries and expenses (DESIGN §2)."""
+
+    Status = WorkStatus
+
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="+")
+    date = models.DateField()
+    description = models.CharField(max_length=500, blank=True, default="")
+    billable = models.BooleanField(default=True)
+    status = FSMField(default=WorkStatus.DRAFT, choices=WorkStatus.choices, protected=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True, default="")
+    invoice_line = models.ForeignKey(
+        "billing.InvoiceLine", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.DRAFT, target=WorkStatus.SUBMITTED)
+    def submit(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.SUBMITTED, target=WorkStatus.APPROVED)
+    def approve(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.SUBMITTED, target=WorkStatus.REJECTED)
+    def reject(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.REJECTED, target=WorkStatus.DRAFT)
+    def redraft(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.APPROVED, target=WorkStatus.SUBMITTED)
+    def reopen(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.APPROVED, target=WorkStatus.INVOICED)
+    def mark_invoiced(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field="status", source=WorkStatus.INVOICED, target=WorkStatus.APPROVED)
+    def release(self, by=None, description=None) -> None:
+        pass
+
+
+class TimeEntry(SubmittedWork):
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="time_entries")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="time_entries")
+    hours = models.DecimalField(**HOURS)
+    invoice_line = models.ForeignKey(
+        "billing.InvoiceLine", null=True, blank=True, on_delete=models.PROTECT, related_name="time_entries"
+    )
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        verbose_name_plural = "time entries"
+        ordering = ["date", "id"]
+        constraints = [
+            *ExternallyIdentified.Meta.constraints,
+            models.CheckConstraint(condition=Q(hours__gt=0) & Q(hours__lte=24), name="billing_timeentry_hours_range"),
+            _invoiced_iff_linked("timeentry"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "date"], name="billing_time_status_date"),
+            models.Index(fields=["person", "date"], name="billing_time_person_date"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person} {self.date} {self.hours}h {self.project.code}"
+
+
+class Expense(SubmittedWork):
+    class Category(models.TextChoices):
+        TRAVEL = "travel", "Travel"
+        LODGING = "lodging", "Lodging"
+        MEALS = "meals", "Meals"
+        SOFTWARE = "software", "Software"
+        OTHER = "other", "Other"
+
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="expenses")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="expenses")
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.OTHER)
+    amount = models.DecimalField(**MONEY)
+    currency = currency_field()
+    receipt = models.FileField(upload_to="expenses/receipts/", blank=True)
+    invoice_line = models.ForeignKey(
+        "billing.InvoiceLine", null=True, blank=True, on_delete=models.PROTECT, related_name="expenses"
+    )
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        ordering = ["date", "id"]
+        constraints = [
+            *ExternallyIdentified.Meta.constraints,
+            models.CheckConstraint(condition=Q(amount__gt=0), name="billing_expense_amount_positive"),
+            _invoiced_iff_linked("expense"),
+        ]
+        indexes = [models.Index(fields=["status", "date"], name="billing_expense_status_date")]
+
+    def __str__(self) -> str:
+        return f"{self.person} {self.date} {self.amount} {self.currency}"
+
+
+class Milestone(FSMModelMixin, ExternallyIdentified, TimeStamped):
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        COMPLETED = "completed", "Completed"
+        APPROVED = "approved", "Approved"
+        INVOICED = "invoiced", "Invoiced"
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="milestones")
+    name = models.CharField(max_length=200)
+    amount = models.DecimalField(**MONEY)
+    due_date = models.DateField(null=True, blank=True)
+    evidence = models.TextField(blank=True, default="", help_text="What proves the milestone was delivered.")
+    status = FSMField(default=Status.PLANNED, choices=Status.choices, protected=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    change_order = models.ForeignKey(
+        "billing.ChangeOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="added_milestones"
+    )
+    invoice_line = models.ForeignKey(
+        "billing.InvoiceLine", null=True, blank=True, on_delete=models.PROTECT, related_name="milestones"
+    )
+    history = HistoricalRecords()
+
+    class Meta(ExternallyIdentified.Meta):
+        ordering = ["project", "due_date", "id"]
+        constraints = [
+            *ExternallyIdentified.Meta.constraints,
+            models.CheckConstraint(condition=Q(amount__gte=Decimal("0")), name="billing_milestone_amount_non_negative"),
+            _invoiced_iff_linked("milestone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.code}: {self.name}"
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.PLANNED, target=Status.COMPLETED)
+    def complete(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.COMPLETED, target=Status.APPROVED)
+    def approve(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.APPROVED, target=Status.INVOICED)
+    def mark_invoiced(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.INVOICED, target=Status.APPROVED)
+    def release(self, by=None, description=None) -> None:
+        pass

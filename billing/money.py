@@ -1,0 +1,32 @@
+"""Money arithmetic: Decimal only, ROUND_HALF_UP to the currency's minor unit."""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from babel.numbers import get_currency_precision, is_currency
+
+HUNDRED = Decimal("100")
+ZERO = Decimal("0")
+QUANTITY_QUANTUM = Decimal("0.01")
+
+
+def minor_unit(currency: str) -> int:
+    """Digits after the decimal point for an ISO 4217 currency (EUR 2, JPY 0)."""
+    return get_currency_precision(currency)
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_unit(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half up to the currency's minor unit (DESIGN §3.1)."""
+    return Decimal(amount).quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def round_quantity(quantity: Decimal) -> Decimal:
+    return Decimal(quantity).quantize(QUANTITY_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def is_valid_currency(code: str) -> bool:
+    return bool(code) and len(code) == 3 and code.isupper() and is_currency(code)

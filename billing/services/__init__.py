@@ -1,0 +1,1 @@
+"""Use cases that change billing state: one transaction each (DESIGN §1)."""
