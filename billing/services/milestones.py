@@ -1,0 +1,75 @@
+"""Milestones: the PM marks one completed, someone else approves it for billing.
+
+Segregation of duties (DESIGN §4): the person who marked a milestone completed
+cannot approve it, so a PM's own milestone needs a finance controller (or a
+co-managing PM) to approve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing import rules as billing_rules
+from billing.models import Milestone, Project
+from billing.services.audit import save_audited
+from billing.services.work import apply_transition, lock_for_update, refresh_caller
+from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser as User
+else:
+    User = Any
+
+
+def _label(milestone: Milestone) -> str:
+    return f"milestone '{milestone.name}' of {milestone.project.code}"
+
+
+def milestone_complete(*, milestone: Milestone, user: User, evidence: str = "") -> Milestone:
+    """The project's manager declares the milestone delivered, with what proves it."""
+    with transaction.atomic():
+        locked = lock_for_update(milestone, "project")
+        if not billing_rules.can_complete_milestone.test(user, locked):
+            raise PermissionDeniedError(
+                f"Only the manager of project {locked.project.code} can mark its milestones completed."
+            )
+        if not locked.project.is_billable:
+            raise ApplicationError(
+                f"Project {locked.project.code} is {locked.project.get_status_display().lower()}; "
+                "milestones can be completed on active or completed projects only.",
+                code="project_not_active",
+            )
+        reason = evidence.strip() or "Completed"
+        apply_transition(locked, "complete", user=user, reason=reason, label=_label(locked))
+        locked.completed_by = user
+        locked.completed_at = timezone.now()
+        if evidence.strip():
+            locked.evidence = evidence.strip()
+        save_audited(locked, user=user, reason="Completed")
+    refresh_caller(milestone, locked)
+    return locked
+
+
+def milestone_approve(*, milestone: Milestone, user: User) -> Milestone:
+    """Approve a completed milestone for billing: PM or finance controller, not its completer."""
+    with transaction.atomic():
+        locked = lock_for_update(milestone, "project")
+        if billing_rules.completed_milestone.test(user, locked):
+            raise SegregationOfDutiesError(f"You marked {_label(locked)} completed, so someone else must approve it.")
+        if not (
+            billing_rules.is_project_manager_of.test(user, locked) or billing_rules.is_finance_controller.test(user)
+        ):
+            raise PermissionDeniedError(
+                f"Only the manager of project {locked.project.code} or a finance controller can approve its milestones."
+            )
+        if locked.project.status == Project.Status.CLOSED:
+            raise ApplicationError(f"Project {locked.project.code} is closed.", code="project_closed")
+        apply_transition(locked, "approve", user=user, label=_label(locked))
+        locked.approved_by = user
+        locked.approved_at = timezone.now()
+        save_audited(locked, user=user, reason="Approved")
+    refresh_caller(milestone, locked)
+    return locked

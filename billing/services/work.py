@@ -1,0 +1,355 @@
+"""Time entries and expenses: create, submit, approve, reject, redraft, reopen.
+
+Both share one FSM (`billing.models.work.SubmittedWork`). Every state change
+locks the row, asks the FSM, saves through `save_audited` (history row with
+user and reason) and leaves a django-fsm-log StateLog row. Who may act is
+decided by `billing.rules`; segregation of duties is checked first so the
+refusal names the real reason.
+
+`lock_for_update`, `apply_transition` and `require_reason` are shared with the
+other workflow services (milestones, change orders, projects, contracts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date as date_type
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import models, transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from billing import rules as billing_rules
+from billing.models import Expense, Person, Project, TimeEntry
+from billing.models.contracts import Contract
+from billing.models.work import SubmittedWork, WorkStatus
+from billing.services.audit import save_audited
+from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser as User
+else:
+    User = Any
+
+M = TypeVar("M", bound=models.Model)
+WorkItem = TimeEntry | Expense
+
+MAX_HOURS_PER_DAY = Decimal("24")
+
+
+# --- helpers shared by the workflow services -------------------------------------------------
+
+
+def lock_for_update(obj: M, *related: str) -> M:
+    """Re-read `obj` under a row lock so concurrent transitions of it serialize.
+
+    Only the object's own row is locked (`of=self`), related rows are just read.
+    """
+    qs = type(obj)._default_manager.select_for_update(of=("self",))
+    if related:
+        qs = qs.select_related(*related)
+    return qs.get(pk=obj.pk)
+
+
+def refresh_caller(original: models.Model, updated: models.Model) -> None:
+    """Keep the caller's instance in step with the saved row (FSM fields cannot be assigned)."""
+    if original is not updated:
+        original.refresh_from_db()
+
+
+def apply_transition(obj: Any, transition: str, *, user: User, reason: str = "", label: str = "") -> None:
+    """Run FSM transition `transition` on `obj` with the django-fsm-log actor and description."""
+    method = getattr(obj, transition)
+    try:
+        method(by=user, description=reason or None)
+    except TransitionNotAllowed as exc:
+        what = label or f"{obj._meta.verbose_name} {obj.pk}"
+        raise InvalidTransitionError(
+            f"Cannot {transition.replace('_', ' ')} {what}: it is {obj.get_status_display().lower()}.",
+        ) from exc
+
+
+def require_reason(reason: str | None, action: str) -> str:
+    """A rejection or reopening without a reason cannot be audited: refuse it."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(
+            f"A reason is required to {action}.", code="reason_required", field_errors={"reason": ["Required."]}
+        )
+    return reason
+
+
+def full_clean_or_raise(obj: models.Model, *, exclude: Iterable[str] = ()) -> None:
+    """Model validation as an ApplicationError with field errors (one error shape)."""
+    try:
+        obj.full_clean(exclude=list(exclude))
+    except ValidationError as exc:
+        field_errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        message = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in field_errors.items())
+        raise ApplicationError(message, code="invalid", field_errors=field_errors) from exc
+
+
+def _kind(item: SubmittedWork) -> str:
+    return "time entry" if isinstance(item, TimeEntry) else "expense"
+
+
+def _label(item: SubmittedWork) -> str:
+    return f"{_kind(item)} {item.pk}"
+
+
+# --- creation -----------------------------------------------------------------------------------
+
+
+def _check_bookable(*, person: Person, project: Project, user: User, item: SubmittedWork) -> None:
+    """New work needs an active person on an active project of an active contract."""
+    if not billing_rules.can_create_work.test(user, item):
+        raise PermissionDeniedError(
+            f"You may not record work for {person} on project {project.code}: only the person, "
+            "the project's manager or finance can."
+        )
+    if not person.active:
+        raise ApplicationError(f"{person} is inactive and cannot book work.", code="person_inactive")
+    if project.status != Project.Status.ACTIVE:
+        raise ApplicationError(
+            f"Project {project.code} is {project.get_status_display().lower()}; work can only be booked "
+            "on an active project.",
+            code="project_not_active",
+            field_errors={"project": ["Project is not active."]},
+        )
+    if project.contract.status != Contract.Status.ACTIVE:
+        raise ApplicationError(
+            f"Contract {project.contract.code} is {project.contract.get_status_display().lower()}; "
+            "work can only be booked under an active contract.",
+            code="contract_not_active",
+            field_errors={"project": ["Contract is not active."]},
+        )
+
+
+def _as_decimal(value: Any, field: str) -> Decimal:
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise ApplicationError(
+            f"{field} must be a number.", code="invalid", field_errors={field: ["Enter a number."]}
+        ) from exc
+
+
+def time_entry_create(
+    *,
+    person: Person,
+    project: Project,
+    date: date_type,
+    hours: Decimal | str | int,
+    description: str = "",
+    billable: bool = True,
+    user: User,
+) -> TimeEntry:
+    """Record a draft time entry; nobody books more than 24 h on one day.
+
+    The day total is checked under a lock on the Person row, so two concurrent
+    bookings for the same person cannot both pass the check.
+    """
+    hours = _as_decimal(hours, "hours")
+    if not (Decimal("0") < hours <= MAX_HOURS_PER_DAY):
+        raise ApplicationError(
+            f"Hours must be more than 0 and at most 24 (got {hours}).",
+            code="invalid_hours",
+            field_errors={"hours": ["Must be more than 0 and at most 24."]},
+        )
+    with transaction.atomic():
+        person = Person.objects.select_for_update().get(pk=person.pk)
+        project = Project.objects.select_related("contract").get(pk=project.pk)
+        entry = TimeEntry(
+            person=person, project=project, date=date, hours=hours, description=description, billable=billable
+        )
+        _check_bookable(person=person, project=project, user=user, item=entry)
+        booked = TimeEntry.objects.filter(person=person, date=date).aggregate(total=Sum("hours"))["total"]
+        booked = booked or Decimal("0")
+        if booked + hours > MAX_HOURS_PER_DAY:
+            raise ApplicationError(
+                f"{person} already has {booked} h on {date}; adding {hours} h would exceed 24 h for the day.",
+                code="daily_hours_exceeded",
+                field_errors={"hours": [f"At most {MAX_HOURS_PER_DAY - booked} h left on {date}."]},
+            )
+        full_clean_or_raise(entry, exclude=["invoice_line"])
+        save_audited(entry, user=user, reason="Time entry recorded")
+    return entry
+
+
+def expense_create(
+    *,
+    person: Person,
+    project: Project,
+    date: date_type,
+    amount: Decimal | str | int,
+    currency: str,
+    category: str,
+    description: str = "",
+    billable: bool = True,
+    receipt: File | None = None,
+    user: User,
+) -> Expense:
+    """Record a draft expense in its original currency (converted at billing time)."""
+    amount = _as_decimal(amount, "amount")
+    if amount <= 0:
+        raise ApplicationError(
+            f"An expense amount must be positive (got {amount}).",
+            code="invalid_amount",
+            field_errors={"amount": ["Must be more than 0."]},
+        )
+    with transaction.atomic():
+        person = Person.objects.get(pk=person.pk)
+        project = Project.objects.select_related("contract").get(pk=project.pk)
+        expense = Expense(
+            person=person,
+            project=project,
+            date=date,
+            amount=amount,
+            currency=(currency or "").upper(),
+            category=category,
+            description=description,
+            billable=billable,
+        )
+        if receipt is not None:
+            expense.receipt = receipt
+        _check_bookable(person=person, project=project, user=user, item=expense)
+        full_clean_or_raise(expense, exclude=["invoice_line", "receipt"])
+        save_audited(expense, user=user, reason="Expense recorded")
+    return expense
+
+
+# --- transitions -----------------------------------------------------------------------------
+
+
+def _lock_item(item: WorkItem) -> WorkItem:
+    return lock_for_update(item, "person", "project")
+
+
+def _check_decider(item: SubmittedWork, user: User, action: str) -> None:
+    """Approve/reject/reopen: the project's PM or a finance controller, never on one's own work."""
+    if billing_rules.owns_work.test(user, item):
+        raise SegregationOfDutiesError(f"You cannot {action} your own {_kind(item)} ({_label(item)}).")
+    if not (billing_rules.is_project_manager_of.test(user, item) or billing_rules.is_finance_controller.test(user)):
+        raise PermissionDeniedError(
+            f"Only the manager of project {item.project.code} or a finance controller can {action} {_label(item)}."
+        )
+
+
+def work_submit(*, item: WorkItem, user: User) -> WorkItem:
+    """Hand a draft to the project's manager for approval."""
+    with transaction.atomic():
+        locked = _lock_item(item)
+        if not billing_rules.can_submit_work.test(user, locked):
+            raise PermissionDeniedError(f"You may not submit {_label(locked)}: it is not yours.")
+        if locked.project.status == Project.Status.CLOSED:
+            raise ApplicationError(
+                f"Project {locked.project.code} is closed; no more work can be submitted.", code="project_closed"
+            )
+        apply_transition(locked, "submit", user=user, label=_label(locked))
+        locked.submitted_at = timezone.now()
+        locked.rejection_reason = ""
+        save_audited(locked, user=user, reason="Submitted for approval")
+    refresh_caller(item, locked)
+    return locked
+
+
+def _approve_locked(locked: SubmittedWork, user: User, now: Any) -> None:
+    _check_decider(locked, user, "approve")
+    apply_transition(locked, "approve", user=user, label=_label(locked))
+    locked.approved_by = user
+    locked.approved_at = now
+    locked.rejection_reason = ""
+    save_audited(locked, user=user, reason="Approved")
+
+
+def work_approve(*, item: WorkItem, user: User) -> WorkItem:
+    """Approve submitted work so the billing engine may bill it."""
+    with transaction.atomic():
+        locked = _lock_item(item)
+        _approve_locked(locked, user, timezone.now())
+    refresh_caller(item, locked)
+    return locked
+
+
+def work_approve_bulk(*, items: Iterable[WorkItem], user: User) -> int:
+    """Approve many items in one transaction: all of them, or none if one is refused.
+
+    Rows are locked in a fixed order (model, pk) so two bulk approvals cannot deadlock.
+    """
+    by_model: dict[type[SubmittedWork], set[int]] = {}
+    for item in items:
+        by_model.setdefault(type(item), set()).add(item.pk)
+    now = timezone.now()
+    count = 0
+    with transaction.atomic():
+        for model in sorted(by_model, key=lambda m: m._meta.label):
+            pks = sorted(by_model[model])
+            locked_rows = list(
+                model._default_manager.select_for_update(of=("self",))
+                .select_related("person", "project")
+                .filter(pk__in=pks)
+                .order_by("pk")
+            )
+            missing = set(pks) - {row.pk for row in locked_rows}
+            if missing:
+                raise ApplicationError(
+                    f"{model._meta.verbose_name_plural.capitalize()} not found: {sorted(missing)}.", code="not_found"
+                )
+            for row in locked_rows:
+                _approve_locked(row, user, now)
+                count += 1
+    return count
+
+
+def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:
+    """Send submitted work back to its owner with the reason it cannot be approved."""
+    reason = require_reason(reason, "reject work")
+    with transaction.atomic():
+        locked = _lock_item(item)
+        _check_decider(locked, user, "reject")
+        apply_transition(locked, "reject", user=user, reason=reason, label=_label(locked))
+        locked.rejection_reason = reason
+        locked.approved_by = None
+        locked.approved_at = None
+        save_audited(locked, user=user, reason=reason)
+    refresh_caller(item, locked)
+    return locked
+
+
+def work_redraft(*, item: WorkItem, user: User) -> WorkItem:
+    """The owner takes rejected work back to draft to correct it (the rejection reason stays visible)."""
+    with transaction.atomic():
+        locked = _lock_item(item)
+        if not billing_rules.can_redraft_work.test(user, locked):
+            raise PermissionDeniedError(f"Only the person who recorded {_label(locked)} can take it back to draft.")
+        apply_transition(locked, "redraft", user=user, label=_label(locked))
+        save_audited(locked, user=user, reason="Back to draft for correction")
+    refresh_caller(item, locked)
+    return locked
+
+
+def work_reopen(*, item: WorkItem, user: User, reason: str) -> WorkItem:
+    """Take approved, not yet invoiced work back to submitted (e.g. approved by mistake).
+
+    Invoiced work is never reopened: it is corrected with a credit note.
+    """
+    reason = require_reason(reason, "reopen approved work")
+    with transaction.atomic():
+        locked = _lock_item(item)
+        _check_decider(locked, user, "reopen")
+        if locked.status == WorkStatus.INVOICED or locked.invoice_line_id:
+            raise InvalidTransitionError(
+                f"{_label(locked).capitalize()} is already invoiced; correct it with a credit note.",
+                code="already_invoiced",
+            )
+        apply_transition(locked, "reopen", user=user, reason=reason, label=_label(locked))
+        locked.approved_by = None
+        locked.approved_at = None
+        save_audited(locked, user=user, reason=reason)
+    refresh_caller(item, locked)
+    return locked

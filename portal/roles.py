@@ -1,0 +1,148 @@
+"""Roles are Django groups; this module names them and says what each may touch.
+
+Model permissions (add/change/view) gate admin and API lists; who may act on a
+*particular* object (approve this time entry, this milestone) is decided by the
+predicates in `billing.rules` and enforced again by the services.
+
+`ROLE_GRANTS` is the single source of the groups' model permissions: the
+`portal.0001_roles` migration applies it, and `sync_role_permissions()` can be
+re-run (e.g. after apps add models) because it only ever adds permissions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
+
+CONSULTANT = "consultant"
+PROJECT_MANAGER = "project_manager"
+FINANCE_ANALYST = "finance_analyst"
+FINANCE_CONTROLLER = "finance_controller"
+COLLECTIONS = "collections"
+BILLING_ADMIN = "billing_admin"
+AUDITOR = "auditor"
+
+ALL_ROLES: tuple[str, ...] = (
+    CONSULTANT,
+    PROJECT_MANAGER,
+    FINANCE_ANALYST,
+    FINANCE_CONTROLLER,
+    COLLECTIONS,
+    BILLING_ADMIN,
+    AUDITOR,
+)
+FINANCE_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER})
+
+VIEW = ("view",)
+ADD_CHANGE_VIEW = ("add", "change", "view")
+CHANGE_VIEW = ("change", "view")
+
+MASTER_DATA = ("legalentity", "client", "role", "person", "ratecard", "ratecardline", "taxrule", "fxrate")
+CONTRACT_DATA = ("contract", "contractrate", "changeorder", "changeorderrate", "changeordermilestone", "project")
+WORK = ("timeentry", "expense", "milestone")
+INVOICING = ("invoice", "invoiceline", "invoicetax", "invoiceexception", "payment", "billingrun")
+
+# role -> [(app_label pattern, model pattern, actions)]; patterns are fnmatch-style.
+# No role gets `delete_*`: financial records are corrected, never deleted.
+_CONSULTANT_GRANTS = [
+    ("billing", "timeentry", ADD_CHANGE_VIEW),
+    ("billing", "expense", ADD_CHANGE_VIEW),
+    *[("billing", m, VIEW) for m in ("project", "milestone", "person", "role")],
+]
+_FINANCE_GRANTS = [
+    ("billing", "*", VIEW),
+    *[("billing", m, ADD_CHANGE_VIEW) for m in INVOICING],
+    ("approvals", "*", VIEW),
+    ("disputes", "*", ADD_CHANGE_VIEW),
+    ("integrations", "*", VIEW),
+    ("integrations", "outbox*", CHANGE_VIEW),  # finance retries the dead-letter queue
+    ("django_fsm_log", "*", VIEW),
+]
+
+ROLE_GRANTS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
+    CONSULTANT: _CONSULTANT_GRANTS,
+    PROJECT_MANAGER: [
+        *_CONSULTANT_GRANTS,
+        *[("billing", m, VIEW) for m in ("client", "contract", "contractrate", "ratecard", "ratecardline")],
+        *[("billing", m, ADD_CHANGE_VIEW) for m in ("changeorder", "changeorderrate", "changeordermilestone")],
+        ("billing", "milestone", CHANGE_VIEW),
+        ("billing", "project", CHANGE_VIEW),
+        ("billing", "invoice", VIEW),
+        ("billing", "invoiceline", VIEW),
+        ("approvals", "*", VIEW),
+    ],
+    FINANCE_ANALYST: _FINANCE_GRANTS,
+    FINANCE_CONTROLLER: [*_FINANCE_GRANTS, ("approvals", "*", CHANGE_VIEW)],
+    COLLECTIONS: [
+        *[("billing", m, VIEW) for m in ("client", "contract", "project", "invoice", "invoiceline", "invoicetax")],
+        ("billing", "payment", VIEW),
+        ("disputes", "*", ADD_CHANGE_VIEW),
+    ],
+    BILLING_ADMIN: [
+        ("billing", "*", VIEW),
+        *[("billing", m, ADD_CHANGE_VIEW) for m in (*MASTER_DATA, *CONTRACT_DATA)],
+        ("approvals", "approvalpolicy*", ADD_CHANGE_VIEW),
+        ("approvals", "*step", ADD_CHANGE_VIEW),
+        ("approvals", "*", VIEW),
+    ],
+    # Auditors read everything, including history and transition logs, and change nothing.
+    AUDITOR: [("*", "*", VIEW)],
+}
+
+
+def user_roles(user: Any) -> set[str]:
+    """The Billable roles (group names) of `user`; empty for anonymous or inactive users."""
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return set()
+    return set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+
+
+def has_role(user: Any, role: str) -> bool:
+    return role in user_roles(user)
+
+
+def has_any_role(user: Any, roles: Iterable[str]) -> bool:
+    return bool(user_roles(user) & set(roles))
+
+
+def _matches(grants: list[tuple[str, str, tuple[str, ...]]], app_label: str, model: str, action: str) -> bool:
+    return any(
+        fnmatchcase(app_label, app_pat) and fnmatchcase(model, model_pat) and action in actions
+        for app_pat, model_pat, actions in grants
+    )
+
+
+def sync_role_permissions(*, apps: Any = None, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+    """Create the role groups and grant them `ROLE_GRANTS`; additive and idempotent.
+
+    Works with the global app registry or a migration's historical `apps`.
+    Returns how many permissions each group holds afterwards.
+    """
+    if apps is None:
+        from django.apps import apps as global_apps
+
+        apps = global_apps
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    permissions = list(
+        Permission.objects.using(using)
+        .select_related("content_type")
+        .only("id", "codename", "content_type__app_label", "content_type__model")
+    )
+    counts: dict[str, int] = {}
+    for role in ALL_ROLES:
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        grants = ROLE_GRANTS[role]
+        wanted = []
+        for perm in permissions:
+            action, _, model = perm.codename.partition("_")
+            if model != perm.content_type.model:
+                continue  # custom permissions are granted explicitly, not by pattern
+            if _matches(grants, perm.content_type.app_label, model, action):
+                wanted.append(perm.pk)
+        group.permissions.add(*wanted)
+        counts[role] = group.permissions.count()
+    return counts
