@@ -1,0 +1,73 @@
+# Billable — the two commands: `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# PostgreSQL for `make test`; the maintenance db `postgres` on the same server is probed first.
+TEST_DATABASE_URL := $(or $(DATABASE_URL),postgresql://postgres@127.0.0.1:5432/billable)
+DEMO_ADDR ?= 127.0.0.1:8000
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint
+
+help:
+	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker"
+	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite); PYTEST_ARGS='-k foo' to filter"
+	@echo "make lint   ruff check ."
+	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
+
+venv: $(STAMP)
+
+# pyproject.toml lists dependencies only (no package to build), so install exactly those:
+# no wheel build, no *.egg-info in the work tree. Re-runs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@echo "Installing the dependencies of pyproject.toml into $(VENV) ..."
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r $(VENV)/requirements.txt
+	touch $(STAMP)
+
+demo: venv
+	@export DEBUG=1
+	unset DATABASE_URL Q_REDIS_URL
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --scale 1
+	echo
+	echo "Billable demo: http://$(DEMO_ADDR)/  (admin: http://$(DEMO_ADDR)/admin/)"
+	echo "Web server and django-q2 worker running; Ctrl-C stops both."
+	# Each child in its own process group, so Ctrl-C / exit stops it with all of its processes.
+	set -m
+	pids=()
+	stop() { trap - INT TERM EXIT; for p in "$${pids[@]}"; do kill -TERM -- "-$$p" 2>/dev/null || true; done; wait || true; }
+	trap stop INT TERM EXIT
+	$(PY) manage.py runserver $(DEMO_ADDR) & pids+=($$!)
+	$(PY) manage.py qcluster & pids+=($$!)
+	wait -n || true
+
+test: venv
+	@export SECRET_KEY="$${SECRET_KEY:-test-only-key-not-for-production}"
+	url='$(TEST_DATABASE_URL)'
+	if [[ "$$url" == postgres* ]]; then
+	  if $(PY) -c 'import sys, psycopg; psycopg.connect(sys.argv[1], dbname="postgres", connect_timeout=3).close()' "$$url" 2>/dev/null; then
+	    export DATABASE_URL="$$url"
+	    echo "make test: PostgreSQL at $${url%%\?*}"
+	  elif [[ "$${CI:-}" == "true" ]]; then
+	    echo "make test: PostgreSQL is not reachable at $$url and CI=true: failing." >&2
+	    exit 1
+	  else
+	    unset DATABASE_URL
+	    echo "make test: NOTICE PostgreSQL is not reachable at $$url; running on SQLite (tests marked postgres are skipped)."
+	  fi
+	else
+	  export DATABASE_URL="$$url"
+	  echo "make test: $$url"
+	fi
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
