@@ -273,6 +273,7 @@ class InvoiceLine(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_lines",
         help_text="For credit-note lines: the original line credited.",
     )
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["invoice", "position", "id"]
@@ -288,6 +289,7 @@ class InvoiceTax(models.Model):
     base = models.DecimalField(**MONEY)
     amount = models.DecimalField(**MONEY)
     legal_note = models.CharField(max_length=300, blank=True, default="")
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [

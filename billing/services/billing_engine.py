@@ -1,0 +1,485 @@
+"""The billing engine: prices approved work into draft invoices (DESIGN §3).
+
+`price_contract` is pure computation over items already read from the database;
+`billing.services.billing_run` reads, locks and writes around it. Keeping the
+rules here, free of I/O, makes every rule testable and lets revalidation reuse
+exactly the same pricing as a run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from billing.models import Contract, InvoiceException, InvoiceLine, TaxRule
+from billing.money import HUNDRED, ZERO, round_money, round_quantity
+from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+
+BLOCKING = InvoiceException.Severity.BLOCKING
+WARNING = InvoiceException.Severity.WARNING
+
+# Lines the contract discount applies to (§3.7: expenses excluded).
+DISCOUNTED_KINDS = {
+    InvoiceLine.Kind.TIME,
+    InvoiceLine.Kind.MILESTONE,
+    InvoiceLine.Kind.RETAINER,
+    InvoiceLine.Kind.OVERAGE,
+}
+
+
+class Code:
+    """Exception codes: part of the API (DESIGN §3.11)."""
+
+    CLIENT_MASTER_DATA_INVALID = "CLIENT_MASTER_DATA_INVALID"
+    PO_REQUIRED_MISSING = "PO_REQUIRED_MISSING"
+    CHANGE_ORDER_PENDING = "CHANGE_ORDER_PENDING"
+    PROJECT_NOT_BILLABLE = "PROJECT_NOT_BILLABLE"
+    MISSING_RATE = "MISSING_RATE"
+    MISSING_FX_RATE = "MISSING_FX_RATE"
+    CAP_EXCEEDED = "CAP_EXCEEDED"
+    TAX_RULE_MISSING = "TAX_RULE_MISSING"
+    NON_POSITIVE_TOTAL = "NON_POSITIVE_TOTAL"
+    CLIENT_ON_CREDIT_HOLD = "CLIENT_ON_CREDIT_HOLD"
+    UNAPPROVED_TIME_IN_PERIOD = "UNAPPROVED_TIME_IN_PERIOD"
+    LATE_TIME = "LATE_TIME"
+    ANOMALY = "ANOMALY"
+
+
+FIX_HINTS = {
+    Code.CLIENT_MASTER_DATA_INVALID: "Correct the client's master data, then revalidate.",
+    Code.PO_REQUIRED_MISSING: "Enter the client's PO number on the contract, then revalidate.",
+    Code.CHANGE_ORDER_PENDING: "Approve or reject the submitted change order, then revalidate.",
+    Code.PROJECT_NOT_BILLABLE: "Reactivate the project (or complete it), then revalidate.",
+    Code.MISSING_RATE: "Add a rate for the role on the rate card or the contract, then revalidate.",
+    Code.MISSING_FX_RATE: "Load the FX rate for the expense date, then revalidate.",
+    Code.CAP_EXCEEDED: "Approve a change order raising the cap, or write the invoice down to the cap.",
+    Code.TAX_RULE_MISSING: "Add a tax rule for this entity and client, then revalidate.",
+    Code.NON_POSITIVE_TOTAL: "Check the lines: an invoice must have a positive total.",
+    Code.CLIENT_ON_CREDIT_HOLD: "Work done may be invoiced; a controller reviews the hold.",
+    Code.UNAPPROVED_TIME_IN_PERIOD: "Ask the PM to approve or reject the submitted time.",
+    Code.LATE_TIME: "Time was submitted after the cut-off; check it with the PM.",
+}
+
+
+@dataclass
+class TimeItem:
+    id: int
+    person_id: int
+    role_id: int
+    project_id: int
+    date: date
+    hours: Decimal
+    person_name: str = ""
+
+
+@dataclass
+class ExpenseItem:
+    id: int
+    project_id: int
+    date: date
+    amount: Decimal
+    currency: str
+    category: str
+    description: str = ""
+
+
+@dataclass
+class MilestoneItem:
+    id: int
+    project_id: int
+    name: str
+    amount: Decimal
+
+
+@dataclass
+class LineDraft:
+    kind: str
+    amount: Decimal
+    quantity: Decimal = Decimal("1.00")
+    unit_price: Decimal = ZERO
+    project_id: int | None = None
+    role_id: int | None = None
+    description: str = ""
+    rate_source: str = ""
+    rate_source_id: int | None = None
+    rate_source_label: str = ""
+    time_entry_ids: list[int] = field(default_factory=list)
+    expense_ids: list[int] = field(default_factory=list)
+    milestone_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ExceptionDraft:
+    code: str
+    severity: str
+    message: str
+    amount: Decimal | None = None
+
+    @property
+    def fix_hint(self) -> str:
+        return FIX_HINTS.get(self.code, "")
+
+
+@dataclass
+class TaxDraft:
+    category: str
+    rate: Decimal
+    base: Decimal
+    amount: Decimal
+    legal_note: str = ""
+
+
+@dataclass
+class InvoiceDraft:
+    contract: Contract
+    project_id: int | None
+    currency: str
+    issue_date: date
+    due_date: date
+    period_start: date
+    period_end: date
+    lines: list[LineDraft] = field(default_factory=list)
+    taxes: list[TaxDraft] = field(default_factory=list)
+    exceptions: list[ExceptionDraft] = field(default_factory=list)
+    retainer_period: date | None = None
+    subtotal: Decimal = ZERO
+    tax_total: Decimal = ZERO
+    total: Decimal = ZERO
+
+    @property
+    def blocking_codes(self) -> set[str]:
+        return {e.code for e in self.exceptions if e.severity == BLOCKING}
+
+    @property
+    def is_blocked(self) -> bool:
+        return bool(self.blocking_codes)
+
+    def add(self, code: str, severity: str, message: str, amount: Decimal | None = None) -> None:
+        """Record a finding once per code (messages of repeats are merged)."""
+        for existing in self.exceptions:
+            if existing.code == code:
+                if message not in existing.message:
+                    existing.message = f"{existing.message} {message}"
+                return
+        self.exceptions.append(ExceptionDraft(code, severity, message, amount))
+
+    @property
+    def has_billable_content(self) -> bool:
+        return bool(self.lines) or bool(self.blocking_codes & {Code.MISSING_RATE, Code.MISSING_FX_RATE})
+
+
+@dataclass
+class ProjectInfo:
+    id: int
+    code: str
+    status: str
+
+
+@dataclass
+class ContractContext:
+    """Everything the rules need to know about one contract, read beforehand."""
+
+    contract: Contract
+    projects: dict[int, ProjectInfo]
+    time_items: list[TimeItem]
+    expense_items: list[ExpenseItem]
+    milestone_items: list[MilestoneItem]
+    role_codes: dict[int, str]
+    approved_cap_delta: Decimal = ZERO
+    has_pending_change_order: bool = False
+    prior_net_invoiced: Decimal = ZERO
+    # project ids (None = any) with submitted, unapproved billable time in the period
+    projects_with_unapproved_time: set[int] = field(default_factory=set)
+    late_time_entry_ids: set[int] = field(default_factory=set)
+    retainer_fee_due: bool = False
+    existing_fee_line_id: int | None = None
+    retainer_hours_already_covered: Decimal = ZERO
+    # Output: in-period entries covered by a fee billed earlier in the period {fee line id: [entry ids]}.
+    covered_by_existing_fee: dict[int, list[int]] = field(default_factory=dict)
+
+
+def _invoice_key(contract: Contract, project_id: int) -> int | None:
+    if contract.invoice_per_project and contract.billing_model != Contract.BillingModel.RETAINER:
+        return project_id
+    return None
+
+
+def price_contract(
+    ctx: ContractContext,
+    *,
+    period_start: date,
+    period_end: date,
+    run_date: date,
+    rates: RateResolver,
+    fx: FxResolver,
+    taxes: TaxRuleResolver,
+) -> list[InvoiceDraft]:
+    """Build the contract's draft invoices for the period, priced and validated (§3)."""
+    from datetime import timedelta
+
+    contract = ctx.contract
+    currency = contract.currency
+    due_date = run_date + timedelta(days=contract.effective_payment_terms_days)
+    drafts: dict[int | None, InvoiceDraft] = {}
+
+    def draft_for(project_id: int | None) -> InvoiceDraft:
+        key = None if project_id is None else _invoice_key(contract, project_id)
+        if key not in drafts:
+            drafts[key] = InvoiceDraft(
+                contract=contract,
+                project_id=key,
+                currency=currency,
+                issue_date=run_date,
+                due_date=due_date,
+                period_start=period_start,
+                period_end=period_end,
+            )
+        return drafts[key]
+
+    model = contract.billing_model
+    if model == Contract.BillingModel.TIME_AND_MATERIALS:
+        _price_time(ctx, ctx.time_items, draft_for, rates, kind=InvoiceLine.Kind.TIME)
+    elif model == Contract.BillingModel.RETAINER:
+        _price_retainer(ctx, draft_for, rates, period_start=period_start, period_end=period_end)
+    elif model == Contract.BillingModel.FIXED_FEE:
+        for milestone in ctx.milestone_items:
+            draft_for(milestone.project_id).lines.append(
+                LineDraft(
+                    kind=InvoiceLine.Kind.MILESTONE,
+                    amount=round_money(milestone.amount, currency),
+                    unit_price=round_money(milestone.amount, currency),
+                    project_id=milestone.project_id,
+                    description=milestone.name,
+                    milestone_ids=[milestone.id],
+                )
+            )
+    _price_expenses(ctx, draft_for, fx)
+
+    result = [d for d in drafts.values() if d.has_billable_content]
+    for draft in result:
+        _add_discount(draft, contract)
+        draft.subtotal = sum((line.amount for line in draft.lines), ZERO)
+        _apply_tax(draft, contract, taxes)
+        _validate(draft, ctx)
+    _check_cap(result, ctx)
+    for draft in result:
+        _check_total(draft)
+    return result
+
+
+def _price_time(ctx, items, draft_for, rates: RateResolver, *, kind: str) -> None:
+    """Group entries per project by (role, resolved rate): one line each (§3.2)."""
+    contract = ctx.contract
+    groups: dict[tuple[int, int, Decimal], LineDraft] = {}
+    for item in items:
+        resolved = rates.resolve(contract_id=contract.id, person_id=item.person_id, role_id=item.role_id, day=item.date)
+        if resolved is None:
+            draft_for(item.project_id).add(
+                Code.MISSING_RATE,
+                BLOCKING,
+                f"No rate for role {ctx.role_codes.get(item.role_id, '?')} on {item.date:%Y-%m-%d} "
+                f"({item.person_name or 'person ' + str(item.person_id)}).",
+            )
+            continue
+        key = (item.project_id, item.role_id, resolved.rate)
+        line = groups.get(key)
+        if line is None:
+            line = groups[key] = LineDraft(
+                kind=kind,
+                amount=ZERO,
+                quantity=ZERO,
+                unit_price=resolved.rate,
+                project_id=item.project_id,
+                role_id=item.role_id,
+                description=f"{ctx.role_codes.get(item.role_id, '')} time",
+                rate_source=resolved.source,
+                rate_source_id=resolved.source_id,
+                rate_source_label=resolved.label,
+            )
+            draft_for(item.project_id).lines.append(line)
+        elif line.rate_source_id != resolved.source_id and "several sources" not in line.rate_source_label:
+            line.rate_source_label += " (and other sources at the same rate)"
+        line.quantity += item.hours
+        line.time_entry_ids.append(item.id)
+    for line in groups.values():
+        line.quantity = round_quantity(line.quantity)
+        line.amount = round_money(line.quantity * line.unit_price, contract.currency)
+
+
+def _price_retainer(ctx, draft_for, rates: RateResolver, *, period_start: date, period_end: date) -> None:
+    """Fee once per period; the first included hours of in-period time are covered (§3.6)."""
+    contract = ctx.contract
+    currency = contract.currency
+    draft = draft_for(None)
+    fee_line = None
+    if ctx.retainer_fee_due:
+        fee = round_money(contract.retainer_amount or ZERO, currency)
+        fee_line = LineDraft(
+            kind=InvoiceLine.Kind.RETAINER,
+            amount=fee,
+            unit_price=fee,
+            description=f"Retainer {period_start:%Y-%m-%d} – {period_end:%Y-%m-%d}",
+        )
+        draft.lines.append(fee_line)
+        draft.retainer_period = period_start
+    has_fee = fee_line is not None or ctx.existing_fee_line_id is not None
+    remaining = max((contract.included_hours or ZERO) - ctx.retainer_hours_already_covered, ZERO) if has_fee else ZERO
+
+    in_period = sorted(
+        (i for i in ctx.time_items if period_start <= i.date <= period_end), key=lambda i: (i.date, i.id)
+    )
+    overage: list[TimeItem] = []
+    covered_ids: list[int] = []
+    for item in in_period:
+        if remaining >= item.hours:
+            remaining -= item.hours
+            covered_ids.append(item.id)
+            continue
+        uncovered = item.hours - remaining
+        remaining = ZERO
+        overage.append(
+            TimeItem(item.id, item.person_id, item.role_id, item.project_id, item.date, uncovered, item.person_name)
+        )
+    if covered_ids:
+        if fee_line is not None:
+            fee_line.time_entry_ids.extend(covered_ids)
+        else:
+            ctx.covered_by_existing_fee.setdefault(ctx.existing_fee_line_id, []).extend(covered_ids)
+    _price_time(ctx, overage, lambda _project_id: draft, rates, kind=InvoiceLine.Kind.OVERAGE)
+
+
+def _price_expenses(ctx, draft_for, fx: FxResolver) -> None:
+    """One line per expense: round(round(amount × FX) × (1 + markup %)) (§3.4)."""
+    contract = ctx.contract
+    currency = contract.currency
+    markup = Decimal(1) + (contract.expense_markup_pct or ZERO) / HUNDRED
+    for expense in ctx.expense_items:
+        draft = draft_for(expense.project_id)
+        rate = fx.rate(expense.currency, currency, expense.date)
+        if rate is None:
+            draft.add(
+                Code.MISSING_FX_RATE,
+                BLOCKING,
+                f"No {expense.currency}→{currency} rate on or before {expense.date:%Y-%m-%d}.",
+            )
+            continue
+        converted = round_money(expense.amount * rate, currency)
+        amount = round_money(converted * markup, currency)
+        draft.lines.append(
+            LineDraft(
+                kind=InvoiceLine.Kind.EXPENSE,
+                amount=amount,
+                unit_price=amount,
+                project_id=expense.project_id,
+                description=expense.description or f"{expense.category.title()} expense {expense.date:%Y-%m-%d}",
+                expense_ids=[expense.id],
+            )
+        )
+
+
+def _add_discount(draft: InvoiceDraft, contract: Contract) -> None:
+    pct = contract.discount_pct or ZERO
+    if pct <= 0:
+        return
+    base = sum((line.amount for line in draft.lines if line.kind in DISCOUNTED_KINDS), ZERO)
+    discount = round_money(base * pct / HUNDRED, draft.currency)
+    if discount == 0:
+        return
+    draft.lines.append(
+        LineDraft(
+            kind=InvoiceLine.Kind.DISCOUNT,
+            amount=-discount,
+            unit_price=-discount,
+            description=f"Discount {pct.normalize():f} %",
+        )
+    )
+
+
+def _apply_tax(draft: InvoiceDraft, contract: Contract, taxes: TaxRuleResolver) -> None:
+    rule: TaxRule | None = taxes.find(entity_country=contract.entity.country, client=contract.client)
+    if rule is None:
+        draft.add(
+            Code.TAX_RULE_MISSING,
+            BLOCKING,
+            f"No tax rule for entity country {contract.entity.country} and client country {contract.client.country}.",
+        )
+        draft.tax_total = ZERO
+    else:
+        amount = round_money(draft.subtotal * rule.rate / HUNDRED, draft.currency)
+        draft.taxes = [TaxDraft(rule.category, rule.rate, draft.subtotal, amount, rule.legal_note)]
+        draft.tax_total = amount
+    draft.total = draft.subtotal + draft.tax_total
+
+
+def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
+    contract = ctx.contract
+    client = contract.client
+    problems = client.master_data_problems()
+    if problems:
+        draft.add(Code.CLIENT_MASTER_DATA_INVALID, BLOCKING, f"Client {client.code}: " + " ".join(problems))
+    if client.po_required and not (contract.po_number or "").strip():
+        draft.add(Code.PO_REQUIRED_MISSING, BLOCKING, f"Client {client.code} requires a PO; contract {contract.code} has none.")
+    if ctx.has_pending_change_order:
+        draft.add(
+            Code.CHANGE_ORDER_PENDING,
+            BLOCKING,
+            f"Contract {contract.code} has a submitted change order awaiting a decision.",
+        )
+    billed_projects = {line.project_id for line in draft.lines if line.project_id}
+    for line in draft.lines:
+        if line.time_entry_ids and line.project_id is None:
+            billed_projects.update(_projects_of_entries(ctx, line.time_entry_ids))
+    for project_id in sorted(billed_projects):
+        project = ctx.projects[project_id]
+        if project.status not in ("active", "completed"):
+            draft.add(
+                Code.PROJECT_NOT_BILLABLE,
+                BLOCKING,
+                f"Project {project.code} is {project.status.replace('_', ' ')}.",
+            )
+    if client.credit_hold:
+        draft.add(Code.CLIENT_ON_CREDIT_HOLD, WARNING, f"Client {client.code} is on credit hold.")
+    if draft.project_id is None:
+        unapproved = bool(ctx.projects_with_unapproved_time)
+    else:
+        unapproved = draft.project_id in ctx.projects_with_unapproved_time
+    if unapproved:
+        draft.add(
+            Code.UNAPPROVED_TIME_IN_PERIOD,
+            WARNING,
+            "Submitted billable time in the period is still waiting for approval.",
+        )
+    late = [i for line in draft.lines for i in line.time_entry_ids if i in ctx.late_time_entry_ids]
+    if late:
+        draft.add(Code.LATE_TIME, WARNING, f"{len(late)} time entries were submitted after the cut-off.")
+
+
+def _projects_of_entries(ctx: ContractContext, entry_ids: list[int]) -> set[int]:
+    wanted = set(entry_ids)
+    return {i.project_id for i in ctx.time_items if i.id in wanted}
+
+
+def _check_cap(drafts: list[InvoiceDraft], ctx: ContractContext) -> None:
+    """Prior net invoiced + this run's subtotals must not exceed cap + approved deltas (§3.8)."""
+    contract = ctx.contract
+    if contract.cap is None:
+        return
+    cap = contract.cap + ctx.approved_cap_delta
+    this_run = sum((d.subtotal for d in drafts if d.has_billable_content), ZERO)
+    excess = ctx.prior_net_invoiced + this_run - cap
+    if excess > 0:
+        for draft in drafts:
+            draft.add(
+                Code.CAP_EXCEEDED,
+                BLOCKING,
+                f"Contract {contract.code} cap {cap} {contract.currency} would be exceeded by "
+                f"{excess} {contract.currency} (already invoiced {ctx.prior_net_invoiced}).",
+                amount=excess,
+            )
+
+
+def _check_total(draft: InvoiceDraft) -> None:
+    unpriced = draft.blocking_codes & {Code.MISSING_RATE, Code.MISSING_FX_RATE}
+    if draft.total <= 0 and not unpriced:
+        draft.add(Code.NON_POSITIVE_TOTAL, BLOCKING, f"Total is {draft.total} {draft.currency}.")
+

@@ -1,0 +1,585 @@
+"""Billing runs: read and lock, price with the engine, write invoices and link items.
+
+Never billing twice rests on three things the database guarantees:
+1. contracts are locked (`SELECT … FOR UPDATE`, id order) before their items are
+   read, so a second run over the same contracts waits, then sees the links;
+2. each item holds one nullable `invoice_line` and is linked by a
+   compare-and-set UPDATE (`… WHERE invoice_line_id IS NULL`) whose row count
+   must match, else the chunk rolls back;
+3. a retainer fee is unique per (contract, period) among live invoices.
+
+Work is committed per chunk of contracts, so a long run shows progress and a
+failure never leaves a contract half-billed.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, transaction
+from django.db.models import Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+from django_fsm_log.models import StateLog
+from simple_history.utils import bulk_create_with_history
+
+from billing.models import (
+    BillingRun,
+    ChangeOrder,
+    Contract,
+    Expense,
+    Invoice,
+    InvoiceException,
+    InvoiceLine,
+    InvoiceTax,
+    Milestone,
+    Project,
+    TimeEntry,
+)
+from billing.money import ZERO
+from billing.services.billing_engine import (
+    Code,
+    ContractContext,
+    ExpenseItem,
+    InvoiceDraft,
+    MilestoneItem,
+    ProjectInfo,
+    TimeItem,
+    price_contract,
+)
+from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from portal.errors import ApplicationError, ConflictError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 250
+LINK_BATCH = 5000
+TM = Contract.BillingModel.TIME_AND_MATERIALS
+FIXED_FEE = Contract.BillingModel.FIXED_FEE
+RETAINER = Contract.BillingModel.RETAINER
+APPROVED = "approved"
+INVOICED = "invoiced"
+
+
+def run_billing(
+    *,
+    period_start: date,
+    period_end: date,
+    run_date: date,
+    user: Any = None,
+    contracts: Iterable[Contract | str | int] | None = None,
+    billing_run: BillingRun | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> BillingRun:
+    """Bill every contract with work due in the period; returns the run with its summary."""
+    if period_end < period_start:
+        raise ApplicationError("The period ends before it starts.", field_errors={"period_end": ["Before start."]})
+    if run_date < period_start:
+        raise ApplicationError("The run date (issue date) cannot be before the period start.")
+    if billing_run is None:
+        billing_run = BillingRun.objects.create(
+            period_start=period_start,
+            period_end=period_end,
+            run_date=run_date,
+            started_by=user if getattr(user, "pk", None) else None,
+            contract_codes=[str(c) for c in contracts] if contracts is not None else [],
+        )
+    billing_run.start()
+    billing_run.started_at = timezone.now()
+    candidate_ids = _candidate_contract_ids(period_start, period_end, contracts)
+    billing_run.contracts_total = len(candidate_ids)
+    billing_run.save()
+
+    summary = _Summary()
+    try:
+        for offset in range(0, len(candidate_ids), chunk_size):
+            chunk = candidate_ids[offset : offset + chunk_size]
+            with transaction.atomic():
+                _bill_chunk(chunk, billing_run, summary, user=user)
+            billing_run.contracts_done = min(offset + chunk_size, len(candidate_ids))
+            BillingRun.objects.filter(pk=billing_run.pk).update(contracts_done=billing_run.contracts_done)
+    except Exception as exc:
+        logger.exception("Billing run %s failed", billing_run.pk)
+        billing_run.fail()
+        billing_run.error = str(exc)
+        billing_run.finished_at = timezone.now()
+        billing_run.summary = summary.as_dict()
+        billing_run.save()
+        raise
+    billing_run.finish()
+    billing_run.finished_at = timezone.now()
+    billing_run.summary = summary.as_dict()
+    billing_run.save()
+    return billing_run
+
+
+class _Summary:
+    def __init__(self) -> None:
+        self.invoices = 0
+        self.by_status: dict[str, int] = defaultdict(int)
+        self.totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        self.by_entity_currency: dict[str, int] = defaultdict(int)
+        self.exceptions: dict[str, int] = defaultdict(int)
+        self.items = {"time_entries": 0, "expenses": 0, "milestones": 0}
+        self.skipped: list[str] = []
+
+    def as_dict(self) -> dict:
+        return {
+            "invoices": self.invoices,
+            "by_status": dict(self.by_status),
+            "totals_by_currency": {k: str(v) for k, v in sorted(self.totals.items())},
+            "invoices_by_entity_currency": dict(sorted(self.by_entity_currency.items())),
+            "exceptions_by_code": dict(sorted(self.exceptions.items())),
+            "items_billed": self.items,
+            "skipped": self.skipped,
+        }
+
+
+def _eligible_time() -> Q:
+    return Q(status=APPROVED, billable=True, invoice_line__isnull=True)
+
+
+def _candidate_contract_ids(
+    period_start: date, period_end: date, contracts: Iterable[Contract | str | int] | None
+) -> list[int]:
+    scope = Contract.objects.all()
+    if contracts is not None:
+        wanted = list(contracts)
+        ids = [c.pk if isinstance(c, Contract) else c for c in wanted if not isinstance(c, str)]
+        codes = [c for c in wanted if isinstance(c, str)]
+        scope = scope.filter(Q(pk__in=ids) | Q(code__in=codes))
+        found = set(scope.values_list("code", flat=True))
+        unknown = sorted(set(codes) - found)
+        if unknown:
+            raise ApplicationError(f"Unknown contract(s): {', '.join(unknown)}.")
+    scope_ids = scope.values("id")
+    ids: set[int] = set()
+    ids.update(
+        TimeEntry.objects.filter(
+            _eligible_time(),
+            date__lte=period_end,
+            project__contract__in=scope_ids,
+            project__contract__billing_model__in=[TM, RETAINER],
+        )
+        .values_list("project__contract_id", flat=True)
+        .distinct()
+    )
+    ids.update(
+        Expense.objects.filter(_eligible_time(), date__lte=period_end, project__contract__in=scope_ids)
+        .values_list("project__contract_id", flat=True)
+        .distinct()
+    )
+    ids.update(
+        Milestone.objects.filter(
+            status=Milestone.Status.APPROVED,
+            invoice_line__isnull=True,
+            project__contract__in=scope_ids,
+            project__contract__billing_model=FIXED_FEE,
+        )
+        .values_list("project__contract_id", flat=True)
+        .distinct()
+    )
+    ids.update(
+        scope.filter(billing_model=RETAINER, status=Contract.Status.ACTIVE).values_list("id", flat=True)
+    )
+    return sorted(ids)
+
+
+def _load_contexts(contract_ids: Sequence[int], run: BillingRun) -> tuple[list[ContractContext], set[tuple]]:
+    """Read everything the engine needs for locked contracts, in a bounded number of queries."""
+    from django.conf import settings
+
+    start, end = run.period_start, run.period_end
+    contracts = list(
+        Contract.objects.filter(id__in=contract_ids).select_related("client", "entity", "rate_card").order_by("id")
+    )
+    ctxs = {
+        c.id: ContractContext(
+            contract=c, projects={}, time_items=[], expense_items=[], milestone_items=[], role_codes={}
+        )
+        for c in contracts
+    }
+    for pid, code, status, contract_id in Project.objects.filter(contract_id__in=contract_ids).values_list(
+        "id", "code", "status", "contract_id"
+    ):
+        ctxs[contract_id].projects[pid] = ProjectInfo(pid, code, status)
+    from billing.models import Role
+
+    role_codes = dict(Role.objects.values_list("id", "code"))
+    cutoff_days = getattr(settings, "BILLING_TIMESHEET_CUTOFF_DAYS", 2)
+    utc = timezone.get_fixed_timezone(0)
+
+    time_rows = (
+        TimeEntry.objects.filter(
+            _eligible_time(),
+            date__lte=end,
+            project__contract_id__in=contract_ids,
+            project__contract__billing_model__in=[TM, RETAINER],
+        )
+        .order_by("date", "id")
+        .values_list(
+            "id", "person_id", "person__role_id", "person__name", "project_id", "project__contract_id",
+            "date", "hours", "submitted_at",
+        )
+    )
+    for entry_id, person_id, role_id, person_name, project_id, contract_id, day, hours, submitted_at in time_rows:
+        ctx = ctxs[contract_id]
+        ctx.time_items.append(TimeItem(entry_id, person_id, role_id, project_id, day, hours, person_name))
+        if submitted_at is not None:
+            next_month = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+            limit = datetime.combine(next_month + timedelta(days=cutoff_days), datetime.min.time(), tzinfo=utc)
+            if submitted_at >= limit:
+                ctx.late_time_entry_ids.add(entry_id)
+    for ctx in ctxs.values():
+        ctx.role_codes = role_codes
+
+    expense_rows = (
+        Expense.objects.filter(_eligible_time(), date__lte=end, project__contract_id__in=contract_ids)
+        .order_by("date", "id")
+        .values_list("id", "project_id", "project__contract_id", "date", "amount", "currency", "category", "description")
+    )
+    for expense_id, project_id, contract_id, day, amount, currency, category, description in expense_rows:
+        ctxs[contract_id].expense_items.append(
+            ExpenseItem(expense_id, project_id, day, amount, currency, category, description)
+        )
+
+    milestone_rows = (
+        Milestone.objects.filter(
+            status=Milestone.Status.APPROVED,
+            invoice_line__isnull=True,
+            project__contract_id__in=contract_ids,
+            project__contract__billing_model=FIXED_FEE,
+        )
+        .order_by("due_date", "id")
+        .values_list("id", "project_id", "project__contract_id", "name", "amount")
+    )
+    for milestone_id, project_id, contract_id, name, amount in milestone_rows:
+        ctxs[contract_id].milestone_items.append(MilestoneItem(milestone_id, project_id, name, amount))
+
+    for contract_id, delta in (
+        ChangeOrder.objects.filter(contract_id__in=contract_ids, status=ChangeOrder.Status.APPROVED)
+        .values("contract_id")
+        .annotate(total=Sum("cap_delta"))
+        .values_list("contract_id", "total")
+    ):
+        ctxs[contract_id].approved_cap_delta = delta or ZERO
+    for contract_id in (
+        ChangeOrder.objects.filter(contract_id__in=contract_ids, status=ChangeOrder.Status.SUBMITTED)
+        .values_list("contract_id", flat=True)
+        .distinct()
+    ):
+        ctxs[contract_id].has_pending_change_order = True
+    for contract_id, kind, total in (
+        Invoice.objects.filter(contract_id__in=contract_ids)
+        .exclude(status=Invoice.Status.CANCELLED)
+        .values("contract_id", "kind")
+        .annotate(total=Sum("subtotal"))
+        .values_list("contract_id", "kind", "total")
+    ):
+        signed = total if kind == Invoice.Kind.INVOICE else -abs(total)
+        ctxs[contract_id].prior_net_invoiced += signed
+    for contract_id, project_id in (
+        TimeEntry.objects.filter(
+            status=TimeEntry.Status.SUBMITTED,
+            billable=True,
+            date__gte=start,
+            date__lte=end,
+            project__contract_id__in=contract_ids,
+        )
+        .values_list("project__contract_id", "project_id")
+        .distinct()
+    ):
+        ctxs[contract_id].projects_with_unapproved_time.add(project_id)
+
+    retainer_ids = [c.id for c in contracts if c.billing_model == RETAINER]
+    if retainer_ids:
+        fee_lines = dict(
+            InvoiceLine.objects.filter(
+                invoice__contract_id__in=retainer_ids,
+                invoice__retainer_period=start,
+                invoice__kind=Invoice.Kind.INVOICE,
+                kind=InvoiceLine.Kind.RETAINER,
+            )
+            .exclude(invoice__status__in=[Invoice.Status.CANCELLED, Invoice.Status.CREDITED])
+            .values_list("invoice__contract_id", "id")
+        )
+        covered = dict(
+            TimeEntry.objects.filter(
+                status=TimeEntry.Status.INVOICED,
+                billable=True,
+                date__gte=start,
+                date__lte=end,
+                project__contract_id__in=retainer_ids,
+            )
+            .values("project__contract_id")
+            .annotate(hours=Sum("hours"))
+            .values_list("project__contract_id", "hours")
+        )
+        for contract_id in retainer_ids:
+            ctx = ctxs[contract_id]
+            ctx.existing_fee_line_id = fee_lines.get(contract_id)
+            ctx.retainer_fee_due = (
+                ctx.existing_fee_line_id is None and ctx.contract.status == Contract.Status.ACTIVE
+            )
+            ctx.retainer_hours_already_covered = min(
+                covered.get(contract_id) or ZERO, ctx.contract.included_hours or ZERO
+            )
+
+    open_keys = set(
+        Invoice.objects.filter(
+            contract_id__in=contract_ids,
+            kind=Invoice.Kind.INVOICE,
+            status__in=[Invoice.Status.DRAFT, Invoice.Status.EXCEPTION],
+        ).values_list("contract_id", "project_id")
+    )
+    return [ctxs[c.id] for c in contracts], open_keys
+
+
+def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary, *, user: Any) -> None:
+    # Lock first, read after: a concurrent run over these contracts waits here,
+    # then reads the items this run linked and finds nothing left to bill.
+    list(Contract.objects.select_for_update().filter(id__in=contract_ids).order_by("id").values_list("id"))
+    contexts, open_keys = _load_contexts(contract_ids, run)
+    rates = RateResolver(ctx.contract for ctx in contexts)
+    fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
+    fx = FxResolver(fx_pairs, up_to=run.period_end)
+    taxes = TaxRuleResolver()
+
+    drafts: list[InvoiceDraft] = []
+    extra_links: dict[int, list[int]] = {}
+    for ctx in contexts:
+        priced = price_contract(
+            ctx,
+            period_start=run.period_start,
+            period_end=run.period_end,
+            run_date=run.run_date,
+            rates=rates,
+            fx=fx,
+            taxes=taxes,
+        )
+        for draft in priced:
+            if (ctx.contract.id, draft.project_id) in open_keys:
+                summary.skipped.append(
+                    f"{ctx.contract.code}: an open draft invoice exists; revalidate or cancel it first."
+                )
+                continue
+            drafts.append(draft)
+        for line_id, entry_ids in ctx.covered_by_existing_fee.items():
+            extra_links.setdefault(line_id, []).extend(entry_ids)
+    write_drafts(drafts, run=run, user=user, summary=summary)
+    if extra_links:
+        _link_items(TimeEntry, [(i, line) for line, ids in extra_links.items() for i in ids], user, run)
+
+
+def write_drafts(
+    drafts: Sequence[InvoiceDraft],
+    *,
+    run: BillingRun | None,
+    user: Any,
+    summary: _Summary | None = None,
+    existing: dict[int, Invoice] | None = None,
+) -> list[Invoice]:
+    """Persist priced drafts: invoices, lines, taxes, exceptions, item links, audit rows."""
+    if not drafts:
+        return []
+    actor = user if getattr(user, "pk", None) else None
+    reason = f"Billing run {run.pk}" if run else "Revalidation"
+    invoices = [
+        Invoice(
+            kind=Invoice.Kind.INVOICE,
+            entity=d.contract.entity,
+            client=d.contract.client,
+            contract=d.contract,
+            project_id=d.project_id,
+            billing_run=run,
+            period_start=d.period_start,
+            period_end=d.period_end,
+            retainer_period=d.retainer_period,
+            issue_date=d.issue_date,
+            due_date=d.due_date,
+            currency=d.currency,
+            po_number=d.contract.po_number,
+            subtotal=d.subtotal,
+            tax_total=d.tax_total,
+            total=d.total,
+            status=Invoice.Status.EXCEPTION if d.is_blocked else Invoice.Status.PENDING_APPROVAL,
+            prepared_by=actor,
+        )
+        for d in drafts
+    ]
+    invoices = bulk_create_with_history(
+        invoices, Invoice, batch_size=1000, default_user=actor, default_change_reason=reason
+    )
+    lines: list[InvoiceLine] = []
+    links: dict[str, list[tuple[int, InvoiceLine]]] = {"time": [], "expense": [], "milestone": []}
+    taxes: list[InvoiceTax] = []
+    exceptions: list[InvoiceException] = []
+    for invoice, draft in zip(invoices, drafts, strict=True):
+        for position, ld in enumerate(draft.lines, start=1):
+            line = InvoiceLine(
+                invoice=invoice,
+                position=position,
+                kind=ld.kind,
+                project_id=ld.project_id,
+                role_id=ld.role_id,
+                description=ld.description[:500],
+                quantity=ld.quantity,
+                unit_price=ld.unit_price,
+                amount=ld.amount,
+                rate_source=ld.rate_source,
+                rate_source_id=ld.rate_source_id,
+                rate_source_label=ld.rate_source_label[:200],
+            )
+            lines.append(line)
+            links["time"].extend((i, line) for i in ld.time_entry_ids)
+            links["expense"].extend((i, line) for i in ld.expense_ids)
+            links["milestone"].extend((i, line) for i in ld.milestone_ids)
+        taxes.extend(
+            InvoiceTax(
+                invoice=invoice, category=t.category, rate=t.rate, base=t.base, amount=t.amount, legal_note=t.legal_note
+            )
+            for t in draft.taxes
+        )
+        exceptions.extend(
+            InvoiceException(
+                invoice=invoice,
+                code=e.code,
+                severity=e.severity,
+                message=e.message,
+                fix_hint=e.fix_hint,
+                fix_url=fix_url(e.code, draft),
+                amount=e.amount,
+            )
+            for e in draft.exceptions
+        )
+        if summary is not None:
+            summary.invoices += 1
+            summary.by_status[invoice.status] += 1
+            summary.totals[invoice.currency] += invoice.total
+            summary.by_entity_currency[f"{draft.contract.entity.code} {invoice.currency}"] += 1
+            for e in draft.exceptions:
+                summary.exceptions[e.code] += 1
+    bulk_create_with_history(lines, InvoiceLine, batch_size=2000, default_user=actor, default_change_reason=reason)
+    InvoiceTax.objects.bulk_create(taxes, batch_size=2000)
+    InvoiceException.objects.bulk_create(exceptions, batch_size=2000)
+    _log_invoice_transitions(invoices, drafts, actor, reason)
+    for key, model in (("time", TimeEntry), ("expense", Expense), ("milestone", Milestone)):
+        pairs = [(item_id, line.pk) for item_id, line in links[key]]
+        _link_items(model, pairs, actor, run)
+        if summary is not None:
+            summary.items[{"time": "time_entries", "expense": "expenses", "milestone": "milestones"}[key]] += len(
+                pairs
+            )
+    return invoices
+
+
+def _log_invoice_transitions(invoices: list[Invoice], drafts: Sequence[InvoiceDraft], actor: Any, reason: str) -> None:
+    content_type = ContentType.objects.get_for_model(Invoice)
+    now = timezone.now()
+    rows = []
+    for invoice, draft in zip(invoices, drafts, strict=True):
+        codes = ", ".join(sorted(draft.blocking_codes))
+        rows.append(
+            StateLog(
+                timestamp=now,
+                by=actor,
+                source_state=Invoice.Status.DRAFT,
+                state=invoice.status,
+                transition="flag_exception" if draft.is_blocked else "submit_for_approval",
+                content_type=content_type,
+                object_id=invoice.pk,
+                description=f"{reason}: blocked by {codes}" if codes else f"{reason}: validated",
+            )
+        )
+    StateLog.objects.bulk_create(rows, batch_size=2000)
+
+
+def _link_items(model, pairs: list[tuple[int, int]], actor: Any, run: BillingRun | None) -> None:
+    """Compare-and-set link of approved items to their lines; any miss aborts the chunk."""
+    if not pairs:
+        return
+    linked = _link_postgresql(model, pairs) if connection.vendor == "postgresql" else _link_portable(model, pairs)
+    if linked != len(pairs):
+        raise ConflictError(
+            f"{len(pairs) - linked} {model._meta.verbose_name_plural} were billed by another run at the same "
+            "moment; nothing of this chunk was saved. Run again."
+        )
+    content_type = ContentType.objects.get_for_model(model)
+    now = timezone.now()
+    description = f"Billed by run {run.pk}" if run else "Billed on revalidation"
+    StateLog.objects.bulk_create(
+        [
+            StateLog(
+                timestamp=now,
+                by=actor,
+                source_state=APPROVED,
+                state=INVOICED,
+                transition="mark_invoiced",
+                content_type=content_type,
+                object_id=item_id,
+                description=f"{description} (invoice line {line_id})",
+            )
+            for item_id, line_id in pairs
+        ],
+        batch_size=5000,
+    )
+
+
+def _link_postgresql(model, pairs: list[tuple[int, int]]) -> int:
+    """One UPDATE … FROM (VALUES …) per batch: set-based, as fast as the database allows."""
+    table = model._meta.db_table
+    linked = 0
+    with connection.cursor() as cursor:
+        for offset in range(0, len(pairs), LINK_BATCH):
+            batch = pairs[offset : offset + LINK_BATCH]
+            values = ", ".join(["(%s::bigint, %s::bigint)"] * len(batch))
+            cursor.execute(
+                f"UPDATE {table} AS item SET invoice_line_id = links.line_id, status = %s "  # noqa: S608
+                f"FROM (VALUES {values}) AS links(item_id, line_id) "
+                "WHERE item.id = links.item_id AND item.invoice_line_id IS NULL AND item.status = %s",
+                [INVOICED, *[v for pair in batch for v in pair], APPROVED],
+            )
+            linked += cursor.rowcount
+    return linked
+
+
+def _link_portable(model, pairs: list[tuple[int, int]]) -> int:
+    """The same compare-and-set, one UPDATE per line (SQLite demo databases)."""
+    by_line: dict[int, list[int]] = defaultdict(list)
+    for item_id, line_id in pairs:
+        by_line[line_id].append(item_id)
+    return sum(
+        model.objects.filter(id__in=item_ids, invoice_line__isnull=True, status=APPROVED).update(
+            invoice_line_id=line_id, status=INVOICED
+        )
+        for line_id, item_ids in by_line.items()
+    )
+
+
+def fix_url(code: str, draft: InvoiceDraft) -> str:
+    """Where to fix what blocks: the record a user must change (UI.md: explain every block)."""
+    contract = draft.contract
+    targets = {
+        Code.CLIENT_MASTER_DATA_INVALID: ("admin:billing_client_change", contract.client_id),
+        Code.CLIENT_ON_CREDIT_HOLD: ("admin:billing_client_change", contract.client_id),
+        Code.PO_REQUIRED_MISSING: ("admin:billing_contract_change", contract.id),
+        Code.CHANGE_ORDER_PENDING: ("admin:billing_contract_change", contract.id),
+        Code.MISSING_RATE: ("admin:billing_contract_change", contract.id),
+        Code.CAP_EXCEEDED: ("admin:billing_contract_change", contract.id),
+        Code.PROJECT_NOT_BILLABLE: ("admin:billing_contract_change", contract.id),
+        Code.MISSING_FX_RATE: ("admin:billing_fxrate_changelist", None),
+        Code.TAX_RULE_MISSING: ("admin:billing_taxrule_changelist", None),
+    }
+    target = targets.get(code)
+    if target is None:
+        return ""
+    name, pk = target
+    try:
+        return reverse(name, args=[pk] if pk else [])
+    except Exception:  # admin not mounted (e.g. a stripped-down worker)
+        return ""
