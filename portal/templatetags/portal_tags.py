@@ -1,0 +1,64 @@
+"""Template helpers of the portal shell: navigation with counts, money, role labels."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django import template
+from django.utils.html import format_html
+
+from billing.money import round_money
+from portal import selectors
+
+register = template.Library()
+
+
+@register.inclusion_tag("portal/_nav.html", takes_context=True)
+def portal_nav(context) -> dict:
+    """Top navigation of the current user (shares its queries with the home page)."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    items = selectors.navigation(user) if user is not None else []
+    current = request.path if request is not None else ""
+    for item in items:
+        base = item.url.split("?", 1)[0]
+        item.current = current == base if item.key == "home" else current.startswith(base) and base != "/"
+    return {"items": items, "request": request}
+
+
+@register.simple_tag(takes_context=True)
+def user_role_labels(context) -> str:
+    request = context.get("request")
+    roles = selectors.user_roles(getattr(request, "user", None))
+    return ", ".join(selectors.ROLE_LABELS[r] for r in selectors.ROLES if r in roles)
+
+
+def format_amount(amount, currency: str) -> str:
+    """`1234.5, EUR` → `1,234.50`; rounded half up to the currency's minor unit."""
+    try:
+        value = round_money(Decimal(amount), currency)
+    except (InvalidOperation, TypeError, ValueError):
+        return ""
+    return f"{value:,}".replace("-", "−")
+
+
+@register.filter
+def money(amount, currency: str = "") -> str:
+    """Render an amount as money: currency code, grouped digits, minus sign and a label if negative."""
+    if amount is None or amount == "":
+        return ""
+    text = format_amount(amount, currency or "EUR")
+    negative = text.startswith("−")
+    return format_html(
+        '<span class="money{}">{}{}<span class="money-ccy">{}</span></span>',
+        " money-neg" if negative else "",
+        text,
+        " " if currency else "",
+        currency,
+    )
+
+
+@register.simple_tag(takes_context=True)
+def is_auditor_user(context) -> bool:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    return bool(user is not None and selectors.is_auditor(user))
