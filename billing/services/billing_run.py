@@ -128,6 +128,18 @@ class _Summary:
         self.items = {"time_entries": 0, "expenses": 0, "milestones": 0}
         self.skipped: list[str] = []
 
+    def add(self, invoice: Invoice, draft: InvoiceDraft) -> None:
+        self.invoices += 1
+        self.by_status[invoice.status] += 1
+        self.totals[invoice.currency] += invoice.total
+        self.by_entity_currency[f"{draft.contract.entity.code} {invoice.currency}"] += 1
+        for e in draft.exceptions:
+            self.exceptions[e.code] += 1
+        for line in draft.lines:
+            self.items["time_entries"] += len(line.time_entry_ids)
+            self.items["expenses"] += len(line.expense_ids)
+            self.items["milestones"] += len(line.milestone_ids)
+
     def as_dict(self) -> dict:
         return {
             "invoices": self.invoices,
@@ -190,11 +202,15 @@ def _candidate_contract_ids(
     return sorted(ids)
 
 
-def _load_contexts(contract_ids: Sequence[int], run: BillingRun) -> tuple[list[ContractContext], set[tuple]]:
-    """Read everything the engine needs for locked contracts, in a bounded number of queries."""
+def load_contexts(
+    contract_ids: Sequence[int], start: date, end: date, *, rebuilding: Invoice | None = None
+) -> tuple[list[ContractContext], set[tuple]]:
+    """Read everything the engine needs for locked contracts, in a bounded number of queries.
+
+    `rebuilding`: the draft being revalidated, left out of "previously invoiced".
+    """
     from django.conf import settings
 
-    start, end = run.period_start, run.period_end
     contracts = list(
         Contract.objects.filter(id__in=contract_ids).select_related("client", "entity", "rate_card").order_by("id")
     )
@@ -274,9 +290,11 @@ def _load_contexts(contract_ids: Sequence[int], run: BillingRun) -> tuple[list[C
         .distinct()
     ):
         ctxs[contract_id].has_pending_change_order = True
+    prior = Invoice.objects.filter(contract_id__in=contract_ids).exclude(status=Invoice.Status.CANCELLED)
+    if rebuilding is not None:
+        prior = prior.exclude(pk=rebuilding.pk)
     for contract_id, kind, total in (
-        Invoice.objects.filter(contract_id__in=contract_ids)
-        .exclude(status=Invoice.Status.CANCELLED)
+        prior
         .values("contract_id", "kind")
         .annotate(total=Sum("subtotal"))
         .values_list("contract_id", "kind", "total")
@@ -344,7 +362,7 @@ def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary,
     # Lock first, read after: a concurrent run over these contracts waits here,
     # then reads the items this run linked and finds nothing left to bill.
     list(Contract.objects.select_for_update().filter(id__in=contract_ids).order_by("id").values_list("id"))
-    contexts, open_keys = _load_contexts(contract_ids, run)
+    contexts, open_keys = load_contexts(contract_ids, run.period_start, run.period_end)
     rates = RateResolver(ctx.contract for ctx in contexts)
     fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
     fx = FxResolver(fx_pairs, up_to=run.period_end)
@@ -382,13 +400,12 @@ def write_drafts(
     run: BillingRun | None,
     user: Any,
     summary: _Summary | None = None,
-    existing: dict[int, Invoice] | None = None,
 ) -> list[Invoice]:
     """Persist priced drafts: invoices, lines, taxes, exceptions, item links, audit rows."""
     if not drafts:
         return []
     actor = user if getattr(user, "pk", None) else None
-    reason = f"Billing run {run.pk}" if run else "Revalidation"
+    reason = f"Billing run {run.pk}" if run else "Billing"
     invoices = [
         Invoice(
             kind=Invoice.Kind.INVOICE,
@@ -415,11 +432,23 @@ def write_drafts(
     invoices = bulk_create_with_history(
         invoices, Invoice, batch_size=1000, default_user=actor, default_change_reason=reason
     )
+    write_invoice_contents(list(zip(invoices, drafts, strict=True)), actor=actor, reason=reason, run=run)
+    _log_invoice_transitions(invoices, drafts, actor, reason)
+    if summary is not None:
+        for invoice, draft in zip(invoices, drafts, strict=True):
+            summary.add(invoice, draft)
+    return invoices
+
+
+def write_invoice_contents(
+    pairs: Sequence[tuple[Invoice, InvoiceDraft]], *, actor: Any, reason: str, run: BillingRun | None
+) -> None:
+    """Lines, taxes and exceptions of saved invoices, and the links of the items they bill."""
     lines: list[InvoiceLine] = []
-    links: dict[str, list[tuple[int, InvoiceLine]]] = {"time": [], "expense": [], "milestone": []}
+    links: dict[type, list[tuple[int, InvoiceLine]]] = {TimeEntry: [], Expense: [], Milestone: []}
     taxes: list[InvoiceTax] = []
     exceptions: list[InvoiceException] = []
-    for invoice, draft in zip(invoices, drafts, strict=True):
+    for invoice, draft in pairs:
         for position, ld in enumerate(draft.lines, start=1):
             line = InvoiceLine(
                 invoice=invoice,
@@ -436,9 +465,9 @@ def write_drafts(
                 rate_source_label=ld.rate_source_label[:200],
             )
             lines.append(line)
-            links["time"].extend((i, line) for i in ld.time_entry_ids)
-            links["expense"].extend((i, line) for i in ld.expense_ids)
-            links["milestone"].extend((i, line) for i in ld.milestone_ids)
+            links[TimeEntry].extend((i, line) for i in ld.time_entry_ids)
+            links[Expense].extend((i, line) for i in ld.expense_ids)
+            links[Milestone].extend((i, line) for i in ld.milestone_ids)
         taxes.extend(
             InvoiceTax(
                 invoice=invoice, category=t.category, rate=t.rate, base=t.base, amount=t.amount, legal_note=t.legal_note
@@ -457,25 +486,11 @@ def write_drafts(
             )
             for e in draft.exceptions
         )
-        if summary is not None:
-            summary.invoices += 1
-            summary.by_status[invoice.status] += 1
-            summary.totals[invoice.currency] += invoice.total
-            summary.by_entity_currency[f"{draft.contract.entity.code} {invoice.currency}"] += 1
-            for e in draft.exceptions:
-                summary.exceptions[e.code] += 1
     bulk_create_with_history(lines, InvoiceLine, batch_size=2000, default_user=actor, default_change_reason=reason)
-    InvoiceTax.objects.bulk_create(taxes, batch_size=2000)
+    bulk_create_with_history(taxes, InvoiceTax, batch_size=2000, default_user=actor, default_change_reason=reason)
     InvoiceException.objects.bulk_create(exceptions, batch_size=2000)
-    _log_invoice_transitions(invoices, drafts, actor, reason)
-    for key, model in (("time", TimeEntry), ("expense", Expense), ("milestone", Milestone)):
-        pairs = [(item_id, line.pk) for item_id, line in links[key]]
-        _link_items(model, pairs, actor, run)
-        if summary is not None:
-            summary.items[{"time": "time_entries", "expense": "expenses", "milestone": "milestones"}[key]] += len(
-                pairs
-            )
-    return invoices
+    for model, model_links in links.items():
+        _link_items(model, [(item_id, line.pk) for item_id, line in model_links], actor, run)
 
 
 def _log_invoice_transitions(invoices: list[Invoice], drafts: Sequence[InvoiceDraft], actor: Any, reason: str) -> None:
@@ -511,7 +526,7 @@ def _link_items(model, pairs: list[tuple[int, int]], actor: Any, run: BillingRun
         )
     content_type = ContentType.objects.get_for_model(model)
     now = timezone.now()
-    description = f"Billed by run {run.pk}" if run else "Billed on revalidation"
+    description = f"Billed by run {run.pk}" if run else "Billed on revalidation"  # noqa: E501
     StateLog.objects.bulk_create(
         [
             StateLog(
