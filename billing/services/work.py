@@ -22,7 +22,7 @@ from django.core.files import File
 from django.db import models, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from django_fsm import TransitionNotAllowed
+from django_fsm import FSMFieldMixin, TransitionNotAllowed
 
 from billing import rules as billing_rules
 from billing.models import Expense, Person, Project, TimeEntry
@@ -85,9 +85,14 @@ def require_reason(reason: str | None, action: str) -> str:
 
 
 def full_clean_or_raise(obj: models.Model, *, exclude: Iterable[str] = ()) -> None:
-    """Model validation as an ApplicationError with field errors (one error shape)."""
+    """Model validation as an ApplicationError with field errors (one error shape).
+
+    Protected FSM fields are skipped: `clean_fields` re-assigns every field, which
+    django-fsm refuses for them (and transitions, not validation, guard the state).
+    """
+    fsm_fields = [f.name for f in obj._meta.concrete_fields if isinstance(f, FSMFieldMixin) and f.protected]
     try:
-        obj.full_clean(exclude=list(exclude))
+        obj.full_clean(exclude=[*exclude, *fsm_fields])
     except ValidationError as exc:
         field_errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         message = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in field_errors.items())
