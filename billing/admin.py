@@ -508,6 +508,9 @@ class ChangeOrderAdmin(BillableHistoryAdmin):
                        kwarg="change_order", description="Submit selected change orders", done="submitted"),
         service_action(module_path="billing.services.change_orders", func_name="change_order_approve",
                        kwarg="change_order", description="Approve selected change orders", done="approved"),
+        service_action_with_reason(module_path="billing.services.change_orders", func_name="change_order_reject",
+                                   kwarg="change_order", description="Reject selected change orders (with a reason)",
+                                   done="rejected"),
     ]
 
     def get_readonly_fields(self, request, obj=None):

@@ -17,23 +17,18 @@ from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-# Group names; a user may hold several.
-CONSULTANT = "consultant"
-PROJECT_MANAGER = "project_manager"
-FINANCE_ANALYST = "finance_analyst"
-FINANCE_CONTROLLER = "finance_controller"
-COLLECTIONS = "collections"
-BILLING_ADMIN = "billing_admin"
-AUDITOR = "auditor"
-ROLES = (
+from portal.roles import (
+    ALL_ROLES,
+    AUDITOR,
+    BILLING_ADMIN,
+    COLLECTIONS,
     CONSULTANT,
-    PROJECT_MANAGER,
     FINANCE_ANALYST,
     FINANCE_CONTROLLER,
-    COLLECTIONS,
-    BILLING_ADMIN,
-    AUDITOR,
+    PROJECT_MANAGER,
 )
+
+ROLES = ALL_ROLES
 ROLE_LABELS = {
     CONSULTANT: "Consultant",
     PROJECT_MANAGER: "Project manager",

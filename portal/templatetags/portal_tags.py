@@ -32,6 +32,16 @@ def user_role_labels(context) -> str:
     return ", ".join(selectors.ROLE_LABELS[r] for r in selectors.ROLES if r in roles)
 
 
+@register.simple_tag(takes_context=True)
+def user_role_summary(context) -> str:
+    """Short form for the top bar: the role, or "N roles" (the full list goes in a tooltip)."""
+    request = context.get("request")
+    roles = selectors.user_roles(getattr(request, "user", None))
+    if len(roles) <= 1:
+        return user_role_labels(context)
+    return f"{len(roles)} roles"
+
+
 def format_amount(amount, currency: str) -> str:
     """`1234.5, EUR` → `1,234.50`; rounded half up to the currency's minor unit."""
     try:
