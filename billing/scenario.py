@@ -462,12 +462,13 @@ def compare(expected: dict, actual: dict) -> list[str]:
                 continue
             if field_name in ("lines", "taxes"):
                 keys = sorted({k for row in value for k in row})
+                shown = {_row(r, keys): {k: r.get(k) for k in keys} for r in [*value, *a.get(field_name, [])]}
                 want = Counter(_row(r, keys) for r in value)
                 got = Counter(_row(r, keys) for r in a.get(field_name, []))
                 for row in want - got:
-                    diffs.append(f"{where}: {field_name} missing {dict(row)}")
+                    diffs.append(f"{where}: {field_name} missing {json.dumps(shown[row])}")
                 for row in got - want:
-                    diffs.append(f"{where}: {field_name} unexpected {dict(row)}")
+                    diffs.append(f"{where}: {field_name} unexpected {json.dumps(shown[row])}")
             elif field_name in ("exceptions", "warnings"):
                 if set(value) != set(a.get(field_name, [])):
                     diffs.append(f"{where}: {field_name} expected {sorted(value)}, got {sorted(a.get(field_name, []))}")
