@@ -1,0 +1,273 @@
+"""Billing runs and the invoice services around them, through the real services."""
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django_fsm_log.models import StateLog
+
+from billing.models import Invoice, InvoiceException, InvoiceLine, TimeEntry
+from billing.services.billing_run import run_billing
+from billing.services.invoices import (
+    invoice_approve,
+    invoice_cancel,
+    invoice_override,
+    invoice_reject,
+    invoice_revalidate,
+    invoice_write_down_to_cap,
+)
+from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from tests.factories import (
+    ContractFactory,
+    PersonFactory,
+    ProjectFactory,
+    RateCardLineFactory,
+    RoleFactory,
+    TimeEntryFactory,
+    UserFactory,
+)
+
+START, END, RUN_DATE = datetime.date(2025, 3, 1), datetime.date(2025, 3, 31), datetime.date(2025, 4, 1)
+
+pytestmark = pytest.mark.django_db
+
+
+def run(**kwargs):
+    return run_billing(period_start=START, period_end=END, run_date=RUN_DATE, **kwargs)
+
+
+@pytest.fixture
+def consultant_role():
+    return RoleFactory(code="CONSULTANT")
+
+
+@pytest.fixture
+def contract(consultant_role):
+    contract = ContractFactory()
+    RateCardLineFactory(rate_card=contract.rate_card, role=consultant_role, rate=Decimal("100.00"))
+    return contract
+
+
+@pytest.fixture
+def project(contract):
+    return ProjectFactory(contract=contract)
+
+
+@pytest.fixture
+def person(consultant_role):
+    return PersonFactory(role=consultant_role)
+
+
+def approved(project, person, hours="8.00", day=datetime.date(2025, 3, 10)):
+    return TimeEntryFactory(project=project, person=person, hours=Decimal(hours), date=day, status="approved")
+
+
+@pytest.fixture
+def analyst():
+    return UserFactory(groups=["finance_analyst"])
+
+
+@pytest.fixture
+def controller():
+    return UserFactory(groups=["finance_controller"])
+
+
+def test_run_bills_approved_time_and_links_every_entry(project, person):
+    entries = [approved(project, person, "8.00"), approved(project, person, "4.50", datetime.date(2025, 3, 11))]
+    billing_run = run()
+    invoice = Invoice.objects.get()
+    assert billing_run.status == "done"
+    assert billing_run.summary["invoices"] == 1
+    assert invoice.status == "pending_approval"
+    assert invoice.subtotal == Decimal("1250.00")
+    assert invoice.tax_total == Decimal("237.50")
+    line = invoice.lines.get()
+    assert line.rate_source == InvoiceLine.RateSource.RATE_CARD
+    assert "Rate card" in line.rate_source_label
+    for entry in entries:
+        entry.refresh_from_db()
+        assert entry.status == "invoiced"
+        assert entry.invoice_line == line
+    logs = StateLog.objects.filter(transition="mark_invoiced")
+    assert logs.count() == 2
+    assert StateLog.objects.filter(object_id=invoice.pk, state="pending_approval").exists()
+
+
+def test_repeating_a_run_bills_nothing_twice(project, person):
+    approved(project, person)
+    run()
+    second = run()
+    assert Invoice.objects.count() == 1
+    assert second.summary["invoices"] == 0
+
+
+def test_contract_scope_limits_the_run(project, person):
+    approved(project, person)
+    other = ProjectFactory(contract=ContractFactory(rate_card=project.contract.rate_card))
+    approved(other, person)
+    run(contracts=[project.contract.code])
+    assert list(Invoice.objects.values_list("contract__code", flat=True)) == [project.contract.code]
+
+
+def test_unknown_contract_code_is_a_clear_error():
+    with pytest.raises(ApplicationError, match="Unknown contract"):
+        run(contracts=["NOPE"])
+
+
+def test_retainer_fee_is_billed_once_per_period(consultant_role):
+    contract = ContractFactory(retainer=True)
+    ProjectFactory(contract=contract)
+    run()
+    run()
+    assert Invoice.objects.filter(contract=contract).count() == 1
+    assert Invoice.objects.get().lines.get().kind == "retainer"
+
+
+def test_cancelling_a_draft_releases_its_items_for_the_next_run(project, person, analyst):
+    entry = approved(project, person)
+    run()
+    invoice = Invoice.objects.get()
+    with pytest.raises(ApplicationError, match="pending approval"):
+        invoice_cancel(invoice=invoice, user=analyst, reason="Wrong period")
+    invoice_reject(invoice=invoice, user=analyst, reason="Wrong period")
+    with pytest.raises(ApplicationError, match="reason"):
+        invoice_cancel(invoice=invoice, user=analyst, reason="")
+    invoice_cancel(invoice=invoice, user=analyst, reason="Wrong period")
+    entry.refresh_from_db()
+    assert entry.status == "approved" and entry.invoice_line is None
+    assert StateLog.objects.filter(transition="release", object_id=entry.pk).exists()
+    run()
+    assert Invoice.objects.filter(status="pending_approval").count() == 1
+    entry.refresh_from_db()
+    assert entry.status == "invoiced"
+
+
+def test_missing_rate_blocks_then_revalidates_after_the_fix(contract, project, analyst):
+    senior = RoleFactory(code="SENIOR")
+    person = PersonFactory(role=senior)
+    entry = approved(project, person)
+    run()
+    invoice = Invoice.objects.get()
+    assert invoice.status == "exception"
+    exception = invoice.exceptions.get()
+    assert exception.code == "MISSING_RATE"
+    assert "SENIOR" in exception.message and exception.fix_hint and exception.fix_url
+    entry.refresh_from_db()
+    assert entry.status == "approved"  # unpriced: no line, nothing linked
+
+    # A second run does not open a second draft for the same contract.
+    second = run()
+    assert Invoice.objects.count() == 1
+    assert second.summary["skipped"]
+
+    RateCardLineFactory(rate_card=contract.rate_card, role=senior, rate=Decimal("150.00"))
+    invoice_revalidate(invoice=invoice, user=analyst)
+    invoice.refresh_from_db()
+    assert invoice.status == "pending_approval"
+    assert invoice.subtotal == Decimal("1200.00")
+    entry.refresh_from_db()
+    assert entry.status == "invoiced"
+    assert invoice.exceptions.get(code="MISSING_RATE").state == InvoiceException.State.RESOLVED
+    transitions = list(
+        StateLog.objects.filter(object_id=invoice.pk, content_type__model="invoice")
+        .order_by("id")
+        .values_list("source_state", "state")
+    )
+    assert transitions[-2:] == [("exception", "draft"), ("draft", "pending_approval")]
+
+
+def test_override_needs_a_controller_and_a_reason(project, person, analyst, controller):
+    project.contract.client.credit_hold = False
+    project.contract.po_number = ""
+    project.contract.save()
+    project.contract.client.po_required = True
+    project.contract.client.save()
+    approved(project, person)
+    run()
+    invoice = Invoice.objects.get()
+    assert invoice.status == "exception"
+    with pytest.raises(PermissionDeniedError):
+        invoice_override(invoice=invoice, user=analyst, reason="PO follows")
+    with pytest.raises(ApplicationError, match="reason"):
+        invoice_override(invoice=invoice, user=controller, reason=" ")
+    invoice_override(invoice=invoice, user=controller, reason="PO confirmed by e-mail, follows")
+    invoice.refresh_from_db()
+    assert invoice.status == "pending_approval"
+    exception = invoice.exceptions.get()
+    assert exception.state == "overridden" and exception.resolved_by == controller
+    assert invoice.history.first().history_change_reason.startswith("Override")
+
+
+def test_write_down_brings_the_invoice_exactly_to_the_cap(project, person, controller):
+    project.contract.cap = Decimal("500.00")
+    project.contract.save()
+    approved(project, person)  # 8 h x 100 = 800 > 500
+    run()
+    invoice = Invoice.objects.get()
+    assert invoice.status == "exception"
+    assert invoice.exceptions.get().amount == Decimal("300.00")
+    invoice_write_down_to_cap(invoice=invoice, user=controller, reason="Agreed with client")
+    invoice.refresh_from_db()
+    assert invoice.subtotal == Decimal("500.00")
+    assert invoice.tax_total == Decimal("95.00")
+    assert invoice.total == Decimal("595.00")
+    assert invoice.status == "pending_approval"
+    write_down = invoice.lines.get(kind="write_down")
+    assert write_down.amount == Decimal("-300.00")
+    assert write_down.history.first().history_user == controller
+
+
+def test_approval_numbers_gaplessly_and_freezes(project, person, analyst, controller):
+    approved(project, person)
+    other = ProjectFactory(contract=ContractFactory(entity=project.contract.entity, rate_card=project.contract.rate_card))
+    approved(other, person, day=datetime.date(2025, 3, 12))
+    run()
+    first, second = Invoice.objects.order_by("id")
+    invoice_approve(invoice=first, user=analyst)
+    invoice_approve(invoice=second, user=controller)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    prefix = project.contract.entity.number_prefix
+    assert first.number == f"{prefix}-2025-000001"
+    assert second.number == f"{prefix}-2025-000002"
+    assert first.status == "posted"  # no ERP configured: posted on approval
+    with pytest.raises(ApplicationError, match="immutable"):
+        invoice_cancel(invoice=first, user=analyst, reason="Oops")
+    with pytest.raises(ApplicationError):
+        invoice_revalidate(invoice=first, user=analyst)
+
+
+def test_nobody_approves_an_invoice_they_prepared(project, person, analyst):
+    approved(project, person)
+    run(user=analyst)
+    invoice = Invoice.objects.get()
+    with pytest.raises(SegregationOfDutiesError):
+        invoice_approve(invoice=invoice, user=analyst)
+    with pytest.raises(PermissionDeniedError):
+        invoice_approve(invoice=invoice, user=UserFactory(groups=["project_manager"]))
+
+
+def test_reject_sends_back_to_draft_with_reason_then_revalidates(project, person, analyst):
+    approved(project, person)
+    run()
+    invoice = Invoice.objects.get()
+    with pytest.raises(ApplicationError):
+        invoice_reject(invoice=invoice, user=analyst, reason="")
+    invoice_reject(invoice=invoice, user=analyst, reason="Check the hours with the PM")
+    invoice.refresh_from_db()
+    assert invoice.status == "draft"
+    assert StateLog.objects.filter(object_id=invoice.pk, description="Check the hours with the PM").exists()
+    invoice_revalidate(invoice=invoice, user=analyst)
+    invoice.refresh_from_db()
+    assert invoice.status == "pending_approval"
+    assert TimeEntry.objects.get().invoice_line.invoice == invoice
+
+
+def test_billing_run_command(project, person, capsys):
+    approved(project, person)
+    call_command("billing_run", "--period", "2025-03", "--run-date", "2025-04-01")
+    assert '"invoices": 1' in capsys.readouterr().out
+    with pytest.raises(Exception, match="2026-10"):
+        call_command("billing_run", "--period", "March")
