@@ -5,8 +5,9 @@ Model permissions (add/change/view) gate admin and API lists; who may act on a
 predicates in `billing.rules` and enforced again by the services.
 
 `ROLE_GRANTS` is the single source of the groups' model permissions: the
-`portal.0001_roles` migration applies it, and `sync_role_permissions()` can be
-re-run (e.g. after apps add models) because it only ever adds permissions.
+`portal.0001_roles` migration applies it for the models that exist at that
+point; `sync_roles_after_migrate` (a post_migrate receiver) re-applies it after
+every migrate so models added later are covered. It only ever adds permissions.
 """
 
 from __future__ import annotations
@@ -146,3 +147,18 @@ def sync_role_permissions(*, apps: Any = None, using: str = DEFAULT_DB_ALIAS) ->
         group.permissions.add(*wanted)
         counts[role] = group.permissions.count()
     return counts
+
+
+def sync_roles_after_migrate(sender: Any, *, apps: Any = None, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    """post_migrate receiver: grant the roles the permissions of apps migrated after portal.0001.
+
+    Django emits post_migrate once per app, in INSTALLED_APPS order, and creates
+    each app's permissions in its own call; acting on the last app's signal sees
+    them all. Connect it in `PortalConfig.ready()`:
+    `post_migrate.connect(sync_roles_after_migrate, dispatch_uid="portal.sync_roles")`.
+    """
+    from django.apps import apps as global_apps
+
+    if sender is not None and sender.label != list(global_apps.get_app_configs())[-1].label:
+        return
+    sync_role_permissions(apps=apps or global_apps, using=using)
