@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -185,6 +186,7 @@ class BillableInline(AuditorReadOnlyMixin, admin.TabularInline):
 class RateCardLineInline(BillableInline):
     model = RateCardLine
     form = EffectiveDatedRateForm
+    can_delete = False  # a saved period is ended (effective to), not deleted
     fields = ("role", "rate", "effective_from", "effective_to")
     autocomplete_fields = ("role",)
     extra = 1
@@ -193,20 +195,26 @@ class RateCardLineInline(BillableInline):
 class ContractRateInline(BillableInline):
     model = ContractRate
     form = EffectiveDatedRateForm
+    can_delete = False
     fields = ("role", "person", "rate", "effective_from", "effective_to", "change_order")
     autocomplete_fields = ("role", "person")
     show_change_link = False
 
 
 class ChangeOrderInline(BillableInline):
+    """New change orders can be drafted here; rates and milestones are added on the change order's page."""
+
     model = ChangeOrder
     form = DraftChangeOrderForm
     fields = ("code", "description", "cap_delta", "signed_on", "status")
     readonly_fields = ("status",)
+    can_delete = False
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 50})}}
 
 
 class ProjectInline(BillableInline):
     model = Project
+    can_delete = False
     fields = ("code", "name", "business_unit", "project_manager", "status")
     readonly_fields = ("status",)
     autocomplete_fields = ("project_manager",)
