@@ -271,3 +271,20 @@ def test_billing_run_command(project, person, capsys):
     assert '"invoices": 1' in capsys.readouterr().out
     with pytest.raises(Exception, match="2026-10"):
         call_command("billing_run", "--period", "March")
+
+
+@pytest.mark.postgres
+def test_database_refuses_to_change_a_numbered_invoice(project, person, analyst):
+    from django.db import IntegrityError, transaction
+
+    approved(project, person)
+    run()
+    invoice = invoice_approve(invoice=Invoice.objects.get(), user=analyst)
+    with pytest.raises(IntegrityError, match="immutable"), transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk).update(total=Decimal("1.00"))
+    with pytest.raises(IntegrityError, match="immutable"), transaction.atomic():
+        InvoiceLine.objects.filter(invoice=invoice).update(amount=Decimal("1.00"))
+    with pytest.raises(IntegrityError, match="immutable"), transaction.atomic():
+        InvoiceLine.objects.create(invoice=invoice, kind="time", unit_price=1, amount=1)
+    # Its status still moves on.
+    Invoice.objects.filter(pk=invoice.pk).update(status="sent")
