@@ -322,3 +322,20 @@ def test_home_page_queries_are_bounded_whatever_the_row_count(client, django_ass
     assert len(many.captured_queries) == len(few.captured_queries), [q["sql"][:120] for q in many.captured_queries]
     assert response.context["counts"].pm_time_submitted == 15
     assert response.context["counts"].overdue_receivables == 8
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        (Decimal("1234.5"), "EUR", "1,234.50"),
+        (Decimal("-99.995"), "EUR", "−100.00"),
+        (Decimal("1234567"), "JPY", "1,234,567"),
+        (Decimal("0.125"), "USD", "0.13"),
+    ],
+)
+def test_money_filter_rounds_to_the_minor_unit_and_marks_negatives(amount, currency, text):
+    from portal.templatetags.portal_tags import money
+
+    html = money(amount, currency)
+    assert f"{text} <span class=\"money-ccy\">{currency}</span>" in html
+    assert ("money-neg" in html) == (amount < 0)
