@@ -1,4 +1,5 @@
 """Money arithmetic: Decimal only, ROUND_HALF_UP to the currency's minor unit."""
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal

@@ -7,6 +7,7 @@ records, the run is restricted to the scenario's contracts, and inside the
 transaction FX rates are replaced by the scenario's and tax rules by the
 built-in defaults, so the result depends on the scenario alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,13 @@ def _obj(required: list[str], props: dict) -> dict:
 _RATE_OVERRIDE = {
     "type": "object",
     "required": ["rate", "from"],
-    "properties": {"role": _CODE, "person": _CODE, "rate": _DEC, "from": _DATE, "to": {"anyOf": [_DATE, {"type": "null"}]}},
+    "properties": {
+        "role": _CODE,
+        "person": _CODE,
+        "rate": _DEC,
+        "from": _DATE,
+        "to": {"anyOf": [_DATE, {"type": "null"}]},
+    },
     "oneOf": [{"required": ["role"]}, {"required": ["person"]}],
 }
 _WORK_STATUS = {"enum": ["draft", "submitted", "approved", "rejected", "invoiced"]}
@@ -68,48 +75,167 @@ _WORK_STATUS = {"enum": ["draft", "submitted", "approved", "rejected", "invoiced
 SCHEMA = _obj(
     ["run"],
     {
-        "run": _obj(["period", "run_date"], {"period": _obj(["start", "end"], {"start": _DATE, "end": _DATE}), "run_date": _DATE}),
-        "entities": {"type": "array", "items": _obj(["code", "country", "currency"], {
-            "code": _CODE, "name": {"type": "string"}, "country": _COUNTRY, "currency": _CUR, "vat_id": _STR_OR_NULL})},
-        "clients": {"type": "array", "items": _obj(["code", "country", "currency"], {
-            "code": _CODE, "name": {"type": "string"}, "country": _COUNTRY, "currency": _CUR, "vat_id": _STR_OR_NULL,
-            "address": {"type": ["object", "null"], "properties": {
-                "line1": _STR_OR_NULL, "city": _STR_OR_NULL, "postal_code": _STR_OR_NULL}},
-            "billing_email": _STR_OR_NULL, "payment_terms_days": {"type": "integer", "minimum": 0},
-            "po_required": {"type": "boolean"}, "credit_hold": {"type": "boolean"}})},
+        "run": _obj(
+            ["period", "run_date"],
+            {"period": _obj(["start", "end"], {"start": _DATE, "end": _DATE}), "run_date": _DATE},
+        ),
+        "entities": {
+            "type": "array",
+            "items": _obj(
+                ["code", "country", "currency"],
+                {
+                    "code": _CODE,
+                    "name": {"type": "string"},
+                    "country": _COUNTRY,
+                    "currency": _CUR,
+                    "vat_id": _STR_OR_NULL,
+                },
+            ),
+        },
+        "clients": {
+            "type": "array",
+            "items": _obj(
+                ["code", "country", "currency"],
+                {
+                    "code": _CODE,
+                    "name": {"type": "string"},
+                    "country": _COUNTRY,
+                    "currency": _CUR,
+                    "vat_id": _STR_OR_NULL,
+                    "address": {
+                        "type": ["object", "null"],
+                        "properties": {"line1": _STR_OR_NULL, "city": _STR_OR_NULL, "postal_code": _STR_OR_NULL},
+                    },
+                    "billing_email": _STR_OR_NULL,
+                    "payment_terms_days": {"type": "integer", "minimum": 0},
+                    "po_required": {"type": "boolean"},
+                    "credit_hold": {"type": "boolean"},
+                },
+            ),
+        },
         "roles": {"type": "array", "items": _CODE},
-        "people": {"type": "array", "items": _obj(["code", "role"], {"code": _CODE, "name": {"type": "string"}, "role": _CODE})},
-        "rate_cards": {"type": "array", "items": _obj(["code", "currency"], {
-            "code": _CODE, "currency": _CUR, "lines": {"type": "array", "items": _obj(["role", "rate", "from"], {
-                "role": _CODE, "rate": _DEC, "from": _DATE, "to": {"anyOf": [_DATE, {"type": "null"}]}})}})},
-        "fx_rates": {"type": "array", "items": _obj(["from", "to", "date", "rate"], {
-            "from": _CUR, "to": _CUR, "date": _DATE, "rate": _DEC})},
-        "contracts": {"type": "array", "items": _obj(["code", "client", "entity", "model", "currency"], {
-            "code": _CODE, "client": _CODE, "entity": _CODE,
-            "model": {"enum": ["time_and_materials", "fixed_fee", "retainer"]}, "currency": _CUR,
-            "rate_card": _STR_OR_NULL, "cap": _DEC_OR_NULL, "expense_markup_pct": _DEC_OR_NULL,
-            "discount_pct": _DEC_OR_NULL, "po_number": _STR_OR_NULL,
-            "payment_terms_days": {"type": ["integer", "null"], "minimum": 0},
-            "invoice_per_project": {"type": ["boolean", "null"]}, "retainer_amount": _DEC_OR_NULL,
-            "included_hours": _DEC_OR_NULL, "rate_overrides": {"type": "array", "items": _RATE_OVERRIDE},
-            "status": {"enum": ["draft", "active", "suspended", "closed"]}})},
-        "change_orders": {"type": "array", "items": _obj(["contract", "code", "status"], {
-            "contract": _CODE, "code": _CODE, "status": {"enum": ["draft", "submitted", "approved", "rejected"]},
-            "cap_delta": _DEC_OR_NULL, "rate_overrides": {"type": "array", "items": _RATE_OVERRIDE}})},
-        "projects": {"type": "array", "items": _obj(["code", "contract"], {
-            "code": _CODE, "contract": _CODE,
-            "status": {"enum": ["planned", "active", "on_hold", "completed", "closed"]}})},
-        "time_entries": {"type": "array", "items": _obj(["person", "project", "date", "hours", "status"], {
-            "person": _CODE, "project": _CODE, "date": _DATE, "hours": _DEC, "billable": {"type": "boolean"},
-            "status": _WORK_STATUS})},
-        "expenses": {"type": "array", "items": _obj(["person", "project", "date", "amount", "currency", "status"], {
-            "person": _CODE, "project": _CODE, "date": _DATE, "amount": _DEC, "currency": _CUR,
-            "category": {"type": "string"}, "billable": {"type": "boolean"}, "status": _WORK_STATUS})},
-        "milestones": {"type": "array", "items": _obj(["project", "name", "amount", "status"], {
-            "project": _CODE, "name": {"type": "string"}, "amount": _DEC,
-            "status": {"enum": ["planned", "completed", "approved", "invoiced"]}})},
-        "prior_invoices": {"type": "array", "items": _obj(["contract", "kind", "subtotal"], {
-            "contract": _CODE, "kind": {"enum": ["invoice", "credit_note"]}, "subtotal": _DEC})},
+        "people": {
+            "type": "array",
+            "items": _obj(["code", "role"], {"code": _CODE, "name": {"type": "string"}, "role": _CODE}),
+        },
+        "rate_cards": {
+            "type": "array",
+            "items": _obj(
+                ["code", "currency"],
+                {
+                    "code": _CODE,
+                    "currency": _CUR,
+                    "lines": {
+                        "type": "array",
+                        "items": _obj(
+                            ["role", "rate", "from"],
+                            {"role": _CODE, "rate": _DEC, "from": _DATE, "to": {"anyOf": [_DATE, {"type": "null"}]}},
+                        ),
+                    },
+                },
+            ),
+        },
+        "fx_rates": {
+            "type": "array",
+            "items": _obj(["from", "to", "date", "rate"], {"from": _CUR, "to": _CUR, "date": _DATE, "rate": _DEC}),
+        },
+        "contracts": {
+            "type": "array",
+            "items": _obj(
+                ["code", "client", "entity", "model", "currency"],
+                {
+                    "code": _CODE,
+                    "client": _CODE,
+                    "entity": _CODE,
+                    "model": {"enum": ["time_and_materials", "fixed_fee", "retainer"]},
+                    "currency": _CUR,
+                    "rate_card": _STR_OR_NULL,
+                    "cap": _DEC_OR_NULL,
+                    "expense_markup_pct": _DEC_OR_NULL,
+                    "discount_pct": _DEC_OR_NULL,
+                    "po_number": _STR_OR_NULL,
+                    "payment_terms_days": {"type": ["integer", "null"], "minimum": 0},
+                    "invoice_per_project": {"type": ["boolean", "null"]},
+                    "retainer_amount": _DEC_OR_NULL,
+                    "included_hours": _DEC_OR_NULL,
+                    "rate_overrides": {"type": "array", "items": _RATE_OVERRIDE},
+                    "status": {"enum": ["draft", "active", "suspended", "closed"]},
+                },
+            ),
+        },
+        "change_orders": {
+            "type": "array",
+            "items": _obj(
+                ["contract", "code", "status"],
+                {
+                    "contract": _CODE,
+                    "code": _CODE,
+                    "status": {"enum": ["draft", "submitted", "approved", "rejected"]},
+                    "cap_delta": _DEC_OR_NULL,
+                    "rate_overrides": {"type": "array", "items": _RATE_OVERRIDE},
+                },
+            ),
+        },
+        "projects": {
+            "type": "array",
+            "items": _obj(
+                ["code", "contract"],
+                {
+                    "code": _CODE,
+                    "contract": _CODE,
+                    "status": {"enum": ["planned", "active", "on_hold", "completed", "closed"]},
+                },
+            ),
+        },
+        "time_entries": {
+            "type": "array",
+            "items": _obj(
+                ["person", "project", "date", "hours", "status"],
+                {
+                    "person": _CODE,
+                    "project": _CODE,
+                    "date": _DATE,
+                    "hours": _DEC,
+                    "billable": {"type": "boolean"},
+                    "status": _WORK_STATUS,
+                },
+            ),
+        },
+        "expenses": {
+            "type": "array",
+            "items": _obj(
+                ["person", "project", "date", "amount", "currency", "status"],
+                {
+                    "person": _CODE,
+                    "project": _CODE,
+                    "date": _DATE,
+                    "amount": _DEC,
+                    "currency": _CUR,
+                    "category": {"type": "string"},
+                    "billable": {"type": "boolean"},
+                    "status": _WORK_STATUS,
+                },
+            ),
+        },
+        "milestones": {
+            "type": "array",
+            "items": _obj(
+                ["project", "name", "amount", "status"],
+                {
+                    "project": _CODE,
+                    "name": {"type": "string"},
+                    "amount": _DEC,
+                    "status": {"enum": ["planned", "completed", "approved", "invoiced"]},
+                },
+            ),
+        },
+        "prior_invoices": {
+            "type": "array",
+            "items": _obj(
+                ["contract", "kind", "subtotal"],
+                {"contract": _CODE, "kind": {"enum": ["invoice", "credit_note"]}, "subtotal": _DEC},
+            ),
+        },
         "expected": {"type": "object"},
     },
 )
@@ -192,17 +318,30 @@ class _Loader:
         for i, e in enumerate(d.get("entities", [])):
             key = f"entities[{i}]"
             self.entities[e["code"]] = self.create(
-                key, LegalEntity, code=PREFIX + e["code"], name=e.get("name") or e["code"], country=e["country"],
-                currency=e["currency"], vat_id=e.get("vat_id") or "",
+                key,
+                LegalEntity,
+                code=PREFIX + e["code"],
+                name=e.get("name") or e["code"],
+                country=e["country"],
+                currency=e["currency"],
+                vat_id=e.get("vat_id") or "",
             )
         for i, c in enumerate(d.get("clients", [])):
             address = c.get("address") or {}
             self.clients[c["code"]] = self.create(
-                f"clients[{i}]", Client, code=PREFIX + c["code"], legal_name=c.get("name") or "",
-                country=c["country"], currency=c["currency"], vat_id=c.get("vat_id") or "",
-                address_line1=address.get("line1") or "", city=address.get("city") or "",
-                postal_code=address.get("postal_code") or "", billing_emails=c.get("billing_email") or "",
-                payment_terms_days=c.get("payment_terms_days", 30), po_required=bool(c.get("po_required")),
+                f"clients[{i}]",
+                Client,
+                code=PREFIX + c["code"],
+                legal_name=c.get("name") or "",
+                country=c["country"],
+                currency=c["currency"],
+                vat_id=c.get("vat_id") or "",
+                address_line1=address.get("line1") or "",
+                city=address.get("city") or "",
+                postal_code=address.get("postal_code") or "",
+                billing_emails=c.get("billing_email") or "",
+                payment_terms_days=c.get("payment_terms_days", 30),
+                po_required=bool(c.get("po_required")),
                 credit_hold=bool(c.get("credit_hold")),
             )
         for i, code in enumerate(d.get("roles", [])):
@@ -210,7 +349,10 @@ class _Loader:
         for i, p in enumerate(d.get("people", [])):
             key = f"people[{i}]"
             self.people[p["code"]] = self.create(
-                key, Person, code=PREFIX + p["code"], name=p.get("name") or p["code"],
+                key,
+                Person,
+                code=PREFIX + p["code"],
+                name=p.get("name") or p["code"],
                 role=self.ref(self.roles, p["role"], f"{key}.role", "role"),
             )
         for i, rc in enumerate(d.get("rate_cards", [])):
@@ -220,15 +362,22 @@ class _Loader:
             for j, line in enumerate(rc.get("lines", [])):
                 lkey = f"{key}.lines[{j}]"
                 self.create(
-                    lkey, RateCardLine, rate_card=card,
+                    lkey,
+                    RateCardLine,
+                    rate_card=card,
                     role=self.ref(self.roles, line["role"], f"{lkey}.role", "role"),
-                    rate=_dec(line["rate"], f"{lkey}.rate"), effective_from=_date(line["from"], f"{lkey}.from"),
+                    rate=_dec(line["rate"], f"{lkey}.rate"),
+                    effective_from=_date(line["from"], f"{lkey}.from"),
                     effective_to=_date(line["to"], f"{lkey}.to") if line.get("to") else None,
                 )
         for i, fx in enumerate(d.get("fx_rates", [])):
             key = f"fx_rates[{i}]"
             self.create(
-                key, FxRate, from_currency=fx["from"], to_currency=fx["to"], date=_date(fx["date"], f"{key}.date"),
+                key,
+                FxRate,
+                from_currency=fx["from"],
+                to_currency=fx["to"],
+                date=_date(fx["date"], f"{key}.date"),
                 rate=_dec(fx["rate"], f"{key}.rate"),
             )
         for i, c in enumerate(d.get("contracts", [])):
@@ -238,7 +387,10 @@ class _Loader:
         for i, p in enumerate(d.get("projects", [])):
             key = f"projects[{i}]"
             self.projects[p["code"]] = self.create(
-                key, Project, code=PREFIX + p["code"], name=p["code"],
+                key,
+                Project,
+                code=PREFIX + p["code"],
+                name=p["code"],
                 contract=self.ref(self.contracts, p["contract"], f"{key}.contract", "contract"),
                 status=p.get("status", "active"),
             )
@@ -246,18 +398,29 @@ class _Loader:
             key = f"time_entries[{i}]"
             project = self.ref(self.projects, t["project"], f"{key}.project", "project")
             self.create(
-                key, TimeEntry, person=self.ref(self.people, t["person"], f"{key}.person", "person"),
-                project=project, date=_date(t["date"], f"{key}.date"), hours=_dec(t["hours"], f"{key}.hours"),
-                billable=t.get("billable", True), status=t["status"],
+                key,
+                TimeEntry,
+                person=self.ref(self.people, t["person"], f"{key}.person", "person"),
+                project=project,
+                date=_date(t["date"], f"{key}.date"),
+                hours=_dec(t["hours"], f"{key}.hours"),
+                billable=t.get("billable", True),
+                status=t["status"],
                 invoice_line=self._prior_line(project.contract) if t["status"] == "invoiced" else None,
             )
         for i, e in enumerate(d.get("expenses", [])):
             key = f"expenses[{i}]"
             project = self.ref(self.projects, e["project"], f"{key}.project", "project")
             self.create(
-                key, Expense, person=self.ref(self.people, e["person"], f"{key}.person", "person"),
-                project=project, date=_date(e["date"], f"{key}.date"), amount=_dec(e["amount"], f"{key}.amount"),
-                currency=e["currency"], category=e.get("category") or "other", billable=e.get("billable", True),
+                key,
+                Expense,
+                person=self.ref(self.people, e["person"], f"{key}.person", "person"),
+                project=project,
+                date=_date(e["date"], f"{key}.date"),
+                amount=_dec(e["amount"], f"{key}.amount"),
+                currency=e["currency"],
+                category=e.get("category") or "other",
+                billable=e.get("billable", True),
                 status=e["status"],
                 invoice_line=self._prior_line(project.contract) if e["status"] == "invoiced" else None,
             )
@@ -265,7 +428,11 @@ class _Loader:
             key = f"milestones[{i}]"
             project = self.ref(self.projects, m["project"], f"{key}.project", "project")
             self.create(
-                key, Milestone, project=project, name=m["name"], amount=_dec(m["amount"], f"{key}.amount"),
+                key,
+                Milestone,
+                project=project,
+                name=m["name"],
+                amount=_dec(m["amount"], f"{key}.amount"),
                 status=m["status"],
                 invoice_line=self._prior_line(project.contract) if m["status"] == "invoiced" else None,
             )
@@ -279,16 +446,21 @@ class _Loader:
     def _contract(self, i: int, c: dict) -> None:
         key = f"contracts[{i}]"
         contract = self.create(
-            key, Contract, code=PREFIX + c["code"],
+            key,
+            Contract,
+            code=PREFIX + c["code"],
             client=self.ref(self.clients, c["client"], f"{key}.client", "client"),
             entity=self.ref(self.entities, c["entity"], f"{key}.entity", "entity"),
-            billing_model=c["model"], currency=c["currency"],
+            billing_model=c["model"],
+            currency=c["currency"],
             rate_card=self.ref(self.rate_cards, c["rate_card"], f"{key}.rate_card", "rate card")
-            if c.get("rate_card") else None,
+            if c.get("rate_card")
+            else None,
             cap=_dec(c.get("cap"), f"{key}.cap"),
             expense_markup_pct=_dec(c.get("expense_markup_pct"), f"{key}.expense_markup_pct", Decimal(0)),
             discount_pct=_dec(c.get("discount_pct"), f"{key}.discount_pct", Decimal(0)),
-            po_number=c.get("po_number") or "", payment_terms_days=c.get("payment_terms_days"),
+            po_number=c.get("po_number") or "",
+            payment_terms_days=c.get("payment_terms_days"),
             invoice_per_project=bool(c.get("invoice_per_project")),
             retainer_amount=_dec(c.get("retainer_amount"), f"{key}.retainer_amount"),
             included_hours=_dec(c.get("included_hours"), f"{key}.included_hours"),
@@ -300,18 +472,25 @@ class _Loader:
 
     def _rate(self, key: str, model, ro: dict, **fields) -> Any:
         return self.create(
-            key, model,
+            key,
+            model,
             role=self.ref(self.roles, ro["role"], f"{key}.role", "role") if ro.get("role") else None,
             person=self.ref(self.people, ro["person"], f"{key}.person", "person") if ro.get("person") else None,
-            rate=_dec(ro["rate"], f"{key}.rate"), effective_from=_date(ro["from"], f"{key}.from"),
-            effective_to=_date(ro["to"], f"{key}.to") if ro.get("to") else None, **fields,
+            rate=_dec(ro["rate"], f"{key}.rate"),
+            effective_from=_date(ro["from"], f"{key}.from"),
+            effective_to=_date(ro["to"], f"{key}.to") if ro.get("to") else None,
+            **fields,
         )
 
     def _change_order(self, i: int, co: dict) -> None:
         key = f"change_orders[{i}]"
         contract = self.ref(self.contracts, co["contract"], f"{key}.contract", "contract")
         change_order = self.create(
-            key, ChangeOrder, contract=contract, code=co["code"], status=co["status"],
+            key,
+            ChangeOrder,
+            contract=contract,
+            code=co["code"],
+            status=co["status"],
             cap_delta=_dec(co.get("cap_delta"), f"{key}.cap_delta", Decimal(0)),
         )
         for j, ro in enumerate(co.get("rate_overrides", [])):
@@ -323,25 +502,37 @@ class _Loader:
 
     def _posted_invoice(self, key: str, contract: Contract, kind: str, subtotal: Decimal, credit_of=None) -> Invoice:
         return self.create(
-            key, Invoice, kind=kind, credit_of=credit_of, entity=contract.entity, client=contract.client,
-            contract=contract, issue_date=self.before_period, due_date=self.before_period,
-            currency=contract.currency, subtotal=subtotal, total=subtotal, status=Invoice.Status.POSTED,
+            key,
+            Invoice,
+            kind=kind,
+            credit_of=credit_of,
+            entity=contract.entity,
+            client=contract.client,
+            contract=contract,
+            issue_date=self.before_period,
+            due_date=self.before_period,
+            currency=contract.currency,
+            subtotal=subtotal,
+            total=subtotal,
+            status=Invoice.Status.POSTED,
             notes="Billed before this scenario.",
         )
 
     def _prior_invoice(self, contract: Contract) -> Invoice:
         """An earlier invoice of the contract: what prior credit notes and billed items refer to."""
         if contract.id not in self.prior_invoices:
-            self.prior_invoices[contract.id] = self._posted_invoice(
-                "prior_invoices", contract, "invoice", Decimal(0)
-            )
+            self.prior_invoices[contract.id] = self._posted_invoice("prior_invoices", contract, "invoice", Decimal(0))
         return self.prior_invoices[contract.id]
 
     def _prior_line(self, contract: Contract) -> InvoiceLine:
         if contract.id not in self.prior_lines:
             self.prior_lines[contract.id] = InvoiceLine.objects.create(
-                invoice=self._prior_invoice(contract), kind=InvoiceLine.Kind.TIME, quantity=Decimal(0),
-                unit_price=Decimal(0), amount=Decimal(0), description="Items billed before this scenario",
+                invoice=self._prior_invoice(contract),
+                kind=InvoiceLine.Kind.TIME,
+                quantity=Decimal(0),
+                unit_price=Decimal(0),
+                amount=Decimal(0),
+                description="Items billed before this scenario",
             )
         return self.prior_lines[contract.id]
 
@@ -349,7 +540,7 @@ class _Loader:
 def _strip(code: str | None) -> str | None:
     if code is None:
         return None
-    return code[len(PREFIX):] if code.startswith(PREFIX) else code
+    return code[len(PREFIX) :] if code.startswith(PREFIX) else code
 
 
 def _fmt_money(amount: Decimal, currency: str) -> str:

@@ -1,4 +1,5 @@
 """django-q2 entry points for billing; they only call services."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta

@@ -3,6 +3,7 @@
 Billing admins edit the live rules in Django admin; `run_scenario` bills worked
 examples against exactly these defaults.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,4 +1,5 @@
 """VAT id validation with python-stdnum's module for the client's country."""
+
 from __future__ import annotations
 
 from stdnum import get_cc_module
@@ -8,7 +9,35 @@ from stdnum.exceptions import ValidationError
 _STDNUM_COUNTRY = {"GR": "gr", "EL": "gr"}
 
 EU_MEMBER_STATES = frozenset(
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "ES",
+        "FI",
+        "FR",
+        "GR",
+        "HR",
+        "HU",
+        "IE",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+    ]
 )
 
 

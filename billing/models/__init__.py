@@ -1,4 +1,5 @@
 """Billing domain model (DESIGN §2), split by subject."""
+
 from billing.models.contracts import (
     ChangeOrder,
     ChangeOrderMilestone,

@@ -1,4 +1,5 @@
 """Shared field definitions and mixins for the billing models."""
+
 from __future__ import annotations
 
 from django.core.validators import MinLengthValidator, RegexValidator

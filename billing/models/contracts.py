@@ -1,4 +1,5 @@
 """Contracts, their effective-dated rate overrides, change orders and projects."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -59,7 +60,9 @@ class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
         ordering = ["code"]
         constraints = [
             *ExternallyIdentified.Meta.constraints,
-            models.CheckConstraint(condition=Q(cap__isnull=True) | Q(cap__gte=0), name="billing_contract_cap_non_negative"),
+            models.CheckConstraint(
+                condition=Q(cap__isnull=True) | Q(cap__gte=0), name="billing_contract_cap_non_negative"
+            ),
             models.CheckConstraint(condition=Q(expense_markup_pct__gte=0), name="billing_contract_markup_non_negative"),
             models.CheckConstraint(
                 condition=Q(discount_pct__gte=0) & Q(discount_pct__lte=100), name="billing_contract_discount_range"
@@ -222,6 +225,9 @@ class ChangeOrderRate(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.change_order}: {self.person or self.role} {self.rate} from {self.effective_from}"
+
 
 class ChangeOrderMilestone(models.Model):
     """A milestone the change order adds to a project (created on approval)."""
@@ -236,6 +242,9 @@ class ChangeOrderMilestone(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="billing_changeordermilestone_amount_non_negative")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.change_order}: {self.name}"
 
 
 class Project(FSMModelMixin, ExternallyIdentified, TimeStamped):

@@ -1,4 +1,5 @@
 """Invoices and credit notes, their lines, taxes, exceptions, numbering, payments, runs."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -85,17 +86,21 @@ class Invoice(FSMModelMixin, TimeStamped):
     LIVE_EXCLUDED = (Status.CANCELLED,)
 
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.INVOICE)
-    credit_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes"
-    )
+    credit_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
     entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="invoices")
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="invoices")
     contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="invoices")
     project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices",
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
         help_text="Set when the contract invoices per project.",
     )
-    billing_run = models.ForeignKey(BillingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices")
+    billing_run = models.ForeignKey(
+        BillingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices"
+    )
     number = models.CharField(max_length=40, null=True, blank=True, unique=True)
     period_start = models.DateField(null=True, blank=True)
     period_end = models.DateField(null=True, blank=True)
@@ -219,9 +224,7 @@ class Invoice(FSMModelMixin, TimeStamped):
 
     @fsm_log_by
     @fsm_log_description
-    @transition(
-        field=status, source=[Status.SENT, Status.POSTED, Status.PARTIALLY_PAID], target=Status.DISPUTED
-    )
+    @transition(field=status, source=[Status.SENT, Status.POSTED, Status.PARTIALLY_PAID], target=Status.DISPUTED)
     def dispute(self, by=None, description=None) -> None:
         pass
 
@@ -270,7 +273,11 @@ class InvoiceLine(models.Model):
     rate_source_id = models.BigIntegerField(null=True, blank=True, help_text="Id of the rate row applied.")
     rate_source_label = models.CharField(max_length=200, blank=True, default="")
     credited_line = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_lines",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_lines",
         help_text="For credit-note lines: the original line credited.",
     )
     history = HistoricalRecords()
@@ -295,6 +302,9 @@ class InvoiceTax(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["invoice", "category", "rate"], name="billing_invoicetax_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.rate}% on {self.base}: {self.amount}"
 
 
 class InvoiceException(TimeStamped):

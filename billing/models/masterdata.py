@@ -1,4 +1,5 @@
 """Master data: legal entities, clients, people, rate cards, tax rules, FX rates."""
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -5,6 +5,7 @@ the column holds one value, so an item can never sit on two lines, and the
 check constraint ties the `invoiced` status to that link. Cancelling a draft or
 a full credit note clears the link and returns the item to `approved`.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal

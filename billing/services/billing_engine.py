@@ -5,6 +5,7 @@
 rules here, free of I/O, makes every rule testable and lets revalidation reuse
 exactly the same pricing as a run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -418,7 +419,11 @@ def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
     if problems:
         draft.add(Code.CLIENT_MASTER_DATA_INVALID, BLOCKING, f"Client {client.code}: " + " ".join(problems))
     if client.po_required and not (contract.po_number or "").strip():
-        draft.add(Code.PO_REQUIRED_MISSING, BLOCKING, f"Client {client.code} requires a PO; contract {contract.code} has none.")
+        draft.add(
+            Code.PO_REQUIRED_MISSING,
+            BLOCKING,
+            f"Client {client.code} requires a PO; contract {contract.code} has none.",
+        )
     if ctx.has_pending_change_order:
         draft.add(
             Code.CHANGE_ORDER_PENDING,
@@ -482,4 +487,3 @@ def _check_total(draft: InvoiceDraft) -> None:
     unpriced = draft.blocking_codes & {Code.MISSING_RATE, Code.MISSING_FX_RATE}
     if draft.total <= 0 and not unpriced:
         draft.add(Code.NON_POSITIVE_TOTAL, BLOCKING, f"Total is {draft.total} {draft.currency}.")
-

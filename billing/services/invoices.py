@@ -3,6 +3,7 @@
 Each is one transaction under a row lock on the invoice (and its contract where
 pricing is redone), goes through the FSM, and leaves history and StateLog rows.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -74,9 +75,7 @@ def release_items(invoice: Invoice, *, user: Any, reason: str) -> int:
     now = timezone.now()
     logs = []
     for model in (TimeEntry, Expense, Milestone):
-        ids = list(
-            model.objects.select_for_update().filter(invoice_line__invoice=invoice).values_list("id", flat=True)
-        )
+        ids = list(model.objects.select_for_update().filter(invoice_line__invoice=invoice).values_list("id", flat=True))
         if not ids:
             continue
         model.objects.filter(id__in=ids).update(invoice_line=None, status="approved")
@@ -298,4 +297,3 @@ def invoice_cancel(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     release_items(invoice, user=user, reason=f"Draft cancelled: {reason}")
     save_audited(invoice, user=user, reason=f"Cancelled: {reason}")
     return invoice
-

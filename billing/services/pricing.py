@@ -3,6 +3,7 @@
 Each resolver loads what a billing run needs in a few queries up front, then
 answers from memory, so a run's query count does not grow with its items.
 """
+
 from __future__ import annotations
 
 import bisect

@@ -1,4 +1,5 @@
 """run_scenario's contract: exit 1 with a diff, exit 2 naming the bad key, never a traceback."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 billing/ holds the shared cases verbatim; billing_extra/ our own cases for rules
 the shared ones do not cover.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Invariants of the billing run, checked on generated work (hypothesis)."""
+
 from __future__ import annotations
 
 import datetime

@@ -1,4 +1,5 @@
 """Billing runs and the invoice services around them, through the real services."""
+
 from __future__ import annotations
 
 import datetime
@@ -221,7 +222,9 @@ def test_write_down_brings_the_invoice_exactly_to_the_cap(project, person, contr
 
 def test_approval_numbers_gaplessly_and_freezes(project, person, analyst, controller):
     approved(project, person)
-    other = ProjectFactory(contract=ContractFactory(entity=project.contract.entity, rate_card=project.contract.rate_card))
+    other = ProjectFactory(
+        contract=ContractFactory(entity=project.contract.entity, rate_card=project.contract.rate_card)
+    )
     approved(other, person, day=datetime.date(2025, 3, 12))
     run()
     first, second = Invoice.objects.order_by("id")

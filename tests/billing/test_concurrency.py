@@ -1,4 +1,5 @@
 """Races the database must win: parallel billing runs and parallel approvals (PostgreSQL)."""
+
 from __future__ import annotations
 
 import datetime
@@ -38,7 +39,7 @@ def _in_parallel(count: int, work) -> list:
         try:
             barrier.wait()
             results[index] = work(index)
-        except Exception as exc:  # noqa: BLE001 - reported to the test
+        except Exception as exc:
             results[index] = exc
         finally:
             connection.close()
@@ -81,8 +82,15 @@ def test_twenty_concurrent_approvals_number_one_to_twenty_without_gap_or_duplica
     contract = ContractFactory(entity=entity)
     invoices = [
         Invoice.objects.create(
-            kind="invoice", entity=entity, client=contract.client, contract=contract, currency="EUR",
-            issue_date=RUN_DATE, due_date=RUN_DATE, subtotal=Decimal("100.00"), total=Decimal("119.00"),
+            kind="invoice",
+            entity=entity,
+            client=contract.client,
+            contract=contract,
+            currency="EUR",
+            issue_date=RUN_DATE,
+            due_date=RUN_DATE,
+            subtotal=Decimal("100.00"),
+            total=Decimal("119.00"),
             status="pending_approval",
         )
         for _ in range(20)

@@ -1,4 +1,5 @@
 """Start a billing run from the command line (the same service as the UI and scheduler)."""
+
 from __future__ import annotations
 
 import calendar

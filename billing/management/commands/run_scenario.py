@@ -1,4 +1,5 @@
 """Run a billing scenario (shared/acceptance/README.md) and print or check its result."""
+
 from __future__ import annotations
 
 import json

@@ -1,0 +1,398 @@
+"""Read models of the billing screens: billing runs, the exception queue, invoice review.
+
+Every function here runs a fixed number of queries whatever the number of rows
+(`select_related` / `prefetch_related` for rows, `.values().annotate()` for the
+group figures), so a queue of 5 and of 5,000 invoices costs the same round trips.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.utils import timezone
+from django_fsm_log.models import StateLog
+
+from billing.models import (
+    BillingRun,
+    Contract,
+    Expense,
+    Invoice,
+    InvoiceException,
+    InvoiceLine,
+    Milestone,
+    TimeEntry,
+)
+from billing.services.billing_engine import FIX_HINTS, Code
+
+ZERO = Decimal("0")
+QUEUE_LIMIT = 500
+RECENT_RUNS = 25
+OPEN = InvoiceException.State.OPEN
+BLOCKING = InvoiceException.Severity.BLOCKING
+WARNING = InvoiceException.Severity.WARNING
+WARNING_CODES = frozenset({Code.CLIENT_ON_CREDIT_HOLD, Code.UNAPPROVED_TIME_IN_PERIOD, Code.LATE_TIME, Code.ANOMALY})
+
+# Review queue tabs: (key, label, statuses). The first is the default.
+INVOICE_TABS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("pending_approval", "Pending approval", (Invoice.Status.PENDING_APPROVAL,)),
+    ("exception", "Exception", (Invoice.Status.EXCEPTION,)),
+    ("draft", "Draft", (Invoice.Status.DRAFT,)),
+    ("issued", "Approved & issued", (
+        Invoice.Status.APPROVED, Invoice.Status.POSTED, Invoice.Status.SENT, Invoice.Status.PARTIALLY_PAID,
+        Invoice.Status.PAID, Invoice.Status.DISPUTED,
+    )),
+    ("closed", "Credited & cancelled", (Invoice.Status.CREDITED, Invoice.Status.CANCELLED)),
+    ("all", "All", ()),
+)
+
+
+@dataclass(frozen=True)
+class Money:
+    currency: str
+    amount: Decimal
+
+
+def _money(rows: dict[str, Decimal]) -> list[Money]:
+    return [Money(ccy, amount) for ccy, amount in sorted(rows.items())]
+
+
+# --- billing runs ---------------------------------------------------------------------------------
+
+
+def recent_billing_runs(*, limit: int = RECENT_RUNS) -> list[BillingRun]:
+    return list(BillingRun.objects.select_related("started_by").order_by("-created_at", "-id")[:limit])
+
+
+def get_billing_run(pk: int) -> BillingRun:
+    return BillingRun.objects.select_related("started_by").get(pk=pk)
+
+
+_CODE_SPLIT = re.compile(r"[\s,;]+")
+
+
+def parse_contract_codes(text: str) -> list[str]:
+    """`"C-1, C-2  C-3"` → `["C-1", "C-2", "C-3"]` (order kept, repeats dropped)."""
+    return list(OrderedDict.fromkeys(code for code in _CODE_SPLIT.split(text or "") if code))
+
+
+def unknown_contract_codes(codes: list[str]) -> list[str]:
+    known = set(Contract.objects.filter(code__in=codes).values_list("code", flat=True))
+    return [code for code in codes if code not in known]
+
+
+@dataclass
+class RunSummary:
+    """A finished run's summary (as recorded by the run) in display shape."""
+
+    invoices: int
+    by_entity_currency: list[tuple[str, str, int]]
+    totals: list[Money]
+    exceptions: list[tuple[str, int, str]]  # code, invoices, severity
+    by_status: list[tuple[str, str, int]]  # status, label, invoices
+    items_billed: dict[str, int]
+    skipped: list[str]
+    current_status: list[tuple[str, str, int]] = field(default_factory=list)  # invoices of the run today
+
+
+def billing_run_summary(run: BillingRun) -> RunSummary:
+    data = run.summary or {}
+    by_entity_currency = []
+    for key, count in (data.get("invoices_by_entity_currency") or {}).items():
+        entity, _, currency = key.rpartition(" ")
+        by_entity_currency.append((entity, currency, count))
+    labels = dict(Invoice.Status.choices)
+    current = (
+        Invoice.objects.filter(billing_run=run).values("status").annotate(n=Count("pk")).order_by("status")
+    )
+    return RunSummary(
+        invoices=data.get("invoices", 0),
+        by_entity_currency=by_entity_currency,
+        totals=[Money(ccy, Decimal(amount)) for ccy, amount in (data.get("totals_by_currency") or {}).items()],
+        exceptions=[
+            (code, count, WARNING if code in WARNING_CODES else BLOCKING)
+            for code, count in (data.get("exceptions_by_code") or {}).items()
+        ],
+        by_status=[(s, labels.get(s, s), n) for s, n in sorted((data.get("by_status") or {}).items())],
+        items_billed=data.get("items_billed") or {},
+        skipped=list(data.get("skipped") or []),
+        current_status=[(row["status"], labels.get(row["status"], row["status"]), row["n"]) for row in current],
+    )
+
+
+# --- exception queue ------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueRow:
+    invoice: Invoice
+    exception: InvoiceException  # the finding of this group
+    other_codes: list[str]
+    age_days: int
+
+
+@dataclass
+class QueueGroup:
+    code: str
+    severity: str
+    invoices: int
+    totals: list[Money]
+    fix_hint: str
+    rows: list[QueueRow] = field(default_factory=list)
+
+
+@dataclass
+class ExceptionQueue:
+    groups: list[QueueGroup]
+    codes: list[str]  # every code with open exceptions (for the filter), whatever the filter
+    invoices: int  # invoices in exception matching the filter
+    shown: int
+    truncated: bool
+
+
+def _open_exceptions_in_queue() -> QuerySet[InvoiceException]:
+    return InvoiceException.objects.filter(state=OPEN, invoice__status=Invoice.Status.EXCEPTION)
+
+
+def exception_queue(*, code: str | None = None, today: datetime.date | None = None,
+                    limit: int = QUEUE_LIMIT) -> ExceptionQueue:
+    """Invoices in `exception`, grouped by open exception code; oldest, then largest first.
+
+    Three queries: the group figures (one row per code and currency, an invoice
+    counted once per code), the invoices with their parties, and their open exceptions.
+    """
+    today = today or timezone.localdate()
+    repeat = InvoiceException.objects.filter(
+        invoice=OuterRef("invoice"), code=OuterRef("code"), state=OPEN, pk__lt=OuterRef("pk")
+    )
+    figures = (
+        _open_exceptions_in_queue()
+        .filter(~Exists(repeat))
+        .values("code", "severity", "invoice__currency")
+        .annotate(n=Count("invoice_id"), total=Sum("invoice__total"))
+        .order_by("code")
+    )
+    groups: dict[str, QueueGroup] = {}
+    counts: dict[str, int] = defaultdict(int)
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    severity: dict[str, str] = {}
+    for row in figures:
+        c = row["code"]
+        counts[c] += row["n"]
+        totals[c][row["invoice__currency"]] += row["total"] or ZERO
+        # A code is blocking if any of its findings is.
+        if severity.get(c) != BLOCKING:
+            severity[c] = row["severity"]
+    all_codes = sorted(counts, key=lambda c: (severity[c] != BLOCKING, c))
+    for c in all_codes:
+        if code and c != code:
+            continue
+        groups[c] = QueueGroup(c, severity[c], counts[c], _money(totals[c]), FIX_HINTS.get(c, ""))
+
+    invoices_qs = Invoice.objects.filter(status=Invoice.Status.EXCEPTION)
+    if code:
+        invoices_qs = invoices_qs.filter(Exists(_open_exceptions_in_queue().filter(invoice=OuterRef("pk"), code=code)))
+    matching = sum(g.invoices for g in groups.values()) if code else None
+    invoices = list(
+        invoices_qs.select_related("client", "contract", "project", "entity", "prepared_by")
+        .prefetch_related(
+            Prefetch(
+                "exceptions",
+                queryset=InvoiceException.objects.filter(state=OPEN).select_related("owner").order_by("severity", "code",
+                                                                                                         "id"),
+                to_attr="open_exceptions",
+            )
+        )
+        .order_by("created_at", "-total", "id")[: limit + 1]
+    )
+    truncated = len(invoices) > limit
+    invoices = invoices[:limit]
+    for invoice in invoices:
+        age = (today - timezone.localtime(invoice.created_at).date()).days
+        seen: set[str] = set()
+        codes_here = [e.code for e in invoice.open_exceptions]
+        for exc in invoice.open_exceptions:
+            if exc.code in seen or exc.code not in groups:
+                continue
+            seen.add(exc.code)
+            others = sorted({c for c in codes_here if c != exc.code})
+            groups[exc.code].rows.append(QueueRow(invoice, exc, others, age))
+    in_exception = matching if matching is not None else _count_in_exception()
+    return ExceptionQueue(
+        groups=list(groups.values()),
+        codes=all_codes,
+        invoices=in_exception,
+        shown=len(invoices),
+        truncated=truncated,
+    )
+
+
+def _count_in_exception() -> int:
+    return Invoice.objects.filter(status=Invoice.Status.EXCEPTION).count()
+
+
+# --- invoice review queue -------------------------------------------------------------------------
+
+
+@dataclass
+class InvoiceQueue:
+    tab: str
+    tabs: list[tuple[str, str, int]]  # key, label, count
+    invoices: list[Invoice]
+    totals: list[Money]
+    truncated: bool
+
+
+def invoice_tab(status: str | None) -> str:
+    keys = {key for key, _label, _statuses in INVOICE_TABS}
+    if status in keys:
+        return status
+    if status in Invoice.Status.values:
+        return next((key for key, _l, statuses in INVOICE_TABS if status in statuses), "all")
+    return INVOICE_TABS[0][0]
+
+
+def invoice_queue(*, status: str | None = None, run_id: int | None = None, user: Any = None,
+                  limit: int = QUEUE_LIMIT) -> InvoiceQueue:
+    """Invoices of one review tab, oldest issue date first, then largest; with tab counts and totals."""
+    tab = invoice_tab(status)
+    base = Invoice.objects.all()
+    if run_id:
+        base = base.filter(billing_run_id=run_id)
+    # One query for the counts of every tab.
+    per_status = dict(base.values("status").annotate(n=Count("pk")).values_list("status", "n"))
+    tabs = [
+        (key, label, sum(per_status.get(s, 0) for s in statuses) if statuses else sum(per_status.values()))
+        for key, label, statuses in INVOICE_TABS
+    ]
+    statuses = next(statuses for key, _label, statuses in INVOICE_TABS if key == tab)
+    filtered = base.filter(status__in=statuses) if statuses else base
+    totals = {
+        row["currency"]: row["total"] or ZERO
+        for row in filtered.values("currency").annotate(total=Sum("total")).order_by("currency")
+    }
+    invoices = list(
+        filtered.select_related("client", "contract", "entity", "project", "prepared_by")
+        .annotate(
+            open_warnings=Count("exceptions", filter=Q(exceptions__state=OPEN, exceptions__severity=WARNING)),
+            open_blocking=Count("exceptions", filter=Q(exceptions__state=OPEN, exceptions__severity=BLOCKING)),
+        )
+        .order_by("issue_date", "created_at", "-total", "id")[: limit + 1]
+    )
+    truncated = len(invoices) > limit
+    return InvoiceQueue(tab=tab, tabs=tabs, invoices=invoices[:limit], totals=_money(totals), truncated=truncated)
+
+
+# --- invoice detail -------------------------------------------------------------------------------
+
+
+@dataclass
+class LineGroup:
+    """Lines of one project (or of the contract as a whole: retainer fee, discount, write-down)."""
+
+    project: Any
+    lines: list[InvoiceLine]
+    subtotal: Decimal
+    hours: Decimal
+
+
+def get_invoice(pk: int) -> Invoice:
+    """The invoice with everything its page shows, in a fixed number of queries."""
+    return (
+        Invoice.objects.select_related(
+            "entity", "client", "contract", "project", "billing_run", "prepared_by", "approved_by", "credit_of"
+        )
+        .prefetch_related(
+            Prefetch(
+                "lines",
+                queryset=InvoiceLine.objects.select_related("project", "role")
+                .prefetch_related(
+                    Prefetch("time_entries", queryset=TimeEntry.objects.select_related("person").order_by("date", "id")),
+                    Prefetch("expenses", queryset=Expense.objects.select_related("person").order_by("date", "id")),
+                    Prefetch("milestones", queryset=Milestone.objects.order_by("due_date", "id")),
+                )
+                .order_by("position", "id"),
+            ),
+            "taxes",
+            Prefetch(
+                "exceptions",
+                queryset=InvoiceException.objects.select_related("resolved_by", "owner").order_by(
+                    "state", "severity", "code", "id"
+                ),
+            ),
+        )
+        .get(pk=pk)
+    )
+
+
+def invoice_line_groups(invoice: Invoice) -> list[LineGroup]:
+    """Lines grouped by project (project code order), contract-level lines last."""
+    by_project: dict[Any, list[InvoiceLine]] = defaultdict(list)
+    for line in invoice.lines.all():
+        by_project[line.project_id].append(line)
+    groups = []
+    for project_id, lines in by_project.items():
+        groups.append(
+            LineGroup(
+                project=lines[0].project if project_id else None,
+                lines=lines,
+                subtotal=sum((line.amount for line in lines), ZERO),
+                hours=sum(
+                    (line.quantity for line in lines if line.kind in (InvoiceLine.Kind.TIME, InvoiceLine.Kind.OVERAGE)),
+                    ZERO,
+                ),
+            )
+        )
+    groups.sort(key=lambda g: (g.project is None, g.project.code if g.project else ""))
+    return groups
+
+
+@dataclass
+class TimelineEntry:
+    when: datetime.datetime
+    who: str
+    kind: str  # "transition" or "change"
+    title: str
+    detail: str = ""
+
+
+def _who(user: Any) -> str:
+    if user is None:
+        return "system"
+    return user.get_full_name() or user.get_username()
+
+
+def invoice_timeline(invoice: Invoice) -> list[TimelineEntry]:
+    """Transitions (django-fsm-log) and saved versions (simple-history), newest first. Two queries."""
+    labels = dict(Invoice.Status.choices)
+    entries: list[TimelineEntry] = []
+    content_type = ContentType.objects.get_for_model(Invoice)
+    for log in StateLog.objects.filter(content_type=content_type, object_id=invoice.pk).select_related("by"):
+        source = labels.get(log.source_state, log.source_state or "—")
+        entries.append(
+            TimelineEntry(
+                when=log.timestamp,
+                who=_who(log.by),
+                kind="transition",
+                title=f"{source} → {labels.get(log.state, log.state)}",
+                detail=log.description or "",
+            )
+        )
+    for record in invoice.history.select_related("history_user").all():
+        action = {"+": "Created", "~": "Changed", "-": "Deleted"}.get(record.history_type, "Changed")
+        entries.append(
+            TimelineEntry(
+                when=record.history_date,
+                who=_who(record.history_user),
+                kind="change",
+                title=f"{action} (status {labels.get(record.status, record.status).lower()})",
+                detail=record.history_change_reason or "",
+            )
+        )
+    entries.sort(key=lambda e: e.when, reverse=True)
+    return entries

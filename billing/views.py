@@ -1,0 +1,374 @@
+"""Billing screens for finance: billing runs, the exception queue, invoice review and detail.
+
+Thin views: reads come from `billing.selectors`, every change goes through a
+service in `billing.services`, whose `ApplicationError.message` is shown to the
+user as it is. Roles are checked here (to answer 403 early and to show only the
+actions a user may take) and again by the services.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_q.tasks import async_task
+
+from billing import selectors
+from billing.forms import BillingRunForm, ReasonForm
+from billing.models import BillingRun, Invoice, InvoiceException
+from billing.services.billing_engine import Code
+from billing.services.invoices import (
+    invoice_approve,
+    invoice_cancel,
+    invoice_override,
+    invoice_reject,
+    invoice_revalidate,
+    invoice_write_down_to_cap,
+)
+from portal.errors import ApplicationError
+from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, user_roles
+
+READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
+ACT_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+Status = Invoice.Status
+
+
+# --- access ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the current user may do on these screens (the services check again)."""
+
+    can_act: bool
+    is_controller: bool
+    read_only: bool
+    user_id: int
+
+
+def _access(request: HttpRequest) -> Access:
+    cached = getattr(request, "_billing_access", None)
+    if cached is None:
+        roles = user_roles(request.user)
+        superuser = bool(getattr(request.user, "is_superuser", False))
+        can_act = superuser or bool(roles & set(ACT_ROLES))
+        cached = Access(
+            can_act=can_act,
+            is_controller=superuser or FINANCE_CONTROLLER in roles,
+            read_only=not can_act,
+            user_id=request.user.pk,
+        )
+        request._billing_access = cached
+    return cached
+
+
+def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
+
+
+def finance_view(*, act: bool = False) -> Callable:
+    """Login required; finance analysts and controllers act, auditors read; anyone else gets 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        @login_required
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            user = request.user
+            if act:
+                if not (has_any_role(user, ACT_ROLES) or user.is_superuser):
+                    return _forbidden(request, "Only finance analysts and controllers can do this; "
+                                               "auditors and other roles have read access at most.")
+            elif not (has_any_role(user, READ_ROLES) or user.is_superuser):
+                return _forbidden(request, "The billing screens are for finance and auditors.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
+    response["Vary"] = "HX-Request"
+    return response
+
+
+# --- billing runs ---------------------------------------------------------------------------------
+
+
+def _enqueue_billing_run(*, form: BillingRunForm, user) -> BillingRun:
+    """Queue a run and hand it to a worker once the row is committed.
+
+    TODO(services): belongs in a `billing_run_enqueue` service (reported to the lead).
+    """
+    data = form.cleaned_data
+    with transaction.atomic():
+        billing_run = BillingRun.objects.create(
+            period_start=data["period_start"],
+            period_end=data["period_end"],
+            run_date=data["run_date"],
+            contract_codes=data["contract_codes"],
+            started_by=user,
+        )
+        transaction.on_commit(
+            functools.partial(
+                async_task,
+                "billing.tasks.run_billing_task",
+                billing_run.pk,
+                task_name=f"billing-run-{billing_run.pk}",
+                group="billing_runs",
+            )
+        )
+    return billing_run
+
+
+@require_http_methods(["GET", "POST"])
+@finance_view()
+def run_list(request: HttpRequest) -> HttpResponse:
+    """Start a billing run; the recent runs below."""
+    access = _access(request)
+    if request.method == "POST":
+        if not access.can_act:
+            return _forbidden(request, "Only finance analysts and controllers start billing runs.")
+        form = BillingRunForm(request.POST)
+        if form.is_valid():
+            billing_run = _enqueue_billing_run(form=form, user=request.user)
+            scope = ", ".join(billing_run.contract_codes) or "all contracts"
+            messages.success(
+                request,
+                f"Billing run {billing_run.pk} queued for {billing_run.period_start:%B %Y} ({scope}).",
+            )
+            return redirect("billing:run_detail", pk=billing_run.pk)
+    else:
+        form = BillingRunForm()
+    return render(
+        request,
+        "billing/run_list.html",
+        {"form": form, "runs": selectors.recent_billing_runs(), "access": access},
+    )
+
+
+def _run_context(billing_run: BillingRun) -> dict:
+    finished = billing_run.status in (BillingRun.Status.DONE, BillingRun.Status.FAILED)
+    percent = (
+        round(100 * billing_run.contracts_done / billing_run.contracts_total) if billing_run.contracts_total else 0
+    )
+    return {
+        "run": billing_run,
+        "finished": finished,
+        "percent": 100 if billing_run.status == BillingRun.Status.DONE else percent,
+        "summary": selectors.billing_run_summary(billing_run) if finished else None,
+    }
+
+
+def _get_run(pk: int) -> BillingRun:
+    try:
+        return selectors.get_billing_run(pk)
+    except BillingRun.DoesNotExist as exc:
+        raise Http404("No such billing run.") from exc
+
+
+@require_GET
+@finance_view()
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "billing/run_detail.html", {**_run_context(_get_run(pk)), "access": _access(request)})
+
+
+@require_GET
+@finance_view()
+def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The polled part of the run page; stops polling (no hx-trigger) once the run is finished."""
+    return _vary_on_htmx(render(request, "billing/_run_status.html", _run_context(_get_run(pk))))
+
+
+# --- exception queue ------------------------------------------------------------------------------
+
+
+@require_GET
+@finance_view()
+def exception_queue(request: HttpRequest) -> HttpResponse:
+    code = request.GET.get("code", "").strip().upper() or None
+    queue = selectors.exception_queue(code=code)
+    context = {
+        "queue": queue,
+        "code": code,
+        "access": _access(request),
+        "here": request.get_full_path(),
+        "cap_code": Code.CAP_EXCEEDED,
+    }
+    if _is_htmx(request):
+        # After an inline action (htmx follows the redirect): the queue region with its messages.
+        return _vary_on_htmx(render(request, "billing/_exception_queue.html", {**context, "inline_messages": True}))
+    return _vary_on_htmx(render(request, "billing/exception_queue.html", context))
+
+
+# --- invoice review and detail --------------------------------------------------------------------
+
+
+@require_GET
+@finance_view()
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    run_id = request.GET.get("run")
+    queue = selectors.invoice_queue(
+        status=request.GET.get("status"), run_id=int(run_id) if run_id and run_id.isdigit() else None
+    )
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {"queue": queue, "run_id": run_id if run_id and run_id.isdigit() else "", "access": _access(request)},
+    )
+
+
+def _available_actions(invoice: Invoice, access: Access) -> dict[str, bool]:
+    """What to offer; each service checks status, role and segregation of duties again."""
+    editable = not invoice.number and invoice.status in Invoice.EDITABLE_STATUSES
+    open_codes = {e.code for e in invoice.exceptions.all() if e.state == InvoiceException.State.OPEN}
+    is_invoice = invoice.kind == Invoice.Kind.INVOICE
+    return {
+        "revalidate": access.can_act and is_invoice and invoice.status in (Status.DRAFT, Status.EXCEPTION),
+        "override": access.is_controller and invoice.status == Status.EXCEPTION,
+        "write_down": access.is_controller and editable and Code.CAP_EXCEEDED in open_codes,
+        "approve": access.can_act and invoice.status == Status.PENDING_APPROVAL,
+        "reject": access.can_act and invoice.status == Status.PENDING_APPROVAL,
+        "cancel": access.can_act and editable and invoice.status in (Status.DRAFT, Status.EXCEPTION),
+    }
+
+
+@require_GET
+@finance_view()
+def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        invoice = selectors.get_invoice(pk)
+    except Invoice.DoesNotExist as exc:
+        raise Http404("No such invoice.") from exc
+    access = _access(request)
+    actions = _available_actions(invoice, access)
+    exceptions = list(invoice.exceptions.all())
+    return render(
+        request,
+        "billing/invoice_detail.html",
+        {
+            "invoice": invoice,
+            "line_groups": selectors.invoice_line_groups(invoice),
+            "taxes": list(invoice.taxes.all()),
+            "open_exceptions": [e for e in exceptions if e.state == InvoiceException.State.OPEN],
+            "closed_exceptions": [e for e in exceptions if e.state != InvoiceException.State.OPEN],
+            "timeline": selectors.invoice_timeline(invoice),
+            "actions": actions,
+            "any_action": any(actions.values()),
+            "prepared_by_me": bool(invoice.prepared_by_id and invoice.prepared_by_id == access.user_id),
+            "access": access,
+            "here": request.get_full_path(),
+        },
+    )
+
+
+# --- invoice actions (POST) -----------------------------------------------------------------------
+
+
+def _revalidate(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    label = invoice.display_number
+    invoice = invoice_revalidate(invoice=invoice, user=request.user)
+    if invoice.status == Status.PENDING_APPROVAL:
+        messages.success(request, f"{label} revalidated: no blocking exception; now pending approval.")
+    elif invoice.status == Status.EXCEPTION:
+        codes = ", ".join(
+            sorted(set(invoice.exceptions.filter(state=InvoiceException.State.OPEN, severity="blocking")
+                       .values_list("code", flat=True)))
+        )
+        messages.warning(request, f"{label} revalidated: still blocked by {codes}.")
+    elif invoice.status == Status.CANCELLED:
+        messages.info(request, f"{label} revalidated: nothing left to bill, so the draft was cancelled.")
+    else:
+        messages.success(request, f"{label} revalidated; now {invoice.get_status_display().lower()}.")
+
+
+def _override(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    invoice = invoice_override(invoice=invoice, user=request.user, reason=form.cleaned_data["reason"])
+    messages.success(request, f"{invoice.display_number} overridden; now pending approval. The reason is kept.")
+
+
+def _write_down(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    invoice = invoice_write_down_to_cap(invoice=invoice, user=request.user, reason=form.cleaned_data["reason"])
+    messages.success(
+        request,
+        f"{invoice.display_number} written down to the contract cap; new total {invoice.total:,} {invoice.currency}, "
+        f"now {invoice.get_status_display().lower()}.",
+    )
+
+
+def _approve(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    invoice = invoice_approve(invoice=invoice, user=request.user, comment=form.cleaned_data["comment"])
+    if invoice.status == Status.POSTED:
+        messages.success(request, f"Invoice {invoice.number} approved and posted (no ERP configured).")
+    else:
+        messages.success(request, f"Invoice {invoice.number} approved; posting to ERP.")
+
+
+def _reject(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    invoice = invoice_reject(invoice=invoice, user=request.user, reason=form.cleaned_data["reason"])
+    messages.success(request, f"{invoice.display_number} rejected and sent back to draft.")
+
+
+def _cancel(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    invoice = invoice_cancel(invoice=invoice, user=request.user, reason=form.cleaned_data["reason"])
+    messages.success(request, f"{invoice.display_number} cancelled; its items can be billed again.")
+
+
+ACTIONS: dict[str, tuple[Callable[[Invoice, HttpRequest, ReasonForm], None], bool]] = {
+    # action: (handler, controllers only)
+    "revalidate": (_revalidate, False),
+    "override": (_override, True),
+    "write-down": (_write_down, True),
+    "approve": (_approve, False),
+    "reject": (_reject, False),
+    "cancel": (_cancel, False),
+}
+
+
+@require_POST
+@finance_view(act=True)
+def invoice_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Run one invoice service; its refusal is shown as an error message. Redirects (303) to `next`."""
+    handler, controllers_only = ACTIONS[action]
+    if controllers_only and not _access(request).is_controller:
+        return _forbidden(request, "Only a finance controller may override or write down an invoice.")
+    try:
+        invoice = Invoice.objects.get(pk=pk)
+    except Invoice.DoesNotExist as exc:
+        raise Http404("No such invoice.") from exc
+    form = ReasonForm(request.POST)
+    if not form.is_valid():  # fields are optional: only an over-long text gets here
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    else:
+        try:
+            handler(invoice, request, form)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+    return _see_other(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
+
+
+def _see_other(url: str) -> HttpResponse:
+    response = HttpResponse(status=303)
+    response["Location"] = url
+    return response
