@@ -278,6 +278,8 @@ class ExpenseFactory(DjangoModelFactory):
 
 
 class MilestoneFactory(DjangoModelFactory):
+    """A planned milestone on a fixed-fee project (the only contracts whose milestones are billed)."""
+
     class Meta:
         model = Milestone
 
