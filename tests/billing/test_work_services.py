@@ -141,6 +141,34 @@ def test_two_concurrent_bookings_cannot_together_exceed_24_hours():
     assert TimeEntry.objects.filter(person=person, date=DAY).count() == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_concurrent_approvals_approve_once():
+    """The row lock makes the second approver see the first one's result instead of approving again."""
+    item = TimeEntryFactory(status="submitted")
+    approvers = [item.project.project_manager, UserFactory(groups=["finance_controller"])]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def approve(user):
+        try:
+            barrier.wait()
+            work_approve(item=TimeEntry.objects.get(pk=item.pk), user=user)
+            outcomes.append("ok")
+        except InvalidTransitionError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(user,)) for user in approvers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok", "refused"]
+    assert StateLog.objects.for_(item).count() == 1
+
+
 @pytest.mark.parametrize("status", ["planned", "on_hold", "completed", "closed"])
 def test_time_only_on_active_projects(status):
     person = PersonFactory()
