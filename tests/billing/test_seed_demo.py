@@ -1,0 +1,128 @@
+"""`seed_demo`: the demo firm has the promised shape, and seeding twice changes nothing."""
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from billing.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+from billing.models import (
+    ChangeOrder,
+    Client,
+    Contract,
+    ContractRate,
+    Expense,
+    FxRate,
+    LegalEntity,
+    Milestone,
+    Person,
+    Project,
+    TimeEntry,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _counts() -> dict[str, int]:
+    models = [*apps.get_app_config("billing").get_models(), get_user_model()]
+    return {m._meta.label: m._default_manager.count() for m in models}
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def test_seeding_twice_changes_nothing():
+    out = StringIO()
+    call_command("seed_demo", "--scale", "1", stdout=out)
+    first = _counts()
+    assert first["billing.TimeEntry"] > 10_000
+    assert "demo-pass-2026" in out.getvalue()
+
+    out = StringIO()
+    call_command("seed_demo", "--scale", "1", stdout=out)
+
+    assert _counts() == first
+    assert "nothing to do" in out.getvalue()
+
+
+def test_scale_one_has_the_promised_shape():
+    seed_demo(scale=1, log=_quiet)
+
+    assert set(LegalEntity.objects.values_list("code", "country", "currency")) == {
+        ("NWB", "DE", "EUR"),
+        ("TLL", "GB", "GBP"),
+        ("HUD", "US", "USD"),
+    }
+    assert Client.objects.count() >= 35
+    assert Client.objects.values("country").distinct().count() >= 6
+    assert set(Contract.objects.values_list("billing_model", flat=True)) == {
+        "time_and_materials",
+        "fixed_fee",
+        "retainer",
+    }
+    assert set(Project.objects.values_list("status", flat=True)) == {s.value for s in Project.Status}
+
+    clients = list(Client.objects.all())
+    problems = {c.code: c.master_data_problems() for c in clients}
+    assert any("VAT id" in p for ps in problems.values() for p in ps)
+    assert any("address" in p for ps in problems.values() for p in ps)
+    assert sum(c.credit_hold for c in clients) == 1
+    assert any(c.po_required for c in clients)
+    # Every client without a deliberate problem has a valid VAT id (or none: US, a non-business).
+    clean = [c for c in clients if not problems[c.code]]
+    assert all(c.has_valid_vat_id for c in clean if c.vat_id)
+
+    assert ChangeOrder.objects.filter(status="submitted").exists()
+    assert ContractRate.objects.filter(change_order__status="approved").exists()
+    assert Milestone.objects.filter(status="approved", project__contract__billing_model="fixed_fee").exists()
+    statuses = set(TimeEntry.objects.values_list("status", flat=True))
+    assert {"approved", "submitted", "draft", "rejected"} <= statuses
+    assert not TimeEntry.objects.filter(status="invoiced").exists()
+    months = set(TimeEntry.objects.values_list("date__year", "date__month").distinct())
+    assert months == {(2026, 8), (2026, 9), (2026, 10)}
+    assert Expense.objects.filter(status="approved").exists()
+    assert FxRate.objects.filter(from_currency="GBP", to_currency="EUR").exists()
+    assert TimeEntry.history.exists()  # creation history is written for the bulk rows too
+
+
+def test_one_login_per_role_in_its_group():
+    seed_demo(scale=1, log=_quiet)
+    user_model = get_user_model()
+
+    expected_groups = {
+        "consultant": "consultant",
+        "pm": "project_manager",
+        "analyst": "finance_analyst",
+        "controller": "finance_controller",
+        "collections": "collections",
+        "admin": "billing_admin",
+        "auditor": "auditor",
+    }
+    assert {u.username: u.group for u in DEMO_USERS} == expected_groups
+    users = {u.username: u for u in user_model.objects.filter(username__in=expected_groups)}
+    assert users["consultant"].check_password(DEMO_PASSWORD)
+    assert len({u.password for u in users.values()}) == 1  # one password for every demo login
+    for username, group in expected_groups.items():
+        user = users[username]
+        assert user.groups.filter(name=group).exists()
+        assert user.is_staff == (username not in ("consultant", "pm"))
+    assert user_model.objects.get(username="admin").is_superuser
+
+    consultant = Person.objects.get(user__username="consultant")
+    assert consultant.time_entries.filter(status="rejected").exclude(rejection_reason="").exists()
+    assert Project.objects.filter(project_manager__username="pm").count() >= 3
+
+
+def test_a_larger_scale_adds_only_the_missing_blocks():
+    seed_demo(scale=1, log=_quiet)
+    clients = Client.objects.count()
+    codes = set(Contract.objects.values_list("code", flat=True))
+
+    seed_demo(scale=2, log=_quiet)
+
+    assert Client.objects.count() == 2 * clients
+    assert codes < set(Contract.objects.values_list("code", flat=True))
