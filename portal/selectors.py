@@ -302,6 +302,20 @@ def _admin_url(user, model: str, params: dict | None = None, *, view: str = "cha
     return f"{url}?{urlencode(params)}" if params else url
 
 
+def screen_url(name: str, params: dict | None = None) -> str | None:
+    """URL of a portal screen by its URL name, or None while that screen does not exist yet."""
+    try:
+        url = reverse(name)
+    except NoReverseMatch:
+        return None
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _screen_or_admin(user, screen: str, screen_params: dict | None, model: str, admin_params: dict | None = None):
+    """The portal's own screen when it exists, else the filtered admin changelist."""
+    return screen_url(screen, screen_params) or _admin_url(user, model, admin_params)
+
+
 def admin_index_url(user) -> str | None:
     if not (user.is_active and user.is_staff):
         return None
@@ -388,7 +402,13 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
             WorkItem(
                 f"{g.code}" + (" (warning)" if g.severity == "warning" else ""),
                 g.invoices,
-                _admin_url(user, "invoice", {"status__exact": "exception", "exception_code": g.code}),
+                _screen_or_admin(
+                    user,
+                    "billing:exception_queue",
+                    {"code": g.code},
+                    "invoice",
+                    {"status__exact": "exception", "exception_code": g.code},
+                ),
                 totals=list(g.totals),
                 attention=True,
             )
@@ -398,7 +418,7 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
             WorkItem(
                 "All invoices in exception",
                 c.invoices_exception,
-                _admin_url(user, "invoice", {"status__exact": "exception"}),
+                _screen_or_admin(user, "billing:exception_queue", None, "invoice", {"status__exact": "exception"}),
                 attention=c.invoices_exception > 0,
             )
         )
@@ -406,7 +426,9 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
             WorkItem(
                 "Draft invoices",
                 c.invoices_draft,
-                _admin_url(user, "invoice", {"status__exact": "draft"}),
+                _screen_or_admin(
+                    user, "billing:invoice_list", {"status": "draft"}, "invoice", {"status__exact": "draft"}
+                ),
             )
         )
         sections.append(
@@ -427,7 +449,13 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
                     WorkItem(
                         "Pending approval",
                         c.invoices_pending_approval,
-                        _admin_url(user, "invoice", {"status__exact": "pending_approval"}),
+                        _screen_or_admin(
+                            user,
+                            "billing:invoice_list",
+                            {"status": "pending_approval"},
+                            "invoice",
+                            {"status__exact": "pending_approval"},
+                        ),
                         totals=c.pending_approval_totals,
                         hint=(
                             f"{c.invoices_pending_prepared_by_me} prepared by you; another controller approves those"
@@ -480,7 +508,10 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
                 "Audit (read only)",
                 [
                     WorkItem("Everything, read only, with the history of each record", url=admin_index_url(user)),
-                    WorkItem("Invoices and credit notes", url=_admin_url(user, "invoice")),
+                    WorkItem(
+                        "Invoices and credit notes",
+                        url=_screen_or_admin(user, "billing:invoice_list", None, "invoice"),
+                    ),
                     WorkItem("Time entries", url=_admin_url(user, "timeentry")),
                     WorkItem("Payments", url=_admin_url(user, "payment")),
                 ],
@@ -516,20 +547,23 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
         add(
             "exceptions",
             "Exceptions",
-            _admin_url(user, "invoice", {"status__exact": "exception"}),
+            _screen_or_admin(user, "billing:exception_queue", None, "invoice", {"status__exact": "exception"}),
             c.invoices_exception,
         )
-        add("invoices", "Invoices", _admin_url(user, "invoice"))
-        add("runs", "Billing runs", _admin_url(user, "billingrun"))
+        add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
+        add("runs", "Billing runs", _screen_or_admin(user, "billing:run_list", None, "billingrun"))
         add("payments", "Payments", _admin_url(user, "payment"))
     if FINANCE_CONTROLLER in c.roles:
         add(
             "to_approve",
             "To approve",
-            _admin_url(user, "invoice", {"status__exact": "pending_approval"}),
+            _screen_or_admin(
+                user, "billing:invoice_list", {"status": "pending_approval"}, "invoice",
+                {"status__exact": "pending_approval"},
+            ),
             c.invoices_awaiting_me,
         )
-        add("invoices", "Invoices", _admin_url(user, "invoice"))
+        add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
     if COLLECTIONS in c.roles:
         add("overdue", "Overdue", _admin_url(user, "invoice", {"overdue": "yes"}), c.overdue_receivables)
         add("payments", "Payments", _admin_url(user, "payment"))
