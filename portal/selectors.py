@@ -284,6 +284,7 @@ class NavItem:
     url: str
     count: int | None = None
     key: str = ""
+    current: bool = False
 
 
 def _admin_url(user, model: str, params: dict | None = None, *, view: str = "changelist") -> str | None:

@@ -18,11 +18,25 @@ def portal_nav(context) -> dict:
     request = context.get("request")
     user = getattr(request, "user", None)
     items = selectors.navigation(user) if user is not None else []
-    current = request.path if request is not None else ""
-    for item in items:
-        base = item.url.split("?", 1)[0]
-        item.current = current == base if item.key == "home" else current.startswith(base) and base != "/"
+    _mark_current(items, request)
     return {"items": items, "request": request}
+
+
+def _mark_current(items, request) -> None:
+    """aria-current on one entry: the exact URL (with its query) if listed, else the longest path prefix."""
+    for item in items:
+        item.current = False
+    if request is None:
+        return
+    full, path = request.get_full_path(), request.path
+    exact = next((i for i in items if i.url == full), None)
+    if exact is None:
+        prefixes = [i for i in items if i.url.split("?", 1)[0] != "/" and path.startswith(i.url.split("?", 1)[0])]
+        exact = max(prefixes, key=lambda i: (len(i.url.split("?", 1)[0]), "?" not in i.url), default=None)
+        if exact is None and path == "/":
+            exact = next((i for i in items if i.key == "home"), None)
+    if exact is not None:
+        exact.current = True
 
 
 @register.simple_tag(takes_context=True)

@@ -345,3 +345,20 @@ def test_money_filter_rounds_to_the_minor_unit_and_marks_negatives(amount, curre
     html = money(amount, currency)
     assert f"{text} <span class=\"money-ccy\">{currency}</span>" in html
     assert ("money-neg" in html) == (amount < 0)
+
+
+def test_navigation_marks_exactly_one_current_entry(rf):
+    from portal.selectors import NavItem
+    from portal.templatetags.portal_tags import _mark_current
+
+    items = [
+        NavItem("My work", "/", key="home"),
+        NavItem("To approve", "/billing/invoices/?status=pending_approval", key="to_approve"),
+        NavItem("Invoices", "/billing/invoices/", key="invoices"),
+    ]
+    _mark_current(items, rf.get("/"))
+    assert [i.key for i in items if i.current] == ["home"]
+    _mark_current(items, rf.get("/billing/invoices/", {"status": "pending_approval"}))
+    assert [i.key for i in items if i.current] == ["to_approve"]
+    _mark_current(items, rf.get("/billing/invoices/42/"))
+    assert [i.key for i in items if i.current] == ["invoices"]
