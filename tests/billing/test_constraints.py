@@ -204,13 +204,10 @@ def test_contract_constraints():
     assert ContractFactory(retainer=True).billing_model == "retainer"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Model gap: the retainer CHECK tests included_hours >= 0, which SQL treats as passing for NULL; "
-    "billing_contract_retainer_terms should also require included_hours IS NOT NULL.",
-)
-def test_retainer_requires_included_hours():
-    rejects(ContractFactory, billing_model="retainer", retainer_amount=Decimal("100"), included_hours=None)
+def test_retainer_without_included_hours_is_allowed():
+    """NULL included hours means a pure fee: nothing is covered, all time is overage (ADR 0010)."""
+    contract = ContractFactory(billing_model="retainer", retainer_amount=Decimal("100"), included_hours=None)
+    assert contract.included_hours is None
 
 
 def test_contract_rate_constraints():
