@@ -40,13 +40,13 @@ demo: venv
 	echo
 	echo "Billable demo: http://$(DEMO_ADDR)/  (admin: http://$(DEMO_ADDR)/admin/)"
 	echo "Web server and django-q2 worker running; Ctrl-C stops both."
-	# Each child in its own process group, so Ctrl-C / exit stops it with all of its processes.
+	# Both run in the background (own process groups); Ctrl-C, or either one ending, stops both:
+	# SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
 	set -m
-	pids=()
-	stop() { trap - INT TERM EXIT; for p in "$${pids[@]}"; do kill -TERM -- "-$$p" 2>/dev/null || true; done; wait || true; }
+	$(PY) manage.py runserver --noreload $(DEMO_ADDR) & web=$$!
+	$(PY) manage.py qcluster & worker=$$!
+	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
 	trap stop INT TERM EXIT
-	$(PY) manage.py runserver $(DEMO_ADDR) & pids+=($$!)
-	$(PY) manage.py qcluster & pids+=($$!)
 	wait -n || true
 
 test: venv
