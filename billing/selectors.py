@@ -203,8 +203,9 @@ def exception_queue(*, code: str | None = None, today: datetime.date | None = No
         .prefetch_related(
             Prefetch(
                 "exceptions",
-                queryset=InvoiceException.objects.filter(state=OPEN).select_related("owner").order_by("severity", "code",
-                                                                                                         "id"),
+                queryset=InvoiceException.objects.filter(state=OPEN)
+                .select_related("owner")
+                .order_by("severity", "code", "id"),
                 to_attr="open_exceptions",
             )
         )
@@ -312,7 +313,9 @@ def get_invoice(pk: int) -> Invoice:
                 "lines",
                 queryset=InvoiceLine.objects.select_related("project", "role")
                 .prefetch_related(
-                    Prefetch("time_entries", queryset=TimeEntry.objects.select_related("person").order_by("date", "id")),
+                    Prefetch(
+                        "time_entries", queryset=TimeEntry.objects.select_related("person").order_by("date", "id")
+                    ),
                     Prefetch("expenses", queryset=Expense.objects.select_related("person").order_by("date", "id")),
                     Prefetch("milestones", queryset=Milestone.objects.order_by("due_date", "id")),
                 )

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_q.tasks import async_task
@@ -109,7 +110,7 @@ def _safe_next(request: HttpRequest, default: str) -> str:
 
 
 def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    response["Vary"] = "HX-Request"
+    patch_vary_headers(response, ["HX-Request"])
     return response
 
 
@@ -365,10 +366,10 @@ def invoice_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             handler(invoice, request, form)
         except ApplicationError as exc:
             messages.error(request, exc.message)
-    return _see_other(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
+    return HttpResponseSeeOther(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
 
 
-def _see_other(url: str) -> HttpResponse:
-    response = HttpResponse(status=303)
-    response["Location"] = url
-    return response
+class HttpResponseSeeOther(HttpResponseRedirect):
+    """303: the browser (and htmx) fetch the target with GET after a POST."""
+
+    status_code = 303
