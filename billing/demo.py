@@ -856,7 +856,7 @@ class _Block:
             holiday_start = rng.choice(days[5:-10]) if rng.random() < 0.6 else None
             holiday = {holiday_start + timedelta(days=d) for d in range(rng.choice((5, 7, 10, 14)))} \
                 if holiday_start else set()
-            week_status: dict[date, str] = {}
+            week_status: dict[date, tuple[str, bool]] = {}
             for day in days:
                 if day in holiday or rng.random() < 0.02:
                     continue
@@ -866,7 +866,7 @@ class _Block:
                 monday = day - timedelta(days=day.weekday())
                 if monday not in week_status:
                     week_status[monday] = self._week_status(monday, is_demo_consultant)
-                status = week_status[monday]
+                status, late = week_status[monday]
                 total = Decimal(str(rng.choice((6, 7.5, 8, 8, 8, 8.5, 9, 9.5))))
                 k = rng.choice((2, 3, 3, 3, 4))
                 quarters = int(total * 4)
@@ -884,11 +884,11 @@ class _Block:
                         person_id=person.pk, project_id=project.pk, date=day, hours=Decimal(q) / 4,
                         description=rng.choice(TASKS), billable=rng.random() > 0.04,
                         source="psa", external_id=f"T{self.block:03d}-{te_no:07d}",
-                        **self._work_state(status, monday, project, force=force),
+                        **self._work_state(status, day, project, late=late, force=force),
                     ))
             for monday in week_status:
                 if rng.random() < 0.12:
-                    for expense in self._trip(person, mine, monday, windows, week_status[monday]):
+                    for expense in self._trip(person, mine, monday, windows, week_status[monday][0]):
                         ex_no += 1
                         expense["external_id"] = f"X{self.block:03d}-{ex_no:06d}"
                         expenses.append(expense)
@@ -900,29 +900,37 @@ class _Block:
             expense = dict(person_id=person.pk, project_id=target.pk, date=date(2026, 9, 17), category="travel",
                            amount=Decimal("1450.00"), currency="SEK", description="Ferry Stockholm – Turku",
                            source="psa", external_id=f"X{self.block:03d}-{ex_no:06d}",
-                           **self._work_state("approved", date(2026, 9, 14), target, force="approved"))
+                           **self._work_state("approved", date(2026, 9, 17), target, force="approved"))
             expenses.append(expense)
         _fast_create(TimeEntry, entries, self.ctx)
         _fast_create(Expense, expenses, self.ctx)
 
-    def _week_status(self, monday: date, demo_consultant: bool) -> str:
+    def _week_status(self, monday: date, demo_consultant: bool) -> tuple[str, bool]:
+        """(status of a person's week, submitted after the month's cut-off?)."""
         if demo_consultant and monday >= date(2026, 10, 26):
-            return "draft"
+            return "draft", False
         if demo_consultant and monday >= date(2026, 10, 19):
-            return "submitted"
+            return "submitted", False
         r = self.rng.random()
-        if monday.month == 8 or monday < date(2026, 8, 3):
-            table = (("approved", 0.98), ("submitted", 1.0))
-        elif monday.month == 9:
-            table = (("approved", 0.94), ("submitted", 0.99), ("draft", 1.0))
-        else:
-            table = (("approved", 0.72), ("submitted", 0.92), ("draft", 1.0))
-        return next(status for status, upto in table if r < upto)
+        if monday < date(2026, 10, 1):
+            table = (("approved", 0.99), ("submitted", 1.0))
+        elif monday < date(2026, 10, 26):
+            table = (("approved", 0.985), ("submitted", 0.995), ("draft", 1.0))
+        else:  # the last week of the demo: approvals still under way
+            table = (("approved", 0.86), ("submitted", 0.96), ("draft", 1.0))
+        status = next(status for status, upto in table if r < upto)
+        month_end_week = (monday + timedelta(days=7)).month != monday.month
+        return status, month_end_week and status != "draft" and self.rng.random() < 0.02
 
-    def _work_state(self, status: str, monday: date, project: Project, force: str | None = None) -> dict:
-        """Status and approval trail of a time entry or expense of the week starting `monday`."""
+    def _work_state(self, status: str, day: date, project: Project, late: bool = False,
+                    force: str | None = None) -> dict:
+        """Status and approval trail of a time entry or expense dated `day`.
+
+        Weeks are submitted on Friday or a little later, but by the month's cut-off
+        (the 2nd of the next month), unless the week is `late` (LATE_TIME).
+        """
         rng = self.rng
-        friday = monday + timedelta(days=4)
+        friday = day + timedelta(days=4 - day.weekday())
         if force:
             status = force
         elif status != "draft" and rng.random() < 0.012:
@@ -930,9 +938,10 @@ class _Block:
         state: dict = {"status": status}
         if status == "draft":
             return state
-        submitted = friday + timedelta(days=rng.choice((0, 0, 0, 1, 3, 4)))
-        if monday >= date(2026, 10, 26) and rng.random() < 0.3:
-            submitted = PERIOD_END + timedelta(days=rng.randint(3, 6))  # after the cut-off: LATE_TIME
+        next_month = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        submitted = min(friday + timedelta(days=rng.choice((0, 0, 0, 1, 3))), next_month + timedelta(days=1))
+        if late:
+            submitted = next_month + timedelta(days=rng.randint(4, 8))
         state["submitted_at"] = _at(submitted)
         if status == "approved":
             state["approved_by_id"] = project.project_manager_id
@@ -964,7 +973,7 @@ class _Block:
         for category, amount, description in items:
             expenses.append(dict(person_id=person.pk, project_id=project.pk, date=day, category=category,
                                  amount=amount, currency=currency, description=description, billable=billable,
-                                 source="psa", **self._work_state(status, monday, project)))
+                                 source="psa", **self._work_state(status, day, project)))
         return expenses
 
 
