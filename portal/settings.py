@@ -164,6 +164,9 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "ack_failures": True,
+    # Schedules are claimed under a row lock, so several clusters never fire one twice;
+    # Q_SCHEDULER=false still lets a deployment keep scheduling to chosen machines.
+    "scheduler": env.bool("Q_SCHEDULER", default=True),
 }
 _Q_REDIS_URL = env("Q_REDIS_URL", default="")
 if _Q_REDIS_URL:
@@ -192,6 +195,8 @@ LOGGING = {
 
 # Billing policy knobs.
 BILLING_TIMESHEET_CUTOFF_DAYS = env.int("BILLING_TIMESHEET_CUTOFF_DAYS", default=2)
+# Off: an approved invoice counts as posted at once (no ERP configured); on: the ERP adapter posts it.
+ERP_POSTING_ENABLED = env.bool("ERP_POSTING_ENABLED", default=False)
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]
