@@ -152,8 +152,10 @@ def test_status_fields_are_read_only(client, superuser):
 
 
 def test_numbered_invoice_is_read_only(client, superuser):
-    numbered = InvoiceFactory(status="approved", number="DE01-2025-000009")
-    InvoiceLineFactory(invoice=numbered)
+    numbered = InvoiceFactory()
+    InvoiceLineFactory(invoice=numbered)  # lines first: a numbered invoice takes none (PostgreSQL trigger)
+    Invoice.objects.filter(pk=numbered.pk).update(status="approved", number="DE01-2025-000009")
+    numbered.refresh_from_db()
     client.force_login(superuser)
     model_admin = admin.site._registry[Invoice]
     request = types.SimpleNamespace(user=superuser)
