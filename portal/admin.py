@@ -247,7 +247,8 @@ def service_action_with_reason(*, module_path: str, func_name: str, kwarg: str, 
         opts = modeladmin.model._meta
         context = {
             **modeladmin.admin_site.each_context(request),
-            "title": f"{description}: give a reason",
+            "title": description.split(" (", 1)[0],
+            "button_label": description.split(" ", 1)[0],
             "objects": list(queryset[:200]),
             "count": queryset.count(),
             "form": form,
