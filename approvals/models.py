@@ -55,9 +55,7 @@ class ApprovalPolicy(TimeStamped):
     max_amount = models.DecimalField(
         **MONEY, null=True, blank=True, help_text="Exclusive, in the entity's currency. Empty: no upper bound."
     )
-    entity = models.ForeignKey(
-        "billing.LegalEntity", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    entity = models.ForeignKey("billing.LegalEntity", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     client = models.ForeignKey("billing.Client", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     billing_model = models.CharField(
         max_length=20, choices=Contract.BillingModel.choices, blank=True, default="", help_text="Empty: any."

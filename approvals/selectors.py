@@ -1,0 +1,134 @@
+"""Read queries for the approval queues, written to avoid N+1.
+
+`my_approvals` is the routing of `approvals.services.routing` expressed in SQL:
+a pending request is in a user's queue when its open step names them (role,
+user, or the project's PM), or its escalation role once escalated — directly
+or through a delegation they hold today — and segregation of duties does not
+bar them or the person they would act for.
+"""
+
+from __future__ import annotations
+
+import operator
+from datetime import datetime
+from functools import reduce
+from typing import Any
+
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.utils import timezone
+
+from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
+from approvals.services.routing import user_roles_by_id
+from approvals.services.subjects import subject_prefetch
+from billing.models import Project
+from portal.errors import ApplicationError
+
+Kind = ApprovalStep.ApproverKind
+
+
+def _active(user: Any) -> bool:
+    return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def _decided_by(user_id: int) -> Exists:
+    return Exists(
+        ApprovalDecision.objects.filter(Q(approver_id=user_id) | Q(on_behalf_of_id=user_id), request=OuterRef("pk"))
+    )
+
+
+def _may_decide(principal_id: int, roles: set[str]) -> Q:
+    """The open step names `principal_id`, and SoD does not bar them (on an annotated queryset)."""
+    is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & Exists(
+        Project.objects.filter(contract_id=OuterRef("contract_id"), project_manager_id=principal_id)
+    )
+    named = [Q(step_kind=Kind.USER, step_user=principal_id), Q(step_kind=Kind.PROJECT_MANAGER) & is_pm]
+    if roles:
+        named += [Q(step_kind=Kind.ROLE, step_role__in=roles), Q(escalated=True, step_escalation_role__in=roles)]
+    return reduce(operator.or_, named) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
+
+
+def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    step = ApprovalStep.objects.filter(policy=OuterRef("policy_id"), order=OuterRef("current_step"))
+    return qs.annotate(
+        step_kind=Subquery(step.values("approver_kind")[:1]),
+        step_role=Subquery(step.values("role")[:1]),
+        step_user=Subquery(step.values("user_id")[:1]),
+        step_escalation_role=Subquery(step.values("escalation_role")[:1]),
+    )
+
+
+def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[ApprovalRequest]:
+    """Pending requests `user` can decide now (also for whoever delegated to them), overdue first.
+
+    Subjects are prefetched ready for display; three queries plus one per subject type.
+    """
+    if not _active(user):
+        return ApprovalRequest.objects.none()
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    delegator_ids = set(
+        Delegation.objects.filter(
+            delegate_id=user.pk, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
+        ).values_list("delegator_id", flat=True)
+    )
+    roles = user_roles_by_id({user.pk, *delegator_ids})
+    # The actor must be free of SoD bars too, whoever they act for.
+    actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
+    direct = _may_decide(user.pk, roles.get(user.pk, set()))
+    via_delegation = [_may_decide(d, roles.get(d, set())) for d in sorted(delegator_ids)]
+    return (
+        _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
+        .filter(actor_free & reduce(operator.or_, [direct, *via_delegation]))
+        .annotate(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
+        .select_related("policy", "project", "contract", "requested_by")
+        .prefetch_related(subject_prefetch())
+        .order_by("overdue_rank", "sla_due_at", "pk")
+    )
+
+
+def my_approvals_count(user: Any) -> int:
+    if not _active(user):
+        return 0
+    return my_approvals(user).prefetch_related(None).count()
+
+
+def can_decide(request: ApprovalRequest, user: Any) -> bool:
+    """Whether `user` may decide the request's open step now (for showing the buttons)."""
+    from approvals.services.requests import check_decider
+
+    try:
+        check_decider(request=request, user=user)
+    except ApplicationError:
+        return False
+    return True
+
+
+def approvals_of(subject: Any) -> QuerySet[ApprovalRequest]:
+    """Every approval request of a subject, newest first, with its decisions and who made them."""
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import Prefetch
+
+    return (
+        ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(type(subject)), object_id=subject.pk
+        )
+        .select_related("policy", "requested_by")
+        .prefetch_related(
+            Prefetch(
+                "decisions",
+                queryset=ApprovalDecision.objects.select_related("approver", "on_behalf_of").order_by("step_order"),
+            )
+        )
+        .order_by("-created_at", "-pk")
+    )
+
+
+def overdue_approvals(*, now: datetime | None = None) -> QuerySet[ApprovalRequest]:
+    """Pending requests past their SLA, most overdue first (for finance's oversight)."""
+    now = now or timezone.now()
+    return (
+        ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING, sla_due_at__lt=now)
+        .select_related("policy", "project", "contract")
+        .prefetch_related(subject_prefetch())
+        .order_by("sla_due_at", "pk")
+    )

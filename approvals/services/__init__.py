@@ -1,0 +1,47 @@
+"""Approval use cases (DESIGN §4): one engine for every approvable subject.
+
+- `policies`: which policy routes a subject (`approval_policy_for`).
+- `requests`: open one or many requests, decide a step (SoD, delegation, races),
+  cancel, escalate.
+- `delegations`: out-of-office delegation.
+- `reminders`: SLA escalation e-mails, missing-time reminders, the exception digest.
+"""
+
+from approvals.services.delegations import delegation_create, delegation_end
+from approvals.services.policies import approval_policy_for
+from approvals.services.reminders import (
+    approvals_escalate_overdue,
+    exception_digest_send,
+    reminder_send,
+    timesheet_reminders_send,
+)
+from approvals.services.requests import (
+    approval_approve,
+    approval_decide,
+    approval_reject,
+    approval_request_cancel,
+    approval_request_escalate,
+    approval_request_open,
+    approval_requests_cancel_for,
+    approval_requests_open_bulk,
+    check_decider,
+)
+
+__all__ = [
+    "approval_approve",
+    "approval_decide",
+    "approval_policy_for",
+    "approval_reject",
+    "approval_request_cancel",
+    "approval_request_escalate",
+    "approval_request_open",
+    "approval_requests_cancel_for",
+    "approval_requests_open_bulk",
+    "approvals_escalate_overdue",
+    "check_decider",
+    "delegation_create",
+    "delegation_end",
+    "exception_digest_send",
+    "reminder_send",
+    "timesheet_reminders_send",
+]

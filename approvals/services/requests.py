@@ -1,0 +1,462 @@
+"""Approval requests: open (one or thousands), decide, cancel, escalate.
+
+Each use case is one transaction. Deciding locks the subject row, then the
+request row (the order a billing service that calls into this app would use),
+re-checks that the step the caller saw is still open, and records the decision
+under the `(request, step_order)` unique constraint, so two people deciding the
+same step at the same moment yield exactly one decision and one ConflictError.
+The last approval, or any rejection, is applied to the subject through the
+subject's own billing service, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
+
+from approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalStep
+from approvals.services.policies import active_policies, match_policy
+from approvals.services.routing import (
+    active_delegations_to,
+    designated_all_barred,
+    request_pm_ids,
+    step_routing,
+    user_roles_by_id,
+)
+from approvals.services.subjects import (
+    SubjectFacts,
+    apply_approval,
+    apply_rejection,
+    collect_facts,
+    lock_subject,
+    preparer_id,
+    preparer_phrase,
+    subject_label,
+    subject_model,
+)
+from billing.services.audit import save_audited
+from billing.services.work import apply_transition, refresh_caller, require_reason
+from portal.errors import (
+    ApplicationError,
+    ConflictError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
+)
+from portal.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser as User
+else:
+    User = Any
+
+Status = ApprovalRequest.Status
+Decision = ApprovalDecision.Decision
+Reason = ApprovalRequest.EscalationReason
+
+
+def display_name(user: Any) -> str:
+    if user is None:
+        return "the system"
+    full = user.get_full_name() if hasattr(user, "get_full_name") else ""
+    return full or user.get_username()
+
+
+def _is_active_user(user: Any) -> bool:
+    return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def _content_type_id(model: type) -> int:
+    return ContentType.objects.get_for_model(model).pk
+
+
+# --- opening ---------------------------------------------------------------------------------------
+
+
+def _require_awaiting(facts: Sequence[SubjectFacts]) -> None:
+    waiting_elsewhere = [f for f in facts if not f.awaiting]
+    if waiting_elsewhere:
+        listed = ", ".join(f"{f.label} is {f.subject.get_status_display().lower()}" for f in waiting_elsewhere[:10])
+        raise InvalidTransitionError(
+            f"Only subjects awaiting approval can be routed for approval: {listed}.", code="not_awaiting_approval"
+        )
+
+
+def _no_policy_error(facts: Sequence[SubjectFacts]) -> ApplicationError:
+    listed = ", ".join(f.label for f in facts[:10])
+    return ApplicationError(
+        f"No active approval policy matches {listed}. A billing admin must add or activate one.", code="no_policy"
+    )
+
+
+def _open_step(request: ApprovalRequest, step: ApprovalStep, *, now: datetime, pm_ids, barred: Iterable[int]) -> None:
+    """Make `step` the open step: its SLA starts now; straight to the escalation role if nobody else may decide."""
+    request.current_step = step.order
+    request.step_opened_at = now
+    request.sla_due_at = now + timedelta(hours=step.sla_hours)
+    request.escalated, request.escalated_at, request.escalation_reason = False, None, Reason.NONE
+    if step.escalation_role and designated_all_barred(step, pm_ids=pm_ids, barred=barred):
+        request.escalated, request.escalated_at, request.escalation_reason = True, now, Reason.NO_ELIGIBLE_APPROVER
+
+
+def _build_request(facts: SubjectFacts, policy: ApprovalPolicy, *, user: Any, now: datetime) -> ApprovalRequest:
+    request = ApprovalRequest(
+        content_type_id=_content_type_id(type(facts.subject)),
+        object_id=facts.subject.pk,
+        subject_type=facts.subject_type,
+        policy=policy,
+        requested_by=user if getattr(user, "pk", None) else None,
+        prepared_by_id=facts.prepared_by_id,
+        contract_id=facts.contract_id,
+        project_id=facts.project_id,
+        amount=facts.amount,
+        currency=facts.currency,
+        entity_amount=facts.entity_amount,
+        warning_codes=sorted(facts.warnings),
+    )
+    first_step = policy.steps.all()[0]
+    _open_step(request, first_step, now=now, pm_ids=facts.pm_ids, barred={facts.prepared_by_id} - {None})
+    return request
+
+
+def _pending_request(content_type_id: int, object_id: int) -> ApprovalRequest | None:
+    return ApprovalRequest.objects.filter(
+        content_type_id=content_type_id, object_id=object_id, status=Status.PENDING
+    ).first()
+
+
+def approval_request_open(*, subject: Any, user: User | None = None) -> ApprovalRequest:
+    """Route a subject awaiting approval to its policy's first step; idempotent.
+
+    Returns the subject's pending request when it already has one (also when a
+    concurrent call opened it a moment earlier).
+    """
+    content_type_id = _content_type_id(type(subject))
+    existing = _pending_request(content_type_id, subject.pk)
+    if existing is not None:
+        return existing
+    with transaction.atomic():
+        facts = collect_facts([subject])
+        _require_awaiting(facts)
+        policy = match_policy(active_policies([facts[0].subject_type]), facts[0])
+        if policy is None:
+            raise _no_policy_error(facts)
+        request = _build_request(facts[0], policy, user=user, now=timezone.now())
+        try:
+            with transaction.atomic():
+                save_audited(request, user=user, reason=f"Approval requested ({policy.name})")
+        except IntegrityError:
+            existing = _pending_request(content_type_id, subject.pk)
+            if existing is None:
+                raise
+            return existing
+    return request
+
+
+def approval_requests_open_bulk(*, subjects: Iterable[Any], user: User | None = None, batch_size: int = 1000) -> int:
+    """Open the requests of many subjects (a billing run's invoices) in a bounded number of queries.
+
+    Subjects that already have a pending request are skipped. All or nothing: a
+    subject not awaiting approval, or one no policy matches, refuses the batch.
+    Returns how many requests were opened.
+    """
+    keyed: dict[tuple[int, int], Any] = {}
+    for subject in subjects:
+        keyed.setdefault((_content_type_id(type(subject)), subject.pk), subject)
+    if not keyed:
+        return 0
+    actor = user if getattr(user, "pk", None) else None
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                existing = set(
+                    ApprovalRequest.objects.filter(
+                        status=Status.PENDING,
+                        content_type_id__in={ct for ct, _ in keyed},
+                        object_id__in={pk for _, pk in keyed},
+                    ).values_list("content_type_id", "object_id")
+                )
+                todo = [subject for key, subject in keyed.items() if key not in existing]
+                if not todo:
+                    return 0
+                facts = collect_facts(todo)
+                _require_awaiting(facts)
+                policies = active_policies({f.subject_type for f in facts})
+                now = timezone.now()
+                matched = [(f, match_policy(policies, f)) for f in facts]
+                unrouted = [f for f, policy in matched if policy is None]
+                if unrouted:
+                    raise _no_policy_error(unrouted)
+                requests = [_build_request(f, policy, user=actor, now=now) for f, policy in matched]
+                bulk_create_with_history(
+                    requests,
+                    ApprovalRequest,
+                    batch_size=batch_size,
+                    default_user=actor,
+                    default_change_reason="Approval requested",
+                )
+                return len(requests)
+        except IntegrityError as exc:
+            # A concurrent opener got some of them first: skip those and try once more.
+            if attempt == 2:
+                raise ConflictError("Approval requests were being opened concurrently; try again.") from exc
+    return 0  # pragma: no cover - the loop returns or raises
+
+
+# --- deciding --------------------------------------------------------------------------------------
+
+
+def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
+    return ApprovalRequest.objects.select_for_update(of=("self",)).select_related("policy").get(pk=request.pk)
+
+
+def _conflict(request: ApprovalRequest, step: int) -> ConflictError:
+    """The error for a step someone else settled first, naming them."""
+    decided = request.decisions.filter(step_order=step).select_related("approver", "on_behalf_of").first()
+    if decided is not None:
+        who = display_name(decided.approver)
+        if decided.on_behalf_of_id:
+            who += f" on behalf of {display_name(decided.on_behalf_of)}"
+        verb = "approved" if decided.decision == Decision.APPROVE else "rejected"
+        return ConflictError(
+            f"Step {step} of this approval was already decided by {who} ({verb} at "
+            f"{timezone.localtime(decided.decided_at):%Y-%m-%d %H:%M})."
+        )
+    return ConflictError(
+        f"This approval is already {request.get_status_display().lower()}; there is nothing to decide."
+    )
+
+
+def _check_still_open(locked: ApprovalRequest, expected_step: int | None) -> None:
+    """The caller decides the step they saw; if someone got there first, say who."""
+    if locked.status == Status.PENDING and (expected_step is None or locked.current_step == expected_step):
+        return
+    raise _conflict(locked, expected_step if expected_step is not None else locked.current_step)
+
+
+def _current_step(request: ApprovalRequest) -> ApprovalStep:
+    step = request.policy.steps.select_related("user").filter(order=request.current_step).first()
+    if step is None:
+        raise ApplicationError(
+            f"Step {request.current_step} no longer exists in policy '{request.policy}'; cancel the request "
+            "and open it again.",
+            code="policy_changed",
+        )
+    return step
+
+
+def _next_step(request: ApprovalRequest) -> ApprovalStep | None:
+    return request.policy.steps.select_related("user").filter(order__gt=request.current_step).order_by("order").first()
+
+
+Phrase = Callable[[str | None], str]
+
+
+def _barred(request: ApprovalRequest, subject: Any) -> dict[int, Phrase]:
+    """Who segregation of duties bars from this request, with why (2nd person without a name)."""
+    barred: dict[int, Phrase] = {}
+    for user_id in (preparer_id(subject), request.prepared_by_id):
+        if user_id is not None and user_id not in barred:
+            barred[user_id] = lambda name=None: preparer_phrase(subject, name=name)
+    for decision in request.decisions.all():
+        for user_id in (decision.approver_id, decision.on_behalf_of_id):
+            if user_id is not None and user_id not in barred:
+                barred[user_id] = lambda name=None, n=decision.step_order: (
+                    f"{name or 'You'} already decided step {n} of this approval"
+                )
+    return barred
+
+
+def _authorize(request: ApprovalRequest, step: ApprovalStep, subject: Any, user: Any, *, today: date) -> Any | None:
+    """May `user` decide the open step? Returns the principal they act for (None: themselves)."""
+    if not _is_active_user(user):
+        raise PermissionDeniedError("Sign in with an active account to decide approvals.")
+    barred = _barred(request, subject)
+    if user.pk in barred:
+        raise SegregationOfDutiesError(f"{barred[user.pk](None)}; someone else must decide step {step.order}.")
+    routing = step_routing(step, pm_ids=request_pm_ids(request), escalated=request.escalated)
+    if routing.allows(user.pk, user_roles(user)):
+        return None
+    delegations = active_delegations_to(user, today=today)
+    roles_by_user = user_roles_by_id(d.delegator_id for d in delegations)
+    eligible = [d.delegator for d in delegations if routing.allows(d.delegator_id, roles_by_user[d.delegator_id])]
+    for principal in eligible:
+        if principal.pk not in barred:
+            return principal
+    if eligible:
+        principal = eligible[0]
+        name = display_name(principal)
+        raise SegregationOfDutiesError(
+            f"{barred[principal.pk](name)}, so you cannot decide step {step.order} on {name}'s behalf."
+        )
+    who = step.approver_label
+    if request.escalated and step.escalation_role:
+        who += f" or, as it is escalated, {step.get_escalation_role_display().lower()}"
+    raise PermissionDeniedError(
+        f"Step {step.order} of the approval of {subject_label(subject)} is for {who.lower()}; you are not one of "
+        "them and hold no delegation from one of them."
+    )
+
+
+def check_decider(*, request: ApprovalRequest, user: Any) -> Any | None:
+    """Raise if `user` may not decide the request's open step now; else the principal (None: themselves).
+
+    A read-only check for screens (no locks); `approval_decide` checks again under lock.
+    """
+    if request.status != Status.PENDING:
+        raise ConflictError(f"This approval is {request.get_status_display().lower()}.")
+    model = subject_model(request.content_type_id)
+    subject = model._default_manager.get(pk=request.object_id)
+    return _authorize(request, _current_step(request), subject, user, today=timezone.localdate())
+
+
+def _record_decision(request: ApprovalRequest, decision: ApprovalDecision, user: Any) -> None:
+    """Insert the step's one decision; the unique constraint turns a lost race into a ConflictError."""
+    try:
+        with transaction.atomic():
+            save_audited(decision, user=user, reason=f"Step {decision.step_order}: {decision.get_decision_display()}")
+    except IntegrityError:
+        if not ApprovalDecision.objects.filter(request=request, step_order=decision.step_order).exists():
+            raise
+        raise _conflict(request, decision.step_order) from None
+
+
+def _apply_to_subject(effect: Callable[..., Any], subject: Any, *, on_behalf_of: Any, **kwargs: Any) -> Any:
+    try:
+        return effect(subject, **kwargs)
+    except PermissionDeniedError as exc:
+        if on_behalf_of is None:
+            raise
+        raise type(exc)(
+            f"You decided on behalf of {display_name(on_behalf_of)}, but {subject_label(subject)} cannot take "
+            f"your decision: {exc.message}",
+            code=exc.code,
+            field_errors=exc.field_errors,
+        ) from exc
+
+
+def approval_decide(*, request: ApprovalRequest, user: User, decision: str, comment: str = "") -> ApprovalRequest:
+    """Decide the open step of `request` (the step the caller's instance shows).
+
+    Approving the last step approves the subject through its billing service;
+    rejecting (reason required) sends it back with the reason. A delegate's
+    decision records `on_behalf_of`. Deciding a step someone else decided first
+    raises ConflictError naming them.
+    """
+    if decision not in Decision.values:
+        raise ApplicationError(
+            f"Unknown decision {decision!r}: use approve or reject.",
+            code="invalid",
+            field_errors={"decision": ["Choose approve or reject."]},
+        )
+    comment = (comment or "").strip()
+    if decision == Decision.REJECT:
+        comment = require_reason(comment, "reject an approval")
+    expected_step = request.current_step
+    with transaction.atomic():
+        subject = lock_subject(subject_model(request.content_type_id), request.object_id)
+        locked = _lock_request(request)
+        _check_still_open(locked, expected_step)
+        step = _current_step(locked)
+        now = timezone.now()
+        on_behalf_of = _authorize(locked, step, subject, user, today=timezone.localdate(now))
+        _record_decision(
+            locked,
+            ApprovalDecision(
+                request=locked,
+                step_order=step.order,
+                approver=user,
+                on_behalf_of=on_behalf_of,
+                decision=decision,
+                comment=comment,
+                step_opened_at=locked.step_opened_at,
+                decided_at=now,
+            ),
+            user,
+        )
+        label = f"approval {locked.pk}"
+        if decision == Decision.APPROVE:
+            next_step = _next_step(locked)
+            if next_step is not None:
+                barred = set(_barred(locked, subject))
+                _open_step(locked, next_step, now=now, pm_ids=request_pm_ids(locked), barred=barred)
+                save_audited(locked, user=user, reason=f"Step {step.order} approved; step {next_step.order} open")
+            else:
+                apply_transition(locked, "approve", user=user, reason=comment or "Approved", label=label)
+                locked.decided_at = now
+                save_audited(locked, user=user, reason=f"Step {step.order} approved; approved")
+                _apply_to_subject(apply_approval, subject, on_behalf_of=on_behalf_of, user=user, comment=comment)
+        else:
+            apply_transition(locked, "reject", user=user, reason=comment, label=label)
+            locked.decided_at = now
+            locked.outcome_reason = comment
+            save_audited(locked, user=user, reason=f"Step {step.order} rejected")
+            _apply_to_subject(apply_rejection, subject, on_behalf_of=on_behalf_of, user=user, reason=comment)
+    refresh_caller(request, locked)
+    return locked
+
+
+def approval_approve(*, request: ApprovalRequest, user: User, comment: str = "") -> ApprovalRequest:
+    """Approve the open step (admin actions, screens)."""
+    return approval_decide(request=request, user=user, decision=Decision.APPROVE, comment=comment)
+
+
+def approval_reject(*, request: ApprovalRequest, user: User, reason: str) -> ApprovalRequest:
+    """Reject the open step with a reason; the subject goes back with it."""
+    return approval_decide(request=request, user=user, decision=Decision.REJECT, comment=reason)
+
+
+# --- cancelling and escalating ---------------------------------------------------------------------
+
+
+def _check_may_cancel(request: ApprovalRequest, user: Any) -> None:
+    if not _is_active_user(user):
+        raise PermissionDeniedError("Sign in with an active account to cancel approvals.")
+    if user.pk in (request.requested_by_id, request.prepared_by_id):
+        return
+    if has_any_role(user, {*FINANCE_ROLES, BILLING_ADMIN}) or user.is_superuser:
+        return
+    raise PermissionDeniedError("Only the requester, the subject's preparer, finance or a billing admin can cancel it.")
+
+
+def approval_request_cancel(*, request: ApprovalRequest, user: User | None = None, reason: str) -> ApprovalRequest:
+    """Withdraw a pending request (the subject was cancelled, revalidated or withdrawn); `user=None`: the system."""
+    reason = require_reason(reason, "cancel an approval request")
+    with transaction.atomic():
+        locked = _lock_request(request)
+        if user is not None:
+            _check_may_cancel(locked, user)
+        apply_transition(locked, "cancel", user=user, reason=reason, label=f"approval {locked.pk}")
+        locked.decided_at = timezone.now()
+        locked.outcome_reason = reason
+        save_audited(locked, user=user, reason=f"Cancelled: {reason}")
+    refresh_caller(request, locked)
+    return locked
+
+
+def approval_requests_cancel_for(*, subject: Any, user: User | None = None, reason: str) -> int:
+    """Cancel the subject's pending request, if it has one (for billing services that take it back)."""
+    request = _pending_request(_content_type_id(type(subject)), subject.pk)
+    if request is None:
+        return 0
+    approval_request_cancel(request=request, user=user, reason=reason)
+    return 1
+
+
+def approval_request_escalate(*, request: ApprovalRequest, now: datetime | None = None) -> bool:
+    """Mark a request whose open step is past its SLA as escalated; False when there is nothing to do."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock_request(request)
+        if locked.status != Status.PENDING or locked.escalated or locked.sla_due_at >= now:
+            return False
+        locked.escalated, locked.escalated_at, locked.escalation_reason = True, now, Reason.SLA
+        save_audited(locked, user=None, reason=f"Escalated: step {locked.current_step} past its SLA")
+    refresh_caller(request, locked)
+    return True
