@@ -258,8 +258,7 @@ def invoice_tab(status: str | None) -> str:
     return INVOICE_TABS[0][0]
 
 
-def invoice_queue(*, status: str | None = None, run_id: int | None = None, user: Any = None,
-                  limit: int = QUEUE_LIMIT) -> InvoiceQueue:
+def invoice_queue(*, status: str | None = None, run_id: int | None = None, limit: int = QUEUE_LIMIT) -> InvoiceQueue:
     """Invoices of one review tab, oldest issue date first, then largest; with tab counts and totals."""
     tab = invoice_tab(status)
     base = Invoice.objects.all()
@@ -286,7 +285,11 @@ def invoice_queue(*, status: str | None = None, run_id: int | None = None, user:
         .order_by("issue_date", "created_at", "-total", "id")[: limit + 1]
     )
     truncated = len(invoices) > limit
-    return InvoiceQueue(tab=tab, tabs=tabs, invoices=invoices[:limit], totals=_money(totals), truncated=truncated)
+    invoices = invoices[:limit]
+    today = timezone.localdate()
+    for invoice in invoices:
+        invoice.age_days = (today - timezone.localtime(invoice.created_at).date()).days
+    return InvoiceQueue(tab=tab, tabs=tabs, invoices=invoices, totals=_money(totals), truncated=truncated)
 
 
 # --- invoice detail -------------------------------------------------------------------------------

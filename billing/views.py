@@ -35,7 +35,8 @@ from billing.services.invoices import (
     invoice_write_down_to_cap,
 )
 from portal.errors import ApplicationError
-from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, user_roles
+from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from portal.selectors import user_roles as memoised_user_roles
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
 ACT_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
@@ -58,7 +59,7 @@ class Access:
 def _access(request: HttpRequest) -> Access:
     cached = getattr(request, "_billing_access", None)
     if cached is None:
-        roles = user_roles(request.user)
+        roles = memoised_user_roles(request.user)  # one query, shared with the navigation
         superuser = bool(getattr(request.user, "is_superuser", False))
         can_act = superuser or bool(roles & set(ACT_ROLES))
         cached = Access(
@@ -157,7 +158,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             scope = ", ".join(billing_run.contract_codes) or "all contracts"
             messages.success(
                 request,
-                f"Billing run {billing_run.pk} queued for {billing_run.period_start:%B %Y} ({scope}).",
+                f"Billing run {billing_run.pk} started for {billing_run.period_start:%B %Y} ({scope}).",
             )
             return redirect("billing:run_detail", pk=billing_run.pk)
     else:
@@ -177,9 +178,20 @@ def _run_context(billing_run: BillingRun) -> dict:
     return {
         "run": billing_run,
         "finished": finished,
+        "duration": _duration(billing_run),
         "percent": 100 if billing_run.status == BillingRun.Status.DONE else percent,
         "summary": selectors.billing_run_summary(billing_run) if finished else None,
     }
+
+
+def _duration(billing_run: BillingRun) -> str:
+    if not (billing_run.started_at and billing_run.finished_at):
+        return ""
+    seconds = (billing_run.finished_at - billing_run.started_at).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
 
 
 def _get_run(pk: int) -> BillingRun:

@@ -213,6 +213,13 @@ def test_an_auditor_reads_every_page_but_cannot_act(client, auditor, pending_inv
     assert BillingRun.objects.count() == 1
 
 
+def test_auditors_find_the_billing_screens_in_the_navigation(client, auditor, analyst):
+    html = login(client, auditor).get(reverse("billing:exception_queue")).content.decode()
+    assert f'href="{reverse("billing:invoice_list")}?status=all" aria-current="page">Billing' in html
+    html = login(client, analyst).get(reverse("billing:exception_queue")).content.decode()
+    assert "(read only)</span></a>" not in html
+
+
 def test_analysts_cannot_override_or_write_down(client, analyst, cap_invoice):
     login(client, analyst)
     for name in ("billing:invoice_override", "billing:invoice_write_down"):

@@ -1,0 +1,74 @@
+"""Browser tests: Playwright (sync API) driving Debian's Chromium against pytest-django's live server.
+
+Playwright's sync API keeps an asyncio loop running in the test thread; Django
+refuses ORM calls from such a thread unless told it is safe (it is: the loop
+only talks to the browser).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def e2e_settings(settings, monkeypatch):
+    """Plain-HTTP live server, and django-q2 tasks run inline in the request that enqueues them.
+
+    django-q2 1.11 copies `Q_CLUSTER["sync"]` into `Conf.SYNC` once, at import:
+    overriding the setting alone does not reach `async_task`, so patch both.
+    """
+    from django_q.conf import Conf
+
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.SECURE_SSL_REDIRECT = False
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    monkeypatch.setattr(Conf, "SYNC", True)
+    return settings
+
+
+@pytest.fixture
+def new_page(browser, live_server):
+    """`new_page()` opens a page in a fresh browser context (its own cookies: one user each)."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(base_url=live_server.url, viewport={"width": 1440, "height": 900})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def shoot():
+    """`shoot(page, name)`: a full-page screenshot when E2E_SCREENSHOT_DIR is set (to look at the pages)."""
+    target = os.environ.get("E2E_SCREENSHOT_DIR")
+
+    def take(page, name: str) -> None:
+        if target:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+
+    return take
