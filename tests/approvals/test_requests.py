@@ -391,7 +391,9 @@ def test_deciding_a_settled_request_is_a_conflict(controller, controller2):
     approve(request, controller)
 
     assert request.status == "approved"
-    with pytest.raises(ConflictError, match="already decided by controller"):
+    with pytest.raises(
+        ConflictError, match=f"Step 1 of this approval was already decided by {controller.get_full_name()}"
+    ):
         approve(request, controller2)
 
 
