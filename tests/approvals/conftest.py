@@ -6,9 +6,11 @@ with them (transactional tests keep them with `serialized_rollback=True`).
 
 from __future__ import annotations
 
+import importlib
 from decimal import Decimal
 
 import pytest
+from django.apps import apps
 
 from billing.models import Invoice
 from tests.factories import (
@@ -21,6 +23,18 @@ from tests.factories import (
     TimeEntryFactory,
     UserFactory,
 )
+
+
+@pytest.fixture(autouse=True)
+def default_policies(request):
+    """The migration's default policies, seeded again if a transactional test elsewhere flushed them."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    request.getfixturevalue("_django_db_helper")  # database access as the test's django_db marker sets it up
+    from approvals.models import ApprovalPolicy
+
+    if not ApprovalPolicy.objects.exists():
+        importlib.import_module("approvals.migrations.0002_default_policies").seed(apps, None)
 
 
 @pytest.fixture
