@@ -114,7 +114,7 @@ def test_the_daily_limit_counts_entries_in_every_status():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_concurrent_bookings_cannot_together_exceed_24_hours():
     """The Person row lock serializes the day-total check of concurrent requests."""
     person = PersonFactory()
@@ -142,7 +142,7 @@ def test_two_concurrent_bookings_cannot_together_exceed_24_hours():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_concurrent_approvals_approve_once():
     """The row lock makes the second approver see the first one's result instead of approving again."""
     item = TimeEntryFactory(status="submitted")

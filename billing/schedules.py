@@ -1,0 +1,19 @@
+"""django-q2 schedules of billing, shared by the data migration and the post_migrate safety net."""
+from datetime import UTC, datetime
+
+MONTHLY_RUN_FUNC = "billing.tasks.monthly_billing_run"
+
+
+def schedule_monthly_run(schedule_model) -> None:
+    """The monthly billing run: the 2nd of each month, 02:00 UTC (django-q2)."""
+    now = datetime.now(UTC)
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    schedule_model.objects.get_or_create(
+        name="Monthly billing run",
+        defaults={
+            "func": MONTHLY_RUN_FUNC,
+            "schedule_type": "M",
+            "repeats": -1,
+            "next_run": datetime(year, month, 2, 2, 0, tzinfo=UTC),
+        },
+    )
