@@ -30,7 +30,10 @@ from tests.factories import (
     UserFactory,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+# The live server needs committed data (transaction=True); serialized_rollback restores what the
+# migrations seed (tax rules, role groups and their permissions) after another transactional test
+# has flushed the database.
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 WORK_DAY = datetime.date(2025, 3, 10)
 
