@@ -229,10 +229,11 @@ class ReminderAdmin(AuditorReadOnlyMixin, admin.ModelAdmin):
         return False
 
 
-# Any model added later gets a generic admin until it has a tailored one.
+# Any model added later gets a generic admin until it has a tailored one (steps live inline only).
 for _model in apps.get_app_config("approvals").get_models():
     if (
-        not _model._meta.auto_created
+        _model is not ApprovalStep
+        and not _model._meta.auto_created
         and not _model.__name__.startswith("Historical")
         and not admin.site.is_registered(_model)
     ):
