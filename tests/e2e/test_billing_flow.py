@@ -30,10 +30,9 @@ from tests.factories import (
     UserFactory,
 )
 
-# The live server needs committed data (transaction=True); serialized_rollback restores what the
-# migrations seed (tax rules, role groups and their permissions) after another transactional test
-# has flushed the database.
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# The live server needs committed data (transaction=True). Seeded defaults (tax rules, role
+# permissions) come back after each flush through post_migrate receivers, so no serialized_rollback.
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 WORK_DAY = datetime.date(2025, 3, 10)
 
