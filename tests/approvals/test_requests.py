@@ -656,3 +656,42 @@ def test_the_request_keeps_a_transition_log():
     log = StateLog.objects.for_(request).get()
     assert (log.source_state, log.state, log.by) == ("pending", "approved", entry.project.project_manager)
     assert timezone.now() == NOW
+
+
+def test_a_decision_recorded_behind_the_services_back_still_wins_by_the_unique_constraint(analyst):
+    """The savepoint turns the constraint's IntegrityError into a ConflictError naming who decided."""
+    other = UserFactory(first_name="Dana", last_name="Direct", groups=["finance_analyst"])
+    request = approval_request_open(subject=pending_invoice("50000.00"))
+    ApprovalDecision.objects.create(request=request, step_order=1, approver=other, decision="approve")
+
+    with pytest.raises(ConflictError, match="Step 1 of this approval was already decided by Dana Direct"):
+        approve(request, analyst)
+    request.refresh_from_db()
+    assert request.current_step == 1 and request.decisions.count() == 1
+
+
+def test_ending_a_delegation_early():
+    from approvals.models import Delegation
+    from approvals.services import delegation_end
+
+    user, deputy = UserFactory(), UserFactory()
+    running = delegation_create(
+        delegator=user,
+        delegate=deputy,
+        starts_on=datetime.date(2025, 3, 25),
+        ends_on=datetime.date(2025, 4, 30),
+        user=user,
+    )
+    future = delegation_create(
+        delegator=user,
+        delegate=deputy,
+        starts_on=datetime.date(2025, 5, 1),
+        ends_on=datetime.date(2025, 5, 9),
+        user=user,
+    )
+
+    assert delegation_end(delegation=running, user=user).ends_on == datetime.date(2025, 4, 1)
+    assert delegation_end(delegation=future, user=user) is None
+    assert list(Delegation.objects.values_list("pk", flat=True)) == [running.pk]
+    with pytest.raises(PermissionDeniedError):
+        delegation_end(delegation=running, user=deputy)
