@@ -14,12 +14,15 @@ PRINT_SETTINGS = (
     "'hsts': s.SECURE_HSTS_SECONDS, 'session_secure': s.SESSION_COOKIE_SECURE, "
     "'csrf_secure': s.CSRF_COOKIE_SECURE, 'engine': s.DATABASES['default']['ENGINE']}))"
 )
+# Configuration this test process may carry (pytest-env defaults, other test modules) that the
+# child must not inherit: each case states its whole configuration.
 CONFIG_VARS = ("SECRET_KEY", "DEBUG", "Q_REDIS_URL", "DATABASE_URL", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
-               "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "STATICFILES_BACKEND", "ALLOWED_HOSTS")
+               "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "STATICFILES_BACKEND", "ALLOWED_HOSTS",
+               "DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SETTINGS_MODULE")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS and not k.startswith(("Q_", "SECURE_"))}
     clean.update({"DJANGO_SETTINGS_MODULE": "portal.settings", **env})
     return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
