@@ -1,36 +1,12 @@
-"""Schedule the approval reminders (django-q2): escalation and missing time daily at
-06:00 UTC, the exception digest on Mondays at 07:00 UTC. Each task is idempotent."""
-from datetime import datetime, time, timedelta, timezone
-
+"""Schedule the approval reminders (django-q2, see approvals.services.defaults): escalation and
+missing time daily at 06:00 UTC, the exception digest on Mondays at 07:00 UTC. Each task is idempotent."""
 from django.db import migrations
 
-SCHEDULES = [
-    ("Approvals: escalate overdue approvals", "approvals.tasks.escalate_overdue", "D", None, time(6, 0)),
-    ("Approvals: remind missing time", "approvals.tasks.remind_missing_time", "D", None, time(6, 0)),
-    ("Approvals: weekly exception digest", "approvals.tasks.weekly_exception_digest", "W", 0, time(7, 0)),
-]
-
-
-def _next_run(weekday, at):
-    now = datetime.now(timezone.utc)
-    candidate = datetime.combine(now.date(), at, tzinfo=timezone.utc)
-    while candidate <= now or (weekday is not None and candidate.weekday() != weekday):
-        candidate += timedelta(days=1)
-    return candidate
+from approvals.services.defaults import SCHEDULES, schedule_reminders
 
 
 def schedule(apps, schema_editor):
-    Schedule = apps.get_model("django_q", "Schedule")
-    for name, func, schedule_type, weekday, at in SCHEDULES:
-        Schedule.objects.get_or_create(
-            name=name,
-            defaults={
-                "func": func,
-                "schedule_type": schedule_type,
-                "repeats": -1,
-                "next_run": _next_run(weekday, at),
-            },
-        )
+    schedule_reminders(apps.get_model("django_q", "Schedule"))
 
 
 def unschedule(apps, schema_editor):

@@ -6,12 +6,11 @@ with them (transactional tests keep them with `serialized_rollback=True`).
 
 from __future__ import annotations
 
-import importlib
 from decimal import Decimal
 
 import pytest
-from django.apps import apps
 
+from approvals.services.defaults import ensure_approval_defaults
 from billing.models import Invoice
 from tests.factories import (
     ChangeOrderFactory,
@@ -27,14 +26,11 @@ from tests.factories import (
 
 @pytest.fixture(autouse=True)
 def default_policies(request):
-    """The migration's default policies, seeded again if a transactional test elsewhere flushed them."""
+    """The default policies and schedules, restored if a transactional test flushed them (as post_migrate would)."""
     if request.node.get_closest_marker("django_db") is None:
         return
     request.getfixturevalue("_django_db_helper")  # database access as the test's django_db marker sets it up
-    from approvals.models import ApprovalPolicy
-
-    if not ApprovalPolicy.objects.exists():
-        importlib.import_module("approvals.migrations.0002_default_policies").seed(apps, None)
+    ensure_approval_defaults()
 
 
 @pytest.fixture

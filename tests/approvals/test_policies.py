@@ -193,3 +193,23 @@ def test_default_policies_are_seeded_once_with_ordered_steps():
         orders = [s.order for s in policy.steps.all()]
         assert orders == list(range(1, len(orders) + 1)), policy
         assert all(s.escalation_role == "finance_controller" for s in policy.steps.all())
+
+
+def test_defaults_come_back_after_a_flush_without_undoing_edits():
+    from django_q.models import Schedule
+
+    from approvals.services.defaults import ensure_approval_defaults
+
+    ApprovalPolicy.objects.filter(name="Credit note").update(priority=5)
+    ensure_approval_defaults()
+    assert ApprovalPolicy.objects.get(name="Credit note").priority == 5  # edits are kept
+    assert ApprovalPolicy.objects.count() == 11
+
+    ApprovalStep.objects.all().delete()
+    ApprovalPolicy.objects.all().delete()
+    Schedule.objects.filter(func__startswith="approvals.tasks.").delete()
+    ensure_approval_defaults()
+
+    assert ApprovalPolicy.objects.count() == 11
+    assert ApprovalStep.objects.filter(policy__name="Invoice 100,000 and above").count() == 3
+    assert Schedule.objects.filter(func__startswith="approvals.tasks.").count() == 3

@@ -240,7 +240,7 @@ def test_weekly_digest_counts_invoices_in_exception_by_code(mailoutbox, django_c
 
 def test_the_tasks_are_scheduled_daily_and_weekly_by_migration():
     migration = importlib.import_module("approvals.migrations.0003_reminder_schedules")
-    migration.schedule(apps, None)  # idempotent: the migration already ran
+    migration.schedule(apps, None)  # idempotent: the migration (or the post_migrate safety net) already ran
 
     schedules = {s.func: s for s in Schedule.objects.filter(func__startswith="approvals.tasks.")}
     assert set(schedules) == {
