@@ -29,7 +29,9 @@ $(STAMP): pyproject.toml
 	@echo "Installing the dependencies of pyproject.toml into $(VENV) ..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
-	$(PY) -m pip install -q --disable-pip-version-check -r $(VENV)/requirements.txt
+	# (this machine's pip configuration names local indexes that may not exist: drop that noise only)
+	$(PY) -m pip install -q --disable-pip-version-check -r $(VENV)/requirements.txt 2>&1 \
+	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $(STAMP)
 
 demo: venv
