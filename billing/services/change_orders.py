@@ -5,6 +5,11 @@ becomes an effective-dated ContractRate pointing at the change order, each
 ChangeOrderMilestone a planned Milestone. The cap delta is not written into
 `contract.cap`: the billing engine sums approved deltas, so the contract's own
 cap stays what was signed and every increase keeps its provenance.
+
+Approvals go through the engine (see `billing.services.work` for the routing):
+submitting opens the change order's approval request; approving or rejecting
+records the decision through it when there is one (a cap growth over 20 %
+needs a PM and then a controller under the default policies).
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ from django.utils import timezone
 from billing import rules as billing_rules
 from billing.models import ChangeOrder, Contract, ContractRate, Milestone
 from billing.services.audit import save_audited
-from billing.services.work import apply_transition, lock_for_update, refresh_caller, require_reason
+from billing.services.work import (
+    Route,
+    apply_transition,
+    close_overridden,
+    lock_for_update,
+    open_approval,
+    refresh_caller,
+    require_reason,
+    route_decision,
+)
 from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
 
 if TYPE_CHECKING:
@@ -62,6 +76,7 @@ def change_order_submit(*, change_order: ChangeOrder, user: User) -> ChangeOrder
         locked.submitted_by = user
         locked.submitted_at = timezone.now()
         save_audited(locked, user=user, reason="Submitted for approval")
+        open_approval(locked, user=user)
     refresh_caller(change_order, locked)
     return locked
 
@@ -75,55 +90,75 @@ def _check_decider(change_order: ChangeOrder, user: User) -> None:
 
 
 def change_order_approve(*, change_order: ChangeOrder, user: User, reason: str = "") -> ChangeOrder:
-    """Approve and apply the amendment (rates, milestones) atomically; the submitter cannot approve."""
+    """Approve and apply the amendment (rates, milestones) atomically; the submitter cannot approve.
+
+    With a pending approval request the engine decides; the amendment is applied
+    when its last step is approved.
+    """
+    reason = (reason or "").strip()
     with transaction.atomic():
         locked = lock_for_update(change_order, "contract")
-        if billing_rules.submitted_change_order.test(user, locked):
-            raise SegregationOfDutiesError(f"You submitted {_label(locked)}, so someone else must approve it.")
-        _check_decider(locked, user)
-        _check_amendable(locked)
-        reason = (reason or "").strip()
-        apply_transition(locked, "approve", user=user, reason=reason, label=_label(locked))
-        locked.decided_by = user
-        locked.decided_at = timezone.now()
-        locked.decision_reason = reason
-        save_audited(locked, user=user, reason=reason or "Approved")
-
-        applied = f"Applied by approved change order {locked.code}"
-        for co_rate in locked.rates.order_by("pk"):
-            contract_rate = ContractRate(
-                contract=locked.contract,
-                role_id=co_rate.role_id,
-                person_id=co_rate.person_id,
-                rate=co_rate.rate,
-                effective_from=co_rate.effective_from,
-                effective_to=co_rate.effective_to,
-                change_order=locked,
-            )
-            save_audited(contract_rate, user=user, reason=applied)
-        for co_milestone in locked.milestones.order_by("pk"):
-            milestone = Milestone(
-                project_id=co_milestone.project_id,
-                name=co_milestone.name,
-                amount=co_milestone.amount,
-                due_date=co_milestone.due_date,
-                change_order=locked,
-            )
-            save_audited(milestone, user=user, reason=applied)
+        route, request = route_decision(locked, user=user, decision="approve", comment=reason)
+        if route == Route.ENGINE:
+            locked.refresh_from_db()
+        else:
+            _approve_locked(locked, user, reason)
+            if route == Route.OVERRIDE:
+                close_overridden(request, user=user, action="approved")
     refresh_caller(change_order, locked)
     return locked
 
 
+def _approve_locked(locked: ChangeOrder, user: User, reason: str) -> None:
+    if billing_rules.submitted_change_order.test(user, locked):
+        raise SegregationOfDutiesError(f"You submitted {_label(locked)}, so someone else must approve it.")
+    _check_decider(locked, user)
+    _check_amendable(locked)
+    apply_transition(locked, "approve", user=user, reason=reason, label=_label(locked))
+    locked.decided_by = user
+    locked.decided_at = timezone.now()
+    locked.decision_reason = reason
+    save_audited(locked, user=user, reason=reason or "Approved")
+
+    applied = f"Applied by approved change order {locked.code}"
+    for co_rate in locked.rates.order_by("pk"):
+        contract_rate = ContractRate(
+            contract=locked.contract,
+            role_id=co_rate.role_id,
+            person_id=co_rate.person_id,
+            rate=co_rate.rate,
+            effective_from=co_rate.effective_from,
+            effective_to=co_rate.effective_to,
+            change_order=locked,
+        )
+        save_audited(contract_rate, user=user, reason=applied)
+    for co_milestone in locked.milestones.order_by("pk"):
+        milestone = Milestone(
+            project_id=co_milestone.project_id,
+            name=co_milestone.name,
+            amount=co_milestone.amount,
+            due_date=co_milestone.due_date,
+            change_order=locked,
+        )
+        save_audited(milestone, user=user, reason=applied)
+
+
 def change_order_reject(*, change_order: ChangeOrder, user: User, reason: str) -> ChangeOrder:
-    """Reject a submitted change order with the reason; nothing of it is applied."""
+    """Reject a submitted change order with the reason; nothing of it is applied (through its route)."""
     reason = require_reason(reason, "reject a change order")
     with transaction.atomic():
         locked = lock_for_update(change_order, "contract")
-        _check_decider(locked, user)
-        apply_transition(locked, "reject", user=user, reason=reason, label=_label(locked))
-        locked.decided_by = user
-        locked.decided_at = timezone.now()
-        locked.decision_reason = reason
-        save_audited(locked, user=user, reason=reason)
+        route, request = route_decision(locked, user=user, decision="reject", comment=reason)
+        if route == Route.ENGINE:
+            locked.refresh_from_db()
+        else:
+            _check_decider(locked, user)
+            apply_transition(locked, "reject", user=user, reason=reason, label=_label(locked))
+            locked.decided_by = user
+            locked.decided_at = timezone.now()
+            locked.decision_reason = reason
+            save_audited(locked, user=user, reason=reason)
+            if route == Route.OVERRIDE:
+                close_overridden(request, user=user, action="rejected")
     refresh_caller(change_order, locked)
     return locked

@@ -3,6 +3,13 @@
 Segregation of duties (DESIGN §4): the person who marked a milestone completed
 cannot approve it, so a PM's own milestone needs a finance controller (or a
 co-managing PM) to approve.
+
+Approvals go through the engine (see `billing.services.work` for the routing):
+completing opens the milestone's approval request; `milestone_approve` records
+the decision through the request when there is one. A milestone has no way
+back from `completed`: an engine rejection leaves it completed with the reason
+on the rejected request, and `milestone_resubmit` routes it again once the PM
+has dealt with the reason.
 """
 
 from __future__ import annotations
@@ -15,8 +22,16 @@ from django.utils import timezone
 from billing import rules as billing_rules
 from billing.models import Milestone, Project
 from billing.services.audit import save_audited
-from billing.services.work import apply_transition, lock_for_update, refresh_caller
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from billing.services.work import (
+    Route,
+    apply_transition,
+    close_overridden,
+    lock_for_update,
+    open_approval,
+    refresh_caller,
+    route_decision,
+)
+from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User
@@ -49,27 +64,73 @@ def milestone_complete(*, milestone: Milestone, user: User, evidence: str = "") 
         if evidence.strip():
             locked.evidence = evidence.strip()
         save_audited(locked, user=user, reason="Completed")
+        open_approval(locked, user=user)
     refresh_caller(milestone, locked)
     return locked
 
 
 def milestone_approve(*, milestone: Milestone, user: User) -> Milestone:
-    """Approve a completed milestone for billing: PM or finance controller, not its completer."""
+    """Approve a completed milestone for billing: PM or finance controller, not its completer.
+
+    With a pending approval request the engine decides (and calls back here to apply it).
+    """
     with transaction.atomic():
         locked = lock_for_update(milestone, "project")
-        if billing_rules.completed_milestone.test(user, locked):
-            raise SegregationOfDutiesError(f"You marked {_label(locked)} completed, so someone else must approve it.")
-        if not (
-            billing_rules.is_project_manager_of.test(user, locked) or billing_rules.is_finance_controller.test(user)
-        ):
+        route, request = route_decision(locked, user=user, decision="approve")
+        if route == Route.ENGINE:
+            locked.refresh_from_db()
+        else:
+            _approve_locked(locked, user)
+            if route == Route.OVERRIDE:
+                close_overridden(request, user=user, action="approved")
+    refresh_caller(milestone, locked)
+    return locked
+
+
+def _approve_locked(locked: Milestone, user: User) -> None:
+    if billing_rules.completed_milestone.test(user, locked):
+        raise SegregationOfDutiesError(f"You marked {_label(locked)} completed, so someone else must approve it.")
+    if not (billing_rules.is_project_manager_of.test(user, locked) or billing_rules.is_finance_controller.test(user)):
+        raise PermissionDeniedError(
+            f"Only the manager of project {locked.project.code} or a finance controller can approve its milestones."
+        )
+    if locked.project.status == Project.Status.CLOSED:
+        raise ApplicationError(f"Project {locked.project.code} is closed.", code="project_closed")
+    apply_transition(locked, "approve", user=user, label=_label(locked))
+    locked.approved_by = user
+    locked.approved_at = timezone.now()
+    save_audited(locked, user=user, reason="Approved")
+
+
+def milestone_resubmit(*, milestone: Milestone, user: User, evidence: str = "") -> Milestone:
+    """Route a completed milestone whose approval was rejected for approval again, with updated evidence.
+
+    Only the project's manager resubmits; the milestone stays completed (it has no
+    way back), a new approval request is opened.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from approvals.models import ApprovalRequest
+
+    with transaction.atomic():
+        locked = lock_for_update(milestone, "project")
+        if not billing_rules.can_complete_milestone.test(user, locked):
             raise PermissionDeniedError(
-                f"Only the manager of project {locked.project.code} or a finance controller can approve its milestones."
+                f"Only the manager of project {locked.project.code} can resubmit its milestones."
             )
-        if locked.project.status == Project.Status.CLOSED:
-            raise ApplicationError(f"Project {locked.project.code} is closed.", code="project_closed")
-        apply_transition(locked, "approve", user=user, label=_label(locked))
-        locked.approved_by = user
-        locked.approved_at = timezone.now()
-        save_audited(locked, user=user, reason="Approved")
+        if locked.status != Milestone.Status.COMPLETED:
+            raise InvalidTransitionError(
+                f"Cannot resubmit {_label(locked)}: it is {locked.get_status_display().lower()}."
+            )
+        if ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(Milestone),
+            object_id=locked.pk,
+            status=ApprovalRequest.Status.PENDING,
+        ).exists():
+            raise InvalidTransitionError(f"{_label(locked).capitalize()} is already awaiting approval.")
+        if evidence.strip():
+            locked.evidence = evidence.strip()
+            save_audited(locked, user=user, reason="Evidence updated for resubmission")
+        open_approval(locked, user=user)
     refresh_caller(milestone, locked)
     return locked

@@ -8,6 +8,36 @@ refusal names the real reason.
 
 `lock_for_update`, `apply_transition` and `require_reason` are shared with the
 other workflow services (milestones, change orders, projects, contracts).
+
+Approvals (DESIGN §4) — every approvable subject goes through the one engine in
+`approvals.services`:
+
+- Handing a subject over for approval (`work_submit`, `work_reopen` here,
+  `milestone_complete`, `change_order_submit`) opens its ApprovalRequest in the
+  same transaction (`open_approval`). No matching policy refuses the hand-over:
+  nothing waits for approval unrouted.
+- Deciding (`work_approve`, `work_approve_bulk`, `work_reject`,
+  `milestone_approve`, `change_order_approve`/`_reject`) first asks
+  `route_decision` what the subject's pending request says:
+
+  * ENGINE — the subject has a pending request and the user may decide its open
+    step: the decision is recorded by `approval_decide` (step, delegation,
+    segregation of duties, audit). On the last step (or a rejection) the engine
+    settles the request and then calls this same service back to apply the
+    outcome; by then no request is pending, so that inner call is DIRECT. On an
+    earlier step of a multi-step policy the subject keeps waiting for the next
+    step (the service returns it unchanged).
+  * DIRECT — no pending request: the engine is calling back (above), or the
+    subject was never routed (data from before the wiring, imports). The
+    service's own rules (`billing.rules`) decide, as they always did.
+  * OVERRIDE — a pending request whose open step is not the user's, and the
+    user is a finance controller: the controller's override of the route. The
+    service's own rules decide and the request is cancelled with an audited
+    reason naming the controller. Anyone else gets the engine's refusal, and a
+    segregation-of-duties refusal is never overridden.
+
+  So a decided subject never keeps a pending request, and a pending request is
+  only settled by the engine or by an audited override.
 """
 
 from __future__ import annotations
@@ -105,6 +135,71 @@ def _kind(item: SubmittedWork) -> str:
 
 def _label(item: SubmittedWork) -> str:
     return f"{_kind(item)} {item.pk}"
+
+
+# --- approvals wiring (see the module docstring) -----------------------------------------------
+
+
+class Route:
+    """How a decision on a subject is taken: see `route_decision`."""
+
+    ENGINE = "engine"
+    DIRECT = "direct"
+    OVERRIDE = "override"
+
+
+def open_approval(subject: models.Model, *, user: User | None) -> None:
+    """Route a subject that now awaits approval to its policy, in the caller's transaction."""
+    from approvals.services import approval_request_open
+
+    approval_request_open(subject=subject, user=user)
+
+
+def route_decision(subject: models.Model, *, user: User, decision: str, comment: str = "") -> tuple[str, Any]:
+    """Take an approve/reject decision on a locked subject through its pending request, if it has one.
+
+    Returns `(Route.ENGINE, request)` when the engine took the decision (and, on
+    the last step, applied it by calling the subject's service back),
+    `(Route.DIRECT, None)` when there is no pending request, and
+    `(Route.OVERRIDE, request)` when a finance controller decides outside the
+    open step — the caller applies the decision with its own rules and then
+    calls `close_overridden`.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from approvals.models import ApprovalRequest
+    from approvals.services import approval_decide, check_decider
+
+    request = ApprovalRequest.objects.filter(
+        content_type=ContentType.objects.get_for_model(type(subject)),
+        object_id=subject.pk,
+        status=ApprovalRequest.Status.PENDING,
+    ).select_related("policy").first()
+    if request is None:
+        return Route.DIRECT, None
+    try:
+        check_decider(request=request, user=user)
+    except SegregationOfDutiesError:
+        raise
+    except PermissionDeniedError:
+        if billing_rules.is_finance_controller.test(user):
+            return Route.OVERRIDE, request
+        raise
+    approval_decide(request=request, user=user, decision=decision, comment=comment)
+    return Route.ENGINE, request
+
+
+def close_overridden(request: Any, *, user: User, action: str) -> None:
+    """Cancel the pending request of a subject a finance controller decided outside its route."""
+    from approvals.services import approval_request_cancel
+
+    name = user.get_full_name() or user.get_username()
+    approval_request_cancel(
+        request=request,
+        user=user,
+        reason=f"Overridden: {action} directly by {name} (finance controller) instead of step "
+        f"{request.current_step} of policy '{request.policy}'.",
+    )
 
 
 # --- creation -----------------------------------------------------------------------------------
@@ -245,22 +340,65 @@ def _check_decider(item: SubmittedWork, user: User, action: str) -> None:
         )
 
 
+def _submit_locked(locked: SubmittedWork, user: User) -> None:
+    if not billing_rules.can_submit_work.test(user, locked):
+        raise PermissionDeniedError(f"You may not submit {_label(locked)}: it is not yours.")
+    if locked.project.status == Project.Status.CLOSED:
+        raise ApplicationError(
+            f"Project {locked.project.code} is closed; no more work can be submitted.", code="project_closed"
+        )
+    apply_transition(locked, "submit", user=user, label=_label(locked))
+    locked.submitted_at = timezone.now()
+    locked.rejection_reason = ""
+    save_audited(locked, user=user, reason="Submitted for approval")
+
+
 def work_submit(*, item: WorkItem, user: User) -> WorkItem:
-    """Hand a draft to the project's manager for approval."""
+    """Hand a draft to the project's manager for approval (opens its approval request)."""
     with transaction.atomic():
         locked = _lock_item(item)
-        if not billing_rules.can_submit_work.test(user, locked):
-            raise PermissionDeniedError(f"You may not submit {_label(locked)}: it is not yours.")
-        if locked.project.status == Project.Status.CLOSED:
-            raise ApplicationError(
-                f"Project {locked.project.code} is closed; no more work can be submitted.", code="project_closed"
-            )
-        apply_transition(locked, "submit", user=user, label=_label(locked))
-        locked.submitted_at = timezone.now()
-        locked.rejection_reason = ""
-        save_audited(locked, user=user, reason="Submitted for approval")
+        _submit_locked(locked, user)
+        open_approval(locked, user=user)
     refresh_caller(item, locked)
     return locked
+
+
+def _lock_many(items: Iterable[WorkItem]) -> list[SubmittedWork]:
+    """Lock the rows of many items in a fixed order (model, pk), so two bulk calls cannot deadlock."""
+    by_model: dict[type[SubmittedWork], set[int]] = {}
+    for item in items:
+        by_model.setdefault(type(item), set()).add(item.pk)
+    rows: list[SubmittedWork] = []
+    for model in sorted(by_model, key=lambda m: m._meta.label):
+        pks = sorted(by_model[model])
+        locked_rows = list(
+            model._default_manager.select_for_update(of=("self",))
+            .select_related("person", "project")
+            .filter(pk__in=pks)
+            .order_by("pk")
+        )
+        missing = set(pks) - {row.pk for row in locked_rows}
+        if missing:
+            raise ApplicationError(
+                f"{model._meta.verbose_name_plural.capitalize()} not found: {sorted(missing)}.", code="not_found"
+            )
+        rows.extend(locked_rows)
+    return rows
+
+
+def work_submit_bulk(*, items: Iterable[WorkItem], user: User) -> int:
+    """Submit many drafts (a timesheet week) in one transaction: all of them, or none if one is refused.
+
+    Their approval requests are opened together (`approval_requests_open_bulk`).
+    """
+    from approvals.services import approval_requests_open_bulk
+
+    with transaction.atomic():
+        rows = _lock_many(items)
+        for row in rows:
+            _submit_locked(row, user)
+        approval_requests_open_bulk(subjects=rows, user=user)
+    return len(rows)
 
 
 def _approve_locked(locked: SubmittedWork, user: User, now: Any) -> None:
@@ -272,56 +410,64 @@ def _approve_locked(locked: SubmittedWork, user: User, now: Any) -> None:
     save_audited(locked, user=user, reason="Approved")
 
 
+def _decide_approve(locked: SubmittedWork, user: User, now: Any) -> bool:
+    """Approve one locked item through its route; True when the item is now approved."""
+    route, request = route_decision(locked, user=user, decision="approve")
+    if route == Route.ENGINE:
+        locked.refresh_from_db()
+        return locked.status == WorkStatus.APPROVED
+    _approve_locked(locked, user, now)
+    if route == Route.OVERRIDE:
+        close_overridden(request, user=user, action="approved")
+    return True
+
+
 def work_approve(*, item: WorkItem, user: User) -> WorkItem:
-    """Approve submitted work so the billing engine may bill it."""
+    """Approve submitted work so the billing engine may bill it.
+
+    With a pending approval request the decision is the engine's (see the module
+    docstring); under a multi-step policy the item stays submitted until the last step.
+    """
     with transaction.atomic():
         locked = _lock_item(item)
-        _approve_locked(locked, user, timezone.now())
+        _decide_approve(locked, user, timezone.now())
     refresh_caller(item, locked)
     return locked
 
 
 def work_approve_bulk(*, items: Iterable[WorkItem], user: User) -> int:
-    """Approve many items in one transaction: all of them, or none if one is refused.
+    """Approve many items (a PM's week) in one transaction: all of them, or none if one is refused.
 
-    Rows are locked in a fixed order (model, pk) so two bulk approvals cannot deadlock.
+    Each item goes through its route like `work_approve` (the engine records one
+    decision per item). Rows are locked in a fixed order (model, pk) so two bulk
+    approvals cannot deadlock. Returns how many items are now approved (fewer when
+    a multi-step policy still waits for a further step).
     """
-    by_model: dict[type[SubmittedWork], set[int]] = {}
-    for item in items:
-        by_model.setdefault(type(item), set()).add(item.pk)
     now = timezone.now()
     count = 0
     with transaction.atomic():
-        for model in sorted(by_model, key=lambda m: m._meta.label):
-            pks = sorted(by_model[model])
-            locked_rows = list(
-                model._default_manager.select_for_update(of=("self",))
-                .select_related("person", "project")
-                .filter(pk__in=pks)
-                .order_by("pk")
-            )
-            missing = set(pks) - {row.pk for row in locked_rows}
-            if missing:
-                raise ApplicationError(
-                    f"{model._meta.verbose_name_plural.capitalize()} not found: {sorted(missing)}.", code="not_found"
-                )
-            for row in locked_rows:
-                _approve_locked(row, user, now)
-                count += 1
+        for row in _lock_many(items):
+            count += _decide_approve(row, user, now)
     return count
 
 
 def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:
-    """Send submitted work back to its owner with the reason it cannot be approved."""
+    """Send submitted work back to its owner with the reason it cannot be approved (through its route)."""
     reason = require_reason(reason, "reject work")
     with transaction.atomic():
         locked = _lock_item(item)
-        _check_decider(locked, user, "reject")
-        apply_transition(locked, "reject", user=user, reason=reason, label=_label(locked))
-        locked.rejection_reason = reason
-        locked.approved_by = None
-        locked.approved_at = None
-        save_audited(locked, user=user, reason=reason)
+        route, request = route_decision(locked, user=user, decision="reject", comment=reason)
+        if route == Route.ENGINE:
+            locked.refresh_from_db()
+        else:
+            _check_decider(locked, user, "reject")
+            apply_transition(locked, "reject", user=user, reason=reason, label=_label(locked))
+            locked.rejection_reason = reason
+            locked.approved_by = None
+            locked.approved_at = None
+            save_audited(locked, user=user, reason=reason)
+            if route == Route.OVERRIDE:
+                close_overridden(request, user=user, action="rejected")
     refresh_caller(item, locked)
     return locked
 
@@ -341,7 +487,8 @@ def work_redraft(*, item: WorkItem, user: User) -> WorkItem:
 def work_reopen(*, item: WorkItem, user: User, reason: str) -> WorkItem:
     """Take approved, not yet invoiced work back to submitted (e.g. approved by mistake).
 
-    Invoiced work is never reopened: it is corrected with a credit note.
+    It awaits approval again, so a new approval request is opened. Invoiced work
+    is never reopened: it is corrected with a credit note.
     """
     reason = require_reason(reason, "reopen approved work")
     with transaction.atomic():
@@ -356,5 +503,6 @@ def work_reopen(*, item: WorkItem, user: User, reason: str) -> WorkItem:
         locked.approved_by = None
         locked.approved_at = None
         save_audited(locked, user=user, reason=reason)
+        open_approval(locked, user=user)
     refresh_caller(item, locked)
     return locked
