@@ -255,12 +255,7 @@ def time_entry_create(
     bookings for the same person cannot both pass the check.
     """
     hours = _as_decimal(hours, "hours")
-    if not (Decimal("0") < hours <= MAX_HOURS_PER_DAY):
-        raise ApplicationError(
-            f"Hours must be more than 0 and at most 24 (got {hours}).",
-            code="invalid_hours",
-            field_errors={"hours": ["Must be more than 0 and at most 24."]},
-        )
+    _check_hours(hours)
     with transaction.atomic():
         person = Person.objects.select_for_update().get(pk=person.pk)
         project = Project.objects.select_related("contract").get(pk=project.pk)
@@ -321,6 +316,113 @@ def expense_create(
         full_clean_or_raise(expense, exclude=["invoice_line", "receipt"])
         save_audited(expense, user=user, reason="Expense recorded")
     return expense
+
+
+def _check_hours(hours: Decimal) -> None:
+    if not (Decimal("0") < hours <= MAX_HOURS_PER_DAY):
+        raise ApplicationError(
+            f"Hours must be more than 0 and at most 24 (got {hours}).",
+            code="invalid_hours",
+            field_errors={"hours": ["Must be more than 0 and at most 24."]},
+        )
+
+
+def _lock_draft(item: WorkItem, user: User, action: str) -> SubmittedWork:
+    locked = lock_for_update(item, "person", "project", "project__contract")
+    if not billing_rules.can_create_work.test(user, locked):
+        raise PermissionDeniedError(f"You may not {action} {_label(locked)}: only its person, the project's "
+                                    "manager or finance can.")
+    if locked.status != WorkStatus.DRAFT:
+        raise InvalidTransitionError(
+            f"Cannot {action} {_label(locked)}: it is {locked.get_status_display().lower()}; only drafts change.",
+            code="not_draft",
+        )
+    return locked
+
+
+def time_entry_update_draft(
+    *, entry: TimeEntry, hours: Decimal | str | int, description: str | None = None, user: User
+) -> TimeEntry:
+    """Change the hours (and description) of a draft time entry, with the checks of `time_entry_create`.
+
+    The day total is checked under the Person row lock, as on creation.
+    """
+    hours = _as_decimal(hours, "hours")
+    _check_hours(hours)
+    with transaction.atomic():
+        Person.objects.select_for_update().get(pk=entry.person_id)
+        locked = _lock_draft(entry, user, "change")
+        _check_bookable(person=locked.person, project=locked.project, user=user, item=locked)
+        booked = (
+            TimeEntry.objects.filter(person_id=locked.person_id, date=locked.date)
+            .exclude(pk=locked.pk)
+            .aggregate(total=Sum("hours"))["total"]
+        ) or Decimal("0")
+        if booked + hours > MAX_HOURS_PER_DAY:
+            raise ApplicationError(
+                f"{locked.person} already has {booked} h on {locked.date} in other entries; {hours} h here would "
+                "exceed 24 h for the day.",
+                code="daily_hours_exceeded",
+                field_errors={"hours": [f"At most {MAX_HOURS_PER_DAY - booked} h left on {locked.date}."]},
+            )
+        changed = locked.hours != hours or (description is not None and description != locked.description)
+        if changed:
+            locked.hours = hours
+            if description is not None:
+                locked.description = description
+            full_clean_or_raise(locked, exclude=["invoice_line"])
+            save_audited(locked, user=user, reason="Draft changed")
+    refresh_caller(entry, locked)
+    return locked
+
+
+def time_entry_discard_draft(*, entry: TimeEntry, user: User) -> None:
+    """Delete a draft time entry (a wrong row in the timesheet); its history keeps the deletion and who did it.
+
+    Only drafts: submitted or approved time is corrected through rejection or reopening.
+    """
+    with transaction.atomic():
+        locked = _lock_draft(entry, user, "discard")
+        locked._history_user = user if getattr(user, "pk", None) else None
+        locked._change_reason = "Draft discarded"
+        locked.delete()
+
+
+def expense_update_draft(
+    *,
+    expense: Expense,
+    user: User,
+    date: date_type,
+    amount: Decimal | str | int,
+    currency: str,
+    category: str,
+    description: str = "",
+    billable: bool = True,
+    receipt: File | None = None,
+) -> Expense:
+    """Correct a draft expense (e.g. after a rejection); a new receipt replaces the old one."""
+    amount = _as_decimal(amount, "amount")
+    if amount <= 0:
+        raise ApplicationError(
+            f"An expense amount must be positive (got {amount}).",
+            code="invalid_amount",
+            field_errors={"amount": ["Must be more than 0."]},
+        )
+    with transaction.atomic():
+        locked = _lock_draft(expense, user, "change")
+        locked.date = date
+        locked.amount = amount
+        locked.currency = (currency or "").upper()
+        locked.category = category
+        locked.description = description
+        locked.billable = billable
+        if receipt is not None:
+            locked.receipt = receipt
+        _check_bookable(person=locked.person, project=locked.project, user=user, item=locked)
+        full_clean_or_raise(locked, exclude=["invoice_line", "receipt"])
+        save_audited(locked, user=user, reason="Draft changed")
+    refresh_caller(expense, locked)
+    return locked
 
 
 # --- transitions -----------------------------------------------------------------------------
