@@ -14,7 +14,7 @@ from portal.errors import ConflictError
 from tests.approvals.conftest import pending_invoice
 from tests.factories import UserFactory
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _in_parallel(work, args: list) -> list:
