@@ -14,15 +14,19 @@ failure never leaves a contract half-billed.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -100,7 +104,7 @@ def run_billing(
     try:
         for offset in range(0, len(candidate_ids), chunk_size):
             chunk = candidate_ids[offset : offset + chunk_size]
-            with transaction.atomic():
+            with _gc_paused(), transaction.atomic():
                 _bill_chunk(chunk, billing_run, summary, user=user)
             billing_run.contracts_done = min(offset + chunk_size, len(candidate_ids))
             BillingRun.objects.filter(pk=billing_run.pk).update(contracts_done=billing_run.contracts_done)
@@ -117,6 +121,24 @@ def run_billing(
     billing_run.summary = summary.as_dict()
     billing_run.save()
     return billing_run
+
+
+@contextmanager
+def _gc_paused():
+    """No automatic garbage collection while a chunk is billed; it resumes after.
+
+    A chunk builds hundreds of thousands of small objects (items, lines, audit rows)
+    that all live until it is written: the collector would traverse them again and
+    again for nothing (a tenth of a large run). Collection resumes after the chunk.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _Summary:
@@ -223,6 +245,8 @@ def load_contexts(
         "id", "code", "status", "contract_id"
     ):
         ctxs[contract_id].projects[pid] = ProjectInfo(pid, code, status)
+    # Items are read by project (its index): a scan of a chunk's entries, not of the whole table.
+    project_ids = [pid for ctx in ctxs.values() for pid in ctx.projects]
     from billing.models import Role
 
     role_codes = dict(Role.objects.values_list("id", "code"))
@@ -233,7 +257,7 @@ def load_contexts(
         TimeEntry.objects.filter(
             _eligible_time(),
             date__lte=end,
-            project__contract_id__in=contract_ids,
+            project_id__in=project_ids,
             project__contract__billing_model__in=[TM, RETAINER],
         )
         .order_by("date", "id")
@@ -249,19 +273,23 @@ def load_contexts(
             "submitted_at",
         )
     )
+    limits: dict[tuple[int, int], datetime] = {}  # the cut-off of each month, computed once
     for entry_id, person_id, role_id, person_name, project_id, contract_id, day, hours, submitted_at in time_rows:
         ctx = ctxs[contract_id]
         ctx.time_items.append(TimeItem(entry_id, person_id, role_id, project_id, day, hours, person_name))
         if submitted_at is not None:
-            next_month = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-            limit = datetime.combine(next_month + timedelta(days=cutoff_days), datetime.min.time(), tzinfo=utc)
+            limit = limits.get((day.year, day.month))
+            if limit is None:
+                next_month = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+                limit = datetime.combine(next_month + timedelta(days=cutoff_days), datetime.min.time(), tzinfo=utc)
+                limits[(day.year, day.month)] = limit
             if submitted_at >= limit:
                 ctx.late_time_entry_ids.add(entry_id)
     for ctx in ctxs.values():
         ctx.role_codes = role_codes
 
     expense_rows = (
-        Expense.objects.filter(_eligible_time(), date__lte=end, project__contract_id__in=contract_ids)
+        Expense.objects.filter(_eligible_time(), date__lte=end, project_id__in=project_ids)
         .order_by("date", "id")
         .values_list(
             "id", "project_id", "project__contract_id", "date", "amount", "currency", "category", "description"
@@ -276,7 +304,7 @@ def load_contexts(
         Milestone.objects.filter(
             status=Milestone.Status.APPROVED,
             invoice_line__isnull=True,
-            project__contract_id__in=contract_ids,
+            project_id__in=project_ids,
             project__contract__billing_model=FIXED_FEE,
         )
         .order_by("due_date", "id")
@@ -312,7 +340,7 @@ def load_contexts(
             billable=True,
             date__gte=start,
             date__lte=end,
-            project__contract_id__in=contract_ids,
+            project_id__in=project_ids,
         )
         .values_list("project__contract_id", "project_id")
         .distinct()
@@ -337,7 +365,7 @@ def load_contexts(
                 billable=True,
                 date__gte=start,
                 date__lte=end,
-                project__contract_id__in=retainer_ids,
+                project_id__in=[pid for contract_id in retainer_ids for pid in ctxs[contract_id].projects],
             )
             .values("project__contract_id")
             .annotate(hours=Sum("hours"))
@@ -432,9 +460,7 @@ def write_drafts(
         )
         for d in drafts
     ]
-    invoices = bulk_create_with_history(
-        invoices, Invoice, batch_size=1000, default_user=actor, default_change_reason=reason
-    )
+    invoices = _create_with_history(invoices, Invoice, actor=actor, reason=reason, batch_size=1000)
     write_invoice_contents(list(zip(invoices, drafts, strict=True)), actor=actor, reason=reason, run=run)
     _log_invoice_transitions(invoices, drafts, actor, reason)
     if summary is not None:
@@ -489,11 +515,8 @@ def write_invoice_contents(
             )
             for e in draft.exceptions
         )
-    if connection.vendor == "postgresql":
-        _copy_create_with_history(lines, InvoiceLine, actor=actor, reason=reason)
-    else:
-        bulk_create_with_history(lines, InvoiceLine, batch_size=2000, default_user=actor, default_change_reason=reason)
-    bulk_create_with_history(taxes, InvoiceTax, batch_size=2000, default_user=actor, default_change_reason=reason)
+    _create_with_history(lines, InvoiceLine, actor=actor, reason=reason, batch_size=2000)
+    _create_with_history(taxes, InvoiceTax, actor=actor, reason=reason, batch_size=2000)
     InvoiceException.objects.bulk_create(exceptions, batch_size=2000)
     for model, model_links in links.items():
         _link_items(model, [(item_id, line.pk) for item_id, line in model_links], actor, run)
@@ -502,17 +525,18 @@ def write_invoice_contents(
 def _log_invoice_transitions(invoices: list[Invoice], drafts: Sequence[InvoiceDraft], actor: Any, reason: str) -> None:
     content_type = ContentType.objects.get_for_model(Invoice)
     now = timezone.now()
+    actor_id = getattr(actor, "pk", None)
     rows = []
     for invoice, draft in zip(invoices, drafts, strict=True):
         codes = ", ".join(sorted(draft.blocking_codes))
         rows.append(
             (
                 now,
-                actor,
+                actor_id,
                 Invoice.Status.DRAFT,
                 invoice.status,
                 "flag_exception" if draft.is_blocked else "submit_for_approval",
-                content_type,
+                content_type.pk,
                 invoice.pk,
                 f"{reason}: blocked by {codes}" if codes else f"{reason}: validated",
             )
@@ -530,18 +554,19 @@ def _link_items(model, pairs: list[tuple[int, int]], actor: Any, run: BillingRun
             f"{len(pairs) - linked} {model._meta.verbose_name_plural} were billed by another run at the same "
             "moment; nothing of this chunk was saved. Run again."
         )
-    content_type = ContentType.objects.get_for_model(model)
+    content_type_id = ContentType.objects.get_for_model(model).pk
     now = timezone.now()
+    actor_id = getattr(actor, "pk", None)
     description = f"Billed by run {run.pk}" if run else "Billed on revalidation"
     _create_state_logs(
         [
             (
                 now,
-                actor,
+                actor_id,
                 APPROVED,
                 INVOICED,
                 "mark_invoiced",
-                content_type,
+                content_type_id,
                 item_id,
                 f"{description} (invoice line {line_id})",
             )
@@ -552,11 +577,11 @@ def _link_items(model, pairs: list[tuple[int, int]], actor: Any, run: BillingRun
 
 _STATE_LOG_FIELDS = (
     "timestamp",
-    "by",
+    "by_id",
     "source_state",
     "state",
     "transition",
-    "content_type",
+    "content_type_id",
     "object_id",
     "description",
 )
@@ -575,19 +600,10 @@ def _create_state_logs(rows: list[tuple]) -> None:
             [StateLog(**dict(zip(_STATE_LOG_FIELDS, row, strict=True))) for row in rows], batch_size=5000
         )
         return
-    fields = [StateLog._meta.get_field(name) for name in _STATE_LOG_FIELDS]
-    relations = [i for i, field in enumerate(fields) if field.is_relation]
+    column = {field.attname: field.column for field in StateLog._meta.concrete_fields}
+    columns = [column[name] for name in _STATE_LOG_FIELDS]
     with connection.cursor() as cursor:
-        _copy(cursor, StateLog._meta.db_table, [field.column for field in fields], _pks(rows, relations))
-
-
-def _pks(rows: Iterable[tuple], positions: list[int]):
-    """Rows with the model instances (or None) at `positions` replaced by their primary keys."""
-    for row in rows:
-        row = list(row)
-        for i in positions:
-            row[i] = getattr(row[i], "pk", row[i])
-        yield row
+        _copy(cursor, StateLog._meta.db_table, columns, rows)
 
 
 def _copy(cursor, table: str, columns: list[str], rows: Iterable[Sequence]) -> None:
@@ -599,19 +615,25 @@ def _copy(cursor, table: str, columns: list[str], rows: Iterable[Sequence]) -> N
             copy.write_row(row)
 
 
-def _copy_create_with_history(objs: list, model, *, actor: Any, reason: str) -> None:
-    """`bulk_create_with_history` by COPY (PostgreSQL): the same rows and "+" history rows.
+def _create_with_history(objs: list, model, *, actor: Any, reason: str, batch_size: int) -> list:
+    """`bulk_create_with_history`; on PostgreSQL the same rows and "+" history rows by COPY.
 
     Ids are drawn from the table's own sequence first (as the INSERT would draw them)
     and set on the objects; values are those bulk_create sends (`pre_save` +
-    `get_db_prep_save`); history rows get, like `bulk_history_create`, the tracked
+    `get_db_prep_save`, read straight from the attribute for plain types, where both
+    return it unchanged); history rows get, like `bulk_history_create`, the tracked
     fields, `history_date` = now, the change reason and the default history user.
     """
+    if connection.vendor != "postgresql":
+        return bulk_create_with_history(
+            objs, model, batch_size=batch_size, default_user=actor, default_change_reason=reason
+        )
     if not objs:
-        return
+        return objs
     meta = model._meta
     pk_field = meta.pk
     fields = [f for f in meta.concrete_fields if not f.primary_key]
+    getters = [attrgetter(f.attname) if isinstance(f, _PLAIN_FIELDS) else partial(_prepared_value, f) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
@@ -620,7 +642,7 @@ def _copy_create_with_history(objs: list, model, *, actor: Any, reason: str) -> 
         ids = [row[0] for row in cursor.fetchall()]
         rows = []
         for obj, pk in zip(objs, ids, strict=True):
-            rows.append([pk, *[f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]])
+            rows.append([pk, *[get(obj) for get in getters]])
             obj.pk = pk
             obj._state.adding = False
             obj._state.db = connection.alias
@@ -630,13 +652,15 @@ def _copy_create_with_history(objs: list, model, *, actor: Any, reason: str) -> 
         tracked = history.tracked_fields
         columns = [history._meta.get_field(f.name).column for f in tracked]
         columns += ["history_date", "history_change_reason", "history_type", "history_user_id"]
+        names = [f.attname for f in tracked]
+        tracked_values = attrgetter(*names) if len(names) > 1 else lambda obj: (getattr(obj, names[0]),)
         _copy(
             cursor,
             history._meta.db_table,
             columns,
             (
                 [
-                    *[getattr(obj, f.attname) for f in tracked],
+                    *tracked_values(obj),
                     timezone.now(),
                     reason,
                     "+",
@@ -645,17 +669,41 @@ def _copy_create_with_history(objs: list, model, *, actor: Any, reason: str) -> 
                 for obj in objs
             ),
         )
+    return objs
+
+
+# Fields whose `pre_save` + `get_db_prep_save` return the attribute unchanged on PostgreSQL.
+_PLAIN_FIELDS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.DecimalField,
+    models.BooleanField,
+    models.ForeignKey,
+)
+
+
+def _prepared_value(field, obj):
+    return field.get_db_prep_save(field.pre_save(obj, True), connection)
 
 
 def _link_postgresql(model, pairs: list[tuple[int, int]]) -> int:
     """One UPDATE … FROM unnest(ids, line ids) per batch: set-based, as fast as the database allows.
 
     The ids travel as two array literals (two parameters, not two per item), so a
-    batch can be large: one statement, one plan, one pass per chunk.
+    batch can be large: one statement, one plan, one pass per chunk. The items are
+    fetched by primary key (nested loop): a chunk's items are few next to the table,
+    which the planner's default hash join would scan whole, once per chunk, a cost
+    that grows with the table's history; the setting is local to the statements.
     """
     table = model._meta.db_table
     linked = 0
     with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'), "
+            "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+        )
+        hashjoin, mergejoin = cursor.fetchone()[:2]
         for offset in range(0, len(pairs), LINK_BATCH):
             batch = pairs[offset : offset + LINK_BATCH]
             cursor.execute(
@@ -670,6 +718,10 @@ def _link_postgresql(model, pairs: list[tuple[int, int]]) -> int:
                 ],
             )
             linked += cursor.rowcount
+        cursor.execute(
+            "SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
+            [hashjoin, mergejoin],
+        )
     return linked
 
 
