@@ -8,4 +8,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("billing/", include("billing.urls")),
+    path("approvals/", include("approvals.urls")),
 ]
