@@ -73,3 +73,14 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# Billing-run benchmark (bench/README.md): seeds scale data into its own PostgreSQL
+# databases (billable_bench*, dropped and recreated), times the run against a plain-SQL
+# floor and writes bench/results/billing.json. BENCH_ARGS='--only quarter' for a quick one.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: venv
+	@export SECRET_KEY="$${SECRET_KEY:-bench-only-key-not-for-production}"
+	DATABASE_URL='$(BENCH_DATABASE_URL)' $(PY) -m bench.billing $(BENCH_ARGS)
