@@ -463,10 +463,19 @@ def write_drafts(
     invoices = _create_with_history(invoices, Invoice, actor=actor, reason=reason, batch_size=1000)
     write_invoice_contents(list(zip(invoices, drafts, strict=True)), actor=actor, reason=reason, run=run)
     _log_invoice_transitions(invoices, drafts, actor, reason)
+    _route_for_approval([i for i in invoices if i.status == Invoice.Status.PENDING_APPROVAL], actor)
     if summary is not None:
         for invoice, draft in zip(invoices, drafts, strict=True):
             summary.add(invoice, draft)
     return invoices
+
+
+def _route_for_approval(invoices: list[Invoice], actor: Any) -> None:
+    """Open the approval requests of the invoices now awaiting approval (DESIGN §4), in bulk."""
+    if invoices:
+        from approvals.services import approval_requests_open_bulk
+
+        approval_requests_open_bulk(subjects=invoices, user=actor)
 
 
 def write_invoice_contents(

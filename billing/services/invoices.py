@@ -2,6 +2,12 @@
 
 Each is one transaction under a row lock on the invoice (and its contract where
 pricing is redone), goes through the FSM, and leaves history and StateLog rows.
+
+Approvals go through the one engine (`approvals.services`), as for every other
+subject: an invoice reaching `pending_approval` gets its ApprovalRequest in the
+same transaction, and `invoice_approve` / `invoice_reject` decide through it
+(`billing.services.work.route_decision`: the engine records the step, and on
+the last step calls `invoice_approve` back, which then numbers the invoice).
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ from billing.services.audit import save_audited
 from billing.services.billing_engine import Code, price_contract
 from billing.services.billing_run import load_contexts, write_invoice_contents
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
-from billing.services.work import apply_transition, require_reason
+from billing.services.work import (
+    Route,
+    apply_transition,
+    close_overridden,
+    open_approval,
+    require_reason,
+    route_decision,
+)
 from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
 from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, has_role
 
@@ -158,6 +171,8 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
     else:
         apply_transition(invoice, "submit_for_approval", user=user, reason="Revalidated: no blocking exception")
     save_audited(invoice, user=user, reason=reason)
+    if invoice.status == Status.PENDING_APPROVAL:
+        open_approval(invoice, user=user)
     return invoice
 
 
@@ -177,6 +192,7 @@ def invoice_override(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
         state=InvoiceException.State.OVERRIDDEN, resolved_by=user, resolved_at=timezone.now(), resolution_reason=reason
     )
     save_audited(invoice, user=user, reason=f"Override: {reason}")
+    open_approval(invoice, user=user)
     return invoice
 
 
@@ -220,6 +236,8 @@ def invoice_write_down_to_cap(*, invoice: Invoice, user: Any, reason: str) -> In
         apply_transition(invoice, "reopen_draft", user=user, reason="Written down to cap")
         apply_transition(invoice, "submit_for_approval", user=user, reason="Written down to cap; no blocking exception")
     save_audited(invoice, user=user, reason=f"Written down to cap: {reason}")
+    if invoice.status == Status.PENDING_APPROVAL:
+        open_approval(invoice, user=user)
     return invoice
 
 
@@ -254,11 +272,18 @@ def next_number(*, entity_id: int, entity_prefix: str, year: int, kind: str) -> 
 
 @transaction.atomic
 def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoice:
-    """Approve: take a gapless number, freeze the invoice, and post it (at once without an ERP)."""
-    _require_finance(user, "approve invoices")
+    """Approve through the approval route; the last step numbers, freezes and posts the invoice.
+
+    Posting happens at once when no ERP is configured (DESIGN §2).
+    """
     invoice = _lock(invoice)
     if invoice.prepared_by_id and invoice.prepared_by_id == user.pk:
         raise SegregationOfDutiesError("You prepared this invoice; someone else must approve it.")
+    route, request = route_decision(invoice, user=user, decision="approve", comment=comment)
+    if route == Route.ENGINE:
+        invoice.refresh_from_db()
+        return invoice  # an earlier step, or the engine has called back and approved it
+    _require_finance(user, "approve invoices")
     apply_transition(invoice, "approve", user=user, reason=comment or "Approved", label=invoice.display_number)
     invoice.number = next_number(
         entity_id=invoice.entity_id,
@@ -271,6 +296,8 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     if not getattr(settings, "ERP_POSTING_ENABLED", False):
         apply_transition(invoice, "mark_posted", user=user, reason="No ERP configured: posted on approval")
     save_audited(invoice, user=user, reason=f"Approved as {invoice.number}")
+    if route == Route.OVERRIDE:
+        close_overridden(request, user=user, action=f"approved as {invoice.number}")
     return invoice
 
 
@@ -278,10 +305,16 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
 def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     """Send an invoice awaiting approval back to draft, with the reason."""
     reason = require_reason(reason, "reject an invoice")
-    _require_finance(user, "reject invoices")
     invoice = _lock(invoice)
+    route, request = route_decision(invoice, user=user, decision="reject", comment=reason)
+    if route == Route.ENGINE:
+        invoice.refresh_from_db()
+        return invoice  # the engine recorded the rejection and called back
+    _require_finance(user, "reject invoices")
     apply_transition(invoice, "reject", user=user, reason=reason, label=invoice.display_number)
     save_audited(invoice, user=user, reason=f"Rejected: {reason}")
+    if route == Route.OVERRIDE:
+        close_overridden(request, user=user, action="rejected")
     return invoice
 
 

@@ -291,3 +291,29 @@ def test_database_refuses_to_change_a_numbered_invoice(project, person, analyst)
         InvoiceLine.objects.create(invoice=invoice, kind="time", unit_price=1, amount=1)
     # Its status still moves on.
     Invoice.objects.filter(pk=invoice.pk).update(status="sent")
+
+
+def test_run_routes_pending_invoices_to_their_approval_policy(project, person, analyst, controller):
+    from approvals.models import ApprovalRequest
+
+    for day in range(1, 16):  # 15 × 8 h × 100 = 12,000 → analyst, then controller
+        approved(project, person, day=datetime.date(2025, 3, day))
+    run()
+    invoice = Invoice.objects.get()
+    request = ApprovalRequest.objects.get(object_id=invoice.pk, status="pending")
+    assert request.policy.steps.count() == 2
+
+    invoice_approve(invoice=invoice, user=analyst)  # step 1: recorded, not yet approved
+    invoice.refresh_from_db()
+    assert invoice.status == "pending_approval" and invoice.number is None
+    with pytest.raises(SegregationOfDutiesError):
+        invoice_approve(invoice=invoice, user=analyst)  # nobody decides two steps
+    invoice_approve(invoice=invoice, user=controller)  # step 2: the invoice is approved and numbered
+    invoice.refresh_from_db()
+    assert invoice.number and invoice.status == "posted"
+    request.refresh_from_db()
+    assert request.status == "approved"
+    assert list(request.decisions.values_list("approver__username", flat=True)) == [
+        analyst.username,
+        controller.username,
+    ]
