@@ -332,7 +332,11 @@ def _write_down(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> Non
 
 def _approve(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
     invoice = invoice_approve(invoice=invoice, user=request.user, comment=form.cleaned_data["comment"])
-    if invoice.status == Status.POSTED:
+    if invoice.status == Status.PENDING_APPROVAL:
+        messages.success(
+            request, f"Your approval of {invoice.display_number} is recorded; it now waits for the next approval step."
+        )
+    elif invoice.status == Status.POSTED:
         messages.success(request, f"Invoice {invoice.number} approved and posted (no ERP configured).")
     else:
         messages.success(request, f"Invoice {invoice.number} approved; posting to ERP.")
