@@ -549,7 +549,7 @@ def pm_time_queue(
         .annotate(week=TruncWeek("date"))
         .values(*weekly)
         .annotate(
-            hours=Sum("hours"),
+            total_hours=Sum("hours"),
             non_billable=Sum("hours", filter=Q(billable=False)),
             n=Count("pk"),
             oldest=Min("submitted_at"),
@@ -557,7 +557,7 @@ def pm_time_queue(
         .order_by()
     ):
         g = group(row)
-        g.hours, g.non_billable_hours, g.time_count = row["hours"], row["non_billable"] or ZERO, row["n"]
+        g.hours, g.non_billable_hours, g.time_count = row["total_hours"], row["non_billable"] or ZERO, row["n"]
     for row in (
         Expense.objects.filter(scope)
         .annotate(week=TruncWeek("date"))
@@ -660,7 +660,7 @@ def _is_htmx(request: HttpRequest) -> bool:
 def _render(request: HttpRequest, template: str, context: dict) -> HttpResponse:
     """Full page; for htmx (after an inline action) the swapped region shows the messages itself."""
     context = {**context, "inline_messages": _is_htmx(request), "here": request.get_full_path(),
-               "roles": _roles(request)}
+               "ap_roles": _roles(request)}
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -763,10 +763,12 @@ def timesheet(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Nothing was saved: " + " ".join(errors))
             return _render(request, "approvals/timesheet.html", {"sheet": sheet, "person": person})
         _report_timesheet(request, sheet, done)
-        query = {"week": sheet.key}
+        query: dict[str, Any] = {"week": sheet.key}
         if action == "add" and request.POST.get("add"):
-            query["add"] = request.POST["add"]
-        return HttpResponseSeeOther(f"{reverse('approvals:timesheet')}?{urlencode(query)}")
+            # Rows without hours yet exist only in the URL: keep them, and the new one.
+            empty_rows = [str(row.project.pk) for row in sheet.rows if not any(c.entries for c in row.cells)]
+            query["add"] = [*empty_rows, request.POST["add"]]
+        return HttpResponseSeeOther(f"{reverse('approvals:timesheet')}?{urlencode(query, doseq=True)}")
     return _render(request, "approvals/timesheet.html", {"sheet": sheet, "person": person})
 
 
@@ -886,7 +888,7 @@ def _report_timesheet(request: HttpRequest, sheet: Timesheet, done: SheetChanges
         )
     elif parts:
         messages.success(request, f"{week} saved as draft: {', '.join(parts)}. Submit the week when it is complete.")
-    else:
+    elif request.POST.get("action") != "add":
         verb = "save or submit" if request.POST.get("action") == "submit" else "save"
         messages.info(request, f"{week}: nothing to {verb}.")
 

@@ -338,25 +338,37 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
                     WorkItem(
                         "Draft time entries this week, not yet submitted",
                         c.my_time_draft_week,
-                        _admin_url(user, "timeentry", {"mine": "1", "status__exact": "draft", **week}),
+                        _screen_or_admin(
+                            user, "approvals:timesheet", None, "timeentry",
+                            {"mine": "1", "status__exact": "draft", **week},
+                        ),
                         attention=c.my_time_draft_week > 0,
                     ),
                     WorkItem(
                         "Rejected time entries this week, to fix",
                         c.my_time_rejected_week,
-                        _admin_url(user, "timeentry", {"mine": "1", "status__exact": "rejected", **week}),
+                        _screen_or_admin(
+                            user, "approvals:timesheet", None, "timeentry",
+                            {"mine": "1", "status__exact": "rejected", **week},
+                        ),
                         hint=f"{c.my_time_rejected_all} rejected in all weeks" if c.my_time_rejected_all else "",
                         attention=c.my_time_rejected_week > 0,
                     ),
                     WorkItem(
                         "Draft expenses",
                         c.my_expenses_draft,
-                        _admin_url(user, "expense", {"mine": "1", "status__exact": "draft"}),
+                        _screen_or_admin(
+                            user, "approvals:expense_list", {"status": "draft"}, "expense",
+                            {"mine": "1", "status__exact": "draft"},
+                        ),
                     ),
                     WorkItem(
                         "Rejected expenses, to fix",
                         c.my_expenses_rejected,
-                        _admin_url(user, "expense", {"mine": "1", "status__exact": "rejected"}),
+                        _screen_or_admin(
+                            user, "approvals:expense_list", {"status": "rejected"}, "expense",
+                            {"mine": "1", "status__exact": "rejected"},
+                        ),
                         attention=c.my_expenses_rejected > 0,
                     ),
                 ],
@@ -373,25 +385,34 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
                     WorkItem(
                         "Submitted time entries",
                         c.pm_time_submitted,
-                        _admin_url(user, "timeentry", {**mine, "status__exact": "submitted"}),
+                        _screen_or_admin(
+                            user, "approvals:pm_time", None, "timeentry", {**mine, "status__exact": "submitted"}
+                        ),
                         attention=c.pm_time_submitted > 0,
                     ),
                     WorkItem(
                         "Submitted expenses",
                         c.pm_expenses_submitted,
-                        _admin_url(user, "expense", {**mine, "status__exact": "submitted"}),
+                        _screen_or_admin(
+                            user, "approvals:pm_time", None, "expense", {**mine, "status__exact": "submitted"}
+                        ),
                         attention=c.pm_expenses_submitted > 0,
                     ),
                     WorkItem(
                         "Completed milestones to approve",
                         c.pm_milestones_completed,
-                        _admin_url(user, "milestone", {**mine, "status__exact": "completed"}),
+                        _screen_or_admin(
+                            user, "approvals:pm_milestones", None, "milestone", {**mine, "status__exact": "completed"}
+                        ),
                         attention=c.pm_milestones_completed > 0,
                     ),
                     WorkItem(
                         "Submitted change orders",
                         c.pm_change_orders_submitted,
-                        _admin_url(user, "changeorder", {**mine, "status__exact": "submitted"}),
+                        _screen_or_admin(
+                            user, "approvals:pm_change_orders", None, "changeorder",
+                            {**mine, "status__exact": "submitted"},
+                        ),
                         attention=c.pm_change_orders_submitted > 0,
                     ),
                 ],
@@ -534,13 +555,25 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
 
     week = {"date__gte": c.week_start.isoformat(), "date__lte": c.week_end.isoformat()}
     if CONSULTANT in c.roles:
-        add("timesheet", "Timesheet", _admin_url(user, "timeentry", {"mine": "1", **week}), c.my_time_draft_week)
-        add("expenses", "Expenses", _admin_url(user, "expense", {"mine": "1"}), c.my_expenses_rejected or None)
+        add(
+            "timesheet",
+            "Timesheet",
+            _screen_or_admin(user, "approvals:timesheet", None, "timeentry", {"mine": "1", **week}),
+            c.my_time_draft_week,
+        )
+        add(
+            "expenses",
+            "Expenses",
+            _screen_or_admin(user, "approvals:expense_list", None, "expense", {"mine": "1"}),
+            c.my_expenses_rejected or None,
+        )
     if PROJECT_MANAGER in c.roles:
         add(
             "approvals",
             "Approvals",
-            _admin_url(user, "timeentry", {"managed_by_me": "1", "status__exact": "submitted"}),
+            _screen_or_admin(
+                user, "approvals:pm_time", None, "timeentry", {"managed_by_me": "1", "status__exact": "submitted"}
+            ),
             c.pm_approvals,
         )
         add("projects", "My projects", _admin_url(user, "project", {"managed_by_me": "1"}))

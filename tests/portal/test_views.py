@@ -182,7 +182,7 @@ def test_project_manager_sees_what_waits_on_projects_they_manage(client):
     assert counts.pm_approvals == 6
     html = response.content.decode()
     assert "Approvals on my projects" in html
-    assert "managed_by_me=1" in html  # links into the filtered lists
+    assert 'href="/approvals/time/"' in html  # links into the PM's approval queues
     approvals = next(i for i in _nav(response) if i.key == "approvals")
     assert approvals.count == 6
 
