@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.html import strip_tags
 
 from approvals.models import ApprovalDecision, ApprovalRequest, Delegation
+from approvals.services import approval_requests_open_bulk
 from billing.models import ChangeOrder, Expense, TimeEntry
 from billing.services.change_orders import change_order_submit
 from billing.services.milestones import milestone_complete
@@ -31,6 +32,7 @@ from tests.factories import (
     PersonFactory,
     ProjectFactory,
     RoleFactory,
+    TimeEntryFactory,
     UserFactory,
 )
 
@@ -821,3 +823,82 @@ def test_the_navigation_leads_to_the_new_screens(client, anna, pm):
     assert 'href="/approvals/change-orders/"' in html
     assert login(client, pm).get(reverse("approvals:index"))["Location"] == reverse("approvals:pm_time")
     assert login(client, anna.user).get(reverse("approvals:index"))["Location"] == reverse("approvals:timesheet")
+
+
+# =====================================================================================================
+# Bounded queries: the same number of round trips for 10 and for 200 rows
+# =====================================================================================================
+
+
+def _rows_for(screen: str, n: int, *, anna, pm, project) -> tuple[str, dict, object]:
+    """Make `n` rows for `screen`; returns (url name, query, user)."""
+    others = [PersonFactory(name=f"Person {i:03d}") for i in range(5)]
+    if screen == "timesheet":
+        for i in range(n):
+            TimeEntryFactory(person=anna, project=ProjectFactory(), date=day(i % 7), hours=Decimal("0.50"),
+                             status=["draft", "submitted", "rejected", "approved"][i % 4])
+        return "approvals:timesheet", {"week": WEEK}, anna.user
+    if screen == "expenses":
+        for i in range(n):
+            ExpenseFactory(person=anna, project=project, date=day(i % 7), status=["draft", "rejected"][i % 2])
+        return "approvals:expense_list", {}, anna.user
+    if screen == "pm_time":
+        for i in range(n):
+            TimeEntryFactory(person=others[i % 5], project=project, date=day(7 * (i // 5)), status="submitted",
+                             billable=i % 3 != 0)
+            if i % 4 == 0:
+                ExpenseFactory(person=others[i % 5], project=project, date=day(7 * (i // 5)), status="submitted")
+        return "approvals:pm_time", {}, pm
+    if screen == "milestones":
+        previous = UserFactory()
+        fixed = ProjectFactory(project_manager=pm, contract__fixed_fee=True, contract__cap=Decimal("900000"))
+        milestones = [MilestoneFactory(project=fixed, status="completed", completed_by=previous) for _ in range(n)]
+        approval_requests_open_bulk(subjects=milestones)
+        return "approvals:pm_milestones", {}, pm
+    if screen == "change_orders":
+        submitter = ProjectFactory(contract=project.contract).project_manager
+        orders = [
+            ChangeOrderFactory(contract=project.contract, status="submitted", submitted_by=submitter)
+            for _ in range(n)
+        ]
+        for co in orders:
+            ChangeOrderRateFactory(change_order=co)
+        approval_requests_open_bulk(subjects=orders)
+        return "approvals:pm_change_orders", {}, pm
+    if screen == "mine":
+        entries = [TimeEntryFactory(person=others[i % 5], project=project, status="submitted") for i in range(n)]
+        expenses = [ExpenseFactory(person=others[0], project=project, status="submitted") for _ in range(3)]
+        approval_requests_open_bulk(subjects=[*entries, *expenses])
+        return "approvals:mine", {}, pm
+    if screen == "delegation":
+        today = datetime.date.today()
+        for i in range(n):
+            Delegation.objects.create(delegator=pm, delegate=others[i % 5].user, starts_on=today,
+                                      ends_on=today + datetime.timedelta(days=i))
+        return "approvals:delegation", {}, pm
+    raise AssertionError(screen)
+
+
+#: Measured round trips per page, session, user and navigation counts included.
+SCREEN_QUERIES = {
+    "timesheet": 12,
+    "expenses": 9,
+    "pm_time": 12,
+    "milestones": 19,
+    "change_orders": 19,
+    "mine": 16,
+    "delegation": 11,
+}
+
+
+@pytest.mark.parametrize("n", [10, 200])
+@pytest.mark.parametrize("screen", SCREEN_QUERIES)
+def test_lists_take_a_bounded_number_of_queries(client, django_assert_max_num_queries, anna, pm, project, screen, n):
+    name, query, user = _rows_for(screen, n, anna=anna, pm=pm, project=project)
+    client.force_login(user)
+    with django_assert_max_num_queries(SCREEN_QUERIES[screen]):
+        response = client.get(reverse(name), query)
+    assert response.status_code == 200
+    page = response.context.get("page") or getattr(response.context.get("queue"), "page", None)
+    if page is not None and n == 200:
+        assert len(page.object_list) == 50 and page.paginator.num_pages >= 4
