@@ -316,7 +316,7 @@ def test_milestone_completer_cannot_approve_it_in_admin(client):
     refused = _run_action(client, Milestone, "milestone_approve", [milestone])
     milestone.refresh_from_db()
     assert milestone.status == "completed"
-    assert any("someone else must approve" in t for t in _messages(refused)), _messages(refused)
+    assert any("someone else must" in t for t in _messages(refused)), _messages(refused)
 
 
 def test_change_order_submitter_cannot_approve_it_in_admin(client):
@@ -331,7 +331,7 @@ def test_change_order_submitter_cannot_approve_it_in_admin(client):
     refused = _run_action(client, ChangeOrder, "change_order_approve", [change_order])
     change_order.refresh_from_db()
     assert change_order.status == "submitted"
-    assert any("someone else must approve" in t for t in _messages(refused)), _messages(refused)
+    assert any("someone else must" in t for t in _messages(refused)), _messages(refused)
 
 
 # --- filters the portal links to -----------------------------------------------------------------
