@@ -1322,17 +1322,40 @@ def pm_milestone_action(request: HttpRequest, pk: int, action: str) -> HttpRespo
 @require_GET
 @pm_view
 def pm_change_order_queue(request: HttpRequest) -> HttpResponse:
-    page = pm_change_orders(request.user, contract=None, page_number=request.GET.get("page"))
+    contracts = list(
+        Contract.objects.filter(Exists(managed_contracts(request.user).filter(contract=OuterRef("pk"))))
+        .only("pk", "code", "name")
+        .order_by("code")
+    )
+    code = request.GET.get("contract", "").strip()
+    contract = next((c for c in contracts if c.code == code), None)
+    if code and contract is None:
+        if not Contract.objects.filter(code=code).exists():
+            raise Http404("No such contract.")
+        return forbidden(request, f"Contract {code} has no project you manage.")
+    page = pm_change_orders(request.user, contract=contract, page_number=request.GET.get("page"))
     rows = list(page.object_list)
     caps = contract_caps({co.contract for co in rows})
     routes = routings(request.user, ChangeOrder, [co.pk for co in rows])
     items = [
         {"co": co, "cap": caps.get(co.contract_id), "routing": routes.get(co.pk),
          "submitted_by_me": co.submitted_by_id == request.user.pk,
-         "new_cap": caps[co.contract_id].total + co.cap_delta if caps[co.contract_id].total is not None else None}
+         "new_cap": caps[co.contract_id].total + co.cap_delta if caps[co.contract_id].total is not None else None,
+         "growth_pct": _growth_pct(co.cap_delta, caps[co.contract_id].total)}
         for co in rows
     ]
-    return _render(request, "approvals/pm_change_orders.html", {"page": page, "items": items})
+    return _render(
+        request,
+        "approvals/pm_change_orders.html",
+        {"page": page, "items": items, "contracts": contracts, "contract": contract},
+    )
+
+
+def _growth_pct(delta: Decimal, cap: Decimal | None) -> Decimal | None:
+    """The cap growth a change order asks for, in % of today's cap (shown next to the delta)."""
+    if cap is None or cap <= 0 or not delta:
+        return None
+    return (delta / cap * 100).quantize(Decimal("0.1"))
 
 
 @require_POST
@@ -1559,7 +1582,12 @@ def delegations(request: HttpRequest) -> HttpResponse:
     else:
         form = DelegationForm(user=request.user)
     today = timezone.localdate()
+    show = request.GET.get("show", "current")
     given = Delegation.objects.filter(delegator=request.user).select_related("delegate").order_by("-ends_on", "-pk")
+    if show == "current":
+        given = given.filter(ends_on__gte=today)
+    elif show == "ended":
+        given = given.filter(ends_on__lt=today)
     received = (
         Delegation.objects.filter(delegate=request.user, ends_on__gte=today)
         .select_related("delegator")
@@ -1573,6 +1601,8 @@ def delegations(request: HttpRequest) -> HttpResponse:
             "page": paginate(given, request.GET.get("page")),
             "received": list(received[:PAGE_SIZE]),
             "today": today,
+            "show": show,
+            "show_choices": [("current", "Current & upcoming"), ("ended", "Ended"), ("all", "All")],
         },
     )
 

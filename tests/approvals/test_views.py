@@ -670,6 +670,13 @@ def test_rejecting_a_change_order_needs_a_reason(client, pm, submitted_co):
     assert (submitted_co.status, submitted_co.decision_reason) == ("rejected", "Not signed")
 
 
+def test_change_orders_filter_by_contract(client, pm, other_pm, submitted_co, foreign_project):
+    c = login(client, pm)
+    assert len(c.get(reverse("approvals:pm_change_orders"), {"contract": "C-NORD"}).context["items"]) == 1
+    assert c.get(reverse("approvals:pm_change_orders"), {"contract": foreign_project.contract.code}).status_code == 403
+    assert c.get(reverse("approvals:pm_change_orders"), {"contract": "C-NONE"}).status_code == 404
+
+
 def test_another_contracts_change_order_is_403(client, other_pm, submitted_co):
     response = login(client, other_pm).post(
         reverse("approvals:pm_change_order_action", args=[submitted_co.pk, "approve"])
@@ -794,6 +801,9 @@ def test_delegations_are_listed_and_ended(client, pm, other_pm):
     delegation.refresh_from_db()
     assert delegation.ends_on == today - datetime.timedelta(days=1)
 
+    assert "Otto Other" not in text(c.get(reverse("approvals:delegation"))).split("Delegated to me")[0]
+    assert "Ended" in text(c.get(reverse("approvals:delegation"), {"show": "ended"}))
+
     assert login(client, other_pm).post(reverse("approvals:delegation_end", args=[delegation.pk])).status_code == 403
 
 
@@ -885,7 +895,7 @@ SCREEN_QUERIES = {
     "expenses": 9,
     "pm_time": 12,
     "milestones": 19,
-    "change_orders": 19,
+    "change_orders": 20,
     "mine": 16,
     "delegation": 11,
 }
