@@ -467,3 +467,29 @@ def test_post_migrate_restores_the_default_policies():
 
     assert ApprovalPolicy.objects.filter(subject_type="time_entry").exists()
     assert ApprovalPolicy.objects.filter(subject_type="milestone").exists()
+
+
+# --- admin actions go through the same route ------------------------------------------------------------
+
+
+def test_the_admin_approve_action_records_an_engine_decision(client):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.urls import reverse
+
+    pm = UserFactory(is_staff=True, groups=["project_manager"])
+    project = ProjectFactory(project_manager=pm)
+    entry = draft_time(project=project)
+    work_submit(item=entry, user=entry.person.user)
+    client.force_login(pm)
+
+    response = client.post(
+        reverse("admin:billing_timeentry_changelist"),
+        {"action": "work_approve", ACTION_CHECKBOX_NAME: [entry.pk], "index": 0},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    entry.refresh_from_db()
+    assert entry.status == "approved"
+    request = requests_of(entry).get()
+    assert request.status == "approved" and request.decisions.get().approver == pm
