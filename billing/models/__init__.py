@@ -8,6 +8,7 @@ from billing.models.contracts import (
     ContractRate,
     Project,
 )
+from billing.models.documents import InvoiceDocument
 from billing.models.invoices import (
     BillingRun,
     Invoice,
@@ -40,6 +41,7 @@ __all__ = [
     "Expense",
     "FxRate",
     "Invoice",
+    "InvoiceDocument",
     "InvoiceException",
     "InvoiceLine",
     "InvoiceNumberSequence",

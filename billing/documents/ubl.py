@@ -1,0 +1,324 @@
+"""UBL 2.1 e-invoices: Peppol BIS Billing 3.0 on the EN 16931 core.
+
+An invoice becomes an `Invoice` (type 380), a credit note a `CreditNote` (381).
+Mapping decisions (EN 16931 business terms in brackets):
+
+- Lines with a negative amount (contract discount, cap write-down) are sent as
+  document-level allowances [BG-20] with their VAT category: an item net price
+  may not be negative [BR-27]. Every other line is an invoice line [BG-25];
+  hours are `HUR`, everything else one unit (`C62`).
+- The VAT breakdown [BG-23] is the invoice's tax rows; every line and allowance
+  carries the invoice's one VAT category. AE, E and O carry an exemption reason
+  [BT-120, BT-121 VATEX-EU-AE / VATEX-EU-O]; S and Z carry none [BR-S-10, BR-Z-10].
+- Category O ("not subject to VAT") forbids the seller's and buyer's VAT ids
+  [BR-O-02]: the seller is then identified by its VAT number as seller
+  identifier [BT-29] (or its entity code), which BR-CO-26 needs.
+- Electronic addresses [BT-34, BT-49]: the VAT number under its country's Peppol
+  scheme (e.g. 9930 for DE), else the billing e-mail (`EM`).
+- Buyer reference [BT-10] is the PO number, else the contract number; the PO is
+  also the order reference [BT-13] and the contract the contract reference [BT-12].
+- Amounts carry the currency's minor unit (JPY none, EUR two).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from lxml import etree
+
+from billing.documents.content import InvoiceContent
+from billing.money import quantum
+from portal.errors import ApplicationError
+
+CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+GENERATOR = "billable ubl 1 (UBL 2.1, Peppol BIS Billing 3.0 / EN 16931)"
+
+NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+
+# Electronic address scheme (CEF EAS) of each country's VAT number, where Peppol has one.
+VAT_ENDPOINT_SCHEMES = {
+    "AD": "9922", "AL": "9923", "AT": "9914", "BA": "9924", "BE": "9925", "BG": "9926", "CH": "9927",
+    "CY": "9928", "CZ": "9929", "DE": "9930", "EE": "9931", "ES": "9920", "FR": "9957", "GB": "9932",
+    "GR": "9933", "HR": "9934", "HU": "9910", "IE": "9935", "IT": "0211", "LI": "9936", "LT": "9937",
+    "LU": "9938", "LV": "9939", "MC": "9940", "ME": "9941", "MK": "9942", "MT": "9943", "NL": "9944",
+    "PL": "9945", "PT": "9946", "RO": "9947", "RS": "9948", "SI": "9949", "SK": "9950", "SM": "9951",
+    "TR": "9952", "VA": "9953",
+}  # fmt: skip
+EMAIL_SCHEME = "EM"
+
+# VATEX exemption reason codes [BT-121] for the categories that have one standard code.
+VATEX_CODES = {"AE": "VATEX-EU-AE", "O": "VATEX-EU-O"}
+
+# UN/ECE Recommendation 20 units.
+UNIT_HOUR, UNIT_ONE = "HUR", "C62"
+ALLOWANCE_DISCOUNT = "95"  # UNCL 5189: discount
+
+SEPA_CREDIT_TRANSFER, CREDIT_TRANSFER = "58", "30"  # UNCL 4461
+
+
+def _cbc(parent: etree._Element, name: str, text: object, **attrs: str) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{NS_CBC}}}{name}", attrs)
+    element.text = str(text)
+    return element
+
+
+def _cac(parent: etree._Element, name: str) -> etree._Element:
+    return etree.SubElement(parent, f"{{{NS_CAC}}}{name}")
+
+
+def vat_id_with_prefix(vat_id: str, country: str) -> str:
+    """BR-CO-09: a VAT id starts with its ISO country code (Greece: EL)."""
+    vat_id = vat_id.replace(" ", "").upper()
+    if vat_id[:2].isalpha():
+        return vat_id
+    return ("EL" if country == "GR" else country) + vat_id
+
+
+class UblWriter:
+    def __init__(self, content: InvoiceContent) -> None:
+        self.c = content
+        if not content.taxes:
+            raise ApplicationError(
+                f"{content.number} has no VAT breakdown (no tax rule applied): it cannot be issued as an e-invoice.",
+                code="einvoice_impossible",
+            )
+        if len(content.taxes) > 1:
+            raise ApplicationError(
+                f"{content.number} has {len(content.taxes)} VAT categories; lines carry no category of their own, "
+                "so the e-invoice cannot assign them.",
+                code="einvoice_impossible",
+            )
+        self.tax = content.taxes[0]
+        self.credit_note = content.is_credit_note
+        self.quantum = quantum(content.currency)
+
+    # --- formatting ---------------------------------------------------------------------------
+
+    def amount(self, value: Decimal) -> str:
+        return f"{Decimal(value).quantize(self.quantum):f}"
+
+    def price(self, value: Decimal) -> str:
+        """Unit price: as precise as stored, at least the currency's minor unit."""
+        value = Decimal(value)
+        normalized = value.normalize()
+        if normalized.as_tuple().exponent > self.quantum.as_tuple().exponent:
+            return f"{value.quantize(self.quantum):f}"
+        return f"{normalized:f}"
+
+    @staticmethod
+    def number(value: Decimal) -> str:
+        normalized = Decimal(value).normalize()
+        if normalized.as_tuple().exponent > 0:
+            normalized = normalized.quantize(Decimal(1))
+        return f"{normalized:f}"
+
+    def money(self, parent: etree._Element, name: str, value: Decimal) -> etree._Element:
+        return _cbc(parent, name, self.amount(value), currencyID=self.c.currency)
+
+    # --- document -----------------------------------------------------------------------------
+
+    def build(self) -> etree._Element:
+        c = self.c
+        root_ns = NS_CREDIT_NOTE if self.credit_note else NS_INVOICE
+        root = etree.Element(
+            f"{{{root_ns}}}{'CreditNote' if self.credit_note else 'Invoice'}",
+            nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC},
+        )
+        _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+        _cbc(root, "ProfileID", PROFILE_ID)
+        _cbc(root, "ID", c.number)
+        _cbc(root, "IssueDate", c.issue_date.isoformat())
+        if self.credit_note:
+            _cbc(root, "CreditNoteTypeCode", "381")
+        else:
+            _cbc(root, "DueDate", c.due_date.isoformat())
+            _cbc(root, "InvoiceTypeCode", "380")
+        if self.credit_note and c.original_number:
+            _cbc(root, "Note", f"Credit note for invoice {c.original_number} of {c.original_issue_date:%Y-%m-%d}.")
+        _cbc(root, "DocumentCurrencyCode", c.currency)
+        _cbc(root, "BuyerReference", c.po_number or c.contract_code)
+        if c.period_start or c.period_end:
+            period = _cac(root, "InvoicePeriod")
+            if c.period_start:
+                _cbc(period, "StartDate", c.period_start.isoformat())
+            if c.period_end:
+                _cbc(period, "EndDate", c.period_end.isoformat())
+        if c.po_number:
+            _cbc(_cac(root, "OrderReference"), "ID", c.po_number)
+        if self.credit_note and c.original_number:
+            reference = _cac(_cac(root, "BillingReference"), "InvoiceDocumentReference")
+            _cbc(reference, "ID", c.original_number)
+            if c.original_issue_date:
+                _cbc(reference, "IssueDate", c.original_issue_date.isoformat())
+        _cbc(_cac(root, "ContractDocumentReference"), "ID", c.contract_code)
+        if c.project_code and not self.credit_note:
+            _cbc(_cac(root, "ProjectReference"), "ID", c.project_code)
+        self.seller(_cac(_cac(root, "AccountingSupplierParty"), "Party"))
+        self.buyer(_cac(_cac(root, "AccountingCustomerParty"), "Party"))
+        self.payment(root)
+        for line in c.allowance_lines:
+            self.allowance(root, line)
+        self.tax_total(root)
+        self.monetary_total(root)
+        for line in c.charge_lines:
+            self.line(root, line)
+        return root
+
+    # --- parties ------------------------------------------------------------------------------
+
+    @property
+    def vat_ids_allowed(self) -> bool:
+        return self.tax.category != "O"  # BR-O-02
+
+    def endpoint(self, party_el: etree._Element, *, vat_id: str, country: str, email: str) -> None:
+        scheme = VAT_ENDPOINT_SCHEMES.get(country)
+        if vat_id and scheme:
+            _cbc(party_el, "EndpointID", vat_id_with_prefix(vat_id, country), schemeID=scheme)
+        elif email:
+            _cbc(party_el, "EndpointID", email, schemeID=EMAIL_SCHEME)
+        else:
+            raise ApplicationError(
+                "The e-invoice needs an electronic address: a VAT id of a Peppol country or a billing e-mail.",
+                code="einvoice_impossible",
+            )
+
+    def address(self, party_el: etree._Element, party) -> None:
+        address = _cac(party_el, "PostalAddress")
+        if party.street:
+            _cbc(address, "StreetName", party.street)
+        if party.additional_street:
+            _cbc(address, "AdditionalStreetName", party.additional_street)
+        if party.city:
+            _cbc(address, "CityName", party.city)
+        if party.postal_code:
+            _cbc(address, "PostalZone", party.postal_code)
+        _cbc(_cac(address, "Country"), "IdentificationCode", party.country)
+
+    def vat_scheme(self, party_el: etree._Element, vat_id: str, country: str) -> None:
+        scheme = _cac(party_el, "PartyTaxScheme")
+        _cbc(scheme, "CompanyID", vat_id_with_prefix(vat_id, country))
+        _cbc(_cac(scheme, "TaxScheme"), "ID", "VAT")
+
+    def seller(self, party_el: etree._Element) -> None:
+        seller = self.c.seller
+        fallback_email = getattr(settings, "EINVOICE_SELLER_EMAIL", "") or settings.DEFAULT_FROM_EMAIL
+        self.endpoint(party_el, vat_id=seller.vat_id, country=seller.country, email=fallback_email)
+        if not (seller.vat_id and self.vat_ids_allowed):
+            # BR-CO-26: some seller identifier; the VAT number itself may not be sent as such under O.
+            _cbc(_cac(party_el, "PartyIdentification"), "ID", seller.vat_id or seller.code)
+        self.address(party_el, seller)
+        if seller.vat_id and self.vat_ids_allowed:
+            self.vat_scheme(party_el, seller.vat_id, seller.country)
+        _cbc(_cac(party_el, "PartyLegalEntity"), "RegistrationName", seller.name)
+
+    def buyer(self, party_el: etree._Element) -> None:
+        buyer = self.c.buyer
+        email = buyer.emails[0] if buyer.emails else ""
+        self.endpoint(party_el, vat_id=buyer.vat_id, country=buyer.country, email=email)
+        self.address(party_el, buyer)
+        if buyer.vat_id and self.vat_ids_allowed:
+            self.vat_scheme(party_el, buyer.vat_id, buyer.country)
+        _cbc(_cac(party_el, "PartyLegalEntity"), "RegistrationName", buyer.name)
+        if email:
+            _cbc(_cac(party_el, "Contact"), "ElectronicMail", email)
+
+    # --- payment ------------------------------------------------------------------------------
+
+    def payment(self, root: etree._Element) -> None:
+        c = self.c
+        if not self.credit_note and c.iban:
+            means = _cac(root, "PaymentMeans")
+            sepa = c.currency == "EUR" and c.iban[:2] in SEPA_COUNTRIES
+            _cbc(means, "PaymentMeansCode", SEPA_CREDIT_TRANSFER if sepa else CREDIT_TRANSFER)
+            _cbc(means, "PaymentID", c.number)
+            account = _cac(means, "PayeeFinancialAccount")
+            _cbc(account, "ID", c.iban)
+            _cbc(account, "Name", c.seller.name)
+            if c.bic:
+                _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", c.bic)
+        _cbc(_cac(root, "PaymentTerms"), "Note", payment_terms_text(c))
+
+    # --- allowances, taxes, totals, lines -------------------------------------------------------
+
+    def tax_category(self, parent: etree._Element, name: str, *, breakdown: bool = False) -> None:
+        category = _cac(parent, name)
+        _cbc(category, "ID", self.tax.category)
+        if self.tax.category != "O":  # BR-O-05, BR-O-06: no rate under "not subject to VAT"
+            _cbc(category, "Percent", self.number(self.tax.rate))
+        if breakdown and self.tax.category not in ("S", "Z"):
+            if self.tax.category in VATEX_CODES:
+                _cbc(category, "TaxExemptionReasonCode", VATEX_CODES[self.tax.category])
+            _cbc(category, "TaxExemptionReason", self.tax.exemption_text)
+        _cbc(_cac(category, "TaxScheme"), "ID", "VAT")
+
+    def allowance(self, root: etree._Element, line) -> None:
+        allowance = _cac(root, "AllowanceCharge")
+        _cbc(allowance, "ChargeIndicator", "false")
+        if line.kind == "discount":
+            _cbc(allowance, "AllowanceChargeReasonCode", ALLOWANCE_DISCOUNT)
+        _cbc(allowance, "AllowanceChargeReason", line.label)
+        self.money(allowance, "Amount", -line.amount)
+        self.tax_category(allowance, "TaxCategory")
+
+    def tax_total(self, root: etree._Element) -> None:
+        total = _cac(root, "TaxTotal")
+        self.money(total, "TaxAmount", self.c.tax_total)
+        for tax in self.c.taxes:
+            subtotal = _cac(total, "TaxSubtotal")
+            self.money(subtotal, "TaxableAmount", tax.base)
+            self.money(subtotal, "TaxAmount", tax.amount)
+            self.tax_category(subtotal, "TaxCategory", breakdown=True)
+
+    def monetary_total(self, root: etree._Element) -> None:
+        c = self.c
+        totals = _cac(root, "LegalMonetaryTotal")
+        self.money(totals, "LineExtensionAmount", c.line_total)
+        self.money(totals, "TaxExclusiveAmount", c.subtotal)
+        self.money(totals, "TaxInclusiveAmount", c.total)
+        if c.allowance_lines:
+            self.money(totals, "AllowanceTotalAmount", c.allowance_total)
+        self.money(totals, "PayableAmount", c.total)
+
+    def line(self, root: etree._Element, line) -> None:
+        element = _cac(root, "CreditNoteLine" if self.credit_note else "InvoiceLine")
+        _cbc(element, "ID", line.position)
+        _cbc(
+            element,
+            "CreditedQuantity" if self.credit_note else "InvoicedQuantity",
+            self.number(line.quantity),
+            unitCode=UNIT_HOUR if line.is_time else UNIT_ONE,
+        )
+        self.money(element, "LineExtensionAmount", line.amount)
+        item = _cac(element, "Item")
+        if line.project_code:
+            _cbc(item, "Description", f"Project {line.project_code} {line.project_name}".strip())
+        _cbc(item, "Name", line.label[:200])
+        self.tax_category(item, "ClassifiedTaxCategory")
+        _cbc(_cac(element, "Price"), "PriceAmount", self.price(line.unit_price), currencyID=self.c.currency)
+
+
+SEPA_COUNTRIES = frozenset({
+    "AD", "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GI", "GR", "HR", "HU", "IE",
+    "IS", "IT", "LI", "LT", "LU", "LV", "MC", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK", "SM", "VA",
+})  # fmt: skip
+
+
+def payment_terms_text(content: InvoiceContent) -> str:
+    """Payment terms [BT-20], also printed on the PDF."""
+    if content.is_credit_note:
+        reference = f" of invoice {content.original_number}" if content.original_number else ""
+        return f"Credit{reference}: the amount is refunded or set off against open invoices."
+    days = content.payment_terms_days
+    terms = "Due on receipt" if days == 0 else f"Payable within {days} days"
+    return f"{terms}, by {content.due_date:%Y-%m-%d}. Please quote {content.number} with your payment."
+
+
+def render_ubl(content: InvoiceContent) -> bytes:
+    """The UBL document's bytes (UTF-8, with XML declaration)."""
+    root = UblWriter(content).build()
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

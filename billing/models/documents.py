@@ -1,0 +1,60 @@
+"""Issued invoice documents: the PDF and the UBL e-invoice, stored once and never changed.
+
+A document is rendered the first time it is asked for (download, `render_invoice`)
+and its bytes are kept with their SHA-256: every later download returns exactly
+those bytes, whatever templates or libraries change afterwards. Only
+`billing.services.documents` writes rows; a PostgreSQL trigger (migration 0006)
+refuses any UPDATE or DELETE, and the admin shows them read-only.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Length
+from django.db.models.lookups import Exact
+
+from billing.models.invoices import Invoice
+
+
+class InvoiceDocument(models.Model):
+    class Kind(models.TextChoices):
+        PDF = "pdf", "PDF"
+        UBL = "ubl", "UBL e-invoice (EN 16931)"
+
+    CONTENT_TYPES = {Kind.PDF: "application/pdf", Kind.UBL: "application/xml"}
+    EXTENSIONS = {Kind.PDF: "pdf", Kind.UBL: "xml"}
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="documents")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64, help_text="Hex SHA-256 of the content, as served.")
+    size = models.PositiveIntegerField()
+    generator = models.CharField(
+        max_length=200, blank=True, default="", help_text="What produced the bytes (renderer and its version)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["invoice", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "kind"], name="billing_invoicedocument_once_per_kind"),
+            models.CheckConstraint(condition=Q(kind__in=["pdf", "ubl"]), name="billing_invoicedocument_kind_valid"),
+            models.CheckConstraint(condition=Exact(Length("sha256"), 64), name="billing_invoicedocument_sha256_length"),
+            models.CheckConstraint(condition=Q(size__gt=0), name="billing_invoicedocument_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice} {self.get_kind_display()}"
+
+    @property
+    def content_type(self) -> str:
+        return self.CONTENT_TYPES[self.kind]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.invoice.number}.{self.EXTENSIONS[self.kind]}"
