@@ -761,6 +761,7 @@ def timesheet(request: HttpRequest) -> HttpResponse:
         errors, done = _save_timesheet(sheet, request.POST, request.user, submit=action == "submit")
         if errors:
             messages.error(request, "Nothing was saved: " + " ".join(errors))
+            sheet = _as_posted(sheet, request.POST, extra)
             return _render(request, "approvals/timesheet.html", {"sheet": sheet, "person": person})
         _report_timesheet(request, sheet, done)
         query: dict[str, Any] = {"week": sheet.key}
@@ -770,6 +771,21 @@ def timesheet(request: HttpRequest) -> HttpResponse:
             query["add"] = [*empty_rows, request.POST["add"]]
         return HttpResponseSeeOther(f"{reverse('approvals:timesheet')}?{urlencode(query, doseq=True)}")
     return _render(request, "approvals/timesheet.html", {"sheet": sheet, "person": person})
+
+
+def _as_posted(failed: Timesheet, post: Any, extra: list[str]) -> Timesheet:
+    """The week as stored (the failed save was rolled back), showing what was typed and each cell's error."""
+    errors = {c.name: c.error for row in failed.rows for c in row.cells if c.error}
+    sheet = build_timesheet(failed.person, failed.monday, extra_project_ids=extra)
+    for row in sheet.rows:
+        note = post.get(f"note-{row.project.pk}")
+        if note is not None:
+            row.note = note.strip()[:500]
+        for cell in row.cells:
+            if cell.editable and cell.name in post:
+                cell.value = post.get(cell.name, "").strip()
+                cell.error = errors.get(cell.name, "")
+    return sheet
 
 
 @dataclass

@@ -269,6 +269,27 @@ def test_a_rejected_entry_shows_the_reason_and_is_fixed_and_resubmitted(client, 
     assert list(requests_of(entry).values_list("status", flat=True)) == ["rejected", "pending"]
 
 
+def test_a_refused_save_is_rolled_back_and_shows_the_week_as_stored(client, anna, project, pm):
+    entry = book(anna, project, day(2), "9")
+    work_reject(item=entry, user=pm, reason="Too many hours")
+    anna.active = False  # the services refuse an inactive person's bookings
+    anna.save()
+
+    response = login(client, anna.user).post(
+        reverse("approvals:timesheet"),
+        {"week": WEEK, "row": [project.pk], f"h-{project.pk}-2025-03-12": "8", "action": "submit"},
+    )
+
+    assert response.status_code == 200
+    page = text(response)
+    assert "Nothing was saved" in page and "is inactive and cannot book work" in page
+    entry.refresh_from_db()
+    assert (entry.status, entry.hours) == ("rejected", Decimal("9.00"))  # the redraft was rolled back too
+    cell = next(c for c in response.context["sheet"].rows[0].cells if c.day == day(2))
+    assert (cell.value, cell.rejected) == ("8", True)
+    assert "is inactive" in cell.error
+
+
 def test_rejected_weeks_elsewhere_are_linked(client, anna, project, pm):
     entry = book(anna, project, day(-7), "4")
     work_reject(item=entry, user=pm, reason="Wrong week")
