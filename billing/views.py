@@ -18,14 +18,15 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_q.tasks import async_task
 
 from billing import selectors
 from billing.forms import BillingRunForm, ReasonForm
-from billing.models import BillingRun, Invoice, InvoiceException
+from billing.models import BillingRun, Invoice, InvoiceDocument, InvoiceException
 from billing.services.billing_engine import Code
+from billing.services.documents import invoice_document
 from billing.services.invoices import (
     invoice_approve,
     invoice_cancel,
@@ -294,6 +295,38 @@ def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "here": request.get_full_path(),
         },
     )
+
+
+# --- issued documents (GET) -----------------------------------------------------------------------
+
+
+def _document_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    """The stored bytes of an issued document (rendered and stored on the first download)."""
+    invoice = Invoice.objects.filter(pk=pk).only("id", "number").first()
+    if invoice is None or not invoice.number:
+        raise Http404("Documents exist for numbered (approved) invoices only.")
+    try:
+        document = invoice_document(invoice=invoice, kind=kind, user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseSeeOther(reverse("billing:invoice_detail", args=[pk]))
+    response = HttpResponse(bytes(document.content), content_type=document.content_type)
+    response["Content-Disposition"] = content_disposition_header(kind != InvoiceDocument.Kind.PDF, document.filename)
+    response["ETag"] = f'"{document.sha256}"'
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@require_GET
+@finance_view()
+def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    return _document_download(request, pk, InvoiceDocument.Kind.PDF)
+
+
+@require_GET
+@finance_view()
+def invoice_ubl(request: HttpRequest, pk: int) -> HttpResponse:
+    return _document_download(request, pk, InvoiceDocument.Kind.UBL)
 
 
 # --- invoice actions (POST) -----------------------------------------------------------------------
