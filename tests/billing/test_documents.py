@@ -22,6 +22,7 @@ from pypdf import PdfReader
 
 from billing.documents.content import invoice_content
 from billing.documents.pdf import render_pdf
+from billing.documents.ubl import render_ubl
 from billing.documents.validation import validate_ubl
 from billing.models import Invoice, InvoiceDocument
 from billing.services.billing_run import run_billing
@@ -455,6 +456,42 @@ def test_documents_are_rendered_once_and_served_as_stored(multi_project_invoice,
     # A re-render reproduces the stored bytes (fixed dates and file id), though the stored ones are served.
     assert invoice_document_matches_rerender(document=first["pdf"])
     assert invoice_document_matches_rerender(document=first["ubl"])
+
+
+def test_a_concurrent_first_download_keeps_the_document_stored_first(multi_project_invoice, monkeypatch):
+    from billing.services import documents as service
+
+    real_render = service._render
+    winner: list[InvoiceDocument] = []
+
+    def render_while_another_request_stores(kind, content):
+        data, generator = real_render(kind, content)
+        winner.append(
+            InvoiceDocument.objects.create(
+                invoice=content.invoice, kind=kind, content=data, sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data), generator="the other request",
+            )
+        )  # fmt: skip
+        return data + b"\n", generator  # our render differs: it must not win
+
+    monkeypatch.setattr(service, "_render", render_while_another_request_stores)
+    document = invoice_document(invoice=multi_project_invoice, kind="ubl")
+    assert document.pk == winner[0].pk and document.generator == "the other request"
+    assert InvoiceDocument.objects.filter(invoice=multi_project_invoice).count() == 1
+
+
+def test_an_e_invoice_that_fails_the_rules_is_not_issued(multi_project_invoice, monkeypatch):
+    from billing.services import documents as service
+
+    def render_with_wrong_total(content):
+        xml = render_ubl(content)
+        return re.sub(rb'(<cbc:PayableAmount currencyID="EUR">)[0-9.]+<', rb"\g<1>1.00<", xml)
+
+    monkeypatch.setattr(service, "render_ubl", render_with_wrong_total)
+    with pytest.raises(ApplicationError, match="BR-CO-16"):
+        invoice_document(invoice=multi_project_invoice, kind="ubl")
+    assert not InvoiceDocument.objects.filter(kind="ubl").exists()
+    assert invoice_document(invoice=multi_project_invoice, kind="pdf").kind == "pdf"  # the PDF does not depend on it
 
 
 def test_no_documents_before_the_invoice_is_numbered(analyst):
