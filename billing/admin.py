@@ -16,6 +16,7 @@ from django import forms
 from django.contrib import admin
 from django.db import models
 from django.db.models import Exists, OuterRef
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -30,6 +31,7 @@ from billing.models import (
     Expense,
     FxRate,
     Invoice,
+    InvoiceDocument,
     InvoiceException,
     InvoiceLine,
     InvoiceNumberSequence,
@@ -891,3 +893,25 @@ class BillingRunAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     @admin.display(description="Contracts done")
     def num_progress(self, obj: BillingRun) -> str:
         return f"{obj.contracts_done} / {obj.contracts_total}"
+
+
+@admin.register(InvoiceDocument)
+class InvoiceDocumentAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
+    """Issued PDFs and e-invoices: stored once by `billing.services.documents`, never changed."""
+
+    list_display = ("invoice", "kind", "size", "sha256", "created_at", "created_by")
+    list_filter = ("kind",)
+    search_fields = ("invoice__number", "sha256")
+    list_select_related = ("invoice", "created_by")
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "invoice", "kind", "download", "size", "sha256", "generator", "created_at", "created_by"
+    )  # never the content: it is served by the download views
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("content")
+
+    @admin.display(description="File")
+    def download(self, obj: InvoiceDocument):
+        view = "billing:invoice_pdf" if obj.kind == InvoiceDocument.Kind.PDF else "billing:invoice_ubl"
+        return format_html('<a href="{}">{}</a>', reverse(view, args=[obj.invoice_id]), obj.filename)

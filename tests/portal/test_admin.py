@@ -15,6 +15,7 @@ from billing.models import (
     BillingRun,
     ChangeOrder,
     Invoice,
+    InvoiceDocument,
     InvoiceException,
     InvoiceLine,
     InvoiceNumberSequence,
@@ -53,7 +54,7 @@ BILLING_MODELS = sorted(
     key=lambda m: m.__name__,
 )
 # Written by services only (numbering, runs, payments, validation): nobody adds them in admin.
-SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException}
+SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument}
 
 
 def _url(model, view: str, *args) -> str:
@@ -70,7 +71,9 @@ def one_of_each(db):
     line = InvoiceLineFactory()
     InvoiceTaxFactory(invoice=line.invoice)
     InvoiceExceptionFactory(invoice=line.invoice)
-    PaymentFactory(invoice=InvoiceFactory(status="sent", number="DE01-2025-000001"))
+    sent = InvoiceFactory(status="sent", number="DE01-2025-000001")
+    PaymentFactory(invoice=sent)
+    InvoiceDocument.objects.create(invoice=sent, kind="pdf", content=b"%PDF-", sha256="0" * 64, size=5)
     InvoiceNumberSequenceFactory()
     BillingRunFactory()
     ChangeOrderRateFactory()
