@@ -86,7 +86,15 @@ from billing.services.work import (
     work_submit_bulk,
 )
 from portal.errors import ApplicationError, ConflictError
-from portal.roles import AUDITOR, BILLING_ADMIN, CONSULTANT, FINANCE_ANALYST, FINANCE_CONTROLLER, PROJECT_MANAGER
+from portal.roles import (
+    AUDITOR,
+    BILLING_ADMIN,
+    CONSULTANT,
+    FINANCE_ANALYST,
+    FINANCE_CONTROLLER,
+    PROJECT_MANAGER,
+    has_role,
+)
 from portal.selectors import user_roles as memoised_user_roles
 
 PAGE_SIZE = 50
@@ -1573,6 +1581,8 @@ def request_decide(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def delegations(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and has_role(request.user, AUDITOR):
+        return forbidden(request, "Auditors read everything and change nothing.")
     if request.method == "POST":
         form = DelegationForm(request.POST, user=request.user)
         if form.is_valid():
@@ -1631,6 +1641,8 @@ def delegation_end_view(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such delegation.")
     if delegation.delegator_id != request.user.pk:
         return forbidden(request, "You can only end your own delegations.")
+    if has_role(request.user, AUDITOR):
+        return forbidden(request, "Auditors read everything and change nothing.")
     try:
         ended = delegation_end(delegation=delegation, user=request.user)
     except ApplicationError as exc:

@@ -216,20 +216,7 @@ NOTES: dict[str, str] = {
 
 #: Cells where the server does not answer what the matrix expects — authorization holes, to be fixed in
 #: the view: `(Rule.key, column) → what happens instead`. The test marks them xfail(strict=True).
-_AUDITOR_WRITES = (
-    "auditors change nothing (DESIGN.md), but `approvals.views.{view}` lets any logged-in user {what}, and "
-    "`approvals.services.delegations.{service}` allows the delegator: the auditor gets 303 and a Delegation row "
-    "is {done}. Low impact (an auditor has no approvals to delegate), but a write by the read-only role."
-)
-KNOWN_HOLES: dict[tuple[str, str], str] = {
-    ("approvals:delegation POST -", roles.AUDITOR): _AUDITOR_WRITES.format(
-        view="delegations", what="delegate their approvals", service="delegation_create", done="created"
-    ),
-    ("approvals:delegation_end POST dlg-own", roles.AUDITOR): _AUDITOR_WRITES.format(
-        view="delegation_end_view", what="end their own delegation", service="delegation_end",
-        done="changed or deleted",
-    ),
-}
+KNOWN_HOLES: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
