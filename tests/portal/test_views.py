@@ -144,8 +144,8 @@ def test_consultant_sees_own_draft_and_rejected_time_this_week(client):
     assert "Exception queue" not in html
     # Consultants are not staff: counts are shown, admin links are not offered.
     assert "/admin/" not in html
-    # No admin access, so no links to offer in the navigation beyond the home page.
-    assert [i.key for i in _nav(response)] == ["home"]
+    # No admin access, but the portal's own timesheet and expense screens.
+    assert [i.key for i in _nav(response)] == ["home", "timesheet", "expenses"]
 
 
 def _nav(response):
