@@ -698,6 +698,12 @@ def test_change_orders_filter_by_contract(client, pm, other_pm, submitted_co, fo
     assert c.get(reverse("approvals:pm_change_orders"), {"contract": "C-NONE"}).status_code == 404
 
 
+def test_a_change_order_without_a_submitter_is_listed(client, pm, project):
+    ChangeOrderFactory(contract=project.contract, code="CO-API", status="submitted", submitted_by=None)
+    response = login(client, pm).get(reverse("approvals:pm_change_orders"))
+    assert response.status_code == 200 and "C-NORD/CO-API" in text(response)
+
+
 def test_another_contracts_change_order_is_403(client, other_pm, submitted_co):
     response = login(client, other_pm).post(
         reverse("approvals:pm_change_order_action", args=[submitted_co.pk, "approve"])
