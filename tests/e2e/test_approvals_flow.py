@@ -132,8 +132,6 @@ def test_week_rejected_fixed_resubmitted_and_approved(e2e_settings, pages, shoot
 
 
 def _flow(pages, shoot, team):
-    nord = team["nord"]
-
     # 1. Anna adds her projects to an empty week and types her hours; the 24 h limit is checked as she types.
     anna = pages("anna")
     log_in(anna, "anna", f"/approvals/timesheet/?week={WEEK}")
