@@ -159,6 +159,8 @@ def sync_roles_after_migrate(sender: Any, *, apps: Any = None, using: str = DEFA
     """
     from django.apps import apps as global_apps
 
-    if sender is not None and sender.label != list(global_apps.get_app_configs())[-1].label:
+    # post_migrate is sent only for apps with a models module: act on the last of those.
+    with_models = [config for config in global_apps.get_app_configs() if config.models_module is not None]
+    if sender is not None and sender.label != with_models[-1].label:
         return
     sync_role_permissions(apps=apps or global_apps, using=using)
