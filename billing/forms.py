@@ -8,6 +8,7 @@ from django import forms
 from django.utils import timezone
 
 from billing import selectors
+from billing.services.billing_engine import FIX_HINTS
 
 
 class MonthInput(forms.DateInput):
@@ -77,3 +78,22 @@ class ReasonForm(forms.Form):
 
     reason = forms.CharField(required=False, max_length=1000, strip=True)
     comment = forms.CharField(required=False, max_length=1000, strip=True)
+
+
+class InvoiceFilterForm(forms.Form):
+    """Filters of the invoice review queue (GET); invalid values are simply not applied."""
+
+    entity = forms.CharField(required=False, max_length=20, label="Entity code")
+    client = forms.CharField(required=False, max_length=100, label="Client")
+    min_amount = forms.DecimalField(required=False, min_value=0, decimal_places=2, label="Total from")
+    max_amount = forms.DecimalField(required=False, min_value=0, decimal_places=2, label="Total to")
+    warning = forms.ChoiceField(
+        required=False,
+        label="Open exception",
+        choices=[("", "Any"), *[(code, code) for code in sorted(FIX_HINTS)]],
+    )
+    min_age = forms.IntegerField(required=False, min_value=0, max_value=3650, label="Older than (days)")
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("oldest", "Oldest first"), ("largest", "Largest first"), ("due", "Due soonest")],
+    )

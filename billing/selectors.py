@@ -258,12 +258,31 @@ def invoice_tab(status: str | None) -> str:
     return INVOICE_TABS[0][0]
 
 
-def invoice_queue(*, status: str | None = None, run_id: int | None = None, limit: int = QUEUE_LIMIT) -> InvoiceQueue:
-    """Invoices of one review tab, oldest issue date first, then largest; with tab counts and totals."""
+QUEUE_SORTS = {
+    "oldest": ("issue_date", "created_at", "-total", "id"),
+    "largest": ("-total", "issue_date", "id"),
+    "due": ("due_date", "-total", "id"),
+}
+
+
+def invoice_queue(
+    *,
+    status: str | None = None,
+    run_id: int | None = None,
+    filters: dict | None = None,
+    sort: str = "oldest",
+    limit: int = QUEUE_LIMIT,
+) -> InvoiceQueue:
+    """Invoices of one review tab (oldest first by default), with tab counts and totals.
+
+    `filters`: entity (code), client (code or name, contains), min_amount / max_amount
+    (total), warning (an open exception code), min_age (days since created).
+    """
     tab = invoice_tab(status)
     base = Invoice.objects.all()
     if run_id:
         base = base.filter(billing_run_id=run_id)
+    base = _filter_invoices(base, filters or {})
     # One query for the counts of every tab.
     per_status = dict(base.values("status").annotate(n=Count("pk")).values_list("status", "n"))
     tabs = [
@@ -282,7 +301,7 @@ def invoice_queue(*, status: str | None = None, run_id: int | None = None, limit
             open_warnings=Count("exceptions", filter=Q(exceptions__state=OPEN, exceptions__severity=WARNING)),
             open_blocking=Count("exceptions", filter=Q(exceptions__state=OPEN, exceptions__severity=BLOCKING)),
         )
-        .order_by("issue_date", "created_at", "-total", "id")[: limit + 1]
+        .order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["oldest"]))[: limit + 1]
     )
     truncated = len(invoices) > limit
     invoices = invoices[:limit]
@@ -290,6 +309,24 @@ def invoice_queue(*, status: str | None = None, run_id: int | None = None, limit
     for invoice in invoices:
         invoice.age_days = (today - timezone.localtime(invoice.created_at).date()).days
     return InvoiceQueue(tab=tab, tabs=tabs, invoices=invoices, totals=_money(totals), truncated=truncated)
+
+
+def _filter_invoices(base, filters: dict):
+    if filters.get("entity"):
+        base = base.filter(entity__code=filters["entity"])
+    if filters.get("client"):
+        term = filters["client"]
+        base = base.filter(Q(client__code__icontains=term) | Q(client__legal_name__icontains=term))
+    if filters.get("min_amount") is not None:
+        base = base.filter(total__gte=filters["min_amount"])
+    if filters.get("max_amount") is not None:
+        base = base.filter(total__lte=filters["max_amount"])
+    if filters.get("warning"):
+        open_exception = InvoiceException.objects.filter(invoice=OuterRef("pk"), code=filters["warning"], state=OPEN)
+        base = base.filter(Exists(open_exception))
+    if filters.get("min_age"):
+        base = base.filter(created_at__lte=timezone.now() - datetime.timedelta(days=filters["min_age"]))
+    return base
 
 
 # --- invoice detail -------------------------------------------------------------------------------

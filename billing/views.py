@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_q.tasks import async_task
 
 from billing import selectors
-from billing.forms import BillingRunForm, ReasonForm
+from billing.forms import BillingRunForm, InvoiceFilterForm, ReasonForm
 from billing.models import BillingRun, Invoice, InvoiceDocument, InvoiceException
 from billing.services.billing_engine import Code
 from billing.services.documents import invoice_document
@@ -243,13 +243,23 @@ def exception_queue(request: HttpRequest) -> HttpResponse:
 @finance_view()
 def invoice_list(request: HttpRequest) -> HttpResponse:
     run_id = request.GET.get("run")
+    filter_form = InvoiceFilterForm(request.GET or None)
+    filters = filter_form.cleaned_data if filter_form.is_valid() else {}
     queue = selectors.invoice_queue(
-        status=request.GET.get("status"), run_id=int(run_id) if run_id and run_id.isdigit() else None
+        status=request.GET.get("status"),
+        run_id=int(run_id) if run_id and run_id.isdigit() else None,
+        filters=filters,
+        sort=filters.get("sort") or "oldest",
     )
     return render(
         request,
         "billing/invoice_list.html",
-        {"queue": queue, "run_id": run_id if run_id and run_id.isdigit() else "", "access": _access(request)},
+        {
+            "queue": queue,
+            "run_id": run_id if run_id and run_id.isdigit() else "",
+            "access": _access(request),
+            "filter_form": filter_form,
+        },
     )
 
 

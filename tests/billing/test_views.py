@@ -729,3 +729,31 @@ def test_over_long_reason_is_refused(client, controller, missing_rate_invoice):
     assert any(re.search("at most 1000 characters", m) for m in messages_of(response))
     missing_rate_invoice.refresh_from_db()
     assert missing_rate_invoice.status == "exception"
+
+
+def test_invoice_review_queue_filters_and_sorts(client):
+    """Entity, client, amount, open-exception and age filters narrow the queue; sort by size."""
+    from billing.selectors import invoice_queue
+    from tests.factories import InvoiceExceptionFactory, InvoiceFactory
+
+    small = InvoiceFactory(status="pending_approval", total=Decimal("100.00"))
+    large = InvoiceFactory(status="pending_approval", total=Decimal("50000.00"))
+    InvoiceExceptionFactory(invoice=large, code="CLIENT_ON_CREDIT_HOLD", severity="warning")
+
+    def numbers(**kwargs):
+        return [i.pk for i in invoice_queue(status="pending_approval", **kwargs).invoices]
+
+    assert numbers(filters={"min_amount": Decimal("1000")}) == [large.pk]
+    assert numbers(filters={"max_amount": Decimal("1000")}) == [small.pk]
+    assert numbers(filters={"warning": "CLIENT_ON_CREDIT_HOLD"}) == [large.pk]
+    assert numbers(filters={"client": large.client.code}) == [large.pk]
+    assert numbers(filters={"entity": small.entity.code}) == [small.pk]
+    assert numbers(filters={"min_age": 3}) == []
+    assert numbers(sort="largest") == [large.pk, small.pk]
+
+    user = UserFactory(groups=["finance_analyst"])
+    client.force_login(user)
+    response = client.get("/billing/invoices/?status=pending_approval&min_amount=1000&sort=largest")
+    assert response.status_code == 200
+    assert large.display_number in response.content.decode()
+    assert small.display_number not in response.content.decode()
