@@ -96,12 +96,14 @@ def run_billing(
         )
     billing_run.start()
     billing_run.started_at = timezone.now()
-    candidate_ids = _candidate_contract_ids(period_start, period_end, contracts)
-    billing_run.contracts_total = len(candidate_ids)
     billing_run.save()
 
     summary = _Summary()
     try:
+        # Inside the try: an unknown contract code fails the run visibly instead of leaving it running.
+        candidate_ids = _candidate_contract_ids(period_start, period_end, contracts)
+        billing_run.contracts_total = len(candidate_ids)
+        BillingRun.objects.filter(pk=billing_run.pk).update(contracts_total=billing_run.contracts_total)
         for offset in range(0, len(candidate_ids), chunk_size):
             chunk = candidate_ids[offset : offset + chunk_size]
             with _gc_paused(), transaction.atomic():

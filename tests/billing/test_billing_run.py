@@ -112,9 +112,13 @@ def test_contract_scope_limits_the_run(project, person):
     assert list(Invoice.objects.values_list("contract__code", flat=True)) == [project.contract.code]
 
 
-def test_unknown_contract_code_is_a_clear_error():
+def test_unknown_contract_code_is_a_clear_error_and_fails_the_run():
+    from billing.models import BillingRun
+
     with pytest.raises(ApplicationError, match="Unknown contract"):
         run(contracts=["NOPE"])
+    failed = BillingRun.objects.get()
+    assert failed.status == "failed" and "Unknown contract" in failed.error
 
 
 def test_retainer_fee_is_billed_once_per_period(consultant_role):
