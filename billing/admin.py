@@ -28,6 +28,7 @@ from billing.models import (
     Client,
     Contract,
     ContractRate,
+    DeliveryAttempt,
     Expense,
     FxRate,
     Invoice,
@@ -849,6 +850,17 @@ class _ServiceWrittenAdmin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
+    """The delivery log: every e-mail of an issued invoice, written by the delivery service only."""
+
+    list_display = ("invoice", "to", "attempted_at", "result", "message_id", "triggered_by")
+    list_filter = ("result",)
+    search_fields = ("invoice__number", "to", "message_id")
+    list_select_related = ("invoice", "triggered_by")
+    date_hierarchy = "attempted_at"
 
 
 @admin.register(InvoiceNumberSequence)

@@ -27,6 +27,7 @@ is this table rendered: `python -m portal.permissions_matrix > docs/permissions.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -92,6 +93,9 @@ TARGETS: dict[str, str] = {
     "dlg-own": "the requesting user's own delegation (anonymous: another user's)",
     "dlg-other": "another user's delegation",
 }
+
+#: The header of every table: the columns' short names (see SHORT_NAMES).
+HEADER = "pattern method object anon cons pm fa fc coll badm aud"
 
 # Columns: anon = anonymous, cons = consultant, pm = project_manager, fa = finance_analyst,
 # fc = finance_controller, coll = collections, badm = billing_admin, aud = auditor.
@@ -237,6 +241,30 @@ class Rule:
         return self.outcomes[COLUMNS.index(column)]
 
 
+#: Apps that classify their own URLs in `<app>/permissions_matrix.py`: `TABLE` (rows and `#` sections,
+#: no header, the columns of HEADER), and optionally `TARGETS`, `NOTES`, `KNOWN_HOLES`. The test finds the
+#: objects of their targets in `tests/<app>/matrix_world.py`. Each app keeps its rows with its URLs.
+EXTENSION_APPS = ("integrations", "disputes", "insights")
+
+
+def _extensions() -> list:
+    modules = []
+    for app in EXTENSION_APPS:
+        try:
+            modules.append(importlib.import_module(f"{app}.permissions_matrix"))
+        except ModuleNotFoundError as error:
+            if error.name != f"{app}.permissions_matrix":
+                raise
+    return modules
+
+
+EXTENSIONS = _extensions()
+for _module in EXTENSIONS:
+    TARGETS.update(getattr(_module, "TARGETS", {}))
+    NOTES.update(getattr(_module, "NOTES", {}))
+    KNOWN_HOLES.update(getattr(_module, "KNOWN_HOLES", {}))
+
+
 def _parse(table: str) -> tuple[Rule, ...]:
     lines = [line.strip() for line in table.strip().splitlines()]
     header, *body = lines
@@ -251,6 +279,8 @@ def _parse(table: str) -> tuple[Rule, ...]:
         if line.startswith("#"):
             section = line.lstrip("# ").strip()
             continue
+        if line.split()[:1] == ["pattern"]:
+            continue  # the header of an app's table (same columns)
         pattern, method, target, *cells = line.split()
         if method not in ("GET", "POST") or target not in TARGETS or len(cells) != len(COLUMNS):
             raise ValueError(f"Malformed matrix row: {line!r}")
@@ -262,7 +292,9 @@ def _parse(table: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-MATRIX: tuple[Rule, ...] = _parse(_TABLE)
+MATRIX: tuple[Rule, ...] = _parse(
+    "\n".join([_TABLE.strip(), *(HEADER + "\n" + m.TABLE.strip() for m in EXTENSIONS)])
+)
 
 
 def patterns() -> set[str]:

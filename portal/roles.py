@@ -60,6 +60,8 @@ _FINANCE_GRANTS = [
     ("disputes", "*", ADD_CHANGE_VIEW),
     ("integrations", "*", VIEW),
     ("integrations", "outbox*", CHANGE_VIEW),  # finance retries the dead-letter queue
+    ("insights", "*", VIEW),
+    ("insights", "sowsuggestion", CHANGE_VIEW),  # finance accepts or rejects SOW suggestions
     ("django_fsm_log", "*", VIEW),
 ]
 
@@ -81,6 +83,7 @@ ROLE_GRANTS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         *[("billing", m, VIEW) for m in ("client", "contract", "project", "invoice", "invoiceline", "invoicetax")],
         ("billing", "payment", VIEW),
         ("disputes", "*", ADD_CHANGE_VIEW),
+        ("insights", "*", VIEW),
     ],
     BILLING_ADMIN: [
         ("billing", "*", VIEW),

@@ -25,6 +25,7 @@ from portal.roles import (
     CONSULTANT,
     FINANCE_ANALYST,
     FINANCE_CONTROLLER,
+    FINANCE_ROLES,
     PROJECT_MANAGER,
 )
 
@@ -586,7 +587,9 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
         )
         add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
         add("runs", "Billing runs", _screen_or_admin(user, "billing:run_list", None, "billingrun"))
-        add("payments", "Payments", _admin_url(user, "payment"))
+        add("disputes", "Disputes", screen_url("disputes:dispute_list"))
+        add("payments", "Payments", _screen_or_admin(user, "disputes:payment_list", None, "payment"))
+        add("integrations", "Integrations", screen_url("integrations:monitor"))
     if FINANCE_CONTROLLER in c.roles:
         add(
             "to_approve",
@@ -598,8 +601,17 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
             c.invoices_awaiting_me,
         )
         add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
+        add("disputes", "Disputes", screen_url("disputes:dispute_list"))
+    if FINANCE_ROLES & c.roles or AUDITOR in c.roles:
+        add("dashboards", "Dashboards", screen_url("insights:dashboard"))
     if COLLECTIONS in c.roles:
-        add("overdue", "Overdue", _admin_url(user, "invoice", {"overdue": "yes"}), c.overdue_receivables)
-        add("payments", "Payments", _admin_url(user, "payment"))
+        add(
+            "overdue",
+            "AR aging",
+            _screen_or_admin(user, "disputes:aging", None, "invoice", {"overdue": "yes"}),
+            c.overdue_receivables,
+        )
+        add("disputes", "Disputes", screen_url("disputes:dispute_list"))
+        add("payments", "Payments", _screen_or_admin(user, "disputes:payment_list", None, "payment"))
     add("admin", "Records (read only)" if AUDITOR in c.roles else "Admin", admin_index_url(user))
     return items

@@ -47,6 +47,7 @@ LOCAL_APPS = [
     "approvals",
     "integrations",
     "disputes",
+    "insights",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 

@@ -9,4 +9,9 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("billing/", include("billing.urls")),
     path("approvals/", include("approvals.urls")),
+    path("disputes/", include("disputes.urls")),
+    path("integrations/", include("integrations.urls")),
+    path("insights/", include("insights.urls")),
+    # The versioned REST API for integration clients (token auth, scopes): DESIGN §5.
+    path("api/v1/", include("integrations.api.urls")),
 ]

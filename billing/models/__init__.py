@@ -8,7 +8,7 @@ from billing.models.contracts import (
     ContractRate,
     Project,
 )
-from billing.models.documents import InvoiceDocument
+from billing.models.documents import DeliveryAttempt, InvoiceDocument
 from billing.models.invoices import (
     BillingRun,
     Invoice,
@@ -38,6 +38,7 @@ __all__ = [
     "Client",
     "Contract",
     "ContractRate",
+    "DeliveryAttempt",
     "Expense",
     "FxRate",
     "Invoice",

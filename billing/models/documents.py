@@ -58,3 +58,32 @@ class InvoiceDocument(models.Model):
     @property
     def filename(self) -> str:
         return f"{self.invoice.number}.{self.EXTENSIONS[self.kind]}"
+
+
+class DeliveryAttempt(models.Model):
+    """One e-mail of an issued invoice to the client's billing addresses, successful or not (the delivery log)."""
+
+    class Result(models.TextChoices):
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="delivery_attempts")
+    to = models.CharField(max_length=1000, help_text="Comma-separated recipients.")
+    attempted_at = models.DateTimeField()
+    message_id = models.CharField(max_length=300, blank=True, default="")
+    result = models.CharField(max_length=10, choices=Result.choices)
+    error = models.TextField(blank=True, default="")
+    attachments = models.JSONField(default=list, blank=True, help_text="File names sent.")
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.CharField(max_length=300, blank=True, default="", help_text="First delivery, resend, ...")
+
+    class Meta:
+        ordering = ["invoice", "-attempted_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(result__in=["sent", "failed"]), name="billing_deliveryattempt_result"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice} → {self.to}: {self.result}"

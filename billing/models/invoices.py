@@ -124,11 +124,24 @@ class Invoice(FSMModelMixin, TimeStamped):
     approved_at = models.DateTimeField(null=True, blank=True)
     erp_id = models.CharField(max_length=100, blank=True, default="")
     notes = models.TextField(blank=True, default="")
+    # Running figures kept by the credit-note and payment services under a row lock on the invoice;
+    # they are not frozen by the numbering trigger, and the checks below hold them to the total.
+    credited_amount = models.DecimalField(
+        **MONEY, default=Decimal("0"), help_text="Σ approved and pending credit notes (gross) against this invoice."
+    )
+    paid_amount = models.DecimalField(**MONEY, default=Decimal("0"), help_text="Σ payments applied to this invoice.")
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-issue_date", "-id"]
         constraints = [
+            # Never more credited than invoiced (DESIGN §6): the credit-note service locks the invoice
+            # and adds to `credited_amount`; the database refuses what would exceed the total.
+            models.CheckConstraint(
+                condition=Q(credited_amount__gte=0) & Q(credited_amount__lte=models.F("total")),
+                name="billing_invoice_credited_within_total",
+            ),
+            models.CheckConstraint(condition=Q(paid_amount__gte=0), name="billing_invoice_paid_not_negative"),
             models.CheckConstraint(
                 condition=Q(kind="invoice", credit_of__isnull=True) | Q(kind="credit_note", credit_of__isnull=False),
                 name="billing_invoice_credit_note_references_invoice",
@@ -160,6 +173,11 @@ class Invoice(FSMModelMixin, TimeStamped):
     @property
     def is_numbered(self) -> bool:
         return bool(self.number)
+
+    @property
+    def balance(self) -> Decimal:
+        """What the customer still owes: total − credits − payments (DESIGN §6)."""
+        return self.total - self.credited_amount - self.paid_amount
 
     # --- transitions (guards only; services do the work and the audit) ---
     @fsm_log_by
@@ -319,7 +337,22 @@ class InvoiceException(TimeStamped):
         RESOLVED = "resolved", "Resolved"
         OVERRIDDEN = "overridden", "Overridden"
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="exceptions")
+    #: Codes raised after issue (delivery, cash); they show in the exception queue's "after issue" section.
+    FOLLOW_UP_CODES = (
+        "DELIVERY_FAILED",  # the e-mail to the client's billing addresses failed
+        "PAYMENT_UNMATCHED",  # a payment names no invoice we know: unapplied cash
+        "PAYMENT_CURRENCY_MISMATCH",  # a payment in another currency than its invoice
+        "OVERPAYMENT",  # more paid than the balance
+        "PAYMENT_ON_CLOSED_INVOICE",  # paid after a full credit or a cancellation
+    )
+
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.CASCADE, related_name="exceptions",
+        help_text="Empty only for a payment that names no known invoice.",
+    )
+    payment = models.ForeignKey(
+        "billing.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="exceptions"
+    )
     code = models.CharField(max_length=40)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     message = models.TextField()
@@ -363,11 +396,24 @@ class InvoiceNumberSequence(models.Model):
 
 
 class Payment(TimeStamped):
+    """Cash received. Without an invoice it is unapplied cash (of a client when known), for finance to apply."""
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "Entered by finance"
+        API = "api", "API"
+        WEBHOOK = "webhook", "Payment webhook"
+
     invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
     amount = models.DecimalField(**MONEY)
     currency = currency_field()
     date = models.DateField()
     external_reference = models.CharField(max_length=100, unique=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL)
+    invoice_reference = models.CharField(
+        max_length=100, blank=True, default="", help_text="The invoice number as the payer quoted it."
+    )
+    note = models.TextField(blank=True, default="")
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

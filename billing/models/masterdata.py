@@ -67,6 +67,9 @@ class Client(ExternallyIdentified, TimeStamped):
         max_length=500, blank=True, default="", help_text="Comma-separated addresses invoices are sent to."
     )
     credit_hold = models.BooleanField(default=False)
+    einvoice_by_email = models.BooleanField(
+        default=False, help_text="Attach the UBL e-invoice (EN 16931) to the invoice e-mail."
+    )
     erp_id = models.CharField(max_length=100, blank=True, default="")
     history = HistoricalRecords()
 

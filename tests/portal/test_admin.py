@@ -10,10 +10,12 @@ from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.models import (
     BillingRun,
     ChangeOrder,
+    DeliveryAttempt,
     Invoice,
     InvoiceDocument,
     InvoiceException,
@@ -54,7 +56,7 @@ BILLING_MODELS = sorted(
     key=lambda m: m.__name__,
 )
 # Written by services only (numbering, runs, payments, validation): nobody adds them in admin.
-SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument}
+SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument, DeliveryAttempt}
 
 
 def _url(model, view: str, *args) -> str:
@@ -74,6 +76,9 @@ def one_of_each(db):
     sent = InvoiceFactory(status="sent", number="DE01-2025-000001")
     PaymentFactory(invoice=sent)
     InvoiceDocument.objects.create(invoice=sent, kind="pdf", content=b"%PDF-", sha256="0" * 64, size=5)
+    DeliveryAttempt.objects.create(
+        invoice=sent, to="ap@example.com", attempted_at=timezone.now(), result="sent", message_id="<1@billable>"
+    )
     InvoiceNumberSequenceFactory()
     BillingRunFactory()
     ChangeOrderRateFactory()

@@ -1,0 +1,99 @@
+"""Assistive intelligence records (DESIGN §8): scores with their reasons, trained models, SOW suggestions.
+
+Everything here is advisory: a score never approves or blocks anything by itself;
+the ANOMALY warning it raises is routed by the approval policies like any other.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class InvoiceScore(models.Model):
+    """The latest anomaly and dispute-risk scores of an invoice, with the reasons that drove them."""
+
+    invoice = models.OneToOneField("billing.Invoice", on_delete=models.CASCADE, related_name="score")
+    anomaly_score = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
+    anomaly_reasons = models.JSONField(default=list, blank=True, help_text="[{feature, value, median, z}]")
+    risk_score = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="Probability of a dispute, 0–1."
+    )
+    risk_reasons = models.JSONField(default=list, blank=True, help_text="[{feature, value, contribution}]")
+    risk_model = models.ForeignKey("insights.RiskModel", null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=300, blank=True, default="", help_text="E.g. too little history to score.")
+    scored_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(risk_score__isnull=True) | (Q(risk_score__gte=0) & Q(risk_score__lte=1)),
+                name="insights_score_risk_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scores of {self.invoice}"
+
+
+class RiskModel(models.Model):
+    """A trained dispute-risk model: its parameters, training data size and held-out quality."""
+
+    trained_at = models.DateTimeField(auto_now_add=True)
+    algorithm = models.CharField(max_length=100)
+    features = models.JSONField(default=list)
+    parameters = models.JSONField(default=dict, help_text="Coefficients, scaling: enough to score and explain.")
+    samples = models.PositiveIntegerField()
+    positives = models.PositiveIntegerField()
+    roc_auc = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    baseline_auc = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    is_active = models.BooleanField(default=False)
+    note = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-trained_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="insights_one_active_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} of {self.trained_at:%Y-%m-%d}"
+
+
+class SowSuggestion(models.Model):
+    """A term suggested from a contract's statement of work, with the sentence it came from, for a person to judge."""
+
+    class Field(models.TextChoices):
+        PAYMENT_TERMS = "payment_terms_days", "Payment terms (days)"
+        RATE = "rate", "Rate per role"
+        CAP = "cap", "Not-to-exceed cap"
+        PO_NUMBER = "po_number", "PO number"
+        BILLING_FREQUENCY = "billing_frequency", "Billing frequency"
+
+    class Decision(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    contract = models.ForeignKey("billing.Contract", on_delete=models.CASCADE, related_name="sow_suggestions")
+    field = models.CharField(max_length=30, choices=Field.choices)
+    value = models.CharField(max_length=200)
+    role_code = models.CharField(max_length=40, blank=True, default="", help_text="For rates: the role.")
+    sentence = models.TextField(help_text="The sentence of the SOW it came from.")
+    confidence = models.DecimalField(max_digits=4, decimal_places=3, default=0)
+    decision = models.CharField(max_length=10, choices=Decision.choices, default=Decision.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    document_name = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["contract", "field", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_field_display()} = {self.value}"
