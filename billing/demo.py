@@ -16,6 +16,7 @@ every status. No invoices are created: the billing engine makes those.
 """
 from __future__ import annotations
 
+import importlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -980,6 +981,11 @@ class _Block:
 # --------------------------------------------------------------------------- entry point
 
 
+#: Demo data of other apps, seeded after the billing blocks, in this order: each module has
+#: `seed_demo_extension(*, scale, seed, log) -> Counter` and, like the blocks, adds only what is missing.
+DEMO_EXTENSIONS = ("integrations.demo", "insights.demo")
+
+
 def seed_demo(*, scale: int = 1, seed: int = DEFAULT_SEED, log: Callable[[str], None] = print) -> Counter:
     """Seed reference data and blocks 0..scale-1; return what was created, by model."""
     if scale < 1:
@@ -996,6 +1002,15 @@ def seed_demo(*, scale: int = 1, seed: int = DEFAULT_SEED, log: Callable[[str], 
             total.update(made)
         else:
             log(f"Block {block + 1}/{scale}: already seeded, skipped.")
+    for name in DEMO_EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        made = module.seed_demo_extension(scale=scale, seed=seed, log=log)
+        total.update(made or {})
     return total
 
 

@@ -1,5 +1,7 @@
-from django.urls import path  # noqa: F401
+"""/insights/: KPI dashboards and the workflow monitor; assistive tools (SOW suggestions, scores)."""
+
+from insights import urls_assist, urls_dashboards
 
 app_name = "insights"
 
-urlpatterns: list = []
+urlpatterns = [*urls_dashboards.urlpatterns, *urls_assist.urlpatterns]

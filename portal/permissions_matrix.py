@@ -241,21 +241,19 @@ class Rule:
         return self.outcomes[COLUMNS.index(column)]
 
 
-#: Apps that classify their own URLs in `<app>/permissions_matrix.py`: `TABLE` (rows and `#` sections,
-#: no header, the columns of HEADER), and optionally `TARGETS`, `NOTES`, `KNOWN_HOLES`. The test finds the
-#: objects of their targets in `tests/<app>/matrix_world.py`. Each app keeps its rows with its URLs.
-EXTENSION_APPS = ("integrations", "disputes", "insights")
-
-
+#: Features classify their own URLs in a module of the `portal.matrix` package (one per feature, so
+#: each keeps its rows next to nobody else's): `TABLE` (rows and `#` sections; a header line is
+#: optional, the columns are HEADER's), and optionally `TARGETS`, `NOTES`, `KNOWN_HOLES`. The test
+#: builds the objects of their targets in `tests/portal/matrix/<same module name>.py`.
 def _extensions() -> list:
-    modules = []
-    for app in EXTENSION_APPS:
-        try:
-            modules.append(importlib.import_module(f"{app}.permissions_matrix"))
-        except ModuleNotFoundError as error:
-            if error.name != f"{app}.permissions_matrix":
-                raise
-    return modules
+    import pkgutil
+
+    from portal import matrix
+
+    return [
+        importlib.import_module(f"portal.matrix.{info.name}")
+        for info in sorted(pkgutil.iter_modules(matrix.__path__), key=lambda i: i.name)
+    ]
 
 
 EXTENSIONS = _extensions()

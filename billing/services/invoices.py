@@ -15,7 +15,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,6 +35,8 @@ from billing.money import HUNDRED, ZERO, round_money
 from billing.services.audit import save_audited
 from billing.services.billing_engine import Code, price_contract
 from billing.services.billing_run import load_contexts, write_invoice_contents
+from billing.services.credit_notes import credit_note_issued
+from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
 from billing.services.work import (
     Route,
@@ -274,7 +275,8 @@ def next_number(*, entity_id: int, entity_prefix: str, year: int, kind: str) -> 
 def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoice:
     """Approve through the approval route; the last step numbers, freezes and posts the invoice.
 
-    Posting happens at once when no ERP is configured (DESIGN §2).
+    Posting goes through the ERP outbox, or happens at once when no ERP is configured (DESIGN §2);
+    an approved credit note also updates what it credits (`credit_note_issued`).
     """
     invoice = _lock(invoice)
     if invoice.prepared_by_id and invoice.prepared_by_id == user.pk:
@@ -293,9 +295,10 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     )
     invoice.approved_by = user
     invoice.approved_at = timezone.now()
-    if not getattr(settings, "ERP_POSTING_ENABLED", False):
-        apply_transition(invoice, "mark_posted", user=user, reason="No ERP configured: posted on approval")
     save_audited(invoice, user=user, reason=f"Approved as {invoice.number}")
+    if invoice.kind == Invoice.Kind.CREDIT_NOTE:
+        credit_note_issued(credit_note=invoice, user=user)
+    request_posting(invoice=invoice, user=user)
     if route == Route.OVERRIDE:
         close_overridden(request, user=user, action=f"approved as {invoice.number}")
     return invoice

@@ -1,7 +1,18 @@
-"""/api/v1/: the versioned REST API (DESIGN §5). Breaking changes go to /api/v2/."""
+"""/api/v1/: the versioned REST API (DESIGN §5). Breaking changes go to /api/v2/.
 
-from django.urls import path  # noqa: F401
+Each part keeps its routes in its own module, all in the `api` namespace: the core
+(schema, docs, reads, billing runs, documents, disputes and payments actions), the
+inbound sync (upserts, bulk, imports), payment webhooks, and the KPIs.
+"""
+
+from insights import api_urls as kpi_urls
+from integrations.api import core_urls, sync_urls, webhook_urls
 
 app_name = "api"
 
-urlpatterns: list = []
+urlpatterns = [
+    *core_urls.urlpatterns,
+    *sync_urls.urlpatterns,
+    *webhook_urls.urlpatterns,
+    *kpi_urls.urlpatterns,
+]

@@ -363,17 +363,18 @@ ACTIONS = {"ms-own": "complete", "ms-other": "approve", "co-own": "approve", "co
 
 
 def _world_hooks() -> list:
-    """`tests/<app>/matrix_world.py` of the apps that classify their own URLs (portal.permissions_matrix).
+    """`tests/portal/matrix/<name>.py` for each `portal/matrix/<name>.py` (a feature's own rows).
 
     Each has `build_targets(world) -> {target: object}`, and may have `BODIES` (as above), `ACTIONS`
     and `url_kwarg(param, obj, rule) -> value | None` for URL arguments other than pk/kind/action.
     """
     hooks = []
-    for app in pm.EXTENSION_APPS:
+    for module in pm.EXTENSIONS:
+        name = module.__name__.rsplit(".", 1)[-1]
         try:
-            hooks.append(importlib.import_module(f"tests.{app}.matrix_world"))
+            hooks.append(importlib.import_module(f"tests.portal.matrix.{name}"))
         except ModuleNotFoundError as error:
-            if error.name not in (f"tests.{app}", f"tests.{app}.matrix_world"):
+            if error.name != f"tests.portal.matrix.{name}":
                 raise
     return hooks
 

