@@ -230,13 +230,16 @@ class Invoice(FSMModelMixin, TimeStamped):
 
     @fsm_log_by
     @fsm_log_description
-    @transition(field=status, source=[Status.SENT, Status.PARTIALLY_PAID], target=Status.PARTIALLY_PAID)
+    # Posted-but-not-yet-sent invoices may be paid too (the customer had it another way; delivery failed).
+    @transition(
+        field=status, source=[Status.POSTED, Status.SENT, Status.PARTIALLY_PAID], target=Status.PARTIALLY_PAID
+    )
     def record_partial_payment(self, by=None, description=None) -> None:
         pass
 
     @fsm_log_by
     @fsm_log_description
-    @transition(field=status, source=[Status.SENT, Status.PARTIALLY_PAID], target=Status.PAID)
+    @transition(field=status, source=[Status.POSTED, Status.SENT, Status.PARTIALLY_PAID], target=Status.PAID)
     def record_full_payment(self, by=None, description=None) -> None:
         pass
 
@@ -248,9 +251,19 @@ class Invoice(FSMModelMixin, TimeStamped):
 
     @fsm_log_by
     @fsm_log_description
-    @transition(field=status, source=Status.DISPUTED, target=Status.CREDITED)
+    @transition(
+        field=status,
+        source=[Status.POSTED, Status.SENT, Status.PARTIALLY_PAID, Status.PAID, Status.DISPUTED],
+        target=Status.CREDITED,
+    )
     def mark_credited(self, by=None, description=None) -> None:
-        pass
+        """Credit notes now cover the whole total (billing.services.credit_notes.credit_note_issued)."""
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.DISPUTED, target=Status.PARTIALLY_PAID)
+    def resume_partially_paid(self, by=None, description=None) -> None:
+        """A dispute on a partly paid invoice ended (upheld, withdrawn or partly credited)."""
 
     @fsm_log_by
     @fsm_log_description
