@@ -1,0 +1,1 @@
+"""ERP adapters: one small interface (`base.ErpAdapter`), the HTTP adapter, the canonical documents."""
