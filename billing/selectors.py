@@ -233,6 +233,30 @@ def exception_queue(*, code: str | None = None, today: datetime.date | None = No
     )
 
 
+# --- after issue: delivery and cash findings -------------------------------------------------------
+
+
+@dataclass
+class FollowUpQueue:
+    rows: list[InvoiceException]
+    counts: dict[str, int]  # code → open findings
+    truncated: bool
+
+
+def follow_up_queue(*, code: str | None = None, limit: int = QUEUE_LIMIT) -> FollowUpQueue:
+    """Open findings raised after issue (DELIVERY_FAILED, payment problems), oldest first; two queries."""
+    base = InvoiceException.objects.filter(state=OPEN, code__in=InvoiceException.FOLLOW_UP_CODES)
+    counts = dict(base.values_list("code").annotate(n=Count("id")).order_by("code"))
+    if code:
+        base = base.filter(code=code)
+    rows = list(
+        base.select_related("invoice", "invoice__client", "payment", "payment__client", "owner").order_by(
+            "created_at", "id"
+        )[: limit + 1]
+    )
+    return FollowUpQueue(rows=rows[:limit], counts=counts, truncated=len(rows) > limit)
+
+
 def _count_in_exception() -> int:
     return Invoice.objects.filter(status=Invoice.Status.EXCEPTION).count()
 

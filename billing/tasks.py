@@ -37,3 +37,14 @@ def monthly_billing_run() -> dict:
     today = timezone.now().date()
     start, end = previous_month(today)
     return run_billing(period_start=start, period_end=end, run_date=today).summary
+
+
+def deliver_invoice_task(invoice_id: int) -> str:
+    """E-mail a posted invoice once (scheduled when it is posted); a retried task sends nothing twice."""
+    from billing.models import Invoice
+    from billing.services.delivery import already_delivered, invoice_deliver
+
+    invoice = Invoice.objects.get(pk=invoice_id)
+    if already_delivered(invoice):
+        return "already delivered"
+    return invoice_deliver(invoice=invoice).result

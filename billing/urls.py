@@ -20,4 +20,5 @@ urlpatterns = [
     path("invoices/<int:pk>/approve/", views.invoice_action, {"action": "approve"}, name="invoice_approve"),
     path("invoices/<int:pk>/reject/", views.invoice_action, {"action": "reject"}, name="invoice_reject"),
     path("invoices/<int:pk>/cancel/", views.invoice_action, {"action": "cancel"}, name="invoice_cancel"),
+    path("invoices/<int:pk>/resend/", views.invoice_action, {"action": "resend"}, name="invoice_resend"),
 ]

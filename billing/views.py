@@ -24,8 +24,9 @@ from django_q.tasks import async_task
 
 from billing import selectors
 from billing.forms import BillingRunForm, InvoiceFilterForm, ReasonForm
-from billing.models import BillingRun, Invoice, InvoiceDocument, InvoiceException
+from billing.models import BillingRun, DeliveryAttempt, Invoice, InvoiceDocument, InvoiceException
 from billing.services.billing_engine import Code
+from billing.services.delivery import invoice_deliver
 from billing.services.documents import invoice_document
 from billing.services.invoices import (
     invoice_approve,
@@ -225,6 +226,9 @@ def exception_queue(request: HttpRequest) -> HttpResponse:
     queue = selectors.exception_queue(code=code)
     context = {
         "queue": queue,
+        "follow_ups": selectors.follow_up_queue(
+            code=code if code in InvoiceException.FOLLOW_UP_CODES else None
+        ),
         "code": code,
         "access": _access(request),
         "here": request.get_full_path(),
@@ -395,6 +399,15 @@ def _cancel(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
     messages.success(request, f"{invoice.display_number} cancelled; its items can be billed again.")
 
 
+def _resend(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
+    reason = form.cleaned_data["reason"] or "Resent from the invoice page"
+    attempt = invoice_deliver(invoice=invoice, user=request.user, reason=reason)
+    if attempt.result == DeliveryAttempt.Result.SENT:
+        messages.success(request, f"{invoice.number} e-mailed to {attempt.to}.")
+    else:
+        messages.error(request, f"{invoice.number} could not be sent: {attempt.error} It is in the exception queue.")
+
+
 ACTIONS: dict[str, tuple[Callable[[Invoice, HttpRequest, ReasonForm], None], bool]] = {
     # action: (handler, controllers only)
     "revalidate": (_revalidate, False),
@@ -403,6 +416,7 @@ ACTIONS: dict[str, tuple[Callable[[Invoice, HttpRequest, ReasonForm], None], boo
     "approve": (_approve, False),
     "reject": (_reject, False),
     "cancel": (_cancel, False),
+    "resend": (_resend, False),
 }
 
 

@@ -138,6 +138,8 @@ billing:invoice_reject            GET    inv-pending  method  method  method  me
 billing:invoice_reject            POST   inv-pending  login   deny    deny    allow   allow   deny    deny    deny
 billing:invoice_cancel            GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_cancel            POST   inv-blocked  login   deny    deny    allow   allow   deny    deny    deny
+billing:invoice_resend            GET    inv-posted   method  method  method  method  method  method  method  method
+billing:invoice_resend            POST   inv-posted   login   deny    deny    allow   allow   deny    deny    deny
 
 # Approvals: consultants' timesheet and expenses
 approvals:index                   GET    -            login   allow   allow   allow   allow   allow   allow   allow
@@ -203,6 +205,7 @@ NOTES: dict[str, str] = {
     "billing:invoice_detail": "Billing screens are for finance and auditors; PMs and collections have none (yet).",
     "billing:invoice_override": "Controllers only: an analyst gets 403 even though the page is theirs.",
     "billing:invoice_write_down": "Controllers only.",
+    "billing:invoice_resend": "E-mails the issued invoice again to the client's billing addresses (delivery log).",
     "approvals:index": "Redirects each role to where it lands: PM → time queue, consultant → timesheet, "
     "others → my approvals.",
     "approvals:timesheet": "Needs a consultant record (Person) linked to the login; only the consultant has one.",

@@ -1,7 +1,7 @@
 """The delivery log of an issued invoice, and resend.
 
 A panel of the invoice page (templates/billing/invoice_detail.html): `{% delivery_panel invoice %}`.
-It loads its own data in a fixed number of queries and renders its own template.
+It loads its own data in one query and renders its own template.
 """
 
 from __future__ import annotations
@@ -9,10 +9,35 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
+
+from billing.models import DeliveryAttempt
+from billing.services.delivery import DELIVERABLE
+from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
 def delivery_panel(context: Any, invoice: Any) -> str:
-    return ""
+    if not invoice.number:
+        return ""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    attempts = list(
+        DeliveryAttempt.objects.filter(invoice_id=invoice.pk).select_related("triggered_by").order_by("-attempted_at")
+    )
+    can_resend = invoice.status in DELIVERABLE and user is not None and (
+        user.is_superuser or has_any_role(user, (FINANCE_ANALYST, FINANCE_CONTROLLER))
+    )
+    return render_to_string(
+        "billing/_delivery_panel.html",
+        {
+            "invoice": invoice,
+            "attempts": attempts,
+            "can_resend": can_resend,
+            "recipients": invoice.client.billing_email_list,
+            "here": request.get_full_path() if request else "",
+        },
+        request=request,
+    )

@@ -343,7 +343,7 @@ BODIES: dict[str, Any] = {
     "billing:run_list": lambda w, o: {"period": "2025-03", "run_date": RUN_DATE.isoformat(), "contract_codes": ""},
     **{
         f"billing:invoice_{action}": lambda w, o: dict(_REASON_BODY)
-        for action in ("revalidate", "override", "write_down", "approve", "reject", "cancel")
+        for action in ("revalidate", "override", "write_down", "approve", "reject", "cancel", "resend")
     },
     "approvals:timesheet": lambda w, o: {"week": WEEK, "action": "save"},
     "approvals:expense_new": lambda w, o: _expense_body(w, None),
