@@ -588,3 +588,13 @@ def test_validate_einvoice_command_prints_the_failed_rules(multi_project_invoice
     output = capsys.readouterr().out
     assert "BR-CL-01" in output
     assert "[fatal]" in output
+
+
+def test_validate_einvoice_issued_checks_every_numbered_document_and_its_total(
+    credit_note, multi_project_invoice, capsys
+):
+    call_command("validate_einvoice", "--issued")
+    output = capsys.readouterr().out
+    assert "2 issued document(s) checked (1 invoices, 1 credit notes): 2 valid with totals equal, 0 failed." in output
+    with pytest.raises(CommandError, match="not both"):
+        call_command("validate_einvoice", "x.xml", "--issued")
