@@ -35,7 +35,7 @@ from billing.money import HUNDRED, ZERO, round_money
 from billing.services.audit import save_audited
 from billing.services.billing_engine import Code, price_contract
 from billing.services.billing_run import load_contexts, write_invoice_contents
-from billing.services.credit_notes import credit_note_issued
+from billing.services.credit_notes import credit_note_issued, credit_note_rejected
 from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
 from billing.services.work import (
@@ -166,6 +166,7 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
     invoice.due_date = draft.due_date
     invoice.po_number = invoice.contract.po_number
     write_invoice_contents([(invoice, draft)], actor=user, reason=reason, run=None)
+    _score_draft(invoice)
     if draft.is_blocked:
         codes = ", ".join(sorted(draft.blocking_codes))
         apply_transition(invoice, "flag_exception", user=user, reason=f"Still blocked: {codes}")
@@ -175,6 +176,13 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
     if invoice.status == Status.PENDING_APPROVAL:
         open_approval(invoice, user=user)
     return invoice
+
+
+def _score_draft(invoice: Invoice) -> None:
+    """Re-score against the client's history (DESIGN §8); an ANOMALY warning then routes the approval."""
+    from insights.services.scoring import score_invoices
+
+    score_invoices([invoice])
 
 
 # --- exceptions: override and write-down ------------------------------------------------------------
@@ -316,6 +324,8 @@ def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     _require_finance(user, "reject invoices")
     apply_transition(invoice, "reject", user=user, reason=reason, label=invoice.display_number)
     save_audited(invoice, user=user, reason=f"Rejected: {reason}")
+    if invoice.kind == Invoice.Kind.CREDIT_NOTE:
+        credit_note_rejected(credit_note=invoice, user=user, reason=reason)  # void: cancelled, amount given back
     if route == Route.OVERRIDE:
         close_overridden(request, user=user, action="rejected")
     return invoice
