@@ -53,6 +53,8 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A correlation id on every request, response and log line (API: echoed from X-Correlation-ID).
+    "integrations.middleware.CorrelationIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -137,6 +139,9 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Domain of the Message-ID of invoice e-mails (logged per delivery attempt).
+EMAIL_MESSAGE_ID_DOMAIN = env("EMAIL_MESSAGE_ID_DOMAIN", default="billable.local")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="billing@billable.example")
 
 # Security: production sits behind a TLS-terminating proxy; every knob is configurable.
@@ -159,8 +164,11 @@ USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
 Q_CLUSTER = {
     "name": "billable",
     "workers": env.int("Q_WORKERS", default=2),
+    # A task running longer than `timeout` is killed; a task not acknowledged after `retry` is handed
+    # out again. retry > timeout, so a running task is never handed to a second worker (ADR 0022).
     "timeout": env.int("Q_TIMEOUT", default=1800),
     "retry": env.int("Q_RETRY", default=2100),
+    "poll": env.float("Q_POLL", default=0.2),
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
     "catch_up": False,
     "save_limit": 1000,
@@ -175,21 +183,44 @@ if _Q_REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# The REST API v1 (docs/decisions/0020-api-v1.md): integration-client tokens with scopes, per-client
+# throttling, cursor pagination, one error shape; every POST needs an Idempotency-Key (integrations/api/).
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "integrations.api.schema.ApiAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["integrations.api.auth.IntegrationTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["integrations.api.permissions.HasScopes"],
+    "DEFAULT_THROTTLE_CLASSES": ["integrations.api.throttling.IntegrationClientThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.ApiCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "integrations.api.errors.api_exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Billable API",
+    "DESCRIPTION": (
+        "Billable's REST API v1 for integration clients (CRM, PSA, ERP middleware, payment provider). "
+        "Bearer token per client with scopes; `Idempotency-Key` on every POST; errors as "
+        '`{"code", "message", "field_errors"}`; cursor pagination; `X-Correlation-ID` on every response. '
+        "Breaking changes go to /api/v2/."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"correlation_id": {"()": "integrations.middleware.CorrelationIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation_id"]},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -198,6 +229,29 @@ LOGGING = {
 BILLING_TIMESHEET_CUTOFF_DAYS = env.int("BILLING_TIMESHEET_CUTOFF_DAYS", default=2)
 # Off: an approved invoice counts as posted at once (no ERP configured); on: the ERP adapter posts it.
 ERP_POSTING_ENABLED = env.bool("ERP_POSTING_ENABLED", default=False)
+# The ERP (or its middleware) endpoint of the outbox (ADR 0022, docs/manual/erp-posting.md).
+ERP_ADAPTER = env("ERP_ADAPTER", default="integrations.erp.http.HttpErpAdapter")
+ERP_BASE_URL = env("ERP_BASE_URL", default="http://127.0.0.1:8765")
+ERP_AUTH = env("ERP_AUTH", default="none")  # none | bearer | oauth2
+ERP_TOKEN = env("ERP_TOKEN", default="")  # the bearer token (ERP_AUTH=bearer)
+ERP_OAUTH_TOKEN_URL = env("ERP_OAUTH_TOKEN_URL", default="")  # client credentials (ERP_AUTH=oauth2)
+ERP_OAUTH_CLIENT_ID = env("ERP_OAUTH_CLIENT_ID", default="")
+ERP_OAUTH_CLIENT_SECRET = env("ERP_OAUTH_CLIENT_SECRET", default="")
+ERP_OAUTH_SCOPE = env("ERP_OAUTH_SCOPE", default="")
+ERP_TIMEOUT_S = env.float("ERP_TIMEOUT_S", default=10.0)
+# Delivery: attempts before the dead letter, full-jitter exponential backoff, the lease of a claim.
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
+OUTBOX_BACKOFF_BASE_S = env.float("OUTBOX_BACKOFF_BASE_S", default=30.0)
+OUTBOX_BACKOFF_CAP_S = env.float("OUTBOX_BACKOFF_CAP_S", default=3600.0)
+OUTBOX_LEASE_S = env.float("OUTBOX_LEASE_S", default=4 * ERP_TIMEOUT_S + 30)
+OUTBOX_SWEEP_GRACE_S = env.float("OUTBOX_SWEEP_GRACE_S", default=30.0)
+# Circuit breaker per endpoint: opens after N consecutive failures, one probe after the cool-down.
+ERP_CIRCUIT_FAILURES = env.int("ERP_CIRCUIT_FAILURES", default=5)
+ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)
+# Collections: reminder levels at +N days after the due date (a client's collections profile may override),
+# and whether each reminder carries the invoice PDF (docs/decisions/0025-collections.md).
+DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]
+DUNNING_ATTACH_PDF = env.bool("DUNNING_ATTACH_PDF", default=True)
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]

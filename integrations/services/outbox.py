@@ -7,23 +7,39 @@ exactly when the change does. After commit a django-q2 task is queued for it; if
 that enqueue is lost (broker down, process killed) the periodic sweep finds the
 message anyway.
 
-Delivery (`outbox_deliver`, see `integrations.services.delivery`) is at-least-once
-towards the ERP and exactly-once in effect: the idempotency key is derived from the
-document, the ERP answers a repeated key with the same id, and after an unclear
-outcome the next attempt first looks the document up by that key.
+Delivery (`outbox_deliver`) is at-least-once towards the ERP and exactly-once in
+effect: the idempotency key is derived from the document, the ERP answers a repeated
+key with the same id, and any attempt after an earlier one (failed, unclear, or cut
+short by a dying worker) first looks the document up by that key.
+
+Claiming: a short transaction locks the row (`SKIP LOCKED`) and sets a lease
+(`locked_until`); the HTTP call runs outside any transaction, so a slow ERP never holds
+a row lock; the outcome is written in a second short transaction. A lease that runs out
+(the worker died) makes the message claimable again.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import random
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from billing.models import Client, Invoice
+from billing.services.audit import save_audited
+from billing.services.work import apply_transition
+from integrations.erp.base import ErpAdapter, ErpError, ErpResult, Outcome, get_adapter
 from integrations.erp.documents import customer_document, document_fingerprint, invoice_document
 from integrations.models import OutboxMessage
+from integrations.services.circuit import circuit_permit, circuit_record_failure, circuit_record_success
+from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError
+from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +54,22 @@ def erp_endpoint() -> str:
     return getattr(settings, "ERP_ENDPOINT_NAME", "erp")
 
 
-def enqueue_delivery(message_id: int) -> None:
+def _correlation_id() -> str:
+    try:
+        from integrations.middleware import current_correlation_id, new_correlation_id
+    except ImportError:  # pragma: no cover - the API part ships the middleware
+        import uuid
+
+        return uuid.uuid4().hex
+    return current_correlation_id() or new_correlation_id()
+
+
+def enqueue_delivery(message_id: int, token: str | None = None) -> None:
     """Queue the delivery task of one message; a failure here only delays it until the sweep."""
     try:
         from django_q.tasks import async_task
 
-        async_task(DELIVER_TASK, message_id, group="outbox", task_name=f"outbox-{message_id}")
+        async_task(DELIVER_TASK, message_id, token, group="outbox", task_name=f"outbox-{message_id}")
     except Exception:  # the broker is down: the sweep re-enqueues due messages
         logger.exception("outbox: could not queue delivery of message %s; the sweep will", message_id)
 
@@ -68,6 +94,7 @@ def _write(*, kind: str, key: str, payload: dict, invoice: Invoice | None, clien
                 invoice=invoice,
                 client=client,
                 payload=payload,
+                correlation_id=_correlation_id(),
             )
     except IntegrityError:  # a concurrent transaction wrote the same key first
         return OutboxMessage.objects.get(idempotency_key=key)
@@ -108,3 +135,227 @@ def outbox_enqueue_document(*, invoice: Invoice, user: Any) -> OutboxMessage:
         invoice=invoice,
         client=client,
     )
+
+
+# =====================================================================================================
+# Delivery
+# =====================================================================================================
+
+
+def backoff_delay(attempts: int) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base · 2^(attempts-1))) seconds."""
+    ceiling = min(settings.OUTBOX_BACKOFF_CAP_S, settings.OUTBOX_BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def _lease() -> datetime.timedelta:
+    return datetime.timedelta(seconds=settings.OUTBOX_LEASE_S)
+
+
+def _claim(message_id: int, token: str | None) -> tuple[OutboxMessage, datetime.datetime, bool] | None:
+    """Lease the message to this worker: (message, lease, resumed) or None when it is not ours to send now.
+
+    `resumed` is true when an attempt was made before (failed, unclear, or its worker died holding the
+    lease): then the ERP is asked first whether it already has the document.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        message = (
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(pk=message_id, status__in=[Status.PENDING, Status.FAILED])
+            .first()
+        )
+        if message is None:
+            return None  # delivered, dead, or another worker holds the row right now
+        if message.locked_until and message.locked_until > now:
+            return None  # leased by a worker that is sending it
+        not_due = message.next_attempt_at is not None and message.next_attempt_at > now
+        if not_due and (token is None or message.next_attempt_at.isoformat() != token):
+            return None  # not due, and this is not the task the sweep queued for it
+        resumed = message.attempts > 0 or message.locked_until is not None
+        message.locked_until = now + _lease()
+        message.save(update_fields=["locked_until"])
+    return message, message.locked_until, resumed
+
+
+def _send(adapter: ErpAdapter, message: OutboxMessage) -> ErpResult:
+    key = message.idempotency_key
+    if message.kind == Kind.UPSERT_CUSTOMER:
+        return adapter.upsert_customer(message.payload, idempotency_key=key)
+    if message.kind == Kind.POST_CREDIT_NOTE:
+        return adapter.post_credit_note(message.payload, idempotency_key=key)
+    return adapter.post_invoice(message.payload, idempotency_key=key)
+
+
+def _postpone(message: OutboxMessage, lease: datetime.datetime, retry_at: datetime.datetime | None) -> None:
+    """The circuit is open: give the lease back and try after the cool-down (not an attempt)."""
+    when = (retry_at or timezone.now()) + datetime.timedelta(seconds=random.uniform(0, 1))  # noqa: S311
+    OutboxMessage.objects.filter(pk=message.pk, locked_until=lease).update(locked_until=None, next_attempt_at=when)
+
+
+def outbox_deliver(message_id: int, token: str | None = None) -> str:
+    """Deliver one message to the ERP; returns what happened (delivered, failed, dead, postponed, skipped).
+
+    Safe to run any number of times, by any number of workers, for the same message.
+    """
+    claim = _claim(message_id, token)
+    if claim is None:
+        return "skipped"
+    message, lease, resumed = claim
+    permit = circuit_permit(message.endpoint)
+    if not permit.allowed:
+        _postpone(message, lease, permit.retry_at)
+        return "postponed"
+    adapter = get_adapter()
+    try:
+        result = adapter.invoice_status(idempotency_key=message.idempotency_key) if resumed else None
+        if result is None:
+            result = _send(adapter, message)
+    except ErpError as error:
+        if error.trips_circuit:
+            circuit_record_failure(message.endpoint, error.message)
+        else:
+            circuit_record_success(message.endpoint)  # it answered: the endpoint is up
+        return _record_failure(message.pk, lease, error)
+    except Exception as exc:  # an adapter bug must not lose the message: count it as an unclear attempt
+        logger.exception("outbox: adapter crashed delivering message %s", message.pk)
+        return _record_failure(message.pk, lease, ErpError(f"Adapter error: {exc!r}", outcome=Outcome.UNCLEAR))
+    circuit_record_success(message.endpoint)
+    return _record_success(message.pk, result)
+
+
+@transaction.atomic
+def _record_success(message_id: int, result: ErpResult) -> str:
+    """The ERP has the document: delivered, its id stored, the invoice posted (or the customer's ERP id set)."""
+    message = OutboxMessage.objects.select_for_update().get(pk=message_id)
+    if message.status == Status.DELIVERED:
+        return "delivered"  # another worker (whose lease ran out on us) finished first
+    reason = f"ERP acknowledged {message.idempotency_key} as {result.erp_id}"
+    if message.status == Status.DEAD:
+        apply_transition(message, "retry", user=None, reason="The ERP had it after all")
+    apply_transition(message, "mark_delivered", user=None, reason=reason)
+    message.external_id = result.erp_id
+    message.delivered_at = timezone.now()
+    message.locked_until = None
+    message.next_attempt_at = None
+    message.last_status_code = result.status_code
+    message.save()
+    if message.invoice_id:
+        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=message.invoice_id)
+        if invoice.status == Invoice.Status.APPROVED:
+            from billing.services.posting import invoice_mark_posted
+
+            invoice_mark_posted(invoice=invoice, erp_id=result.erp_id, user=None, reason=reason)
+        elif invoice.erp_id != result.erp_id:
+            invoice.erp_id = result.erp_id
+            save_audited(invoice, user=None, reason=reason)
+    elif message.kind == Kind.UPSERT_CUSTOMER and message.client_id:
+        client = Client.objects.select_for_update().get(pk=message.client_id)
+        if client.erp_id != result.erp_id:
+            client.erp_id = result.erp_id
+            save_audited(client, user=None, reason=reason)
+    logger.info("outbox: %s delivered as %s", message.idempotency_key, result.erp_id)
+    return "delivered"
+
+
+@transaction.atomic
+def _record_failure(message_id: int, lease: datetime.datetime, error: ErpError) -> str:
+    """An attempt failed: retry later with backoff (Retry-After honoured), or the dead letter."""
+    message = OutboxMessage.objects.select_for_update().get(pk=message_id)
+    if message.status not in (Status.PENDING, Status.FAILED) or message.locked_until != lease:
+        return "skipped"  # our lease ran out and another worker took over: it decides
+    now = timezone.now()
+    message.attempts += 1
+    message.last_error = f"{error.outcome}: {error.message}"[:4000]
+    message.last_status_code = error.status_code
+    message.locked_until = None
+    note = f"Attempt {message.attempts}: {error.outcome}, {error.message}"[:1000]
+    if error.outcome == Outcome.PERMANENT or message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        apply_transition(message, "mark_dead", user=None, reason=note)
+        message.next_attempt_at = None
+        outcome = "dead"
+    else:
+        delay = backoff_delay(message.attempts)
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        message.next_attempt_at = now + datetime.timedelta(seconds=delay)
+        apply_transition(message, "mark_failed", user=None, reason=note)
+        outcome = "failed"
+    message.save()
+    logger.warning("outbox: %s %s (%s)", message.idempotency_key, outcome, error.message)
+    return outcome
+
+
+def outbox_sweep(*, batch: int | None = None) -> int:
+    """Queue the messages that are due: failed ones whose retry time came, pending ones whose task was lost.
+
+    Run every minute (django-q2 schedule). Each queued message gets a token (its new `next_attempt_at`,
+    a grace period ahead), so the sweep does not queue it again while its task waits, and an older task
+    for it cannot claim it early. It tops the broker's queue up to `batch`, never piles onto a backlog.
+    """
+    batch = batch or getattr(settings, "OUTBOX_SWEEP_BATCH", 500)
+    try:
+        from django_q.brokers import get_broker
+
+        batch -= get_broker().queue_size() or 0
+    except Exception:  # noqa: S110 - no broker size known: sweep the batch
+        pass
+    if batch <= 0:
+        return 0
+    now = timezone.now()
+    grace = datetime.timedelta(seconds=settings.OUTBOX_SWEEP_GRACE_S)
+    due = list(
+        OutboxMessage.objects.filter(status__in=[Status.PENDING, Status.FAILED])
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, created_at__lt=now - grace))
+        .order_by(Coalesce("next_attempt_at", "created_at"), "id")
+        .values_list("pk", "next_attempt_at")[:batch]
+    )
+    queued = 0
+    for pk, seen in due:
+        token_time = now + grace
+        if OutboxMessage.objects.filter(pk=pk, next_attempt_at=seen).update(next_attempt_at=token_time):
+            enqueue_delivery(pk, token_time.isoformat())
+            queued += 1
+    if queued:
+        logger.info("outbox: sweep queued %s due message(s)", queued)
+    return queued
+
+
+# =====================================================================================================
+# Dead letters
+# =====================================================================================================
+
+RETRY_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+
+
+def can_retry_dead_letters(user: Any) -> bool:
+    return bool(getattr(user, "is_superuser", False)) or has_any_role(user, RETRY_ROLES)
+
+
+@transaction.atomic
+def outbox_retry_dead(*, message: OutboxMessage, user: Any, reason: str) -> OutboxMessage:
+    """Finance sends a dead letter again: `dead → pending`, attempts reset, who and why in the transition log.
+
+    The retry looks the document up first (attempts were made), so a document the ERP did store
+    in the end is marked delivered, not sent twice.
+    """
+    if not can_retry_dead_letters(user):
+        raise PermissionDeniedError("Only finance may retry dead letters.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("Say why the message is retried (e.g. the ERP is back).", code="reason_required",
+                               field_errors={"reason": ["A reason is required."]})
+    locked = OutboxMessage.objects.select_for_update().get(pk=message.pk)
+    if locked.status != Status.DEAD:
+        raise InvalidTransitionError(f"Message {locked.idempotency_key} is {locked.get_status_display().lower()}, "
+                                     "not a dead letter.")
+    apply_transition(locked, "retry", user=user, reason=reason)
+    locked.attempts = 0
+    locked.next_attempt_at = None
+    # An expired lease marks "sent before": the first attempt of the retry looks the document up.
+    locked.locked_until = timezone.now() - datetime.timedelta(seconds=1)
+    locked.save()
+    _enqueue_after_commit(locked)
+    message.refresh_from_db()
+    return locked

@@ -1,0 +1,23 @@
+"""django-q2 entry points of the integrations: they only call services."""
+
+from __future__ import annotations
+
+from integrations.services.outbox import outbox_deliver, outbox_sweep
+
+
+def deliver_outbox_message(message_id: int, token: str | None = None) -> str:
+    """Deliver one outbox message (queued after commit, or by the sweep with its token)."""
+    from integrations.models import OutboxMessage
+
+    correlation_id = OutboxMessage.objects.filter(pk=message_id).values_list("correlation_id", flat=True).first()
+    try:
+        from integrations.middleware import correlation_scope
+    except ImportError:  # pragma: no cover
+        return outbox_deliver(message_id, token)
+    with correlation_scope(correlation_id or None):
+        return outbox_deliver(message_id, token)
+
+
+def sweep_outbox() -> int:
+    """Every minute: queue due retries and messages whose task was lost."""
+    return outbox_sweep()
