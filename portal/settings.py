@@ -53,8 +53,6 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # A correlation id on every request, response and log line (API: echoed from X-Correlation-ID).
-    "integrations.middleware.CorrelationIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -139,9 +137,6 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
-# Domain of the Message-ID of invoice e-mails (logged per delivery attempt).
-EMAIL_MESSAGE_ID_DOMAIN = env("EMAIL_MESSAGE_ID_DOMAIN", default="billable.local")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="billing@billable.example")
 
 # Security: production sits behind a TLS-terminating proxy; every knob is configurable.
@@ -183,44 +178,21 @@ if _Q_REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# The REST API v1 (docs/decisions/0020-api-v1.md): integration-client tokens with scopes, per-client
-# throttling, cursor pagination, one error shape; every POST needs an Idempotency-Key (integrations/api/).
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "integrations.api.schema.ApiAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["integrations.api.auth.IntegrationTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["integrations.api.permissions.HasScopes"],
-    "DEFAULT_THROTTLE_CLASSES": ["integrations.api.throttling.IntegrationClientThrottle"],
-    "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.ApiCursorPagination",
-    "PAGE_SIZE": 50,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "integrations.api.errors.api_exception_handler",
-    "COERCE_DECIMAL_TO_STRING": True,
-    "DATETIME_FORMAT": "iso-8601",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Billable API",
-    "DESCRIPTION": (
-        "Billable's REST API v1 for integration clients (CRM, PSA, ERP middleware, payment provider). "
-        "Bearer token per client with scopes; `Idempotency-Key` on every POST; errors as "
-        '`{"code", "message", "field_errors"}`; cursor pagination; `X-Correlation-ID` on every response. '
-        "Breaking changes go to /api/v2/."
-    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation_id": {"()": "integrations.middleware.CorrelationIdFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s %(message)s"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation_id"]},
-    },
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -248,10 +220,6 @@ OUTBOX_SWEEP_GRACE_S = env.float("OUTBOX_SWEEP_GRACE_S", default=30.0)
 # Circuit breaker per endpoint: opens after N consecutive failures, one probe after the cool-down.
 ERP_CIRCUIT_FAILURES = env.int("ERP_CIRCUIT_FAILURES", default=5)
 ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)
-# Collections: reminder levels at +N days after the due date (a client's collections profile may override),
-# and whether each reminder carries the invoice PDF (docs/decisions/0025-collections.md).
-DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]
-DUNNING_ATTACH_PDF = env.bool("DUNNING_ATTACH_PDF", default=True)
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]
