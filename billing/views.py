@@ -13,19 +13,18 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_q.tasks import async_task
 
 from billing import selectors
 from billing.forms import BillingRunForm, InvoiceFilterForm, ReasonForm
 from billing.models import BillingRun, DeliveryAttempt, Invoice, InvoiceDocument, InvoiceException
 from billing.services.billing_engine import Code
+from billing.services.billing_run import billing_run_start
 from billing.services.delivery import invoice_deliver
 from billing.services.documents import invoice_document
 from billing.services.invoices import (
@@ -121,29 +120,15 @@ def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
 
 
 def _enqueue_billing_run(*, form: BillingRunForm, user) -> BillingRun:
-    """Queue a run and hand it to a worker once the row is committed.
-
-    TODO(services): belongs in a `billing_run_enqueue` service (reported to the lead).
-    """
+    """Queue a run through the service the API uses too (it enqueues the task after commit)."""
     data = form.cleaned_data
-    with transaction.atomic():
-        billing_run = BillingRun.objects.create(
-            period_start=data["period_start"],
-            period_end=data["period_end"],
-            run_date=data["run_date"],
-            contract_codes=data["contract_codes"],
-            started_by=user,
-        )
-        transaction.on_commit(
-            functools.partial(
-                async_task,
-                "billing.tasks.run_billing_task",
-                billing_run.pk,
-                task_name=f"billing-run-{billing_run.pk}",
-                group="billing_runs",
-            )
-        )
-    return billing_run
+    return billing_run_start(
+        period_start=data["period_start"],
+        period_end=data["period_end"],
+        run_date=data["run_date"],
+        contract_codes=data["contract_codes"],
+        user=user,
+    )
 
 
 @require_http_methods(["GET", "POST"])

@@ -53,6 +53,8 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A correlation id on every request, response and log line (API: echoed from X-Correlation-ID).
+    "integrations.middleware.CorrelationIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -178,21 +180,44 @@ if _Q_REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# The REST API v1 (docs/decisions/0020-api-v1.md): integration-client tokens with scopes, per-client
+# throttling, cursor pagination, one error shape; every POST needs an Idempotency-Key (integrations/api/).
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "integrations.api.schema.ApiAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["integrations.api.auth.IntegrationTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["integrations.api.permissions.HasScopes"],
+    "DEFAULT_THROTTLE_CLASSES": ["integrations.api.throttling.IntegrationClientThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.ApiCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "integrations.api.errors.api_exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Billable API",
+    "DESCRIPTION": (
+        "Billable's REST API v1 for integration clients (CRM, PSA, ERP middleware, payment provider). "
+        "Bearer token per client with scopes; `Idempotency-Key` on every POST; errors as "
+        '`{"code", "message", "field_errors"}`; cursor pagination; `X-Correlation-ID` on every response. '
+        "Breaking changes go to /api/v2/."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"correlation_id": {"()": "integrations.middleware.CorrelationIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation_id"]},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

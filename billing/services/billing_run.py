@@ -31,6 +31,7 @@ from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django_fsm_log.models import StateLog
+from django_q.tasks import async_task
 from simple_history.utils import bulk_create_with_history
 
 from billing.models import (
@@ -58,7 +59,8 @@ from billing.services.billing_engine import (
     price_contract,
 )
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
-from portal.errors import ApplicationError, ConflictError
+from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
+from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 logger = logging.getLogger(__name__)
 
@@ -771,3 +773,58 @@ def fix_url(code: str, draft: InvoiceDraft) -> str:
         return reverse(name, args=[pk] if pk else [])
     except Exception:  # admin not mounted (e.g. a stripped-down worker)
         return ""
+
+
+# --- starting a run (finance page, API) ------------------------------------------------------------
+
+RUN_STARTER_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+
+
+@transaction.atomic
+def billing_run_start(
+    *,
+    period_start: date,
+    period_end: date,
+    run_date: date,
+    contract_codes: Iterable[str] = (),
+    user: Any,
+) -> BillingRun:
+    """Queue a billing run and hand it to a worker once the row is committed (never before).
+
+    Used by the finance page and the API alike; the worker runs `billing.tasks.run_billing_task`.
+    Unknown contract codes or dates out of order are refused here, so nothing is queued that
+    could only fail.
+    """
+    if user is not None and not (has_any_role(user, RUN_STARTER_ROLES) or getattr(user, "is_superuser", False)):
+        raise PermissionDeniedError("Only finance analysts and controllers start billing runs.")
+    codes = list(dict.fromkeys(code.strip() for code in contract_codes if code and code.strip()))
+    field_errors: dict[str, list[str]] = {}
+    if period_end < period_start:
+        field_errors["period_end"] = ["The period ends before it starts."]
+    if run_date < period_start:
+        field_errors["run_date"] = ["The run date (issue date) cannot be before the period start."]
+    if codes:
+        known = set(Contract.objects.filter(code__in=codes).values_list("code", flat=True))
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            field_errors["contract_codes"] = [f"Unknown contract(s): {', '.join(unknown)}."]
+    if field_errors:
+        raise ApplicationError("The billing run cannot start; see the fields.", field_errors=field_errors)
+    billing_run = BillingRun.objects.create(
+        period_start=period_start,
+        period_end=period_end,
+        run_date=run_date,
+        contract_codes=codes,
+        started_by=user if getattr(user, "pk", None) else None,
+    )
+    transaction.on_commit(
+        partial(
+            async_task,
+            "billing.tasks.run_billing_task",
+            billing_run.pk,
+            task_name=f"billing-run-{billing_run.pk}",
+            group="billing_runs",
+        )
+    )
+    logger.info("Billing run %s queued for %s..%s by %s", billing_run.pk, period_start, period_end, user)
+    return billing_run

@@ -249,7 +249,7 @@ def test_starting_a_run_queues_it_and_enqueues_the_task_after_commit(
 ):
     login(client, analyst)
     with (
-        mock.patch("billing.views.async_task") as enqueue,
+        mock.patch("billing.services.billing_run.async_task") as enqueue,
         django_capture_on_commit_callbacks(execute=True) as callbacks,
     ):
         response = client.post(
@@ -293,7 +293,7 @@ def test_the_enqueued_task_runs_the_billing_synchronously_with_q_sync(
 
 def test_run_form_rejects_unknown_contracts_and_early_run_dates(client, analyst):
     login(client, analyst)
-    with mock.patch("billing.views.async_task") as enqueue:
+    with mock.patch("billing.services.billing_run.async_task") as enqueue:
         response = client.post(
             reverse("billing:run_list"), {"period": "2025-03", "run_date": "2025-02-01", "contract_codes": "NOPE-1"}
         )

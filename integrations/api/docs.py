@@ -1,0 +1,45 @@
+"""The OpenAPI 3 schema and its two readers (Swagger UI, ReDoc), served from vendored assets.
+
+The schema is readable with any integration client's token or a portal login; the two
+documentation pages are for logged-in portal users (they read the schema with the session;
+"Authorize" in Swagger UI takes a client token for trying calls).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
+
+from integrations.api.auth import IntegrationTokenAuthentication
+
+
+class TokenOrPortalUser(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            raise exceptions.NotAuthenticated("Send a client token, or log in to the portal.")
+        return True
+
+
+class SchemaView(SpectacularAPIView):
+    authentication_classes = [IntegrationTokenAuthentication, SessionAuthentication]
+    permission_classes = [TokenOrPortalUser]
+    throttle_classes: list = []
+
+
+@require_GET
+@login_required
+def swagger_ui(request: HttpRequest) -> HttpResponse:
+    return render(request, "integrations/api/swagger_ui.html", {"schema_url": reverse("api:schema")})
+
+
+@require_GET
+@login_required
+def redoc(request: HttpRequest) -> HttpResponse:
+    return render(request, "integrations/api/redoc.html", {"schema_url": reverse("api:schema")})
