@@ -248,3 +248,7 @@ ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]
+# Collections: reminder levels at +N days after the due date (a client's collections profile may override),
+# and whether each reminder carries the invoice PDF (docs/decisions/0025-collections.md).
+DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]
+DUNNING_ATTACH_PDF = env.bool("DUNNING_ATTACH_PDF", default=True)

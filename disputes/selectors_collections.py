@@ -1,0 +1,651 @@
+"""Read models of collections: AR aging, dunning plan and log, hand-offs, client statements.
+
+Everything here works from the model fields alone (`Invoice.total`, `credited_amount`,
+`paid_amount`, `due_date`, `status`; `Payment`; credit notes as `Invoice(kind="credit_note")`),
+so it does not depend on how the payment and credit-note services keep them. Screens
+aggregate in the database: the aging table is one grouped query (plus one for unapplied
+cash), whatever the number of invoices. Different currencies are never added together.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from billing.models import Client, Invoice, LegalEntity, Payment
+from billing.money import ZERO
+from disputes.models import CollectionsHandoff, CollectionsProfile, Dispute, DunningNotice
+
+Status = Invoice.Status
+
+#: Issued invoices that can still be owed: the receivables of the aging.
+OPEN_STATUSES = (Status.POSTED, Status.SENT, Status.PARTIALLY_PAID, Status.DISPUTED)
+#: Open receivables that reminders may reach (a disputed invoice never gets one).
+DUNNABLE_STATUSES = (Status.POSTED, Status.SENT, Status.PARTIALLY_PAID)
+#: Invoices and credit notes that count on a statement: numbered, issued, not cancelled.
+ISSUED_STATUSES = (
+    Status.APPROVED, Status.POSTED, Status.SENT, Status.PARTIALLY_PAID, Status.PAID, Status.DISPUTED, Status.CREDITED,
+)
+LIVE_DISPUTE = (Dispute.Status.OPEN, Dispute.Status.INVESTIGATING)
+
+#: (key, label, lowest days past due, highest days past due or None). "current" = not yet due.
+BUCKETS: tuple[tuple[str, str, int | None, int | None], ...] = (
+    ("current", "Current", None, 0),
+    ("1_30", "1–30", 1, 30),
+    ("31_60", "31–60", 31, 60),
+    ("61_90", "61–90", 61, 90),
+    ("90_plus", "90+", 91, None),
+)
+BUCKET_KEYS = tuple(b[0] for b in BUCKETS)
+BUCKET_LABELS = {b[0]: b[1] for b in BUCKETS}
+
+
+def balance_expression() -> Any:
+    """What the client still owes on an invoice: total − credits − payments (as `Invoice.balance`)."""
+    return F("total") - F("credited_amount") - F("paid_amount")
+
+
+def bucket_of(days_past_due: int) -> str:
+    """The aging bucket of an invoice `days_past_due` days late (0 or less: not yet due)."""
+    for key, _label, low, high in BUCKETS:
+        if (low is None or days_past_due >= low) and (high is None or days_past_due <= high):
+            return key
+    raise AssertionError(days_past_due)  # pragma: no cover - the buckets cover every integer
+
+
+def bucket_q(key: str, as_of: datetime.date) -> Q:
+    """The due dates of bucket `key` at `as_of`, as a filter (date comparisons, so an index can serve it)."""
+    for bucket, _label, low, high in BUCKETS:
+        if bucket != key:
+            continue
+        q = Q()
+        if low is not None:  # at least `low` days late: due on or before as_of − low
+            q &= Q(due_date__lte=as_of - datetime.timedelta(days=low))
+        if high is not None:  # at most `high` days late: due on or after as_of − high
+            q &= Q(due_date__gte=as_of - datetime.timedelta(days=high))
+        return q
+    raise ValueError(f"Unknown aging bucket {key!r}; use one of {', '.join(BUCKET_KEYS)}.")
+
+
+def open_receivables(*, as_of: datetime.date) -> QuerySet[Invoice]:
+    """Issued invoices (not credit notes) with something left to pay, issued on or before `as_of`.
+
+    Balances are today's: the as-of date places each invoice in its bucket and leaves out
+    invoices issued later; it does not undo payments or credits recorded since.
+    """
+    return (
+        Invoice.objects.filter(kind=Invoice.Kind.INVOICE, status__in=OPEN_STATUSES, issue_date__lte=as_of)
+        .alias(ar_balance=balance_expression())
+        .filter(ar_balance__gt=0)
+    )
+
+
+# --- AR aging ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AgingFigures:
+    """Bucketed open amounts in one currency."""
+
+    currency: str
+    buckets: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(BUCKET_KEYS, ZERO))
+    total: Decimal = ZERO
+    overdue: Decimal = ZERO
+    disputed: Decimal = ZERO
+    unapplied: Decimal = ZERO
+    invoices: int = 0
+
+    @property
+    def cells(self) -> list[tuple[str, Decimal]]:
+        return [(key, self.buckets[key]) for key in BUCKET_KEYS]
+
+    def add(self, other: AgingFigures) -> None:
+        for key in BUCKET_KEYS:
+            self.buckets[key] += other.buckets[key]
+        self.total += other.total
+        self.overdue += other.overdue
+        self.disputed += other.disputed
+        self.unapplied += other.unapplied
+        self.invoices += other.invoices
+
+
+@dataclass
+class AgingRow(AgingFigures):
+    """One client of one entity in one currency."""
+
+    entity_id: int = 0
+    entity_code: str = ""
+    client_id: int = 0
+    client_code: str = ""
+    client_name: str = ""
+    oldest_due: datetime.date | None = None
+
+
+@dataclass
+class EntityBlock:
+    entity_id: int
+    entity_code: str
+    entity_name: str
+    rows: list[AgingRow]
+    totals: list[AgingFigures]  # per currency
+
+
+@dataclass
+class UnappliedCash:
+    client_id: int | None
+    client_code: str
+    client_name: str
+    currency: str
+    amount: Decimal
+    payments: int
+
+
+@dataclass
+class AgingReport:
+    as_of: datetime.date
+    entities: list[EntityBlock]
+    totals: list[AgingFigures]  # per currency, over every entity
+    unapplied: list[UnappliedCash]
+    buckets: tuple = BUCKETS
+
+    @property
+    def rows(self) -> list[AgingRow]:
+        return [row for block in self.entities for row in block.rows]
+
+
+def aging_report(
+    *,
+    as_of: datetime.date,
+    entity: str | None = None,
+    currency: str | None = None,
+    overdue_only: bool = False,
+) -> AgingReport:
+    """AR aging by entity, client and currency at `as_of`: one grouped query, one for unapplied cash."""
+    invoices = open_receivables(as_of=as_of)
+    if entity:
+        invoices = invoices.filter(entity__code=entity)
+    if currency:
+        invoices = invoices.filter(currency=currency)
+    if overdue_only:
+        invoices = invoices.filter(due_date__lt=as_of)
+    sums = {f"b_{key}": Sum(balance_expression(), filter=bucket_q(key, as_of)) for key in BUCKET_KEYS}
+    grouped = (
+        invoices.values(
+            "entity_id", "entity__code", "entity__name", "client_id", "client__code", "client__legal_name", "currency"
+        )
+        .annotate(
+            **sums,
+            open_total=Sum(balance_expression()),
+            disputed_total=Sum(balance_expression(), filter=Q(status=Status.DISPUTED)),
+            n_invoices=Count("pk"),
+            oldest_due=Min("due_date"),
+        )
+        .order_by("entity__code", "client__legal_name", "client_id", "currency")
+    )
+    unapplied = unapplied_cash(as_of=as_of, currency=currency)
+    unapplied_by_key = {(u.client_id, u.currency): u.amount for u in unapplied}
+
+    blocks: dict[int, EntityBlock] = {}
+    grand: dict[str, AgingFigures] = {}
+    entity_totals: dict[tuple[int, str], AgingFigures] = {}
+    for g in grouped:
+        row = AgingRow(
+            currency=g["currency"],
+            entity_id=g["entity_id"],
+            entity_code=g["entity__code"],
+            client_id=g["client_id"],
+            client_code=g["client__code"],
+            client_name=g["client__legal_name"],
+            total=g["open_total"] or ZERO,
+            disputed=g["disputed_total"] or ZERO,
+            invoices=g["n_invoices"],
+            oldest_due=g["oldest_due"],
+            unapplied=unapplied_by_key.get((g["client_id"], g["currency"]), ZERO),
+        )
+        row.buckets = {key: g[f"b_{key}"] or ZERO for key in BUCKET_KEYS}
+        row.overdue = row.total - row.buckets["current"]
+        block = blocks.setdefault(
+            g["entity_id"], EntityBlock(g["entity_id"], g["entity__code"], g["entity__name"], [], [])
+        )
+        block.rows.append(row)
+        entity_totals.setdefault((g["entity_id"], row.currency), AgingFigures(row.currency)).add(row)
+        grand.setdefault(row.currency, AgingFigures(row.currency)).add(row)
+    for (entity_id, _ccy), figures in sorted(entity_totals.items(), key=lambda item: item[0][1]):
+        blocks[entity_id].totals.append(figures)
+    return AgingReport(
+        as_of=as_of,
+        entities=list(blocks.values()),
+        totals=[grand[c] for c in sorted(grand)],
+        unapplied=unapplied,
+    )
+
+
+def unapplied_cash(*, as_of: datetime.date, currency: str | None = None, client_id: int | None = None) -> list[
+    UnappliedCash
+]:
+    """Payments received on or before `as_of` that name no invoice, per client (or unknown payer) and currency."""
+    payments = Payment.objects.filter(invoice__isnull=True, date__lte=as_of)
+    if currency:
+        payments = payments.filter(currency=currency)
+    if client_id is not None:
+        payments = payments.filter(client_id=client_id)
+    rows = (
+        payments.values("client_id", "client__code", "client__legal_name", "currency")
+        .annotate(amount=Sum("amount"), payments=Count("pk"))
+        .order_by("client__legal_name", "client_id", "currency")
+    )
+    return [
+        UnappliedCash(
+            client_id=r["client_id"],
+            client_code=r["client__code"] or "",
+            client_name=r["client__legal_name"] or "Unknown payer",
+            currency=r["currency"],
+            amount=r["amount"],
+            payments=r["payments"],
+        )
+        for r in rows
+    ]
+
+
+def _annotate_collections_state(invoices: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    """Highest reminder level sent, live dispute, open hand-off: per invoice, in the same query."""
+    return invoices.annotate(
+        open_balance=balance_expression(),
+        dunning_level=Subquery(
+            DunningNotice.objects.filter(invoice=OuterRef("pk"), result="sent")
+            .values("invoice")
+            .annotate(level=Max("level"))
+            .values("level")[:1]
+        ),
+        last_reminder_at=Subquery(
+            DunningNotice.objects.filter(invoice=OuterRef("pk"), result="sent")
+            .order_by("-sent_at")
+            .values("sent_at")[:1]
+        ),
+        has_live_dispute=Exists(Dispute.objects.filter(invoice=OuterRef("pk"), status__in=LIVE_DISPUTE)),
+        open_handoff_id=Subquery(
+            CollectionsHandoff.objects.filter(invoice=OuterRef("pk"), status=CollectionsHandoff.Status.OPEN).values(
+                "pk"
+            )[:1]
+        ),
+    )
+
+
+def aging_invoices(
+    *,
+    as_of: datetime.date,
+    client_id: int | None = None,
+    bucket: str | None = None,
+    entity: str | None = None,
+    currency: str | None = None,
+    limit: int = 500,
+) -> list[Invoice]:
+    """The open invoices behind an aging cell (drill-down), oldest due first, in one query."""
+    invoices = open_receivables(as_of=as_of)
+    if client_id is not None:
+        invoices = invoices.filter(client_id=client_id)
+    if bucket and bucket != "all":
+        invoices = invoices.filter(bucket_q(bucket, as_of))
+    if entity:
+        invoices = invoices.filter(entity__code=entity)
+    if currency:
+        invoices = invoices.filter(currency=currency)
+    rows = list(
+        _annotate_collections_state(invoices.select_related("client", "entity")).order_by("due_date", "id")[:limit]
+    )
+    for invoice in rows:
+        invoice.days_past_due = (as_of - invoice.due_date).days
+        invoice.bucket = bucket_of(invoice.days_past_due)
+    return rows
+
+
+def aging_entities() -> list[LegalEntity]:
+    return list(LegalEntity.objects.order_by("code").only("id", "code", "name"))
+
+
+# --- dunning ----------------------------------------------------------------------------------------------
+
+
+def default_offsets() -> list[int]:
+    return [int(d) for d in getattr(settings, "DUNNING_DEFAULT_OFFSETS", [7, 21, 45])]
+
+
+def offsets_for(profile: CollectionsProfile | None) -> list[int]:
+    """The client's own reminder offsets (days after due), or the firm's default."""
+    if profile is not None and profile.dunning_offsets:
+        return [int(d) for d in profile.dunning_offsets]
+    return default_offsets()
+
+
+def level_due(offsets: list[int], days_past_due: int) -> int:
+    """The highest reminder level reached `days_past_due` days after the due date (0: none yet)."""
+    return sum(1 for offset in offsets if days_past_due >= offset)
+
+
+def level_label(level: int, levels: int) -> str:
+    if level >= 3 and level == levels:
+        return "Final reminder"
+    return {1: "Reminder", 2: "Second reminder", 3: "Third reminder"}.get(level, f"Reminder {level}")
+
+
+class Exclusion:
+    DISPUTED = "disputed"
+    PAYMENT_PLAN = "payment_plan"
+    HANDED_OFF = "handed_off"
+
+    LABELS = {
+        DISPUTED: "In dispute",
+        PAYMENT_PLAN: "Client in a payment plan",
+        HANDED_OFF: "Handed off to collections follow-up",
+    }
+
+
+@dataclass
+class DunningItem:
+    """An overdue invoice as dunning sees it: the level it has, the level due, and why it is skipped."""
+
+    invoice: Invoice
+    days_past_due: int
+    offsets: list[int]
+    sent_level: int
+    due_level: int
+    excluded: str = ""
+
+    @property
+    def is_due(self) -> bool:
+        return not self.excluded and self.due_level > self.sent_level
+
+    @property
+    def level_to_send(self) -> int:
+        return self.due_level
+
+    @property
+    def next_level(self) -> int | None:
+        """The level after what was sent or is due now (None: the last level is behind us)."""
+        nxt = max(self.sent_level, self.due_level) + 1
+        return nxt if nxt <= len(self.offsets) else None
+
+    @property
+    def next_date(self) -> datetime.date | None:
+        nxt = self.next_level
+        if nxt is None:
+            return None
+        return self.invoice.due_date + datetime.timedelta(days=self.offsets[nxt - 1])
+
+    @property
+    def label(self) -> str:
+        return level_label(self.level_to_send, len(self.offsets))
+
+    @property
+    def exclusion_label(self) -> str:
+        return Exclusion.LABELS.get(self.excluded, "")
+
+
+def _exclusion(invoice: Invoice, profile: CollectionsProfile | None) -> str:
+    if invoice.status == Status.DISPUTED or invoice.has_live_dispute:
+        return Exclusion.DISPUTED
+    if profile is not None and profile.in_payment_plan:
+        return Exclusion.PAYMENT_PLAN
+    if invoice.open_handoff_id:
+        return Exclusion.HANDED_OFF
+    return ""
+
+
+def dunning_items(
+    *, today: datetime.date, horizon_days: int = 0, invoice_ids: Iterable[int] | None = None
+) -> list[DunningItem]:
+    """Open receivables due on or before `today + horizon_days`, with their dunning state (one query).
+
+    Disputed invoices, clients in a payment plan and handed-off invoices are returned
+    with `excluded` set, so a screen can say why they get nothing.
+    """
+    invoices = open_receivables(as_of=today).filter(due_date__lte=today + datetime.timedelta(days=horizon_days))
+    if invoice_ids is not None:
+        invoices = invoices.filter(pk__in=list(invoice_ids))
+    invoices = _annotate_collections_state(
+        invoices.select_related("client", "client__collections_profile", "entity")
+    ).order_by("due_date", "id")
+    items = []
+    for invoice in invoices:
+        profile = _profile_of(invoice.client)
+        offsets = offsets_for(profile)
+        days = (today - invoice.due_date).days
+        items.append(
+            DunningItem(
+                invoice=invoice,
+                days_past_due=days,
+                offsets=offsets,
+                sent_level=invoice.dunning_level or 0,
+                due_level=level_due(offsets, days),
+                excluded=_exclusion(invoice, profile),
+            )
+        )
+    return items
+
+
+def _profile_of(client: Client) -> CollectionsProfile | None:
+    try:
+        return client.collections_profile
+    except CollectionsProfile.DoesNotExist:
+        return None
+
+
+def dunning_due(*, today: datetime.date, invoice_ids: Iterable[int] | None = None) -> list[DunningItem]:
+    """What a dunning run at `today` would send: one item per invoice, at the highest level due."""
+    return [item for item in dunning_items(today=today, invoice_ids=invoice_ids) if item.is_due]
+
+
+@dataclass
+class DunningOverview:
+    today: datetime.date
+    horizon_days: int
+    due_now: list[DunningItem]
+    upcoming: list[DunningItem]
+    excluded: list[DunningItem]
+    excluded_counts: dict[str, int]
+    notices: list[DunningNotice]
+    default_offsets: list[int]
+
+    @property
+    def excluded_summary(self) -> list[tuple[str, int]]:
+        return [(Exclusion.LABELS[key], n) for key, n in self.excluded_counts.items()]
+
+
+def dunning_overview(*, today: datetime.date, horizon_days: int = 14, log_limit: int = 100) -> DunningOverview:
+    """The dunning page: due now, next levels within the horizon, what is held back and why, the recent log."""
+    items = dunning_items(today=today, horizon_days=horizon_days)
+    horizon = today + datetime.timedelta(days=horizon_days)
+    due_now = [i for i in items if i.is_due]
+    upcoming = sorted(
+        (i for i in items if not i.excluded and not i.is_due and i.next_date and today < i.next_date <= horizon),
+        key=lambda i: (i.next_date, i.invoice.pk),
+    )
+    excluded = [i for i in items if i.excluded and i.days_past_due > 0]
+    counts: dict[str, int] = defaultdict(int)
+    for item in excluded:
+        counts[item.excluded] += 1
+    notices = list(
+        DunningNotice.objects.select_related("invoice", "invoice__client", "sent_by").order_by("-sent_at", "-id")[
+            :log_limit
+        ]
+    )
+    return DunningOverview(
+        today=today,
+        horizon_days=horizon_days,
+        due_now=due_now,
+        upcoming=upcoming,
+        excluded=excluded,
+        excluded_counts={k: counts[k] for k in Exclusion.LABELS if counts[k]},
+        notices=notices,
+        default_offsets=default_offsets(),
+    )
+
+
+# --- hand-offs --------------------------------------------------------------------------------------------
+
+
+def handoff_queue(*, status: str = CollectionsHandoff.Status.OPEN, limit: int = 300) -> list[CollectionsHandoff]:
+    """Hand-offs (open first by default), with the invoice's balance and days past due, in one query."""
+    today = timezone.localdate()
+    handoffs = CollectionsHandoff.objects.select_related(
+        "invoice", "invoice__client", "invoice__entity", "handed_off_by"
+    ).annotate(open_balance=F("invoice__total") - F("invoice__credited_amount") - F("invoice__paid_amount"))
+    if status != "all":
+        handoffs = handoffs.filter(status=status)
+    rows = list(handoffs.order_by("-handed_off_at", "-id")[:limit])
+    for handoff in rows:
+        handoff.days_past_due = (today - handoff.invoice.due_date).days
+    return rows
+
+
+def handoff_counts() -> dict[str, int]:
+    rows = CollectionsHandoff.objects.values("status").annotate(n=Count("pk"))
+    counts = {s: 0 for s in CollectionsHandoff.Status.values}
+    counts.update({r["status"]: r["n"] for r in rows})
+    return counts
+
+
+# --- client statement -------------------------------------------------------------------------------------
+
+
+@dataclass
+class StatementEntry:
+    date: datetime.date
+    kind: str  # invoice, credit_note, payment
+    reference: str
+    description: str
+    currency: str
+    debit: Decimal
+    credit: Decimal
+    balance: Decimal = ZERO
+    invoice_id: int | None = None
+    unapplied: bool = False
+
+
+@dataclass
+class CurrencyLedger:
+    currency: str
+    opening: Decimal
+    entries: list[StatementEntry]
+    closing: Decimal
+    open_items: Decimal  # Σ balances of the open invoices
+    unapplied: Decimal
+
+
+@dataclass
+class ClientStatement:
+    client: Client
+    as_of: datetime.date
+    since: datetime.date
+    open_items: list[Invoice]
+    ledgers: list[CurrencyLedger]
+    profile: CollectionsProfile | None
+    offsets: list[int]
+
+
+def get_client(client_id: int) -> Client:
+    return Client.objects.get(pk=client_id)
+
+
+def client_statement(*, client: Client, as_of: datetime.date, since: datetime.date) -> ClientStatement:
+    """A client's account: open items at `as_of`, and every invoice, credit note and payment since `since`.
+
+    The running balance per currency starts from the opening balance (everything dated before
+    `since`): + invoices, − credit notes, − payments (applied or not). Issued documents only.
+    """
+    open_items = aging_invoices(as_of=as_of, client_id=client.pk, limit=1000)
+    documents = Invoice.objects.filter(
+        client=client, number__isnull=False, status__in=ISSUED_STATUSES, issue_date__lte=as_of
+    )
+    payments = Payment.objects.filter(Q(client=client) | Q(invoice__client=client), date__lte=as_of)
+
+    opening: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for row in (
+        documents.filter(issue_date__lt=since).values("currency", "kind").annotate(s=Sum("total")).order_by()
+    ):
+        sign = 1 if row["kind"] == Invoice.Kind.INVOICE else -1
+        opening[row["currency"]] += sign * row["s"]
+    for row in payments.filter(date__lt=since).values("currency").annotate(s=Sum("amount")).order_by():
+        opening[row["currency"]] -= row["s"]
+
+    entries: list[StatementEntry] = []
+    for doc in documents.filter(issue_date__gte=since).select_related("credit_of").order_by("issue_date", "id"):
+        is_invoice = doc.kind == Invoice.Kind.INVOICE
+        entries.append(
+            StatementEntry(
+                date=doc.issue_date,
+                kind=doc.kind,
+                reference=doc.number,
+                description=(
+                    f"Invoice, due {doc.due_date:%d %b %Y}"
+                    if is_invoice
+                    else f"Credit note on {doc.credit_of.number if doc.credit_of_id else '—'}"
+                ),
+                currency=doc.currency,
+                debit=doc.total if is_invoice else ZERO,
+                credit=ZERO if is_invoice else doc.total,
+                invoice_id=doc.pk,
+            )
+        )
+    for payment in payments.filter(date__gte=since).select_related("invoice").order_by("date", "id"):
+        applied = payment.invoice_id is not None
+        entries.append(
+            StatementEntry(
+                date=payment.date,
+                kind="payment",
+                reference=payment.external_reference,
+                description=f"Payment on {payment.invoice.number}" if applied else "Payment, not applied yet",
+                currency=payment.currency,
+                debit=ZERO,
+                credit=payment.amount,
+                invoice_id=payment.invoice_id,
+                unapplied=not applied,
+            )
+        )
+    order = {Invoice.Kind.INVOICE: 0, Invoice.Kind.CREDIT_NOTE: 1, "payment": 2}
+    entries.sort(key=lambda e: (e.date, order[e.kind], e.reference))
+
+    by_currency: dict[str, list[StatementEntry]] = defaultdict(list)
+    for entry in entries:
+        by_currency[entry.currency].append(entry)
+    open_by_currency: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for invoice in open_items:
+        open_by_currency[invoice.currency] += invoice.open_balance
+    unapplied_by_currency: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for cash in unapplied_cash(as_of=as_of, client_id=client.pk):
+        unapplied_by_currency[cash.currency] += cash.amount
+
+    ledgers = []
+    for currency in sorted(set(opening) | set(by_currency) | set(open_by_currency) | set(unapplied_by_currency)):
+        running = opening[currency]
+        for entry in by_currency[currency]:
+            running += entry.debit - entry.credit
+            entry.balance = running
+        ledgers.append(
+            CurrencyLedger(
+                currency=currency,
+                opening=opening[currency],
+                entries=by_currency[currency],
+                closing=running,
+                open_items=open_by_currency[currency],
+                unapplied=unapplied_by_currency[currency],
+            )
+        )
+    profile = CollectionsProfile.objects.filter(client=client).first()
+    return ClientStatement(
+        client=client,
+        as_of=as_of,
+        since=since,
+        open_items=open_items,
+        ledgers=ledgers,
+        profile=profile,
+        offsets=offsets_for(profile),
+    )
