@@ -16,6 +16,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 
 from integrations.api.auth import IntegrationTokenAuthentication
 
@@ -31,6 +32,13 @@ class SchemaView(SpectacularAPIView):
     authentication_classes = [IntegrationTokenAuthentication, SessionAuthentication]
     permission_classes = [TokenOrPortalUser]
     throttle_classes: list = []
+
+    def handle_exception(self, exc):
+        """Errors in the API's JSON error shape, not rendered as an OpenAPI document."""
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
 
 
 @require_GET

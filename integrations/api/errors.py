@@ -41,6 +41,10 @@ def error_response(status_code: int, code: str, message: str, field_errors: dict
     )
 
 
+#: Codes that mean "not now, in this state" even when raised as a plain ApplicationError.
+CONFLICT_CODES = frozenset({"invalid_transition", "conflict", "in_progress"})
+
+
 def application_error_status(exc: ApplicationError) -> int:
     explicit = getattr(exc, "status_code", None)
     if isinstance(explicit, int):
@@ -49,7 +53,7 @@ def application_error_status(exc: ApplicationError) -> int:
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, PermissionDeniedError):
         return status.HTTP_403_FORBIDDEN
-    if isinstance(exc, (ConflictError, InvalidTransitionError)):
+    if isinstance(exc, (ConflictError, InvalidTransitionError)) or exc.code in CONFLICT_CODES:
         return status.HTTP_409_CONFLICT
     return status.HTTP_400_BAD_REQUEST
 
