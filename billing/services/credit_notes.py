@@ -331,6 +331,11 @@ def credit_note_issued(*, credit_note: Invoice, user: Any) -> None:
             if line.amount > ZERO and credited.get(line.pk, ZERO) >= line.amount
         ]
         release_lines(full_lines, invoice=invoice, user=user, reason=f"Credited for reissue by {credit_note.number}")
+    if invoice.status != Invoice.Status.CREDITED:
+        from billing.services.payments import payment_status_settle
+
+        # Payments and credits may now cover the whole total: partially paid → paid.
+        payment_status_settle(invoice=invoice, user=user, reason=f"{reason}: payments and credits cover the total")
     _note_on_dispute(credit_note, user=user, text=f"Credit note {credit_note.number} approved "
                      f"({credit_note.total} {credit_note.currency}).")
 

@@ -35,3 +35,9 @@ def collector():
 @pytest.fixture
 def auditor():
     return UserFactory(username="dispute-auditor", groups=["auditor"])
+
+
+@pytest.fixture(autouse=True)
+def media_in_tmp(settings, tmp_path):
+    """Attachments of these tests go to a temporary directory, not var/media."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
