@@ -1,3 +1,13 @@
-from django.urls import path  # noqa: F401
+"""Payments (namespace `disputes`): the list with unapplied cash, record, apply, close an exception."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from disputes import views_payments as views
+
+urlpatterns: list = [
+    path("payments/", views.payment_list, name="payment_list"),
+    path("payments/new/", views.payment_new, name="payment_new"),
+    path("payments/<int:pk>/apply/", views.payment_apply_view, name="payment_apply"),
+    path("payments/exceptions/<int:pk>/resolve/", views.payment_exception_resolve_view,
+         name="payment_exception_resolve"),
+]

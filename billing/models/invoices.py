@@ -228,9 +228,10 @@ class Invoice(FSMModelMixin, TimeStamped):
     def mark_sent(self, by=None, description=None) -> None:
         pass
 
+    # Payments (billing.services.payments): a posted-but-not-yet-sent invoice may be paid too (the customer
+    # had it another way, or delivery failed); a disputed one keeps its status until the dispute ends.
     @fsm_log_by
     @fsm_log_description
-    # Posted-but-not-yet-sent invoices may be paid too (the customer had it another way; delivery failed).
     @transition(
         field=status, source=[Status.POSTED, Status.SENT, Status.PARTIALLY_PAID], target=Status.PARTIALLY_PAID
     )
@@ -239,9 +240,11 @@ class Invoice(FSMModelMixin, TimeStamped):
 
     @fsm_log_by
     @fsm_log_description
-    @transition(field=status, source=[Status.POSTED, Status.SENT, Status.PARTIALLY_PAID], target=Status.PAID)
+    @transition(
+        field=status, source=[Status.POSTED, Status.SENT, Status.PARTIALLY_PAID, Status.DISPUTED], target=Status.PAID
+    )
     def record_full_payment(self, by=None, description=None) -> None:
-        pass
+        """Balance reached 0 by payments; from `disputed`: a dispute on a fully paid invoice ended."""
 
     @fsm_log_by
     @fsm_log_description

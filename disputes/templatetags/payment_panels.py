@@ -1,7 +1,7 @@
 """Payments of an invoice, its balance, and recording a payment.
 
 A panel of the invoice page (templates/billing/invoice_detail.html): `{% payment_panel invoice %}`.
-It loads its own data in a fixed number of queries and renders its own template.
+It loads its own data in a fixed number of queries (two) and renders its own template.
 """
 
 from __future__ import annotations
@@ -9,10 +9,37 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
+
+from billing.models import Invoice
+from billing.services.payments import PAYABLE
+from disputes import selectors_payments as selectors
+from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER
+from portal.selectors import user_roles
 
 register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
 def payment_panel(context: Any, invoice: Any) -> str:
-    return ""
+    if not invoice.number or invoice.kind != Invoice.Kind.INVOICE:
+        return ""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    can_record = (
+        user is not None
+        and invoice.status in PAYABLE
+        and invoice.balance > 0
+        and (user.is_superuser or bool(user_roles(user) & {FINANCE_ANALYST, FINANCE_CONTROLLER}))
+    )
+    return render_to_string(
+        "disputes/payments/_payment_panel.html",
+        {
+            "invoice": invoice,
+            "payments": selectors.invoice_payments(invoice),
+            "unapplied": selectors.invoice_open_payment_exceptions(invoice),
+            "can_record": can_record,
+            "here": request.get_full_path() if request else "",
+        },
+        request=request,
+    )
