@@ -18,6 +18,7 @@ from billing.models import Invoice, InvoiceDocument, InvoiceException, InvoiceLi
 from billing.services.documents import invoice_document
 from disputes.models import Dispute
 from integrations.api.base import ApiListView, ApiRetrieveView, ApiView
+from integrations.api.filters import CodeListFilter, UtcIsoDateTimeFilter, split_codes
 from integrations.api.serializers import (
     DisputeSerializer,
     InvoiceExceptionSerializer,
@@ -27,17 +28,6 @@ from integrations.api.serializers import (
 from portal.errors import ApplicationError
 
 READ = {"GET": ["read:billing"]}
-
-
-def _codes(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-class CodeListFilter(django_filters.CharFilter):
-    """`?client=C-1,C-2`: one or several codes."""
-
-    def filter(self, qs, value):
-        return qs.filter(**{f"{self.field_name}__in": _codes(value)}) if value else qs
 
 
 # --- invoices and credit notes -----------------------------------------------------------------------
@@ -51,7 +41,7 @@ class InvoiceFilter(django_filters.FilterSet):
     number = django_filters.CharFilter(field_name="number")
     issue_date_from = django_filters.DateFilter(field_name="issue_date", lookup_expr="gte")
     issue_date_to = django_filters.DateFilter(field_name="issue_date", lookup_expr="lte")
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="ISO 8601; changed at or after this time."
     )
     billing_run = django_filters.NumberFilter(field_name="billing_run_id")
@@ -189,7 +179,7 @@ class PaymentFilter(django_filters.FilterSet):
     date_from = django_filters.DateFilter(field_name="date", lookup_expr="gte")
     date_to = django_filters.DateFilter(field_name="date", lookup_expr="lte")
     unapplied = django_filters.BooleanFilter(field_name="invoice", lookup_expr="isnull", help_text="No invoice.")
-    updated_since = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_since = UtcIsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:
         model = Payment
@@ -223,8 +213,8 @@ class DisputeFilter(django_filters.FilterSet):
     client = CodeListFilter(field_name="invoice__client__code", help_text="Client code(s), comma-separated.")
     entity = CodeListFilter(field_name="invoice__entity__code", help_text="Entity code(s), comma-separated.")
     invoice = django_filters.CharFilter(field_name="invoice__number", help_text="Invoice number.")
-    opened_from = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_to = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lte")
+    opened_from = UtcIsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_to = UtcIsoDateTimeFilter(field_name="opened_at", lookup_expr="lte")
 
     class Meta:
         model = Dispute
@@ -271,7 +261,7 @@ class ExceptionFilter(django_filters.FilterSet):
     client = django_filters.CharFilter(method="filter_client", help_text="Client code(s), comma-separated.")
     entity = CodeListFilter(field_name="invoice__entity__code", help_text="Entity code(s), comma-separated.")
     invoice = django_filters.NumberFilter(field_name="invoice_id", help_text="Invoice id.")
-    updated_since = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_since = UtcIsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:
         model = InvoiceException
@@ -284,7 +274,7 @@ class ExceptionFilter(django_filters.FilterSet):
         return qs.filter(follow_up) if value else qs.exclude(follow_up)
 
     def filter_client(self, qs, name, value):
-        codes = _codes(value)
+        codes = split_codes(value)
         return qs.filter(Q(invoice__client__code__in=codes) | Q(payment__client__code__in=codes)) if codes else qs
 
 

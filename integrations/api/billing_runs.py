@@ -11,13 +11,14 @@ from rest_framework.response import Response
 from billing.models import BillingRun
 from billing.services.billing_run import billing_run_start
 from integrations.api.base import ApiListView, ApiRetrieveView, validate
+from integrations.api.filters import UtcIsoDateTimeFilter
 from integrations.api.serializers import BillingRunSerializer, BillingRunStartSerializer
 
 
 class BillingRunFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=BillingRun.Status.choices)
     period_start = django_filters.DateFilter()
-    created_since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = BillingRun

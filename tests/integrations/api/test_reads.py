@@ -216,3 +216,20 @@ def test_every_billing_read_needs_read_billing(make_client, url):
 
     _c, token = make_client("crm", ("read:masterdata", "write:billing"))
     assert_error(bearer(token).get(url), 403, "insufficient_scope")
+
+
+@pytest.mark.parametrize(
+    "value", ["0543-11-05T09:58:06+20:24", "0001-01-01T00:00:00-05:00", "2025-13-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+)
+def test_out_of_range_timestamps_are_400_not_a_crash(reader, value):
+    """Found by schemathesis: PostgreSQL refuses offsets beyond ±15:59; the filter converts or refuses first."""
+    _c, api = reader
+    body = assert_error(api.get("/api/v1/invoices/", {"updated_since": value}), 400, "invalid")
+    assert "updated_since" in body["field_errors"]
+
+
+def test_timestamps_with_offsets_are_compared_in_utc(reader):
+    invoice = posted_invoice()
+    _c, api = reader
+    stamp = invoice.updated_at.astimezone(datetime.timezone(datetime.timedelta(hours=14)))
+    assert [r["id"] for r in _get_all(api, "/api/v1/invoices/", updated_since=stamp.isoformat())] == [invoice.pk]
