@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+"""KPI routes of the API (namespace `api`, under /api/v1/)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from insights import api
+
+urlpatterns: list = [
+    path("kpis/", api.KpiView.as_view(), name="kpis"),
+]

@@ -1,0 +1,46 @@
+"""Parsing of the KPI filters from a query string, a form or the command line (one place for all three)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils import timezone
+
+from insights.selectors import KpiFilters
+
+
+def default_period(today: datetime.date | None = None) -> tuple[datetime.date, datetime.date]:
+    """The twelve months up to today: from the first day of the month a year ago (12 full months + this one)."""
+    today = today or timezone.localdate()
+    start = today.replace(day=1)
+    start = start.replace(year=start.year - 1)
+    return start, today
+
+
+def _date(value: Any) -> datetime.date | None:
+    if isinstance(value, datetime.date):
+        return value
+    if not value:
+        return None
+    try:
+        return datetime.date.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+
+
+def parse_filters(data: Mapping[str, Any], *, today: datetime.date | None = None) -> KpiFilters:
+    """Filters from `data` (period_start, period_end, entity, client, business_unit); bad dates → defaults."""
+    start, end = default_period(today)
+    period_start = _date(data.get("period_start")) or start
+    period_end = _date(data.get("period_end")) or end
+    if period_end < period_start:
+        period_start, period_end = period_end, period_start
+
+    def text(key: str) -> str | None:
+        value = str(data.get(key) or "").strip()
+        return value or None
+
+    return KpiFilters(period_start, period_end, entity=text("entity"), client=text("client"),
+                      business_unit=text("business_unit"), today=today)
