@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
@@ -99,6 +100,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return _validation_response(detail)
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            "request_too_large",
+            "The request body is too large; send fewer records per call.",
+        )
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(status.HTTP_400_BAD_REQUEST, "bad_request", "The request was refused as malformed.")
     if isinstance(exc, Http404):
         return error_response(status.HTTP_404_NOT_FOUND, "not_found", "No such resource.")
     if isinstance(exc, DjangoPermissionDenied):

@@ -12,7 +12,10 @@ ERROR_DESCRIPTIONS = {
     "401": "Missing, invalid or revoked token (`not_authenticated`, `authentication_failed`, `token_revoked`).",
     "403": "The client lacks a scope (`insufficient_scope`) or a business rule forbids it.",
     "404": "No such resource (`not_found`).",
+    "406": "Only JSON answers are offered (`not_acceptable`).",
     "409": "Conflict: `idempotency_key_reused`, `in_progress`, an invalid state transition, ...",
+    "413": "Request body too large (`request_too_large`).",
+    "415": "Send `Content-Type: application/json` (`unsupported_media_type`).",
     "429": "Throttled (`throttled`); the `Retry-After` header says when to retry.",
 }
 
@@ -21,9 +24,9 @@ class ApiAutoSchema(AutoSchema):
     """Adds the shared error responses and the `Idempotency-Key` / `X-Correlation-ID` headers."""
 
     def _error_codes(self) -> list[str]:
-        codes = ["400", "401", "403", "404", "429"]
+        codes = ["400", "401", "403", "404", "406", "429"]
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
-            codes.append("409")
+            codes += ["409", "413", "415"]
         return codes
 
     def _get_response_bodies(self, direction="response"):

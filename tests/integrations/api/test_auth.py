@@ -183,3 +183,18 @@ def test_service_user_cannot_log_in_and_is_not_staff(make_client):
     user = client.user
     assert not user.has_usable_password() and not user.is_staff and not user.is_superuser
     assert IntegrationClient.objects.get(user=user) == client
+
+
+def test_content_negotiation_and_media_type_errors_are_in_the_error_shape(writer):
+    _c, api = writer
+    assert_error(api.get(WHOAMI, HTTP_ACCEPT="text/html"), 406, "not_acceptable")
+    response = api.post(RUNS, "period=2025-03", content_type="application/x-www-form-urlencoded",
+                        HTTP_IDEMPOTENCY_KEY="form-1")
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_a_body_over_the_upload_limit_is_413_not_a_crash(writer, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    _c, api = writer
+    body = {"period": "2025-03", "run_date": "2025-04-01", "contract_codes": [f"C-{i:04d}" for i in range(300)]}
+    assert_error(api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="big-1"), 413, "request_too_large")
