@@ -466,12 +466,20 @@ def write_drafts(
     ]
     invoices = _create_with_history(invoices, Invoice, actor=actor, reason=reason, batch_size=1000)
     write_invoice_contents(list(zip(invoices, drafts, strict=True)), actor=actor, reason=reason, run=run)
+    _score_drafts(invoices, drafts)
     _log_invoice_transitions(invoices, drafts, actor, reason)
     _route_for_approval([i for i in invoices if i.status == Invoice.Status.PENDING_APPROVAL], actor)
     if summary is not None:
         for invoice, draft in zip(invoices, drafts, strict=True):
             summary.add(invoice, draft)
     return invoices
+
+
+def _score_drafts(invoices: list[Invoice], drafts: Sequence[InvoiceDraft]) -> None:
+    """Anomaly and dispute-risk scores (DESIGN §8) before routing: an ANOMALY warning adds a controller step."""
+    from insights.services.scoring import score_invoices
+
+    score_invoices(invoices, drafts=drafts)
 
 
 def _route_for_approval(invoices: list[Invoice], actor: Any) -> None:
