@@ -176,6 +176,8 @@ def test_validation_errors_name_their_fields(writer):
 def test_wrong_method_is_405_in_the_error_shape(reader):
     _c, api = reader
     assert_error(api.delete(WHOAMI), 405, "method_not_allowed")
+    assert_error(api.post("/api/v1/invoices/", {}, format="json", HTTP_IDEMPOTENCY_KEY="m1"), 405, "method_not_allowed")
+    assert_error(APIClient().post("/api/v1/invoices/", {}), 401, "not_authenticated")  # still: who are you?
 
 
 def test_service_user_cannot_log_in_and_is_not_staff(make_client):
