@@ -343,7 +343,7 @@ def collections_profile_update(
     if (profile.dunning_offsets or []) != offsets:
         changes.append("reminder offsets " + (", ".join(map(str, offsets)) if offsets else "firm default"))
     if profile.payment_plan_note != note:
-        changes.append("note")
+        changes.append("plan note " + ("changed" if note else "cleared"))
     if not changes and profile.pk:
         return profile
     profile.in_payment_plan = in_payment_plan

@@ -34,6 +34,7 @@ def issued_invoice(
     today: datetime.date = TODAY,
     kind: str = Invoice.Kind.INVOICE,
     credit_of: Invoice | None = None,
+    issued: datetime.date | None = None,
 ) -> Invoice:
     """A numbered invoice of `client` (a new one by default), due `days_late` days before `today`."""
     if due is None:
@@ -41,7 +42,7 @@ def issued_invoice(
     client = client or ClientFactory(currency=currency)
     entity = entity or LegalEntityFactory()
     contract = ContractFactory(client=client, entity=entity, currency=currency)
-    issue = min(due, today) - datetime.timedelta(days=30)
+    issue = issued or min(due, today) - datetime.timedelta(days=30)
     n = next(_numbers)
     return InvoiceFactory(
         contract=contract,
@@ -63,7 +64,7 @@ def credit_note(invoice: Invoice, amount: str | Decimal, *, on: datetime.date | 
     note = issued_invoice(
         client=invoice.client, entity=invoice.entity, currency=invoice.currency, total=amount,
         due=on or invoice.issue_date, status=Invoice.Status.POSTED, kind=Invoice.Kind.CREDIT_NOTE, credit_of=invoice,
-        today=on or invoice.issue_date,
+        issued=on or invoice.issue_date,
     )
     Invoice.objects.filter(pk=invoice.pk).update(credited_amount=invoice.credited_amount + Decimal(amount))
     invoice.refresh_from_db()
