@@ -3,7 +3,7 @@
 from django.urls import path
 
 from integrations.api import billing_reads as reads
-from integrations.api import billing_runs, disputes, docs, whoami
+from integrations.api import billing_runs, disputes, docs, payments, whoami
 
 urlpatterns: list = [
     path("schema/", docs.SchemaView.as_view(), name="schema"),
@@ -19,7 +19,8 @@ urlpatterns: list = [
     path("invoices/<int:pk>/disputes/", disputes.InvoiceDisputesView.as_view(), name="invoice_disputes"),
     path("credit-notes/", reads.CreditNoteListView.as_view(), name="credit_note_list"),
     path("credit-notes/<int:pk>/", reads.CreditNoteDetailView.as_view(), name="credit_note_detail"),
-    path("payments/", reads.PaymentListView.as_view(), name="payment_list"),
+    # GET: the list (billing_reads.PaymentListView); POST records a payment (payments.py, its subclass).
+    path("payments/", payments.PaymentListCreateView.as_view(), name="payment_list"),
     path("payments/<int:pk>/", reads.PaymentDetailView.as_view(), name="payment_detail"),
     path("disputes/", reads.DisputeListView.as_view(), name="dispute_list"),
     path("disputes/<int:pk>/", reads.DisputeDetailView.as_view(), name="dispute_detail"),
