@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from rest_framework.throttling import SimpleRateThrottle
 
 from integrations.api.permissions import integration_client
+
+logger = logging.getLogger(__name__)
+DEFAULT = "1200/min"
 
 
 class IntegrationClientThrottle(SimpleRateThrottle):
@@ -28,6 +33,11 @@ class IntegrationClientThrottle(SimpleRateThrottle):
         client = integration_client(request)
         if client is None or not client.throttle_rate:
             return True
-        self.rate = client.throttle_rate
-        self.num_requests, self.duration = self.parse_rate(self.rate)
+        try:
+            self.num_requests, self.duration = self.parse_rate(client.throttle_rate)
+            self.rate = client.throttle_rate
+        except (ValueError, KeyError, IndexError):  # a rate mistyped outside the service: never a 500
+            logger.warning("Invalid throttle rate %r of client %s; using %s", client.throttle_rate, client, DEFAULT)
+            self.rate = DEFAULT
+            self.num_requests, self.duration = self.parse_rate(DEFAULT)
         return super().allow_request(request, view)

@@ -55,6 +55,7 @@ SCOPE_ROLES: dict[str, str] = {
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,59}$")
+_RATE = re.compile(r"^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$")
 USERNAME_PREFIX = "api-"
 
 
@@ -87,6 +88,16 @@ def _clean_scopes(scopes: Iterable[str]) -> list[str]:
             "A client needs at least one scope.", code="invalid_scope", field_errors={"scopes": ["Required."]}
         )
     return cleaned
+
+
+def _clean_rate(rate: str) -> str:
+    rate = (rate or "").strip()
+    if not _RATE.match(rate):
+        raise ApplicationError(
+            f"Invalid throttle rate {rate!r}; use requests per period, e.g. 1200/min, 50/s, 100000/day.",
+            field_errors={"throttle_rate": ["Invalid rate."]},
+        )
+    return rate
 
 
 def _new_token() -> tuple[str, str]:
@@ -144,13 +155,46 @@ def integration_client_create(
         user=service_user,
     )
     if throttle_rate:
-        client.throttle_rate = throttle_rate
+        client.throttle_rate = _clean_rate(throttle_rate)
     try:
         with transaction.atomic():
             save_audited(client, user=user, reason="Integration client created")
     except IntegrityError as exc:  # a concurrent create of the same name
         raise ConflictError(f"An integration client named {name!r} exists already.") from exc
     return client, token, webhook_secret
+
+
+@transaction.atomic
+def integration_client_update(
+    *,
+    name: str,
+    user: Any = None,
+    scopes: Iterable[str] | None = None,
+    throttle_rate: str | None = None,
+    source: str | None = None,
+    description: str | None = None,
+) -> IntegrationClient:
+    """Change what a client may do (scopes, and so its service user's roles), its rate or source; token unchanged."""
+    client = IntegrationClient.objects.select_for_update().select_related("user").filter(name=name).first()
+    if client is None:
+        raise ApplicationError(f"No integration client named {name!r}.", code="not_found")
+    changed = []
+    if scopes is not None:
+        client.scopes = _clean_scopes(scopes)
+        _sync_groups(client.user, client.scopes)
+        changed.append("scopes")
+    if throttle_rate is not None:
+        client.throttle_rate = _clean_rate(throttle_rate)
+        changed.append("throttle rate")
+    if source is not None:
+        client.source = source.strip()[:30]
+        changed.append("source")
+    if description is not None:
+        client.description = description.strip()[:300]
+        changed.append("description")
+    if changed:
+        save_audited(client, user=user, reason=f"Integration client changed: {', '.join(changed)}")
+    return client
 
 
 @transaction.atomic

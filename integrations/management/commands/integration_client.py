@@ -1,4 +1,4 @@
-"""Manage integration clients: `create NAME --scopes a,b [--source psa]`, `revoke NAME`, `rotate NAME`, `list`."""
+"""Manage integration clients: `create NAME --scopes a,b [--source psa]`, `update`, `rotate`, `revoke NAME`, `list`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from integrations.services.clients import (
     integration_client_create,
     integration_client_revoke,
     integration_client_rotate,
+    integration_client_update,
 )
 from portal.errors import ApplicationError
 
 
 class Command(BaseCommand):
-    help = "Create, revoke, rotate or list API integration clients. The token is printed once, never stored."
+    help = "Create, update, rotate, revoke or list API integration clients. The token is printed once, never stored."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -25,6 +26,12 @@ class Command(BaseCommand):
         create.add_argument("--source", default="", help="Default source of the records it upserts, e.g. psa.")
         create.add_argument("--description", default="")
         create.add_argument("--throttle-rate", default=None, help="E.g. 1200/min (the default), 50/s.")
+        update = sub.add_parser("update", help="Change scopes, throttle rate, source or description (same token).")
+        update.add_argument("name")
+        update.add_argument("--scopes", default=None, help="The new full list, comma-separated.")
+        update.add_argument("--throttle-rate", default=None)
+        update.add_argument("--source", default=None)
+        update.add_argument("--description", default=None)
         revoke = sub.add_parser("revoke", help="Revoke a client's token at once.")
         revoke.add_argument("name")
         rotate = sub.add_parser("rotate", help="Issue a new token; the old one stops working at once.")
@@ -52,6 +59,16 @@ class Command(BaseCommand):
         self.stdout.write("Store these now; they are not shown again:")
         self.stdout.write(f"token: {token}")
         self.stdout.write(f"webhook secret: {webhook_secret}")
+
+    def _update(self, options: dict) -> None:
+        client = integration_client_update(
+            name=options["name"],
+            scopes=options["scopes"].split(",") if options["scopes"] is not None else None,
+            throttle_rate=options["throttle_rate"],
+            source=options["source"],
+            description=options["description"],
+        )
+        self.stdout.write(f"Updated {client.name}: scopes {', '.join(client.scopes)}; rate {client.throttle_rate}.")
 
     def _revoke(self, options: dict) -> None:
         client = integration_client_revoke(name=options["name"])

@@ -200,3 +200,9 @@ def test_a_body_over_the_upload_limit_is_413_not_a_crash(writer, settings):
     _c, api = writer
     body = {"period": "2025-03", "run_date": "2025-04-01", "contract_codes": [f"C-{i:04d}" for i in range(300)]}
     assert_error(api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="big-1"), 413, "request_too_large")
+
+
+def test_a_mistyped_rate_in_the_database_falls_back_to_the_default(make_client):
+    client, token = make_client("odd")
+    IntegrationClient.objects.filter(pk=client.pk).update(throttle_rate="many")
+    assert bearer(token).get(WHOAMI).status_code == 200

@@ -97,3 +97,22 @@ def test_command_rotate_and_errors():
     with pytest.raises(CommandError, match="No integration client"):
         _run("revoke", "nobody")
     assert "write:billing" in _run("scopes")
+
+
+def test_update_changes_scopes_and_roles_with_the_same_token():
+    output = _run("create", "ops", "--scopes", "read:billing")
+    token = re.search(r"^token: (\S+)$", output, re.M).group(1)
+    api = bearer(token)
+    assert api.post("/api/v1/billing-runs/", {}, format="json", HTTP_IDEMPOTENCY_KEY="u1").status_code == 403
+    updated = _run("update", "ops", "--scopes", "read:billing,write:billing", "--throttle-rate", "60/min")
+    assert "write:billing" in updated
+    client = IntegrationClient.objects.get(name="ops")
+    assert client.throttle_rate == "60/min" and user_roles(client.user) == {FINANCE_ANALYST}
+    assert api.get("/api/v1/whoami/").json()["scopes"] == ["read:billing", "write:billing"]
+    _run("update", "ops", "--scopes", "read:billing")
+    assert user_roles(IntegrationClient.objects.get(name="ops").user) == set()  # the role goes with the scope
+    assert client.history.count() == 3
+    with pytest.raises(CommandError, match="Invalid throttle rate"):
+        _run("update", "ops", "--throttle-rate", "lots")
+    with pytest.raises(CommandError, match="Invalid throttle rate"):
+        _run("create", "x2", "--scopes", "read:billing", "--throttle-rate", "5/fortnight")
