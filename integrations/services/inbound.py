@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -1085,6 +1086,16 @@ SPECS: dict[str, _Spec] = {
 }
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _check_shape(record: Any, spec: _Spec, index: int, seen: dict[str, int], source: str) -> str:
     """The record is an object with a unique, non-empty external id and only known fields."""
     if not isinstance(record, dict):
@@ -1095,6 +1106,9 @@ def _check_shape(record: Any, spec: _Spec, index: int, seen: dict[str, int], sou
     if len(external_id) > 100:
         raise _error("external_id is longer than 100 characters.",
                      field_errors={"external_id": ["At most 100 characters."]})
+    if _has_nul(record):
+        raise _error("The record contains a NUL character, which no field may hold.", code="invalid",
+                     field_errors={"external_id": ["NUL character in the record."]})
     if external_id in seen:
         raise _error(f"external_id {external_id} appears twice in this batch (also record {seen[external_id]}).",
                      code="duplicate_external_id", field_errors={"external_id": ["Duplicate in this batch."]})
@@ -1137,7 +1151,7 @@ def upsert_records(
     if not source:
         raise ApplicationError("A source is required (e.g. psa, crm).", code="required",
                                field_errors={"source": ["Required."]})
-    if len(source) > 30:
+    if len(source) > 30 or "\x00" in source:
         raise ApplicationError("source is longer than 30 characters.", field_errors={"source": ["Too long."]})
     if max_records is not None and len(records) > max_records:
         raise ApplicationError(
@@ -1148,7 +1162,7 @@ def upsert_records(
     batch = None
     if record_batch:
         batch = ImportBatch.objects.create(
-            kind=kind, resource=resource, source=source, filename=filename[:255], dry_run=dry_run,
+            kind=kind, resource=resource, source=source, filename=filename.replace("\x00", "")[:255], dry_run=dry_run,
             all_or_nothing=not partial, rows_total=len(records),
             submitted_by=user if getattr(user, "pk", None) else None,
             integration_client=integration_client, correlation_id=correlation_id[:64],
@@ -1309,7 +1323,8 @@ def _finish_batch(batch: ImportBatch, outcome: UpsertOutcome) -> None:
     if outcome.error:
         errors.insert(0, {"index": None, "line": None, "external_id": "", "code": "batch", "message": outcome.error,
                           "field_errors": {}})
-    batch.errors = errors
+    # PostgreSQL's jsonb holds no NUL character: echoes of bad input are made safe.
+    batch.errors = json.loads(json.dumps(errors, default=str).replace("\\u0000", "\\ufffd"))
     batch.finished_at = timezone.now()
     batch.save(update_fields=["status", "rows_total", "rows_created", "rows_updated", "rows_unchanged",
                               "rows_failed", "errors", "finished_at"])
