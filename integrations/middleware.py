@@ -100,3 +100,34 @@ class CorrelationIdMiddleware:
             return response
         finally:
             _correlation_id.reset(token)
+
+
+# --- background tasks: the id of the request that queued a task follows it into the worker -------------
+
+TASK_KEY = "correlation_id"
+_task_tokens: list[contextvars.Token] = []
+
+
+def _on_enqueue(sender, task: dict, **kwargs) -> None:
+    correlation_id = _correlation_id.get()
+    if correlation_id:
+        task[TASK_KEY] = correlation_id
+
+
+def _on_execute(sender, task: dict, **kwargs) -> None:
+    value = task.get(TASK_KEY) or f"task-{str(task.get('id', ''))[:12] or new_correlation_id()}"
+    _task_tokens.append(_correlation_id.set(value))
+
+
+def _on_executed(sender, task: dict, **kwargs) -> None:
+    if _task_tokens:
+        _correlation_id.reset(_task_tokens.pop())
+
+
+def connect_task_signals() -> None:
+    """Carry the correlation id from the enqueuing request into django-q2 tasks (call from AppConfig.ready)."""
+    from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
+
+    pre_enqueue.connect(_on_enqueue, dispatch_uid="integrations.correlation.enqueue")
+    pre_execute.connect(_on_execute, dispatch_uid="integrations.correlation.execute")
+    post_execute_in_worker.connect(_on_executed, dispatch_uid="integrations.correlation.executed")
