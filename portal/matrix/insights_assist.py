@@ -1,0 +1,25 @@
+"""Permissions matrix rows of assistive intelligence: the risk model's page, SOW upload and suggestions."""
+
+TABLE = """
+# Insights: assistive intelligence (risk model quality; SOW suggestions finance and billing admins decide)
+insights:model                    GET    -            login   deny    deny    allow   allow   allow   allow   allow
+insights:sow_upload               GET    sow-contract login   deny    deny    allow   allow   deny    allow   deny
+insights:sow_upload               POST   sow-contract login   deny    deny    allow   allow   deny    allow   deny
+insights:sow_review               GET    sow-contract login   deny    deny    allow   allow   deny    allow   allow
+insights:sow_decide               GET    sow-sugg     method  method  method  method  method  method  method  method
+insights:sow_decide               POST   sow-sugg     login   deny    deny    allow   allow   deny    allow   deny
+"""
+
+TARGETS = {
+    "sow-contract": "a contract (time & materials) to upload a statement of work to and review its suggestions",
+    "sow-sugg": "a pending SOW suggestion (a PO number) of that contract; action `accept`",
+}
+
+NOTES = {
+    "insights:model": "The dispute-risk model's quality (held-out ROC AUC against the baseline) and coefficients: "
+    "finance, collections, billing admins and auditors read it.",
+    "insights:sow_upload": "Finance analysts, controllers and billing admins upload a SOW; auditors change nothing.",
+    "insights:sow_review": "Auditors read the suggestions and who decided them.",
+    "insights:sow_decide": "Accepting applies the term to the contract through an audited save (a rate: a contract "
+    "rate from today); the service checks the role again.",
+}
