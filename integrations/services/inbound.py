@@ -293,11 +293,16 @@ def _values(records: Sequence[dict[str, Any]], name: str, *, lower: bool = False
 
 
 def _prefetch_by_external_id(ctx: _Ctx, model: type[models.Model], records: Sequence[dict], *related: str) -> None:
+    """The batch's existing rows, locked (in id order, so two batches cannot deadlock) until the batch ends.
+
+    Without the lock a project manager approving an entry while the batch updates it could be
+    overwritten by the batch's stale copy (or an entry billed meanwhile changed).
+    """
     ids = _values(records, "external_id")
-    qs = model._default_manager.filter(source=ctx.source, external_id__in=ids)
+    qs = model._default_manager.select_for_update(of=("self",)).filter(source=ctx.source, external_id__in=ids)
     if related:
         qs = qs.select_related(*related)
-    ctx.existing = {row.external_id: row for row in qs}
+    ctx.existing = {row.external_id: row for row in qs.order_by("pk")}
 
 
 def _prefetch_codes(ctx: _Ctx, model: type[models.Model], records: Sequence[dict], *related: str) -> None:

@@ -203,3 +203,29 @@ def test_bulk_queries_grow_only_by_the_writes_of_each_record(world, psa_user):
     q_same = _queries([entry(f"c{i}", date=days[i].isoformat()) for i in range(30)], psa_user)
     q_same_small = _queries([entry(f"c{i}", date=days[i].isoformat()) for i in range(10)], psa_user)
     assert q_same - q_same_small == 2 * 20, (q_same, q_same_small)
+
+
+def test_a_full_bulk_of_1000_new_entries_costs_a_bounded_number_of_queries(world, psa_user):
+    """The limit of one call: 1,000 new entries of 50 people over 20 days, in well under 200 queries."""
+    from tests.factories import PersonFactory
+
+    for i in range(50):
+        PersonFactory(role=world["role"], source="psa", external_id=f"psa-p{i}", user=None)
+    records = [entry(f"full-{i}", person_external_id=f"psa-p{i % 50}",
+                     date=(datetime.date(2025, 5, 1) + datetime.timedelta(days=i // 50)).isoformat(), hours="4")
+               for i in range(MAX_BULK_RECORDS)]
+    with CaptureQueriesContext(connection) as queries:
+        outcome = upsert(records, psa_user)
+    count = len(queries)
+    assert outcome.summary()["created"] == 1000 and not outcome.errors
+    assert count < 200, count
+    assert TimeEntry.objects.filter(external_id__startswith="full-", status="submitted").count() == 1000
+    assert ApprovalRequest.objects.filter(status="pending").count() == 1000
+
+
+def test_rows_of_a_batch_are_locked_against_a_concurrent_approval(world, psa_user):
+    """The batch reads its existing rows FOR UPDATE, so an approval cannot slip in between read and save."""
+    upsert([entry("t1")], psa_user)
+    with CaptureQueriesContext(connection) as queries:
+        upsert([entry("t1", hours="3")], psa_user)
+    assert any("FOR UPDATE" in q["sql"] and "billing_timeentry" in q["sql"] for q in queries.captured_queries)
