@@ -65,7 +65,7 @@ class HandoffCloseForm(forms.Form):
 class CollectionsProfileForm(forms.Form):
     in_payment_plan = forms.BooleanField(label="In a payment plan (no reminders)", required=False)
     payment_plan_note = forms.CharField(
-        label="Payment plan", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+        label="Plan terms", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
         help_text="What was agreed: amounts, dates, who agreed.",
     )
     dunning_offsets = forms.CharField(

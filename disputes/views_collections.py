@@ -116,7 +116,7 @@ def aging(request: HttpRequest) -> HttpResponse:
     """AR aging by entity, client and currency; `?client=&bucket=` drills into the invoices; `?format=csv`."""
     today = timezone.localdate()
     entities = sel.aging_entities()
-    form = AgingFilterForm(request.GET or None, entities=entities)
+    form = AgingFilterForm(request.GET or None, entities=entities, initial={"as_of": today})
     data = form.cleaned_data if form.is_valid() else {}
     as_of = data.get("as_of") or today
     entity, currency = data.get("entity") or None, data.get("currency") or None
@@ -310,6 +310,8 @@ def client_statement(request: HttpRequest, client_id: int) -> HttpResponse:
     data = form.cleaned_data if form.is_valid() else {}
     as_of = data.get("as_of") or today
     since = data.get("since") or (as_of - datetime.timedelta(days=180))
+    if not form.is_bound:
+        form = StatementForm(initial={"as_of": as_of, "since": since})
     statement = sel.client_statement(client=client, as_of=as_of, since=since)
     profile = statement.profile
     profile_form = CollectionsProfileForm(
