@@ -7,14 +7,17 @@ backend pointed at a closed local port (a refused connection, not a mock).
 from __future__ import annotations
 
 import datetime
+import importlib
 import socket
 from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.apps import apps as django_apps
 from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 from django_q.models import Schedule
 
 from billing.models import Invoice
@@ -197,8 +200,14 @@ def test_dry_run_and_the_command_list_what_is_due_and_send_nothing():
     assert "1 sent, 0 failed" in out.getvalue() and len(mail.outbox) == 1
 
 
-def test_daily_schedule_exists_and_its_task_sends_what_is_due(time_machine):
+def test_daily_schedule_migration_and_its_task_sends_what_is_due(time_machine):
+    # Run the data migration's function itself: a transactional test's flush may have emptied the table.
+    migration = importlib.import_module("disputes.migrations.0002_daily_dunning_schedule")
+    Schedule.objects.filter(name="Daily dunning").delete()
+    migration.schedule(django_apps, None)
+    migration.schedule(django_apps, None)  # idempotent
     schedule = Schedule.objects.get(name="Daily dunning")
+    assert schedule.next_run.hour == 6 and schedule.next_run > timezone.now()
     assert (schedule.func, schedule.schedule_type, schedule.repeats) == ("disputes.tasks.daily_dunning", "D", -1)
     time_machine.move_to(datetime.datetime(2026, 6, 30, 6, 0, tzinfo=datetime.UTC))
     issued_invoice(days_late=7)
