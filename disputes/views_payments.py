@@ -130,7 +130,9 @@ def payment_new(request: HttpRequest) -> HttpResponse:
         initial = {}
         invoice = find_invoice(request.GET.get("invoice", ""))
         if invoice is not None:
-            initial = {"invoice_number": invoice.number, "currency": invoice.currency, "amount": invoice.balance}
+            initial = {"invoice_number": invoice.number, "currency": invoice.currency}
+            if invoice.balance > 0:
+                initial["amount"] = invoice.balance
         form = PaymentForm(initial=initial)
     return render(request, "disputes/payments/payment_form.html", {
         "form": form, "next": _safe_next(request, ""), "can_act": True,

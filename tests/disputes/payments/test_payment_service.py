@@ -329,3 +329,48 @@ class TestBalanceInvariant(HypothesisTestCase):
             # Every unapplied row has exactly one exception explaining it.
             for cash in Payment.objects.filter(invoice__isnull=True):
                 assert cash.exceptions.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_payments_of_one_invoice_never_overpay_it():
+    """Six payments of 100 against a balance of 500 at once (own connections): 500 applied, 100 excess."""
+    import threading
+
+    from django.db import connection
+
+    analyst = finance_user("race-analyst")
+    invoice = issued_invoice(total="500.00")
+    barrier = threading.Barrier(6)
+    errors: list[Exception] = []
+
+    def pay(n: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            record(invoice, "100.00", f"RACE-{n}", user=analyst)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pay, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.paid_amount, invoice.balance) == (Status.PAID, Decimal("500.00"), 0)
+    assert sum(p.amount for p in Payment.objects.filter(invoice=invoice)) == Decimal("500.00")
+    assert [e.code for e in open_exceptions()] == [OVERPAYMENT]
+    assert unapplied_total() == {"EUR": Decimal("100.00")}
+
+
+def test_settle_moves_a_partly_paid_invoice_to_paid_once_a_credit_covers_the_rest(analyst):
+    invoice = issued_invoice(total="1000.00")
+    record(invoice, "600.00", "BANK-30", user=analyst)
+    Invoice.objects.filter(pk=invoice.pk).update(credited_amount=Decimal("400.00"))  # as the credit-note service
+    invoice.refresh_from_db()
+    payment_status_settle(invoice=invoice, user=analyst, reason="Credit note CN-1 approved")
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance) == (Status.PAID, 0)
