@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Sum, Value, When
 
 from billing.models import Invoice, InvoiceException, Payment
 from billing.money import ZERO
@@ -103,7 +103,7 @@ def open_payment_exception(payment: Payment) -> InvoiceException | None:
 
 
 def apply_candidates(payment: Payment, *, limit: int = CANDIDATE_LIMIT) -> list[Invoice]:
-    """Open invoices the cash could pay: same currency, the payer's first, oldest due first. One query."""
+    """Open invoices the cash could pay: same currency (and payer when known); exact balance first. One query."""
     qs = Invoice.objects.filter(
         kind=Invoice.Kind.INVOICE,
         currency=payment.currency,
@@ -112,7 +112,12 @@ def apply_candidates(payment: Payment, *, limit: int = CANDIDATE_LIMIT) -> list[
     ).select_related("client")
     if payment.client_id:
         qs = qs.filter(client_id=payment.client_id)
-    return list(qs.order_by("due_date", "id")[:limit])
+    # An invoice whose open balance is exactly the amount is the likeliest match: first.
+    open_balance = F("total") - F("credited_amount") - F("paid_amount")
+    qs = qs.annotate(open_balance=open_balance).filter(open_balance__gt=0).annotate(
+        exact=Case(When(open_balance=payment.amount, then=Value(0)), default=Value(1), output_field=IntegerField())
+    )
+    return list(qs.order_by("exact", "due_date", "id")[:limit])
 
 
 def invoice_payments(invoice: Invoice) -> list[Payment]:

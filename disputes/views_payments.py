@@ -165,7 +165,7 @@ def payment_apply_view(request: HttpRequest, pk: int) -> HttpResponse:
                                               f"{payment.currency} applied to {invoice.number}.")
                     return HttpResponseSeeOther(_safe_next(request, reverse("disputes:payment_list")))
     else:
-        form = PaymentApplyForm()
+        form = PaymentApplyForm(initial={"invoice_number": request.GET.get("invoice", "")[:100]})
     return render(request, "disputes/payments/payment_apply.html", {
         "payment": payment,
         "exception": selectors.open_payment_exception(payment),

@@ -11,7 +11,7 @@ from django.urls import reverse
 from billing.models import Invoice, InvoiceException, Payment
 from billing.services.payments import payment_record
 from tests.disputes.payments.factories import finance_user, issued_invoice
-from tests.factories import ClientFactory, UserFactory
+from tests.factories import ClientFactory, ContractFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 DAY = datetime.date(2025, 4, 20)
@@ -168,3 +168,15 @@ def test_invoice_panel_is_a_fixed_number_of_queries(analyst, analyst_client, dja
     with django_assert_max_num_queries(len(few.captured_queries)):
         body = analyst_client.get(page).content.decode()
     assert "P-7" in body and "P-usd" in body and "Balance" in body
+
+
+def test_apply_candidates_put_the_exact_balance_first_and_choose_prefills(analyst, analyst_client):
+    payer = ClientFactory()
+    older = issued_invoice(total="900.00", contract=ContractFactory(client=payer))
+    exact = issued_invoice(total="300.00", contract=ContractFactory(client=payer),
+                           due_date=older.due_date + datetime.timedelta(days=30))
+    issued_invoice(total="300.00")  # another client's: not offered for this payer's cash
+    cash = _pay(analyst, "A-3", "300.00", "typo", client=payer)
+    response = analyst_client.get(reverse("disputes:payment_apply", args=[cash.pk]), {"invoice": exact.number})
+    assert [i.number for i in response.context["candidates"]] == [exact.number, older.number]
+    assert response.context["form"].initial["invoice_number"] == exact.number
