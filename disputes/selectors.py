@@ -231,7 +231,7 @@ def invoice_dispute_panel(invoice: Invoice) -> InvoicePanel:
     notes = list(
         Invoice.objects.filter(credit_of=invoice, kind=Invoice.Kind.CREDIT_NOTE).order_by("created_at", "id")
     )
-    live_notes = [n for n in notes if n.status != Invoice.Status.CANCELLED]
+    live_notes = [n for n in notes if n.status not in (Invoice.Status.CANCELLED, Invoice.Status.DRAFT)]
     issued = sum((n.total for n in live_notes if n.number), ZERO)
     pending = sum((n.total for n in live_notes if not n.number), ZERO)
     live = next((d for d in disputes if d.is_live), None)

@@ -6,8 +6,8 @@ made in `pending_approval` and routed through the approval engine (default polic
 
 Never more credited than invoiced, whatever runs concurrently: creation locks the original invoice
 and adds the credit note's total to `invoice.credited_amount` in the same transaction; the check
-constraint `credited_amount <= total` refuses any excess in the database. A rejected credit note is
-cancelled and gives its amount back.
+constraint `credited_amount <= total` refuses any excess in the database. A rejected credit note (back
+in draft) or a withdrawn one (cancelled) gives its amount back.
 
 On approval (`invoice_approve` numbers it in the `{prefix}-CN-{year}-…` series and calls
 `credit_note_issued`):
@@ -55,18 +55,21 @@ def _require_finance(user: Any) -> None:
         raise PermissionDeniedError("Only finance may create credit notes.")
 
 
+#: A credit note counts (reserves its amount) while awaiting approval and once issued; a rejected one
+#: (back in draft: credit notes are never revised) or a withdrawn one (cancelled) does not.
+NOT_COUNTING = (Invoice.Status.DRAFT, Invoice.Status.CANCELLED)
+
+
 def live_credit_notes(invoice: Invoice):
-    """Credit notes of `invoice` that count: pending approval or issued (not cancelled)."""
-    return Invoice.objects.filter(credit_of=invoice, kind=Invoice.Kind.CREDIT_NOTE).exclude(
-        status=Invoice.Status.CANCELLED
-    )
+    """Credit notes of `invoice` that count: pending approval or issued."""
+    return Invoice.objects.filter(credit_of=invoice, kind=Invoice.Kind.CREDIT_NOTE).exclude(status__in=NOT_COUNTING)
 
 
 def credited_per_line(line_ids: Sequence[int]) -> dict[int, Decimal]:
     """Σ credited (net) per original line over live credit notes."""
     rows = (
         InvoiceLine.objects.filter(credited_line_id__in=list(line_ids), invoice__kind=Invoice.Kind.CREDIT_NOTE)
-        .exclude(invoice__status=Invoice.Status.CANCELLED)
+        .exclude(invoice__status__in=NOT_COUNTING)
         .values("credited_line_id")
         .annotate(total=Sum("amount"))
     )
@@ -341,14 +344,14 @@ def credit_note_issued(*, credit_note: Invoice, user: Any) -> None:
 
 
 def credit_note_rejected(*, credit_note: Invoice, user: Any, reason: str) -> None:
-    """A rejected credit note is void: cancel it and give its amount back to what is left to credit.
+    """A rejected credit note no longer counts: give its amount back to what is left to credit.
 
-    Called by `invoice_reject` after `pending_approval → draft`, in the same transaction.
+    Called by `invoice_reject` after `pending_approval → draft`, in the same transaction. The draft stays
+    for the record (credit notes are never revised: a new one is made if the claim stands).
     """
     invoice = _lock_invoice(credit_note.credit_of)
-    apply_transition(credit_note, "cancel", user=user, reason=f"Rejected: {reason}", label="credit note")
-    save_audited(credit_note, user=user, reason=f"Rejected and cancelled: {reason}")
-    invoice.credited_amount -= credit_note.total
+    # Never below zero: a credit note that did not come through `credit_note_create` (an import) reserved nothing.
+    invoice.credited_amount = max(ZERO, invoice.credited_amount - credit_note.total)
     save_audited(invoice, user=user, reason=f"Credit note draft {credit_note.pk} rejected: amount given back")
     _note_on_dispute(credit_note, user=user, text=f"Credit note draft {credit_note.pk} was rejected: {reason}. "
                      "Open a new dispute or credit note if the customer's claim stands.")
@@ -380,6 +383,8 @@ def credit_note_cancel(*, credit_note: Invoice, user: Any, reason: str) -> Invoi
     if request is not None:
         approval_request_cancel(request=request, user=user, reason=f"Credit note withdrawn: {reason}")
     apply_transition(credit_note, "reject", user=user, reason=f"Withdrawn: {reason}", label="credit note")
+    apply_transition(credit_note, "cancel", user=user, reason=f"Withdrawn: {reason}", label="credit note")
+    save_audited(credit_note, user=user, reason=f"Withdrawn: {reason}")
     credit_note_rejected(credit_note=credit_note, user=user, reason=f"withdrawn by finance: {reason}")
     return credit_note
 

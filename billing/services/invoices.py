@@ -325,7 +325,7 @@ def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     apply_transition(invoice, "reject", user=user, reason=reason, label=invoice.display_number)
     save_audited(invoice, user=user, reason=f"Rejected: {reason}")
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
-        credit_note_rejected(credit_note=invoice, user=user, reason=reason)  # void: cancelled, amount given back
+        credit_note_rejected(credit_note=invoice, user=user, reason=reason)  # no longer counts: amount given back
     if route == Route.OVERRIDE:
         close_overridden(request, user=user, action="rejected")
     return invoice

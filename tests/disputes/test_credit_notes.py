@@ -111,15 +111,17 @@ def test_a_line_cannot_be_credited_beyond_its_amount(analyst):
         credit_note_create(invoice=invoice, user=analyst, reason="Again", lines=[(line, Decimal("2.00"))])
 
 
-def test_a_rejected_credit_note_is_cancelled_and_gives_its_amount_back(analyst, controller):
+def test_a_rejected_credit_note_stays_a_draft_and_gives_its_amount_back(analyst, controller):
     invoice = issued_invoice()
     note = credit_note_create(invoice=invoice, user=analyst, reason="Wrong", amount=Decimal("100.00"))
     invoice_reject(invoice=note, user=controller, reason="Customer agreed to pay in full")
     note.refresh_from_db()
     invoice.refresh_from_db()
-    assert note.status == Invoice.Status.CANCELLED and note.number is None
+    assert note.status == Invoice.Status.DRAFT and note.number is None
     assert invoice.credited_amount == 0 and invoice.balance == invoice.total
     assert note_request(note).status == "rejected"
+    again = credit_note_create(invoice=invoice, user=analyst, reason="Full after all")  # nothing counts any more
+    assert again.total == invoice.total
 
 
 def test_finance_may_withdraw_a_pending_credit_note(analyst):

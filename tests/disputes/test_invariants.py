@@ -28,7 +28,8 @@ ZERO = Decimal("0")
 
 def live_credits(invoice: Invoice) -> Decimal:
     return (
-        Invoice.objects.filter(credit_of=invoice).exclude(status="cancelled").aggregate(s=Sum("total"))["s"] or ZERO
+        Invoice.objects.filter(credit_of=invoice).exclude(status__in=["cancelled", "draft"]).aggregate(s=Sum("total"))[
+            "s"] or ZERO
     )
 
 
@@ -158,7 +159,7 @@ def test_two_concurrent_credit_notes_over_the_rest_one_fails(analyst):
 
 def net_billed(contract: Contract) -> Decimal:
     """Σ invoice subtotals − Σ credit-note subtotals, over issued and pending documents of the contract."""
-    live = Invoice.objects.filter(contract=contract).exclude(status="cancelled")
+    live = Invoice.objects.filter(contract=contract).exclude(status__in=["cancelled", "draft"])
     invoices = live.filter(kind="invoice").aggregate(s=Sum("subtotal"))["s"] or ZERO
     credits = live.filter(kind="credit_note").aggregate(s=Sum("subtotal"))["s"] or ZERO
     return invoices - credits
