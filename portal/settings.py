@@ -208,6 +208,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Stable names for the enums several resources share (else drf-spectacular invents hashed names).
+    "ENUM_NAME_OVERRIDES": {
+        "DisputeCategoryEnum": "disputes.models.Dispute.Category",
+        "ExpenseCategoryEnum": "billing.models.work.Expense.Category",
+        "WorkStatusEnum": "billing.models.work.WorkStatus",
+        "InvoiceStatusEnum": "billing.models.invoices.Invoice.Status",
+        "BillingRunStatusEnum": "billing.models.invoices.BillingRun.Status",
+    },
 }
 
 LOGGING = {

@@ -39,6 +39,26 @@ class ApiAutoSchema(AutoSchema):
                     responses[code] = response
         return responses
 
+    def _get_response_headers_for_code(self, status_code, direction="response"):
+        headers = dict(super()._get_response_headers_for_code(status_code, direction))
+        headers["X-Correlation-ID"] = {
+            "schema": {"type": "string"},
+            "required": True,
+            "description": "Your X-Correlation-ID when well formed, else a new id; quote it to support.",
+        }
+        if str(status_code) == "429":
+            headers["Retry-After"] = {
+                "schema": {"type": "integer", "minimum": 1},
+                "required": True,
+                "description": "Seconds to wait before retrying.",
+            }
+        if self.method == "POST" and getattr(self.view, "idempotent", False) and str(status_code).startswith("2"):
+            headers["Idempotent-Replayed"] = {
+                "schema": {"type": "string", "enum": ["true"]},
+                "description": "Present when this is the stored answer to an earlier request with the same key.",
+            }
+        return headers
+
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
         parameters.append(
