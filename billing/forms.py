@@ -95,5 +95,8 @@ class InvoiceFilterForm(forms.Form):
     min_age = forms.IntegerField(required=False, min_value=0, max_value=3650, label="Older than (days)")
     sort = forms.ChoiceField(
         required=False,
-        choices=[("oldest", "Oldest first"), ("largest", "Largest first"), ("due", "Due soonest")],
+        choices=[
+            ("oldest", "Oldest first"), ("largest", "Largest first"), ("due", "Due soonest"),
+            ("priority", "Expected cash impact"),
+        ],
     )

@@ -286,6 +286,7 @@ QUEUE_SORTS = {
     "oldest": ("issue_date", "created_at", "-total", "id"),
     "largest": ("-total", "issue_date", "id"),
     "due": ("due_date", "-total", "id"),
+    "priority": ("-cash_impact", "issue_date", "id"),  # insights.services.priority (DESIGN §8)
 }
 
 
@@ -319,6 +320,10 @@ def invoice_queue(
         row["currency"]: row["total"] or ZERO
         for row in filtered.values("currency").annotate(total=Sum("total")).order_by("currency")
     }
+    if sort == "priority":
+        from insights.services.priority import annotate_cash_impact
+
+        filtered = annotate_cash_impact(filtered)
     invoices = list(
         filtered.select_related("client", "contract", "entity", "project", "prepared_by")
         .annotate(

@@ -38,6 +38,7 @@ def score_panel(context: Any, invoice: Any) -> str:
             "anomaly_reasons": (score.anomaly_reasons[:4] if score else []),
             "anomaly_flagged": bool(score and score.anomaly_score is not None and score.anomaly_score > anomaly_limit),
             "anomaly_threshold": anomaly_limit,
+            # Plain context (no request): the page's context processors have run already.
+            "user": getattr(context.get("request"), "user", None),
         },
-        request=context.get("request"),
     )
