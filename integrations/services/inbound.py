@@ -255,6 +255,8 @@ class _Ctx:
     to_route: list[Any] = field(default_factory=list)  # work handed over for approval in this batch
     claimed_codes: dict[str, int] = field(default_factory=dict)  # code → index that took it in this batch
     pending: list[Any] = field(default_factory=list)  # new work, inserted together after the loop
+    pending_updates: list[Any] = field(default_factory=list)  # changed work that keeps its status
+    updated_fields: set[str] = field(default_factory=set)  # the fields those changes touch
 
 
 AMBIGUOUS = object()
@@ -292,14 +294,17 @@ def _values(records: Sequence[dict[str, Any]], name: str, *, lower: bool = False
     return out
 
 
-def _prefetch_by_external_id(ctx: _Ctx, model: type[models.Model], records: Sequence[dict], *related: str) -> None:
+def _prefetch_by_external_id(ctx: _Ctx, model: type[models.Model], records: Sequence[dict], *related: str,
+                             lock: bool = True) -> None:
     """The batch's existing rows, locked (in id order, so two batches cannot deadlock) until the batch ends.
 
     Without the lock a project manager approving an entry while the batch updates it could be
     overwritten by the batch's stale copy (or an entry billed meanwhile changed).
     """
     ids = _values(records, "external_id")
-    qs = model._default_manager.select_for_update(of=("self",)).filter(source=ctx.source, external_id__in=ids)
+    qs = model._default_manager.filter(source=ctx.source, external_id__in=ids)
+    if lock:
+        qs = qs.select_for_update(of=("self",))
     if related:
         qs = qs.select_related(*related)
     ctx.existing = {row.external_id: row for row in qs.order_by("pk")}
@@ -850,8 +855,8 @@ def _prefetch_project_refs(ctx: _Ctx, records: Sequence[dict]) -> None:
     )
 
 
-def _prefetch_work(ctx: _Ctx, model: type[models.Model], records: Sequence[dict]) -> None:
-    _prefetch_by_external_id(ctx, model, records, "project__contract", "person")
+def _prefetch_work(ctx: _Ctx, model: type[models.Model], records: Sequence[dict], *, lock: bool = True) -> None:
+    _prefetch_by_external_id(ctx, model, records, "project__contract", "person", lock=lock)
     _prefetch_project_refs(ctx, records)
     _prefetch_people_refs(
         ctx, _values(records, "person_external_id") | _values(records, "person_code"),
@@ -861,7 +866,7 @@ def _prefetch_work(ctx: _Ctx, model: type[models.Model], records: Sequence[dict]
 
 def _prefetch_time(ctx: _Ctx, records: Sequence[dict]) -> None:
     """Existing entries, references, and the hours already booked per person and day (under a lock)."""
-    _prefetch_work(ctx, TimeEntry, records)
+    _prefetch_work(ctx, TimeEntry, records, lock=False)
     people = {p.pk for key in ("person:external_id", "person:code", "person:email")
               for p in ctx.refs[key].values() if p is not AMBIGUOUS}
     people |= {e.person_id for e in ctx.existing.values()}
@@ -872,6 +877,14 @@ def _prefetch_time(ctx: _Ctx, records: Sequence[dict]) -> None:
     # Lock the people's rows (in a fixed order) like time_entry_create does: two imports, or an import and
     # a timesheet save, cannot both pass the 24 h check for the same person.
     list(Person.objects.select_for_update().filter(pk__in=people).order_by("pk").values_list("pk", flat=True))
+    # Then the entries themselves (people first, entries second: the order of time_entry_update_draft).
+    ctx.existing = {
+        row.external_id: row
+        for row in TimeEntry.objects.select_for_update(of=("self",))
+        .select_related("project__contract", "person")
+        .filter(pk__in=[e.pk for e in ctx.existing.values()])
+        .order_by("pk")
+    }
     for pk, person_id, day, hours in TimeEntry.objects.filter(person_id__in=people, date__in=dates).values_list(
         "pk", "person_id", "date", "hours"
     ):
@@ -957,23 +970,33 @@ def _apply_work(record: dict, existing: Any, ctx: _Ctx, model: type, names: tupl
         if model is TimeEntry:
             _book_hours(obj, ctx)
         return obj, Result.CREATED
-    if changed:
-        if obj.status == WorkStatus.APPROVED:
-            # Changed after approval: the project's manager approves it again.
-            apply_transition(obj, "reopen", user=ctx.user, reason=f"{reason}: changed at the source after approval",
-                             label=f"{kind} {obj.pk}")
-            obj.approved_by, obj.approved_at = None, None
+    if changed and obj.status in WORK_STATUSES and not (wanted == WorkStatus.SUBMITTED
+                                                         and obj.status == WorkStatus.DRAFT):
+        # A plain change (no transition): written with the batch's other changes (`_update_pending`).
+        obj.updated_at = timezone.now()
+        ctx.pending_updates.append(obj)
+        ctx.updated_fields.update(changed)
+        if model is TimeEntry:
+            _book_hours(obj, ctx)
+        return obj, Result.UPDATED
+    with transaction.atomic():  # the record's savepoint, only around its writes (see `_run`)
+        if changed:
+            if obj.status == WorkStatus.APPROVED:
+                # Changed after approval: the project's manager approves it again.
+                apply_transition(obj, "reopen", user=ctx.user,
+                                 reason=f"{reason}: changed at the source after approval", label=f"{kind} {obj.pk}")
+                obj.approved_by, obj.approved_at = None, None
+                ctx.to_route.append(obj)
+            elif obj.status == WorkStatus.REJECTED:
+                apply_transition(obj, "redraft", user=ctx.user, reason=f"{reason}: corrected at the source",
+                                 label=f"{kind} {obj.pk}")
+            save_audited(obj, user=ctx.user, reason=reason)
+        if wanted == WorkStatus.SUBMITTED and obj.status == WorkStatus.DRAFT:
+            apply_transition(obj, "submit", user=ctx.user, reason=reason, label=f"{kind} {obj.pk}")
+            obj.submitted_at = timezone.now()
+            obj.rejection_reason = ""
+            save_audited(obj, user=ctx.user, reason="Submitted for approval")
             ctx.to_route.append(obj)
-        elif obj.status == WorkStatus.REJECTED:
-            apply_transition(obj, "redraft", user=ctx.user, reason=f"{reason}: corrected at the source",
-                             label=f"{kind} {obj.pk}")
-        save_audited(obj, user=ctx.user, reason=reason)
-    if wanted == WorkStatus.SUBMITTED and obj.status == WorkStatus.DRAFT:
-        apply_transition(obj, "submit", user=ctx.user, reason=reason, label=f"{kind} {obj.pk}")
-        obj.submitted_at = timezone.now()
-        obj.rejection_reason = ""
-        save_audited(obj, user=ctx.user, reason="Submitted for approval")
-        ctx.to_route.append(obj)
     if model is TimeEntry:
         _book_hours(obj, ctx)
     return obj, Result.CREATED if existing is None else Result.UPDATED
@@ -1215,8 +1238,9 @@ def _run(spec: _Spec, records: Sequence[Any], ctx: _Ctx, outcome: UpsertOutcome,
         existing = ctx.existing.get(external_id)
         routed = len(ctx.to_route)
         obj = None
-        # New work writes nothing here (it is inserted with the batch), so it needs no savepoint.
-        guard = contextlib.nullcontext() if spec.deferred_create and existing is None else transaction.atomic()
+        # Work opens its savepoint itself, around its writes only: new work writes nothing here (it is
+        # inserted with the batch) and unchanged work nothing at all, so neither costs a savepoint.
+        guard = contextlib.nullcontext() if spec.deferred_create else transaction.atomic()
         try:
             with guard:
                 obj, result = spec.apply(record, existing, ctx, index)
@@ -1236,7 +1260,25 @@ def _run(spec: _Spec, records: Sequence[Any], ctx: _Ctx, outcome: UpsertOutcome,
         if obj.pk is None:
             deferred.append((outcome.results[-1], obj))
     _insert_pending(spec, ctx, outcome, deferred)
+    _update_pending(spec, ctx, outcome)
     _route_for_approval(ctx, outcome)
+
+
+def _update_pending(spec: _Spec, ctx: _Ctx, outcome: UpsertOutcome) -> None:
+    """Write the batch's plain changes of work at once, each with its history row (user, reason)."""
+    if not ctx.pending_updates or outcome.error:
+        return
+    from simple_history.utils import bulk_update_with_history
+
+    fields = [*sorted(ctx.updated_fields), "updated_at"]  # only what changed: bulk_update costs per field
+    try:
+        with transaction.atomic():
+            bulk_update_with_history(
+                ctx.pending_updates, spec.model, fields, batch_size=500,
+                default_user=ctx.user if getattr(ctx.user, "pk", None) else None, default_change_reason=ctx.reason,
+            )
+    except IntegrityError as exc:
+        outcome.error = _constraint_message(exc)
 
 
 def _insert_pending(spec: _Spec, ctx: _Ctx, outcome: UpsertOutcome, deferred: list[tuple[RecordResult, Any]]) -> None:
