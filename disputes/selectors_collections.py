@@ -331,7 +331,7 @@ def level_due(offsets: list[int], days_past_due: int) -> int:
 
 
 def level_label(level: int, levels: int) -> str:
-    if level >= 3 and level == levels:
+    if level >= 2 and level == levels:
         return "Final reminder"
     return {1: "Reminder", 2: "Second reminder", 3: "Third reminder"}.get(level, f"Reminder {level}")
 

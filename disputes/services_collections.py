@@ -214,6 +214,7 @@ def _reminder_message(item: sel.DunningItem, recipients: list[str]) -> EmailMult
         "total": format_money(invoice.total, invoice.currency),
         "paid_or_credited": invoice.total != invoice.open_balance,
         "attached": document is not None,
+        "reminded_before": item.sent_level > 0,
     }
     subject = f"{item.label}: invoice {invoice.number} from {entity.name} is overdue"
     domain = getattr(settings, "EMAIL_MESSAGE_ID_DOMAIN", "") or "billable.local"

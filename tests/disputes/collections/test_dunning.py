@@ -89,7 +89,7 @@ def test_running_twice_sends_nothing_new_and_the_next_level_comes_when_due():
     assert dunning_run(today=TODAY + datetime.timedelta(days=200)).sent == 0  # no level 4
     assert sent(invoice) == [(1, "sent"), (2, "sent"), (3, "sent")]
     assert [m.subject.split(":")[0] for m in mail.outbox] == ["Reminder", "Second reminder", "Final reminder"]
-    assert "final reminder" in mail.outbox[-1].body
+    assert "despite our earlier reminders" in mail.outbox[-1].body and "final reminder" in mail.outbox[-1].body
 
 
 def test_a_late_first_run_sends_the_highest_level_due_and_records_the_levels_it_passed_over():
@@ -99,6 +99,7 @@ def test_a_late_first_run_sends_the_highest_level_due_and_records_the_levels_it_
 
     assert summary.sent == 1 and len(mail.outbox) == 1
     assert mail.outbox[0].subject.startswith("Final reminder")
+    assert "earlier reminders" not in mail.outbox[0].body  # none was sent: the text does not pretend
     assert sent(invoice) == [(1, "skipped"), (2, "skipped"), (3, "sent")]
     assert dunning_run(today=TODAY).sent == 0
 
@@ -114,7 +115,9 @@ def test_per_client_offsets_override_the_firm_default(settings):
 
     dunning_run(today=TODAY + datetime.timedelta(days=18))  # own: 28 days late → its level 2 (its last)
     assert sent(own) == [(1, "skipped"), (2, "sent")]
-    assert mail.outbox[-1].subject.startswith("Second reminder")
+    subjects = {m.to[0]: m.subject.split(":")[0] for m in mail.outbox[1:]}
+    assert subjects == {own.client.billing_email_list[0]: "Final reminder",  # its last level
+                        default.client.billing_email_list[0]: "Second reminder"}
 
 
 def test_the_default_offsets_come_from_settings(settings):
