@@ -267,14 +267,10 @@ def leakage(f: KpiFilters, params: Mapping[str, str]) -> Result:
 
         return Result(["Project", "Milestone", "Approved", "Amount", "Status"], q, render_ms)
     if kind == "late_time":
-        months = [s._first_of_month(d) for d in s.month_ends(f.period_start, f.period_end)]
-        from django.db.models import DateField
-        from django.db.models.functions import Cast, TruncMonth
-
         q = (TimeEntry.objects.filter(s.project_scope(f), date__gte=f.period_start, date__lte=f.period_end,
                                       submitted_at__isnull=False)
-             .annotate(month=Cast(TruncMonth("date"), DateField())).annotate(deadline=s._late_deadline(months))
-             .filter(submitted_at__gte=F("deadline")).select_related("person", "project").order_by("date", "id"))
+             .filter(s.late_q(f.period_start, f.period_end)).select_related("person", "project")
+             .order_by("date", "id"))
 
         def render_late(e: TimeEntry) -> list[tuple[str, str | None]]:
             return [(e.person.name, None), (e.project.code, None), (_d(e.date), None), (str(e.hours), None),

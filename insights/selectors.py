@@ -41,7 +41,6 @@ from django.db.models import (
     Case,
     Count,
     DateField,
-    DateTimeField,
     DecimalField,
     Exists,
     ExpressionWrapper,
@@ -199,17 +198,21 @@ def _r(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def stats(qs: QuerySet, measures: dict[str, Any], group_by: Iterable[str] = ()) -> list[dict[str, Any]]:
+def stats(qs: QuerySet, measures: dict[str, Any], group_by: Iterable[str] = (), *,
+          per_row: bool = False) -> list[dict[str, Any]]:
     """n, mean, median and p90 of each measure (an SQL expression), overall or per group, in one query.
 
     Returns one dict per group: the group keys, then `<measure>` → {n, mean, median, p90}.
+    `per_row`: the database computes each record's values once (one row per record) and the
+    statistics are taken here — for measures built on correlated subqueries, which an
+    aggregate would evaluate once per statistic.
     """
     group_by = list(group_by)
     qs = qs.order_by()
     names = {name: f"_m_{name}" for name in measures}
     qs = qs.annotate(**{alias: measures[name] for name, alias in names.items()})
     rows: list[dict[str, Any]] = []
-    if _pg():
+    if _pg() and not per_row:
         aggregates = {}
         for alias in names.values():
             aggregates[f"{alias}_n"] = Count(alias)
@@ -319,15 +322,6 @@ def _invoice_ct_id() -> int:
     return ContentType.objects.get_for_model(Invoice).pk
 
 
-def _first_transition(target_state: str) -> Subquery:
-    """Timestamp of the invoice's first transition into `target_state` (transition log)."""
-    return Subquery(
-        StateLog.objects.filter(content_type_id=_invoice_ct_id(), object_id=OuterRef("pk"), state=target_state)
-        .order_by("timestamp")
-        .values("timestamp")[:1]
-    )
-
-
 # --- 1. days-to-invoice -----------------------------------------------------------------------------
 
 
@@ -375,19 +369,36 @@ def billing_cycle_time(f: KpiFilters) -> dict[str, Any]:
     the transition log). The cycle is period end → sent; invoices not sent yet have no cycle time
     but count in the stages they passed. Median and 90th percentile per stage, in days.
     """
-    qs = issued_invoices(f).annotate(
-        posted_at=_first_transition("posted"),
-        sent_at=_first_transition("sent"),
-    )
-    period_end_ts = F("period_end")
-    measures = {
-        "period_end_to_draft": days_between("created_at", period_end_ts),
-        "draft_to_approved": days_between("approved_at", "created_at"),
-        "approved_to_posted": days_between("posted_at", "approved_at"),
-        "posted_to_sent": days_between("sent_at", "posted_at"),
-        "total": days_between("sent_at", period_end_ts),
+    qs = issued_invoices(f)
+    # First `posted` and `sent` of each invoice: one grouped read of the transition log.
+    firsts: dict[tuple[int, str], datetime.datetime] = {
+        (r["object_id"], r["state"]): r["t"]
+        for r in StateLog.objects.filter(content_type_id=_invoice_ct_id(), state__in=["posted", "sent"],
+                                         object_id__in=qs.values("pk"))
+        .order_by().values("object_id", "state").annotate(t=Min("timestamp"))
     }
-    row = stats(qs, measures)[0]
+
+    def days(later: Any, earlier: Any) -> float | None:
+        if later is None or earlier is None:
+            return None
+        if not isinstance(later, datetime.datetime):
+            later = datetime.datetime.combine(later, datetime.time.min, tzinfo=datetime.UTC)
+        if not isinstance(earlier, datetime.datetime):
+            earlier = datetime.datetime.combine(earlier, datetime.time.min, tzinfo=datetime.UTC)
+        return (later - earlier).total_seconds() / 86400
+
+    values: dict[str, list[float]] = {key: [] for key, _ in CYCLE_STAGES}
+    for pk, period_end, created, approved in qs.order_by().values_list("pk", "period_end", "created_at",
+                                                                        "approved_at"):
+        posted, sent = firsts.get((pk, "posted")), firsts.get((pk, "sent"))
+        for key, value in (("period_end_to_draft", days(created, period_end)),
+                           ("draft_to_approved", days(approved, created)),
+                           ("approved_to_posted", days(posted, approved)), ("posted_to_sent", days(sent, posted)),
+                           ("total", days(sent, period_end))):
+            if value is not None:
+                values[key].append(value)
+    row = {key: {"n": len(v), "mean": _r(sum(v) / len(v)) if v else None, "median": _r(percentile(v, 0.5)),
+                 "p90": _r(percentile(v, 0.9))} for key, v in values.items()}
     return {
         "unit": "days",
         "stages": [{"stage": key, "label": label, **row[key]} for key, label in CYCLE_STAGES],
@@ -502,21 +513,19 @@ def first_pass_accuracy(f: KpiFilters) -> dict[str, Any]:
     days before today can still lose their clean status. Reported as a percentage, overall and
     per month of issue, with the count of each reason.
     """
-    qs = _first_pass_flags(issued_invoices(f))
-    aggregates = dict(
-        issued=Count("pk"),
-        clean=Count("pk", filter=FIRST_PASS_CLEAN),
-        blocking=Count("pk", filter=Q(hit_blocking=True)),
-        rejected=Count("pk", filter=Q(was_rejected=True)),
-        credited=Count("pk", filter=Q(got_credit=True)),
-        disputed=Count("pk", filter=Q(got_dispute=True)),
-    )
-    total = qs.order_by().aggregate(**aggregates)
-    by_month = [
-        {"month": _month(r["month"]), "issued": r["issued"], "clean": r["clean"], "pct": _pct(r["clean"], r["issued"])}
-        for r in qs.annotate(month=TruncMonth("issue_date")).order_by().values("month")
-        .annotate(issued=Count("pk"), clean=Count("pk", filter=FIRST_PASS_CLEAN)).order_by("month")
-    ]
+    flags = ("hit_blocking", "was_rejected", "got_credit", "got_dispute")
+    rows = _first_pass_flags(issued_invoices(f)).order_by().values_list("issue_date", *flags)
+    total = {"issued": 0, "clean": 0, "blocking": 0, "rejected": 0, "credited": 0, "disputed": 0}
+    months: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for issue_date, *hit in rows:  # one row per invoice: each Exists is evaluated once
+        clean = not any(hit)
+        total["issued"] += 1
+        total["clean"] += clean
+        for key, flag in zip(("blocking", "rejected", "credited", "disputed"), hit, strict=True):
+            total[key] += bool(flag)
+        months[_month(issue_date)][0] += 1
+        months[_month(issue_date)][1] += clean
+    by_month = [{"month": m, "issued": n, "clean": c, "pct": _pct(c, n)} for m, (n, c) in sorted(months.items())]
     return {"pct": _pct(total["clean"], total["issued"]), **total, "by_month": by_month,
             "window_days": FIRST_PASS_WINDOW_DAYS}
 
@@ -762,11 +771,17 @@ def _dso(ar: Decimal | None, sales: Decimal | None) -> float | None:
 
 
 def _not_invoiced() -> Q:
-    """Approved and on no line, or on a line of an invoice not issued yet (draft, exception, pending)."""
-    return Q(status="approved", invoice_line__isnull=True) | Q(
-        invoice_line__isnull=False, invoice_line__invoice__number__isnull=True,
-        invoice_line__invoice__status__in=UNISSUED_STATUSES,
-    )
+    """Approved (hence on no line), or on a line of an invoice not issued yet (draft, exception, pending)."""
+    unissued = InvoiceLine.objects.filter(invoice__number__isnull=True, invoice__status__in=UNISSUED_STATUSES)
+    return Q(status="approved") | Q(status="invoiced", invoice_line__in=unissued.values("pk"))
+
+
+def _bucket_of_month(month: datetime.date, as_of: datetime.date, n: int) -> str | None:
+    """The leakage age bucket of items dated in `month` at `as_of` (None: not N days past its end yet)."""
+    age = (as_of - (_next_month(month) - timedelta(days=1))).days
+    if age <= n:
+        return None
+    return "0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"
 
 
 def leakage_age_q(as_of: datetime.date, n: int, date_field: str) -> dict[str, Q]:
@@ -802,23 +817,32 @@ def leakage(f: KpiFilters) -> dict[str, Any]:
     n = leakage_days()
     as_of = f.as_of
     scope = project_scope(f)
-    buckets = leakage_age_q(as_of, n, "date")
-    time_aggs = {}
-    for i, q in enumerate(buckets.values()):
-        time_aggs[f"h{i}"] = Sum("hours", filter=q)
-        time_aggs[f"n{i}"] = Count("pk", filter=q)
-    time = TimeEntry.objects.filter(scope, _not_invoiced(), billable=True).exclude(
-        project__contract__billing_model="fixed_fee").aggregate(**time_aggs)
-    time_buckets = [{"bucket": b, "hours": time[f"h{i}"] or ZERO, "count": time[f"n{i}"]}
-                    for i, b in enumerate(buckets)]
-    exp_aggs = {f"a{i}": Sum("amount", filter=q) for i, q in enumerate(buckets.values())}
-    exp_aggs.update({f"n{i}": Count("pk", filter=q) for i, q in enumerate(buckets.values())})
-    expenses = [
-        {"currency": r["currency"], "buckets": [{"bucket": b, "amount": r[f"a{i}"] or ZERO, "count": r[f"n{i}"]}
-                                                for i, b in enumerate(buckets)]}
-        for r in Expense.objects.filter(scope, _not_invoiced(), billable=True).order_by().values("currency")
-        .annotate(**exp_aggs).order_by("currency")
-    ]
+    # Grouped by month in the database (the age depends only on the month), bucketed here.
+    cutoff = _first_of_month(as_of - timedelta(days=n))
+    time_buckets = {b: {"bucket": b, "hours": ZERO, "count": 0} for b in LEAKAGE_BUCKETS}
+    for r in (
+        TimeEntry.objects.filter(scope, _not_invoiced(), billable=True, date__lt=cutoff)
+        .exclude(project__contract__billing_model="fixed_fee")
+        .annotate(month=TruncMonth("date")).order_by().values("month").annotate(h=Sum("hours"), n=Count("pk"))
+    ):
+        bucket = _bucket_of_month(_as_date(r["month"]), as_of, n)
+        if bucket:
+            time_buckets[bucket]["hours"] += r["h"] or ZERO
+            time_buckets[bucket]["count"] += r["n"]
+    time_buckets = list(time_buckets.values())
+    exp: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in (
+        Expense.objects.filter(scope, _not_invoiced(), billable=True, date__lt=cutoff)
+        .annotate(month=TruncMonth("date")).order_by().values("month", "currency")
+        .annotate(a=Sum("amount"), n=Count("pk"))
+    ):
+        bucket = _bucket_of_month(_as_date(r["month"]), as_of, n)
+        if bucket:
+            row = exp.setdefault(r["currency"], {b: {"bucket": b, "amount": ZERO, "count": 0}
+                                                 for b in LEAKAGE_BUCKETS})
+            row[bucket]["amount"] += r["a"] or ZERO
+            row[bucket]["count"] += r["n"]
+    expenses = [{"currency": cur, "buckets": list(rows.values())} for cur, rows in sorted(exp.items())]
     ms_cutoff = as_of - timedelta(days=n)
     milestones = [
         {"currency": r["project__contract__currency"], "count": r["n"], "amount": r["amount"] or ZERO}
@@ -847,23 +871,28 @@ def leakage(f: KpiFilters) -> dict[str, Any]:
     }
 
 
-def _late_deadline(months: list[datetime.date]) -> Case:
+def late_q(period_start: datetime.date, period_end: datetime.date) -> Q:
+    """Time entries submitted at or after their month's cut-off (the run's LATE_TIME rule), month by month.
+
+    The cut-off of a month is 00:00 UTC, `BILLING_TIMESHEET_CUTOFF_DAYS` days after its last day
+    (billing_run.load_contexts). One date range per month, so no per-row date functions.
+    """
     cutoff = int(getattr(settings, "BILLING_TIMESHEET_CUTOFF_DAYS", 2))
-    utc = datetime.UTC
-    whens = [
-        When(month=m, then=Value(datetime.datetime.combine(_next_month(m) + timedelta(days=cutoff),
-                                                           datetime.time.min, tzinfo=utc)))
-        for m in months
-    ]
-    return Case(*whens, default=Value(None, output_field=DateTimeField()), output_field=DateTimeField())
+    q = Q(pk__in=[])
+    month = _first_of_month(period_start)
+    while month <= period_end:
+        deadline = datetime.datetime.combine(_next_month(month) + timedelta(days=cutoff), datetime.time.min,
+                                             tzinfo=datetime.UTC)
+        q |= Q(date__gte=month, date__lt=_next_month(month), submitted_at__gte=deadline)
+        month = _next_month(month)
+    return q
 
 
 def late_time(f: KpiFilters) -> dict[str, Any]:
-    months = [_first_of_month(d) for d in month_ends(f.period_start, f.period_end)]
     entries = TimeEntry.objects.filter(
         project_scope(f), date__gte=f.period_start, date__lte=f.period_end, submitted_at__isnull=False
-    ).annotate(month=Cast(TruncMonth("date"), DateField())).annotate(deadline=_late_deadline(months))
-    late = Q(submitted_at__gte=F("deadline"))
+    )
+    late = late_q(f.period_start, f.period_end)
     agg = entries.aggregate(
         submitted=Count("pk"), late=Count("pk", filter=late), late_hours=Sum("hours", filter=late),
     )
@@ -877,6 +906,10 @@ def late_time(f: KpiFilters) -> dict[str, Any]:
 
 
 # --- 11. cash forecast --------------------------------------------------------------------------------
+
+
+def _as_date(value: Any) -> datetime.date:
+    return value.date() if isinstance(value, datetime.datetime) else value
 
 
 def _monday(day: datetime.date) -> datetime.date:
