@@ -180,3 +180,11 @@ def test_apply_candidates_put_the_exact_balance_first_and_choose_prefills(analys
     response = analyst_client.get(reverse("disputes:payment_apply", args=[cash.pk]), {"invoice": exact.number})
     assert [i.number for i in response.context["candidates"]] == [exact.number, older.number]
     assert response.context["form"].initial["invoice_number"] == exact.number
+
+
+def test_auditor_sees_the_payment_panel_without_the_form(client, analyst):
+    invoice = issued_invoice(total="500.00")
+    _pay(analyst, "AU-1", "100.00", invoice.number)
+    client.force_login(UserFactory(groups=["auditor"]))
+    body = client.get(reverse("billing:invoice_detail", args=[invoice.pk])).content.decode()
+    assert "AU-1" in body and "Balance" in body and "Record payment…" not in body
