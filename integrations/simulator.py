@@ -298,6 +298,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up (timeout) or a dropped connection is part of the game, not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError) or self.verbose:
+            super().handle_error(request, client_address)
+
     def __init__(self, address: tuple[str, int], state: ErpState, verbose: bool):
         self.state = state
         self.verbose = verbose

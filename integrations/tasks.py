@@ -5,7 +5,7 @@ from __future__ import annotations
 from integrations.services.outbox import outbox_deliver, outbox_sweep
 
 
-def deliver_outbox_message(message_id: int, token: str | None = None) -> str:
+def deliver_outbox_message(message_id: int, token: int | None = None) -> str:
     """Deliver one outbox message (queued after commit, or by the sweep with its token)."""
     from integrations.models import OutboxMessage
 

@@ -249,7 +249,8 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 OUTBOX_BACKOFF_BASE_S = env.float("OUTBOX_BACKOFF_BASE_S", default=30.0)
 OUTBOX_BACKOFF_CAP_S = env.float("OUTBOX_BACKOFF_CAP_S", default=3600.0)
 OUTBOX_LEASE_S = env.float("OUTBOX_LEASE_S", default=4 * ERP_TIMEOUT_S + 30)
-OUTBOX_SWEEP_GRACE_S = env.float("OUTBOX_SWEEP_GRACE_S", default=30.0)
+# A message queued but not picked up (a lost enqueue, a long backlog) is queued again after this.
+OUTBOX_SWEEP_GRACE_S = env.float("OUTBOX_SWEEP_GRACE_S", default=120.0)
 # Circuit breaker per endpoint: opens after N consecutive failures, one probe after the cool-down.
 ERP_CIRCUIT_FAILURES = env.int("ERP_CIRCUIT_FAILURES", default=5)
 ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)

@@ -64,12 +64,14 @@ def _correlation_id() -> str:
     return current_correlation_id() or new_correlation_id()
 
 
-def enqueue_delivery(message_id: int, token: str | None = None) -> None:
+def enqueue_delivery(message_id: int, token: int | None = None) -> None:
     """Queue the delivery task of one message; a failure here only delays it until the sweep."""
     try:
         from django_q.tasks import async_task
 
-        async_task(DELIVER_TASK, message_id, token, group="outbox", task_name=f"outbox-{message_id}")
+        # save=False: a delivery's result lives on the message; storing every success in django-q2's
+        # table (which it prunes under a lock of all saved rows) would slow the cluster's acknowledgements.
+        async_task(DELIVER_TASK, message_id, token, group="outbox", task_name=f"outbox-{message_id}", save=False)
     except Exception:  # the broker is down: the sweep re-enqueues due messages
         logger.exception("outbox: could not queue delivery of message %s; the sweep will", message_id)
 
@@ -152,7 +154,7 @@ def _lease() -> datetime.timedelta:
     return datetime.timedelta(seconds=settings.OUTBOX_LEASE_S)
 
 
-def _claim(message_id: int, token: str | None) -> tuple[OutboxMessage, datetime.datetime, bool] | None:
+def _claim(message_id: int, token: int | None) -> tuple[OutboxMessage, datetime.datetime, bool] | None:
     """Lease the message to this worker: (message, lease, resumed) or None when it is not ours to send now.
 
     `resumed` is true when an attempt was made before (failed, unclear, or its worker died holding the
@@ -170,9 +172,11 @@ def _claim(message_id: int, token: str | None) -> tuple[OutboxMessage, datetime.
         if message.locked_until and message.locked_until > now:
             return None  # leased by a worker that is sending it
         not_due = message.next_attempt_at is not None and message.next_attempt_at > now
-        if not_due and (token is None or message.next_attempt_at.isoformat() != token):
-            return None  # not due, and this is not the task the sweep queued for it
-        resumed = message.attempts > 0 or message.locked_until is not None
+        if not_due and (token is None or token != message.attempts):
+            return None  # not due, and not a task the sweep queued for this attempt (a stale duplicate)
+        # Sent before (a failed or unclear attempt, a worker that died holding the lease, a retried
+        # dead letter): the ERP may have it already, so the attempt starts with a look-up.
+        resumed = message.attempts > 0 or message.locked_until is not None or bool(message.last_error)
         message.locked_until = now + _lease()
         message.save(update_fields=["locked_until"])
     return message, message.locked_until, resumed
@@ -193,7 +197,7 @@ def _postpone(message: OutboxMessage, lease: datetime.datetime, retry_at: dateti
     OutboxMessage.objects.filter(pk=message.pk, locked_until=lease).update(locked_until=None, next_attempt_at=when)
 
 
-def outbox_deliver(message_id: int, token: str | None = None) -> str:
+def outbox_deliver(message_id: int, token: int | None = None) -> str:
     """Deliver one message to the ERP; returns what happened (delivered, failed, dead, postponed, skipped).
 
     Safe to run any number of times, by any number of workers, for the same message.
@@ -289,9 +293,11 @@ def _record_failure(message_id: int, lease: datetime.datetime, error: ErpError) 
 def outbox_sweep(*, batch: int | None = None) -> int:
     """Queue the messages that are due: failed ones whose retry time came, pending ones whose task was lost.
 
-    Run every minute (django-q2 schedule). Each queued message gets a token (its new `next_attempt_at`,
-    a grace period ahead), so the sweep does not queue it again while its task waits, and an older task
-    for it cannot claim it early. It tops the broker's queue up to `batch`, never piles onto a backlog.
+    Run every minute (django-q2 schedule). A queued message's `next_attempt_at` moves a grace period
+    ahead, so the next sweeps leave it alone while its task waits (and queue it again if the task was
+    lost); the task carries the attempt count as its token, which lets it claim the message before that
+    time while a stale task of an earlier attempt cannot. It tops the broker's queue up to `batch`, never
+    piling onto a backlog.
     """
     batch = batch or getattr(settings, "OUTBOX_SWEEP_BATCH", 500)
     try:
@@ -303,23 +309,48 @@ def outbox_sweep(*, batch: int | None = None) -> int:
     if batch <= 0:
         return 0
     now = timezone.now()
+    for pk in OutboxMessage.objects.filter(
+        status__in=[Status.PENDING, Status.FAILED], locked_until__lt=now
+    ).values_list("pk", flat=True)[:batch]:
+        _release_expired_lease(pk, now)
     grace = datetime.timedelta(seconds=settings.OUTBOX_SWEEP_GRACE_S)
     due = list(
         OutboxMessage.objects.filter(status__in=[Status.PENDING, Status.FAILED])
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
         .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, created_at__lt=now - grace))
         .order_by(Coalesce("next_attempt_at", "created_at"), "id")
-        .values_list("pk", "next_attempt_at")[:batch]
+        .values_list("pk", "next_attempt_at", "attempts")[:batch]
     )
     queued = 0
-    for pk, seen in due:
-        token_time = now + grace
-        if OutboxMessage.objects.filter(pk=pk, next_attempt_at=seen).update(next_attempt_at=token_time):
-            enqueue_delivery(pk, token_time.isoformat())
+    for pk, seen, attempts in due:
+        if OutboxMessage.objects.filter(pk=pk, next_attempt_at=seen, attempts=attempts).update(
+            next_attempt_at=now + grace
+        ):
+            enqueue_delivery(pk, attempts)
             queued += 1
     if queued:
         logger.info("outbox: sweep queued %s due message(s)", queued)
     return queued
+
+
+@transaction.atomic
+def _release_expired_lease(message_id: int, now: datetime.datetime) -> None:
+    """The worker holding the message died mid-attempt: count the attempt as unclear, retry it now."""
+    message = OutboxMessage.objects.select_for_update(skip_locked=True).filter(
+        pk=message_id, status__in=[Status.PENDING, Status.FAILED], locked_until__lt=now
+    ).first()
+    if message is None:
+        return
+    message.attempts += 1
+    message.last_error = "unclear: the worker delivering it stopped before recording the outcome"
+    message.locked_until = None
+    message.next_attempt_at = now
+    if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        apply_transition(message, "mark_dead", user=None, reason=message.last_error)
+        message.next_attempt_at = None
+    else:
+        apply_transition(message, "mark_failed", user=None, reason=message.last_error)
+    message.save()
 
 
 # =====================================================================================================
@@ -351,10 +382,9 @@ def outbox_retry_dead(*, message: OutboxMessage, user: Any, reason: str) -> Outb
         raise InvalidTransitionError(f"Message {locked.idempotency_key} is {locked.get_status_display().lower()}, "
                                      "not a dead letter.")
     apply_transition(locked, "retry", user=user, reason=reason)
-    locked.attempts = 0
+    locked.attempts = 0  # (its last_error stays: the first attempt of the retry looks the document up)
     locked.next_attempt_at = None
-    # An expired lease marks "sent before": the first attempt of the retry looks the document up.
-    locked.locked_until = timezone.now() - datetime.timedelta(seconds=1)
+    locked.locked_until = None
     locked.save()
     _enqueue_after_commit(locked)
     message.refresh_from_db()
