@@ -79,8 +79,13 @@ lint: venv
 # floor and writes bench/results/billing.json. BENCH_ARGS='--only quarter' for a quick one.
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench
 BENCH_ARGS ?=
+# Dashboard benchmark (bench/dashboards.py): every KPI dashboard over 12 months of scale-10 demo data
+# in its own database; writes bench/results/dashboards.json. BENCH_DASH_ARGS='--scale 2 --repeat 1' for a quick one.
+BENCH_DASH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench_dash
+BENCH_DASH_ARGS ?=
 
 .PHONY: bench
 bench: venv
 	@export SECRET_KEY="$${SECRET_KEY:-bench-only-key-not-for-production}"
 	DATABASE_URL='$(BENCH_DATABASE_URL)' $(PY) -m bench.billing $(BENCH_ARGS)
+	DATABASE_URL='$(BENCH_DASH_DATABASE_URL)' $(PY) -m bench.dashboards $(BENCH_DASH_ARGS)

@@ -1107,7 +1107,9 @@ def workflow_monitor(*, now: datetime.datetime | None = None) -> dict[str, Any]:
 
     Approvals: pending requests by subject type and open step, by age of the open step (<1 day,
     1–3, 3–7, >7 days) and how many are past their SLA (`sla_due_at`). Exceptions: open
-    invoice exceptions by code and owner (unassigned included), with the oldest. Outbox: ERP
+    exceptions of invoices not issued yet (draft, exception, pending approval) and the open
+    after-issue follow-ups (delivery, payments), by code and owner (unassigned included), with
+    the oldest. Outbox: ERP
     messages by status, the oldest pending or failed, and the dead letters.
     """
     from approvals.models import ApprovalRequest
@@ -1135,7 +1137,8 @@ def workflow_monitor(*, now: datetime.datetime | None = None) -> dict[str, Any]:
     exceptions = [
         {"code": r["code"], "severity": r["severity"], "owner_id": r["owner_id"],
          "owner": r["owner__username"] or "unassigned", "open": r["n"], "oldest": r["oldest"]}
-        for r in InvoiceException.objects.filter(state="open").order_by()
+        for r in InvoiceException.objects.filter(state="open")
+        .filter(Q(invoice__status__in=UNISSUED_STATUSES) | Q(code__in=InvoiceException.FOLLOW_UP_CODES)).order_by()
         .values("code", "severity", "owner_id", "owner__username")
         .annotate(n=Count("pk"), oldest=Min("created_at")).order_by("-n", "code")
     ]
