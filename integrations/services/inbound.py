@@ -7,13 +7,15 @@ takes a list of plain dicts (JSON or CSV values) and answers per record `created
 
 Why it is shaped like this:
 
-- **All or nothing by default.** Every record runs in its own savepoint inside one
-  transaction, so a bad record (even one the database refuses) never hides the results of
-  the others; any error then rolls the whole batch back. `partial=True` keeps the good
-  records (the savepoint of a bad one is rolled back alone). A dry run rolls back always.
-- **Bounded reads.** Existing rows are fetched by external id in one query per model, and
-  every reference (client, person, project, ...) in one query per kind of key; per record
-  there are only the writes (savepoint, row, history row, transition log).
+- **All or nothing by default.** The batch is one transaction and every record's writes run
+  in their own savepoint, so a bad record (even one the database refuses) never hides the
+  results of the others; any error then rolls the whole batch back. `partial=True` keeps the
+  good records (the savepoint of a bad one is rolled back alone). A dry run rolls back always.
+- **Bounded reads.** Existing rows are fetched (and locked) by external id in one query per
+  model, and every reference (client, person, project, ...) in one query per kind of key.
+  New time and expenses are inserted together after the loop, plain changes of them written
+  together (rows and history rows in bulk); only records that move through a transition, and
+  master data, are written one by one.
 - **The domain holds.** Values are validated with the model (`full_clean`; the unique and
   check constraints are enforced by the batch look-ups and by the database under the
   savepoint, which keeps reads constant); invoiced work is never changed; the 24 h per
