@@ -60,7 +60,14 @@ def pending_invoice(total: str | Decimal = "5000.00", **kwargs) -> Invoice:
 
 
 def credit_note(total: str = "500.00", **kwargs) -> Invoice:
-    original = InvoiceFactory(status="posted", number=f"DE-2025-{Invoice.objects.count() + 1:06d}")
+    """A credit note awaiting approval, its amount reserved on the original (as `credit_note_create` does)."""
+    original = InvoiceFactory(
+        status="posted",
+        number=f"DE-2025-{Invoice.objects.count() + 1:06d}",
+        subtotal=Decimal(total),
+        total=Decimal(total),
+        credited_amount=Decimal(total),
+    )
     return InvoiceFactory(
         kind="credit_note",
         credit_of=original,
