@@ -500,7 +500,7 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
                     WorkItem(
                         "Overdue open receivables",
                         c.overdue_receivables,
-                        _admin_url(user, "invoice", {"overdue": "yes"}),
+                        _screen_or_admin(user, "disputes:aging", {"overdue": "yes"}, "invoice", {"overdue": "yes"}),
                         totals=c.overdue_totals,
                         hint="Posted, sent or partially paid, past the due date; amounts net of payments.",
                         attention=c.overdue_receivables > 0,
