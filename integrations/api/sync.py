@@ -158,7 +158,7 @@ def _upsert_response(resource: _Resource, request: Any, record: Any) -> Response
 
 def _upsert_out(resource: _Resource) -> Any:
     return inline_serializer(f"{resource.model.__name__}UpsertOut", fields={
-        "result": serializers.ChoiceField(choices=["created", "updated", "unchanged"]),
+        "result": serializers.CharField(help_text="created, updated or unchanged."),
         "record": resource.out(),
     })
 
@@ -173,6 +173,7 @@ def _bulk_in(resource: _Resource) -> Any:
 def _make_views(resource: _Resource) -> tuple[type, type, type]:
     tags = [resource.tag]
     label = resource.path.replace("-", " ")
+    upsert_out = _upsert_out(resource)  # one component per resource, shared by POST and PUT
 
     class ListView(ApiListView):
         required_scopes = {"GET": [resource.read], "POST": [resource.write]}
@@ -188,7 +189,7 @@ def _make_views(resource: _Resource) -> tuple[type, type, type]:
             return super().get(request, *args, **kwargs)
 
         @extend_schema(tags=tags, summary=f"Upsert one of the {label} by (source, external_id)",
-                       request=resource.inp, responses={200: _upsert_out(resource), 201: _upsert_out(resource)})
+                       request=resource.inp, responses={200: upsert_out, 201: upsert_out})
         def post(self, request, *args, **kwargs):
             return _upsert_response(resource, request, request.data)
 
@@ -207,7 +208,7 @@ def _make_views(resource: _Resource) -> tuple[type, type, type]:
             return Response(resource.out(obj).data)
 
         @extend_schema(tags=tags, summary=f"Upsert one of the {label} at its external id",
-                       request=resource.inp, responses={200: _upsert_out(resource), 201: _upsert_out(resource)})
+                       request=resource.inp, responses={200: upsert_out, 201: upsert_out})
         def put(self, request, external_id: str):
             record = request.data if isinstance(request.data, dict) else None
             if record is not None:

@@ -180,7 +180,7 @@ _ChangeOrderMilestoneIn = type("ChangeOrderMilestoneIn", (serializers.Serializer
 _ChangeOrderIn = type("ChangeOrderIn", (serializers.Serializer,), {
     "code": serializers.CharField(), "description": _opt_str(), "cap_delta": _opt_dec(),
     "signed_on": serializers.DateField(required=False, allow_null=True),
-    "status": serializers.ChoiceField(choices=["draft", "submitted"], required=False),
+    "status": serializers.CharField(required=False, help_text="draft (default) or submitted."),
     "rates": _RateIn(many=True, required=False), "milestones": _ChangeOrderMilestoneIn(many=True, required=False),
 })
 ContractIn = type("ContractIn", (serializers.Serializer,), _doc(
@@ -193,7 +193,7 @@ ContractIn = type("ContractIn", (serializers.Serializer,), _doc(
     billing_frequency=serializers.ChoiceField(choices=Contract.Frequency.choices, required=False),
     invoice_per_project=serializers.BooleanField(required=False), retainer_amount=_opt_dec(),
     included_hours=_opt_dec(),
-    status=serializers.ChoiceField(choices=["draft", "active", "suspended"], required=False),
+    status=serializers.CharField(required=False, help_text="draft, active or suspended (closed in Billable)."),
     rates=_RateIn(many=True, required=False, help_text="Upserted by role/person and effective_from; never deleted."),
     change_orders=_ChangeOrderIn(many=True, required=False),
 ))
@@ -201,21 +201,21 @@ ProjectIn = type("ProjectIn", (serializers.Serializer,), _doc(
     code=serializers.CharField(max_length=40), name=_opt_str(), business_unit=_opt_str(),
     contract_external_id=_opt_str("The contract by external id, or"), contract_code=_opt_str("by number."),
     project_manager_email=_opt_str(), project_manager_username=_opt_str(),
-    status=serializers.ChoiceField(choices=["planned", "active", "on_hold", "completed"], required=False),
+    status=serializers.CharField(required=False, help_text="planned, active, on_hold or completed."),
 ))
 TimeEntryIn = type("TimeEntryIn", (serializers.Serializer,), _doc(
     **_PERSON, **_PROJECT, date=serializers.DateField(),
     hours=serializers.DecimalField(max_digits=7, decimal_places=2, coerce_to_string=True),
     description=_opt_str(), billable=serializers.BooleanField(required=False),
-    status=serializers.ChoiceField(choices=["submitted", "draft"], required=False,
-                                   help_text="Default submitted: the project's manager approves in Billable."),
+    status=serializers.CharField(required=False, help_text="submitted (default: the project's manager approves "
+                                                            "in Billable) or draft."),
 ))
 ExpenseIn = type("ExpenseIn", (serializers.Serializer,), _doc(
     **_PERSON, **_PROJECT, date=serializers.DateField(),
     amount=serializers.DecimalField(max_digits=18, decimal_places=2, coerce_to_string=True),
     currency=serializers.CharField(max_length=3), category=serializers.ChoiceField(choices=Expense.Category.choices),
     description=_opt_str(), billable=serializers.BooleanField(required=False),
-    status=serializers.ChoiceField(choices=["submitted", "draft"], required=False),
+    status=serializers.CharField(required=False, help_text="submitted (default) or draft."),
 ))
 MilestoneIn = type("MilestoneIn", (serializers.Serializer,), _doc(
     **_PROJECT, name=serializers.CharField(max_length=200),
@@ -227,7 +227,7 @@ MilestoneIn = type("MilestoneIn", (serializers.Serializer,), _doc(
 class RecordResultOut(serializers.Serializer):
     index = serializers.IntegerField()
     external_id = serializers.CharField(allow_blank=True)
-    result = serializers.ChoiceField(choices=["created", "updated", "unchanged", "error"])
+    result = serializers.CharField(help_text="created, updated, unchanged or error.")
     id = serializers.IntegerField(allow_null=True)
     field_errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
     code = serializers.CharField(required=False, help_text="Errors only.")
@@ -236,8 +236,7 @@ class RecordResultOut(serializers.Serializer):
 
 class BulkOut(serializers.Serializer):
     import_id = serializers.IntegerField(help_text="The ImportBatch recording this call.")
-    status = serializers.ChoiceField(choices=["done", "failed", "partial"],
-                                     help_text="failed: nothing saved (all or nothing).")
+    status = serializers.CharField(help_text="done, failed (nothing saved: all or nothing) or partial.")
     saved = serializers.BooleanField(help_text="Whether anything was written.")
     partial = serializers.BooleanField()
     message = serializers.CharField(allow_blank=True, help_text="A batch-level error, if any.")
