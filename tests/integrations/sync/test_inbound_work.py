@@ -229,3 +229,28 @@ def test_rows_of_a_batch_are_locked_against_a_concurrent_approval(world, psa_use
     with CaptureQueriesContext(connection) as queries:
         upsert([entry("t1", hours="3")], psa_user)
     assert any("FOR UPDATE" in q["sql"] and "billing_timeentry" in q["sql"] for q in queries.captured_queries)
+
+
+def test_rejected_time_corrected_at_the_source_goes_back_to_the_pm(world, psa_user):
+    TimeEntryFactory(person=world["person"], project=world["project"], date=datetime.date(2025, 3, 10),
+                     hours=Decimal("2.50"), description="Workshop", source="psa", external_id="t1",
+                     status="rejected", rejection_reason="Wrong project")
+    assert upsert([entry("t1")], psa_user).results[0].result == Result.UNCHANGED
+    assert upsert([entry("t1", hours="2")], psa_user).results[0].result == Result.UPDATED
+    row = TimeEntry.objects.get(external_id="t1")
+    assert (row.status, row.hours, row.rejection_reason) == ("submitted", Decimal("2.00"), "")
+    logged = StateLog.objects.filter(content_type=ContentType.objects.get_for_model(TimeEntry), object_id=row.pk)
+    assert list(logged.order_by("pk").values_list("transition", flat=True)) == ["redraft", "submit"]
+
+
+def test_expense_changes_are_written_with_their_history(world, psa_user):
+    record = {"external_id": "e1", "person_code": "P-ANNA", "project_code": "PRJ-A", "date": DAY,
+              "amount": "42.10", "currency": "EUR", "category": "travel", "description": "Train"}
+    upsert_records(resource="expenses", records=[record], user=psa_user, source="psa")
+    changed = upsert_records(resource="expenses", records=[{**record, "amount": "45", "category": "meals"}],
+                             user=psa_user, source="psa")
+    assert changed.results[0].result == Result.UPDATED
+    expense = Expense.objects.get(external_id="e1")
+    assert (expense.amount, expense.category, expense.status) == (Decimal("45.00"), "meals", "submitted")
+    latest = expense.history.first()
+    assert (latest.history_type, latest.history_user, latest.amount) == ("~", psa_user, Decimal("45.00"))
