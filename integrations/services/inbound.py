@@ -972,8 +972,11 @@ def _apply_work(record: dict, existing: Any, ctx: _Ctx, model: type, names: tupl
         if model is TimeEntry:
             _book_hours(obj, ctx)
         return obj, Result.CREATED
-    if changed and obj.status in WORK_STATUSES and not (wanted == WorkStatus.SUBMITTED
-                                                         and obj.status == WorkStatus.DRAFT):
+    # An expense awaiting approval whose amount changes is routed again: its request carries the amount.
+    reroute = (model is Expense and obj.status == WorkStatus.SUBMITTED
+               and bool(set(changed) & {"amount", "currency", "date"}))
+    if changed and not reroute and obj.status in WORK_STATUSES and not (wanted == WorkStatus.SUBMITTED
+                                                                        and obj.status == WorkStatus.DRAFT):
         # A plain change (no transition): written with the batch's other changes (`_update_pending`).
         obj.updated_at = timezone.now()
         ctx.pending_updates.append(obj)
@@ -993,6 +996,13 @@ def _apply_work(record: dict, existing: Any, ctx: _Ctx, model: type, names: tupl
                 apply_transition(obj, "redraft", user=ctx.user, reason=f"{reason}: corrected at the source",
                                  label=f"{kind} {obj.pk}")
             save_audited(obj, user=ctx.user, reason=reason)
+            if reroute:
+                from approvals.services import approval_requests_cancel_for
+
+                approval_requests_cancel_for(
+                    subject=obj, user=None, reason=f"{reason}: {', '.join(sorted(changed))} changed; routed again"
+                )
+                ctx.to_route.append(obj)
         if wanted == WorkStatus.SUBMITTED and obj.status == WorkStatus.DRAFT:
             apply_transition(obj, "submit", user=ctx.user, reason=reason, label=f"{kind} {obj.pk}")
             obj.submitted_at = timezone.now()

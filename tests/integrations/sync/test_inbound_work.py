@@ -254,3 +254,18 @@ def test_expense_changes_are_written_with_their_history(world, psa_user):
     assert (expense.amount, expense.category, expense.status) == (Decimal("45.00"), "meals", "submitted")
     latest = expense.history.first()
     assert (latest.history_type, latest.history_user, latest.amount) == ("~", psa_user, Decimal("45.00"))
+
+
+def test_an_expense_whose_amount_changes_is_routed_again(world, psa_user):
+    record = {"external_id": "e1", "person_code": "P-ANNA", "project_code": "PRJ-A", "date": DAY,
+              "amount": "42.10", "currency": "EUR", "category": "travel"}
+    upsert_records(resource="expenses", records=[record], user=psa_user, source="psa")
+    expense = Expense.objects.get(external_id="e1")
+    requests = ApprovalRequest.objects.filter(content_type=ContentType.objects.get_for_model(Expense),
+                                              object_id=expense.pk)
+    first = requests.get()
+    assert first.amount == Decimal("42.10")
+    upsert_records(resource="expenses", records=[{**record, "amount": "4200"}], user=psa_user, source="psa")
+    first.refresh_from_db()
+    assert first.status == "cancelled" and "routed again" in first.outcome_reason
+    assert requests.get(status="pending").amount == Decimal("4200.00")
