@@ -7,6 +7,7 @@ never carries information alone). Values are escaped; labels are plain text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,6 +36,15 @@ def _fmt(value: float | None, unit: str = "") -> str:
         return "—"
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
     return f"{text}{unit}"
+
+
+def _tick(value: float) -> str:
+    """Compact axis label: 1.2M, 250k, 7.5."""
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:.0f}k"
+    return _fmt(value)
 
 
 def _nice_max(value: float) -> float:
@@ -67,15 +77,20 @@ def _axis(height: int, top: float, unit: str) -> str:
         y = PAD_TOP + inner_h - inner_h * k / 4
         parts.append(f'<line class="grid" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(
-            f'<text class="tick" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_fmt(v))}</text>'
+            f'<text class="tick" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_tick(v))}</text>'
         )
     return "".join(parts)
 
 
-def line_chart(title: str, points: Sequence[Point], *, unit: str = "", height: int = 180) -> SafeString:
-    """A trend line over labelled points (e.g. months); gaps where a value is missing."""
+def line_chart(title: str, points: Sequence[Point], *, unit: str = "", height: int = 180,
+               compare: Sequence[float | Decimal | None] | None = None) -> SafeString:
+    """A trend line over labelled points (e.g. months); gaps where a value is missing.
+
+    `compare`: a second series on the same points, drawn dashed (e.g. actuals against a forecast).
+    """
     values = [_num(p.value) for p in points]
-    known = [v for v in values if v is not None]
+    others = [_num(v) for v in compare] if compare is not None else []
+    known = [v for v in values + others if v is not None]
     if not known:
         return _wrap(title, f'<text class="empty" x="{WIDTH / 2}" y="{height / 2}" text-anchor="middle">'
                             f'No data in this period</text>', height)
@@ -87,6 +102,11 @@ def line_chart(title: str, points: Sequence[Point], *, unit: str = "", height: i
         return PAD_LEFT + i * step, PAD_TOP + inner_h - inner_h * (v / top)
 
     parts = [_axis(height, top, unit)]
+    if others:
+        d = " ".join(f"{'M' if k == 0 else 'L'}{xy(i, v)[0]:.1f},{xy(i, v)[1]:.1f}"
+                     for k, (i, v) in enumerate((i, v) for i, v in enumerate(others) if v is not None))
+        if d:
+            parts.append(f'<path class="line2" d="{d}"/>')
     path, segment = [], []
     for i, v in enumerate(values):
         if v is None:
@@ -100,7 +120,7 @@ def line_chart(title: str, points: Sequence[Point], *, unit: str = "", height: i
     for seg in path:
         d = " ".join(f"{'M' if k == 0 else 'L'}{x:.1f},{y:.1f}" for k, (x, y) in enumerate(seg))
         parts.append(f'<path class="line" d="{d}"/>')
-    every = max(1, len(points) // 12)
+    every = max(1, math.ceil(len(points) / 9))
     for i, (p, v) in enumerate(zip(points, values, strict=True)):
         x = PAD_LEFT + i * step
         if i % every == 0:
@@ -118,7 +138,7 @@ def bar_chart(title: str, points: Sequence[Point], *, unit: str = "", bar_height
     """Horizontal bars, largest first as given (causes, codes, approvers); each bar links to its records."""
     if not points:
         return _wrap(title, '<text class="empty" x="10" y="20">Nothing in this period</text>', 30)
-    label_w = 170
+    label_w = 215
     height = PAD_TOP + len(points) * (bar_height + 6) + 6
     top = _nice_max(max((_num(p.value) or 0) for p in points))
     inner_w = WIDTH - label_w - 70
@@ -129,8 +149,9 @@ def bar_chart(title: str, points: Sequence[Point], *, unit: str = "", bar_height
         w = max(inner_w * v / top, 1 if v else 0)
         bar = (f'<rect class="bar" x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_height}">'
                f'<title>{escape(p.label)}: {escape(_fmt(v, unit))}</title></rect>')
+        label = p.label if len(p.label) <= 31 else p.label[:30] + "…"
         parts.append(f'<text class="label" x="{label_w - 6}" y="{y + bar_height - 5}" text-anchor="end">'
-                     f'{escape(p.label[:28])}</text>')
+                     f"{escape(label)}</text>")
         parts.append(_link(p.url, bar))
         parts.append(f'<text class="value" x="{label_w + w + 6:.1f}" y="{y + bar_height - 5}">'
                      f'{escape(_fmt(v, unit))}</text>')
@@ -154,6 +175,7 @@ def column_chart(title: str, points: Sequence[Point], *, unit: str = "", height:
         col = (f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}">'
                f'<title>{escape(p.label)}: {escape(_fmt(v, unit))}</title></rect>')
         parts.append(_link(p.url, col))
-        parts.append(f'<text class="tick" x="{x + slot * 0.35:.1f}" y="{height - 10}" text-anchor="middle">'
-                     f'{escape(p.label)}</text>')
+        if i % max(1, math.ceil(len(points) / 9)) == 0:
+            parts.append(f'<text class="tick" x="{x + slot * 0.35:.1f}" y="{height - 10}" text-anchor="middle">'
+                         f'{escape(p.label)}</text>')
     return _wrap(title, "".join(parts), height)

@@ -277,8 +277,9 @@ def month_ends(start: datetime.date, end: datetime.date) -> list[datetime.date]:
     return out
 
 
-def _money_rows(rows: Iterable[dict], amount_key: str = "amount") -> list[dict[str, Any]]:
-    return [{"currency": r["currency"], amount_key: r[amount_key] or ZERO} for r in rows]
+def money(value: Decimal | None) -> Decimal:
+    """A summed amount to cents (SQLite returns sums of decimals with float noise)."""
+    return (value or ZERO).quantize(Decimal("0.01"))
 
 
 def fx_rates(currencies: Iterable[str], as_of: datetime.date) -> dict[str, Decimal | None]:
@@ -587,7 +588,7 @@ def disputes(f: KpiFilters) -> dict[str, Any]:
         row = by_category.setdefault(r["category"], {"category": r["category"], "label": labels.get(r["category"],
                                                      r["category"]), "count": 0, "amounts": []})
         row["count"] += r["n"]
-        row["amounts"].append({"currency": r["currency"], "amount": r["amount"] or ZERO})
+        row["amounts"].append({"currency": r["currency"], "amount": money(r["amount"])})
     causes = sorted(by_category.values(), key=lambda r: (-r["count"], r["category"]))
     opened_count = sum(r["count"] for r in causes)
 
@@ -634,8 +635,8 @@ def credit_notes(f: KpiFilters) -> dict[str, Any]:
     rows = base.values("kind", "currency").annotate(n=Count("pk"), amount=Sum("total")).order_by("currency")
     invoiced = {r["currency"]: r["amount"] for r in rows if r["kind"] == Invoice.Kind.INVOICE}
     by_currency = [
-        {"currency": r["currency"], "count": r["n"], "amount": r["amount"] or ZERO,
-         "invoiced": invoiced.get(r["currency"]) or ZERO, "share_pct": _pct(r["amount"], invoiced.get(r["currency"]))}
+        {"currency": r["currency"], "count": r["n"], "amount": money(r["amount"]),
+         "invoiced": money(invoiced.get(r["currency"])), "share_pct": _pct(r["amount"], invoiced.get(r["currency"]))}
         for r in rows if r["kind"] == Invoice.Kind.CREDIT_NOTE
     ]
     by_month = [
@@ -702,8 +703,8 @@ def ar_aging(f: KpiFilters) -> dict[str, Any]:
         total=Sum("balance_as_of"), count=Count("pk"), **aggregates).order_by("currency"))
     by_currency = [
         {
-            "currency": r["currency"], "total": r["total"] or ZERO, "count": r["count"],
-            "buckets": [{"bucket": b, "amount": r[f"a{i}"] or ZERO, "count": r[f"n{i}"]}
+            "currency": r["currency"], "total": money(r["total"]), "count": r["count"],
+            "buckets": [{"bucket": b, "amount": money(r[f"a{i}"]), "count": r[f"n{i}"]}
                         for i, b in enumerate(buckets)],
         }
         for r in rows
@@ -749,8 +750,8 @@ def dso(f: KpiFilters) -> dict[str, Any]:
         for r in inv_rows:
             cur = r["currency"]
             paid = (pay_rows.get(cur) or {}).get(f"p{i}") or ZERO
-            ar[cur] = (r[f"b{i}"] or ZERO) - paid
-            sales[cur] = r[f"s{i}"] or ZERO
+            ar[cur] = money(r[f"b{i}"]) - money(paid)
+            sales[cur] = money(r[f"s{i}"])
         ar_total, sales_total = convert(ar, rates), convert(sales, rates)
         trend.append({"date": d, "dso": _dso(ar_total, sales_total), "ar": ar_total, "sales_90d": sales_total})
         if d == f.as_of:
@@ -827,7 +828,7 @@ def leakage(f: KpiFilters) -> dict[str, Any]:
     ):
         bucket = _bucket_of_month(_as_date(r["month"]), as_of, n)
         if bucket:
-            time_buckets[bucket]["hours"] += r["h"] or ZERO
+            time_buckets[bucket]["hours"] += money(r["h"])
             time_buckets[bucket]["count"] += r["n"]
     time_buckets = list(time_buckets.values())
     exp: dict[str, dict[str, dict[str, Any]]] = {}
@@ -840,19 +841,19 @@ def leakage(f: KpiFilters) -> dict[str, Any]:
         if bucket:
             row = exp.setdefault(r["currency"], {b: {"bucket": b, "amount": ZERO, "count": 0}
                                                  for b in LEAKAGE_BUCKETS})
-            row[bucket]["amount"] += r["a"] or ZERO
+            row[bucket]["amount"] += money(r["a"])
             row[bucket]["count"] += r["n"]
     expenses = [{"currency": cur, "buckets": list(rows.values())} for cur, rows in sorted(exp.items())]
     ms_cutoff = as_of - timedelta(days=n)
     milestones = [
-        {"currency": r["project__contract__currency"], "count": r["n"], "amount": r["amount"] or ZERO}
+        {"currency": r["project__contract__currency"], "count": r["n"], "amount": money(r["amount"])}
         for r in Milestone.objects.filter(
             scope, _not_invoiced(), project__contract__billing_model="fixed_fee", approved_at__date__lt=ms_cutoff,
         ).order_by().values("project__contract__currency").annotate(n=Count("pk"), amount=Sum("amount"))
         .order_by("project__contract__currency")
     ]
     write_downs = [
-        {"currency": r["invoice__currency"], "count": r["n"], "amount": r["amount"] or ZERO}
+        {"currency": r["invoice__currency"], "count": r["n"], "amount": money(r["amount"])}
         for r in InvoiceLine.objects.filter(
             invoice_scope(f, "invoice__"), kind=InvoiceLine.Kind.WRITE_DOWN, invoice__number__isnull=False,
             invoice__issue_date__gte=f.period_start, invoice__issue_date__lte=f.period_end,
@@ -901,7 +902,7 @@ def late_time(f: KpiFilters) -> dict[str, Any]:
         created_at__date__lte=f.period_end, exceptions__code="LATE_TIME",
     ).values("pk").distinct().count()
     return {"entries_submitted": agg["submitted"], "entries_late": agg["late"],
-            "hours_late": agg["late_hours"] or ZERO, "late_pct": _pct(agg["late"], agg["submitted"]),
+            "hours_late": money(agg["late_hours"]), "late_pct": _pct(agg["late"], agg["submitted"]),
             "invoices_with_late_time": warned}
 
 

@@ -10,6 +10,7 @@ controllers and auditors (read only anyway) see them; everyone else gets 403.
 from __future__ import annotations
 
 import csv
+import datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -112,6 +113,14 @@ def _table(ctx: Ctx, key: str, title: str, headers: list[str], rows: list[list[C
     return Table(key, title, headers, rows, ctx.export(key))
 
 
+def _mlabel(month: str | None) -> str:
+    """'2026-03' → 'Mar 26' (chart axis)."""
+    try:
+        return datetime.date.fromisoformat(f"{month}-01").strftime("%b %y")
+    except (TypeError, ValueError):
+        return str(month)
+
+
 def _define(metric: str) -> str:
     return selectors.DEFINITIONS.get(metric, "")
 
@@ -139,7 +148,7 @@ def leadership_sections(ctx: Ctx) -> list[Section]:
         Figure("Dispute ≤ 60 days", str(fpa["disputed"]), ctx.drill("first_pass_accuracy", outcome="disputed")),
     ]
     s.charts = [charts.line_chart("First-pass accuracy by month of issue (%)", [
-        Point(r["month"], r["pct"], ctx.drill("first_pass_accuracy", month=r["month"]),
+        Point(_mlabel(r["month"]), r["pct"], ctx.drill("first_pass_accuracy", month=r["month"]),
               f"{r['clean']} of {r['issued']}") for r in fpa["by_month"]], unit=" %")]
     s.tables = [_table(ctx, "first_pass_by_month", "By month of issue", ["Month", "Issued", "Clean", "Clean %"], [
         [Cell(r["month"], ctx.drill("first_pass_accuracy", month=r["month"])), Cell(str(r["issued"]), num=True),
@@ -151,7 +160,7 @@ def leadership_sections(ctx: Ctx) -> list[Section]:
     s.figures = [Figure("Median", _num(dti["median"], " days"), ctx.drill("days_to_invoice"), f"{dti['n']} invoices"),
                  Figure("90th percentile", _num(dti["p90"], " days")), Figure("Mean", _num(dti["mean"], " days"))]
     s.charts = [charts.line_chart("Days to invoice, median by month of issue", [
-        Point(r["month"], r["median"], ctx.drill("days_to_invoice", month=r["month"]), f"p90 {r['p90']}")
+        Point(_mlabel(r["month"]), r["median"], ctx.drill("days_to_invoice", month=r["month"]), f"p90 {r['p90']}")
         for r in dti["by_month"]], unit=" d")]
     s.tables = [_table(ctx, "days_to_invoice_by_month", "By month of issue",
                        ["Month", "Invoices", "Median days", "p90 days", "Mean days"], [
@@ -185,7 +194,8 @@ def leadership_sections(ctx: Ctx) -> list[Section]:
     s.figures = [
         Figure(f"Unbilled approved hours > {lk['days_after_period_end']} days after period end",
                _num(ut["hours"], " h"), ctx.drill("leakage", kind="time"), f"{ut['count']} time entries"),
-        Figure("Cap write-downs", "; ".join(f"{w['amount']} {w['currency']}" for w in lk["write_downs"]) or "none",
+        Figure("Cap write-downs", "; ".join(f"{_num(w['amount'], digits=2)} {w['currency']}"
+                                            for w in lk["write_downs"]) or "none",
                ctx.drill("leakage", kind="write_down")),
         Figure("Late time entries", str(lk["late_time"]["entries_late"]), ctx.drill("leakage", kind="late_time"),
                f"{_num(lk['late_time']['late_pct'], ' %')} of submitted; "
@@ -221,8 +231,9 @@ def leadership_sections(ctx: Ctx) -> list[Section]:
         charts.column_chart(f"Expected receipts by week ({rc})", [
             Point(f"{w['week']:%d %b}", w["total"], ctx.drill("cash_forecast", week=w["week"].isoformat()))
             for w in cf["weeks"]]),
-        charts.line_chart(f"Forecast vs actual receipts, past weeks ({rc}) — dots: forecast", [
-            Point(f"{e['week']:%d %b}", e["forecast"]) for e in cf["error_weeks"]]),
+        charts.line_chart(f"Past weeks ({rc}): forecast (dots) against actual receipts (dashed)", [
+            Point(f"{e['week']:%d %b}", e["forecast"], note=f"actual {e['actual']}") for e in cf["error_weeks"]],
+            compare=[e["actual"] for e in cf["error_weeks"]]),
     ]
     currencies = sorted({c for w in cf["weeks"] for c in w["by_currency"]})
     s.tables = [
@@ -332,7 +343,7 @@ def operations_sections(ctx: Ctx) -> list[Section]:
     s = Section("credit_notes", selectors.TITLES["credit_notes"], _define("credit_notes"))
     s.figures = [Figure("Credit notes issued", str(cn["count"]), ctx.drill("credit_notes"))]
     s.charts = [charts.column_chart("Credit notes by month of issue", [
-        Point(r["month"], r["count"], ctx.drill("credit_notes", month=r["month"])) for r in cn["by_month"]])]
+        Point(_mlabel(r["month"]), r["count"], ctx.drill("credit_notes", month=r["month"])) for r in cn["by_month"]])]
     s.tables = [_table(ctx, "credit_notes", "By currency", ["Currency", "Credit notes", "Amount", "Invoiced",
                                                             "Share %"], [
         [Cell(r["currency"]), Cell(str(r["count"]), ctx.drill("credit_notes", currency=r["currency"]), num=True),
