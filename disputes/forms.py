@@ -89,6 +89,15 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000)
 
 
+class ReassignForm(forms.Form):
+    owner = forms.ModelChoiceField(queryset=None)
+    due_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = dispute_workers()
+
+
 class DisputeResolveForm(LineSelectionMixin, forms.Form):
     outcome = forms.ChoiceField(choices=[c for c in Dispute.Outcome.choices if c[0]], widget=forms.RadioSelect)
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)

@@ -11,6 +11,7 @@ urlpatterns: list = [
     path("<int:pk>/investigate/", views.dispute_investigate_view, name="dispute_investigate"),
     path("<int:pk>/notes/", views.dispute_note_view, name="dispute_note"),
     path("<int:pk>/withdraw/", views.dispute_withdraw_view, name="dispute_withdraw"),
+    path("<int:pk>/reassign/", views.dispute_reassign_view, name="dispute_reassign"),
     path("<int:pk>/resolve/", views.dispute_resolve_view, name="dispute_resolve"),
     path("notes/<int:pk>/attachment/", views.dispute_attachment, name="dispute_attachment"),
     path("invoices/<int:invoice_id>/credit-note/", views.credit_note_new, name="credit_note_new"),

@@ -28,7 +28,15 @@ from billing.models import Invoice, InvoiceLine
 from billing.money import ZERO, round_money
 from billing.services.credit_notes import credit_note_cancel, credit_note_create, invoice_reissue
 from disputes import selectors
-from disputes.forms import CreditNoteForm, DisputeOpenForm, DisputeResolveForm, NoteForm, ReasonForm, dispute_workers
+from disputes.forms import (
+    CreditNoteForm,
+    DisputeOpenForm,
+    DisputeResolveForm,
+    NoteForm,
+    ReasonForm,
+    ReassignForm,
+    dispute_workers,
+)
 from disputes.models import Dispute, DisputeNote
 from disputes.services import (
     CREDIT_ROLES,
@@ -36,6 +44,7 @@ from disputes.services import (
     dispute_add_note,
     dispute_investigate,
     dispute_open,
+    dispute_reassign,
     dispute_resolve,
     dispute_sla_days,
     dispute_withdraw,
@@ -163,6 +172,7 @@ def _render_detail(request: HttpRequest, dispute: Dispute, *, resolve_form=None,
         "resolve_form": resolve_form or (_resolve_form(dispute) if dispute.is_live and access.can_work else None),
         "note_form": note_form or NoteForm(),
         "withdraw_form": ReasonForm(),
+        "reassign_form": ReassignForm(initial={"owner": dispute.owner_id, "due_date": dispute.due_date}),
     }, status=status)
 
 
@@ -241,6 +251,25 @@ def dispute_note_view(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, "Note added.")
             return HttpResponseRedirect(_detail_url(dispute))
     return _render_detail(request, dispute, note_form=form, status=400)
+
+
+@require_POST
+@dispute_view(act="work")
+def dispute_reassign_view(request: HttpRequest, pk: int) -> HttpResponse:
+    dispute = _get_dispute(pk)
+    form = ReassignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose an owner (finance or collections) and a valid date.")
+        return HttpResponseRedirect(_detail_url(dispute))
+    try:
+        dispute = dispute_reassign(dispute=dispute, user=request.user, owner=form.cleaned_data["owner"],
+                                   due_date=form.cleaned_data.get("due_date"))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Dispute {dispute.pk}: owner {dispute.owner.get_username()}, "
+                                  f"resolve by {dispute.due_date:%d %b %Y}.")
+    return HttpResponseRedirect(_detail_url(dispute))
 
 
 @require_POST

@@ -164,3 +164,13 @@ def test_people_without_a_dispute_role_get_403(client):
 
     login(client, UserFactory(groups=["project_manager"]))
     assert client.get(reverse("disputes:dispute_list")).status_code == 403
+
+
+def test_reassign_owner_and_due_date(client, analyst, collector):
+    dispute = dispute_open(invoice=issued_invoice(), category="scope", disputed_amount=Decimal("5"), user=analyst)
+    response = login(client, analyst).post(reverse("disputes:dispute_reassign", args=[dispute.pk]),
+                                           {"owner": collector.pk, "due_date": "2030-01-31"})
+    assert response.status_code == 302
+    dispute.refresh_from_db()
+    assert dispute.owner == collector and str(dispute.due_date) == "2030-01-31"
+    assert dispute.history.first().history_user == analyst

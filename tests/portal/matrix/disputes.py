@@ -40,6 +40,7 @@ BODIES = {
     "disputes:dispute_investigate": lambda w, o: {},
     "disputes:dispute_note": lambda w, o: {"text": REASON},
     "disputes:dispute_withdraw": lambda w, o: {"reason": REASON},
+    "disputes:dispute_reassign": lambda w, o: {"owner": o.owner_id, "due_date": "2030-01-31"},
     "disputes:dispute_resolve": lambda w, o: {"resolve-outcome": "upheld", "resolve-note": REASON},
     "disputes:credit_note_new": lambda w, o: {"mode": "amount", "amount": "10.00", "reason": REASON},
     "disputes:credit_note_withdraw": lambda w, o: {"reason": REASON},
