@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+"""/integrations/monitor/: the integration monitor (outbox, circuits, worker, webhooks, imports)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from integrations import views_monitor
+
+urlpatterns: list = [
+    path("monitor/", views_monitor.monitor, name="monitor"),
+    path("outbox/<int:pk>/retry/", views_monitor.outbox_retry, name="outbox_retry"),
+]

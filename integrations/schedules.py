@@ -1,0 +1,17 @@
+"""django-q2 schedule of the outbox sweep (every minute), shared by the data migration and the demo."""
+
+from __future__ import annotations
+
+SWEEP_FUNC = "integrations.tasks.sweep_outbox"
+SWEEP_NAME = "ERP outbox sweep"
+
+
+def schedule_outbox_sweep(schedule_model) -> None:
+    """Every minute: queue due retries and messages whose delivery task was lost."""
+    from django.utils import timezone
+
+    schedule_model.objects.get_or_create(
+        func=SWEEP_FUNC,
+        defaults={"name": SWEEP_NAME, "schedule_type": "I", "minutes": 1, "repeats": -1,
+                  "next_run": timezone.now()},
+    )
