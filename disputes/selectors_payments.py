@@ -36,8 +36,9 @@ class PaymentList:
     unapplied_count: int = 0
 
 
-def _open_exception_of_payment() -> Exists:
-    return Exists(InvoiceException.objects.filter(payment=OuterRef("pk"), state=OPEN))
+def _settled() -> Exists:
+    """A payment whose exception finance closed without applying it (refunded, returned, written off)."""
+    return Exists(InvoiceException.objects.filter(payment=OuterRef("pk")).exclude(state=OPEN))
 
 
 def _with_parties(qs: QuerySet) -> QuerySet:
@@ -52,8 +53,12 @@ def _totals(qs: QuerySet) -> list[MoneyTotal]:
 
 
 def unapplied_cash() -> QuerySet:
-    """Payments without an invoice whose exception is still open: cash waiting for finance."""
-    return Payment.objects.filter(invoice__isnull=True).filter(_open_exception_of_payment())
+    """Payments without an invoice that finance has not settled: cash waiting to be applied or refunded.
+
+    The payment service opens one exception per unapplied payment; closing it (refund made) settles
+    the payment. A payment written without an exception (imported history) is unapplied until applied.
+    """
+    return Payment.objects.filter(invoice__isnull=True).exclude(_settled())
 
 
 def payment_list(filters: dict[str, Any] | None = None, *, limit: int = LIST_LIMIT) -> PaymentList:

@@ -20,7 +20,8 @@ through `payment_record` whatever the channel. Rules (docs/decisions/0023-paymen
   a separate unapplied payment with an `OVERPAYMENT` exception (refund due, or apply it elsewhere).
 - A payment split this way keeps one family of rows: the first keeps the external reference,
   the others are `<reference>~<n>`; the family's amounts always add up to the cash received.
-- Unapplied cash = payments without an invoice whose exception is still open.
+- Unapplied cash = payments without an invoice that finance has not settled (every one the service
+  keeps has one open exception; closing it without applying the cash — refund made — settles it).
   `payment_apply` applies it later (finance); `payment_exception_resolve` closes it with a
   reason (refunded, returned by the bank, written off).
 
@@ -458,10 +459,10 @@ def payment_exception_resolve(*, exception: InvoiceException, user: Any, reason:
 
 
 def unapplied_total(currency: str | None = None) -> dict[str, Decimal]:
-    """Open unapplied cash per currency: payments without an invoice whose exception is still open."""
-    qs = Payment.objects.filter(invoice__isnull=True).filter(
-        Exists(InvoiceException.objects.filter(payment=OuterRef("pk"), state=InvoiceException.State.OPEN))
-    )
+    """Unapplied cash per currency: payments without an invoice that finance has not settled (closed their
+    exception without applying them: refunded, returned)."""
+    settled = InvoiceException.objects.filter(payment=OuterRef("pk")).exclude(state=InvoiceException.State.OPEN)
+    qs = Payment.objects.filter(invoice__isnull=True).exclude(Exists(settled))
     if currency:
         qs = qs.filter(currency=currency)
     return dict(qs.order_by().values("currency").annotate(total=Sum("amount")).values_list("currency", "total"))

@@ -374,3 +374,14 @@ def test_settle_moves_a_partly_paid_invoice_to_paid_once_a_credit_covers_the_res
     payment_status_settle(invoice=invoice, user=analyst, reason="Credit note CN-1 approved")
     invoice.refresh_from_db()
     assert (invoice.status, invoice.balance) == (Status.PAID, 0)
+
+
+def test_a_payment_without_an_exception_is_unapplied_until_applied(analyst):
+    """History imported without the service (no exception row) still shows as unapplied cash."""
+    from tests.factories import PaymentFactory
+
+    PaymentFactory(invoice=None, currency="EUR", amount=Decimal("70.00"), external_reference="IMPORTED-1")
+    assert unapplied_total() == {"EUR": Decimal("70.00")}
+    payment_apply(payment=Payment.objects.get(external_reference="IMPORTED-1"),
+                  invoice=issued_invoice(total="100.00"), user=analyst, reason="Imported history matched")
+    assert unapplied_total() == {}
