@@ -18,7 +18,9 @@ def objects():
     score = InvoiceScore.objects.create(invoice=InvoiceFactory(), anomaly_score=Decimal("1.2"))
     model = RiskModel.objects.create(algorithm="logistic_regression", samples=10, positives=1, note="Too little")
     contract = ContractFactory(po_number="")
-    suggestion = SowSuggestion.objects.create(contract=contract, field="po_number", value="PO-4711", sentence="PO-4711.")
+    suggestion = SowSuggestion.objects.create(
+        contract=contract, field="po_number", value="PO-4711", sentence="PO-4711."
+    )
     return score, model, suggestion
 
 
