@@ -100,7 +100,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         _report(request, outcome)
         return redirect("integrations:import_detail", pk=outcome.batch.pk)
     return render(request, "integrations/imports/upload.html", {
-        "form": form, "columns": COLUMNS, "max_rows": MAX_CSV_ROWS, **_nav(request),
+        "form": form, "columns": COLUMNS, "max_rows": f"{MAX_CSV_ROWS:,}", **_nav(request),
     }, status=400 if form.errors else 200)
 
 
