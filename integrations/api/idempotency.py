@@ -8,7 +8,7 @@
 
 Concurrency uses a PostgreSQL transaction-level advisory lock on (client, key): the second
 request does not wait for the first, it is told at once. Keys are unique per client, kept
-indefinitely (a key is never reused for another request).
+for 90 days (`integration_client purge-keys`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -25,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.services.audit import save_audited
-from integrations.models import IntegrationClient
+from integrations.models import IdempotencyRecord, IntegrationClient
 from portal.errors import ApplicationError, ConflictError
 from portal.roles import BILLING_ADMIN, FINANCE_ANALYST
 
@@ -225,3 +226,20 @@ def integration_client_rotate(*, name: str, user: Any = None) -> tuple[Integrati
     client.token_hash = hash_token(token)
     save_audited(client, user=user, reason="Integration client token rotated")
     return client, token
+
+
+IDEMPOTENCY_KEEP_DAYS = 90
+
+
+@transaction.atomic
+def idempotency_records_purge(*, older_than_days: int = IDEMPOTENCY_KEEP_DAYS) -> int:
+    """Forget idempotency keys older than N days (a retry after that runs again); returns how many.
+
+    Callers retry within minutes or hours; 90 days outlives any sane retry policy while keeping
+    the table small.
+    """
+    if older_than_days < 1:
+        raise ApplicationError("Keep idempotency keys at least one day.", field_errors={"days": [">= 1"]})
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -6,7 +6,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations.models import IntegrationClient
 from integrations.services.clients import (
+    IDEMPOTENCY_KEEP_DAYS,
     SCOPES,
+    idempotency_records_purge,
     integration_client_create,
     integration_client_revoke,
     integration_client_rotate,
@@ -38,9 +40,11 @@ class Command(BaseCommand):
         rotate.add_argument("name")
         sub.add_parser("list", help="List clients with their scopes and state.")
         sub.add_parser("scopes", help="List the known scopes.")
+        purge = sub.add_parser("purge-keys", help="Forget Idempotency-Key records older than --days.")
+        purge.add_argument("--days", type=int, default=IDEMPOTENCY_KEEP_DAYS)
 
     def handle(self, *args, **options) -> None:
-        action = options["action"]
+        action = options["action"].replace("-", "_")
         try:
             getattr(self, f"_{action}")(options)
         except ApplicationError as exc:
@@ -91,6 +95,10 @@ class Command(BaseCommand):
                 f"{client.name:<24} {state:<18} bk_{client.token_prefix}_…  last used {used:<16} "
                 f"{client.throttle_rate:<10} {', '.join(client.scopes)}"
             )
+
+    def _purge_keys(self, options: dict) -> None:
+        deleted = idempotency_records_purge(older_than_days=options["days"])
+        self.stdout.write(f"Forgot {deleted} idempotency key(s) older than {options['days']} days.")
 
     def _scopes(self, options: dict) -> None:
         for scope, meaning in SCOPES.items():

@@ -116,3 +116,20 @@ def test_update_changes_scopes_and_roles_with_the_same_token():
         _run("update", "ops", "--throttle-rate", "lots")
     with pytest.raises(CommandError, match="Invalid throttle rate"):
         _run("create", "x2", "--scopes", "read:billing", "--throttle-rate", "5/fortnight")
+
+
+def test_purge_keys_forgets_only_old_idempotency_records(make_client):
+    import datetime
+
+    from django.utils import timezone
+
+    from integrations.models import IdempotencyRecord
+
+    client, _token = make_client()
+    old = IdempotencyRecord.objects.create(client=client, key="old", method="POST", path="/x", request_sha256="0")
+    new = IdempotencyRecord.objects.create(client=client, key="new", method="POST", path="/x", request_sha256="0")
+    IdempotencyRecord.objects.filter(pk=old.pk).update(created_at=timezone.now() - datetime.timedelta(days=91))
+    assert "Forgot 1 idempotency key(s) older than 90 days." in _run("purge-keys")
+    assert list(IdempotencyRecord.objects.values_list("pk", flat=True)) == [new.pk]
+    with pytest.raises(CommandError, match="at least one day"):
+        _run("purge-keys", "--days", "0")
