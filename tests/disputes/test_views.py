@@ -174,3 +174,25 @@ def test_reassign_owner_and_due_date(client, analyst, collector):
     dispute.refresh_from_db()
     assert dispute.owner == collector and str(dispute.due_date) == "2030-01-31"
     assert dispute.history.first().history_user == analyst
+
+
+def test_detail_query_count_does_not_grow_with_notes_and_lines(client, analyst, django_assert_max_num_queries):
+    from disputes.services import dispute_add_note
+
+    invoice = issued_invoice()
+    dispute = open_two_lines(invoice, analyst)
+    login(client, analyst)
+    url = reverse("disputes:dispute_detail", args=[dispute.pk])
+    with django_assert_max_num_queries(40) as before:
+        client.get(url)
+    for n in range(4):
+        dispute_add_note(dispute=dispute, user=analyst, text=f"Call {n}")
+    with django_assert_max_num_queries(len(before.captured_queries)):
+        page = client.get(url).content.decode()
+    assert "Call 3" in page
+
+
+def open_two_lines(invoice, user):
+    first, second = lines_of(invoice)[:2]
+    return dispute_open(invoice=invoice, category="hours", disputed_amount=Decimal("10"), user=user,
+                        lines=[(first, first.amount), (second, second.amount)])
