@@ -52,9 +52,9 @@ LOCAL_APPS = [
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    # A correlation id on every request, response and log line (API: echoed from X-Correlation-ID).
+    # First: a correlation id on every request, response (redirects too) and log line (echoes X-Correlation-ID).
     "integrations.middleware.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

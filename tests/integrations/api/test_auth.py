@@ -206,3 +206,10 @@ def test_a_mistyped_rate_in_the_database_falls_back_to_the_default(make_client):
     client, token = make_client("odd")
     IntegrationClient.objects.filter(pk=client.pk).update(throttle_rate="many")
     assert bearer(token).get(WHOAMI).status_code == 200
+
+
+def test_even_the_https_redirect_carries_a_correlation_id(settings, db):
+    settings.SECURE_SSL_REDIRECT = True
+    response = APIClient().get(WHOAMI, HTTP_X_CORRELATION_ID="edge-trace-0007")
+    assert response.status_code == 301 and response["Location"].startswith("https://")
+    assert response["X-Correlation-ID"] == "edge-trace-0007"
