@@ -327,6 +327,7 @@ def credit_note_issued(*, credit_note: Invoice, user: Any) -> None:
         apply_transition(invoice, "mark_credited", user=user, reason=why, label=invoice.display_number)
         save_audited(invoice, user=user, reason=why)
         release_items(invoice, user=user, reason=f"Fully credited by {credit_note.number}")
+        _close_live_disputes(invoice, credit_note=credit_note, user=user)
     elif is_reissue(credit_note):
         credited = credited_per_line(list(invoice.lines.values_list("id", flat=True)))
         full_lines = [
@@ -355,6 +356,24 @@ def credit_note_rejected(*, credit_note: Invoice, user: Any, reason: str) -> Non
     save_audited(invoice, user=user, reason=f"Credit note draft {credit_note.pk} rejected: amount given back")
     _note_on_dispute(credit_note, user=user, text=f"Credit note draft {credit_note.pk} was rejected: {reason}. "
                      "Open a new dispute or credit note if the customer's claim stands.")
+
+
+def _close_live_disputes(invoice: Invoice, *, credit_note: Invoice, user: Any) -> None:
+    """A full credit settles whatever the customer still disputed: resolve the live dispute with `credit`."""
+    from disputes.models import Dispute
+
+    live = Dispute.objects.select_for_update().filter(
+        invoice=invoice, status__in=[Dispute.Status.OPEN, Dispute.Status.INVESTIGATING]
+    )
+    for dispute in live:
+        why = f"Resolved by the full credit note {credit_note.number}"
+        apply_transition(dispute, "resolve", user=user, reason=why, label=f"dispute {dispute.pk}")
+        dispute.outcome = Dispute.Outcome.CREDIT
+        dispute.credit_note = dispute.credit_note or credit_note
+        dispute.resolution_note = why
+        dispute.resolved_by = user if getattr(user, "pk", None) else dispute.owner
+        dispute.resolved_at = timezone.now()
+        save_audited(dispute, user=user, reason=why)
 
 
 def _note_on_dispute(credit_note: Invoice, *, user: Any, text: str) -> None:

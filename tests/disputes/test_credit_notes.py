@@ -159,3 +159,20 @@ def test_reissue_bills_the_released_items_again(analyst, controller):
     assert billed_items(new) == items
     with pytest.raises(ApplicationError, match="Nothing to reissue"):
         invoice_reissue(invoice=invoice, user=analyst)
+
+
+def test_a_full_credit_of_a_disputed_invoice_resolves_its_dispute(analyst, controller):
+    from disputes.models import Dispute
+    from disputes.services import dispute_open
+
+    invoice = issued_invoice()
+    dispute = dispute_open(invoice=invoice, category="duplicate", disputed_amount=invoice.total, user=analyst)
+    note = credit_note_create(invoice=invoice, user=analyst, reason="Billed twice by mistake")
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.DISPUTED  # still disputed until the credit is approved
+    note = invoice_approve(invoice=note, user=controller)
+    invoice.refresh_from_db()
+    dispute.refresh_from_db()
+    assert invoice.status == Invoice.Status.CREDITED
+    assert (dispute.status, dispute.outcome, dispute.credit_note_id) == (Dispute.Status.RESOLVED, "credit", note.pk)
+    assert dispute.resolved_by == controller and note.number in dispute.resolution_note
