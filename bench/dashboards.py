@@ -27,6 +27,9 @@ from pathlib import Path
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-key-not-for-production")
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/billable_bench_dash")
+# Pages are rendered without collectstatic (no manifest), over plain HTTP to the test client.
+os.environ.setdefault("STATICFILES_BACKEND", "django.contrib.staticfiles.storage.StaticFilesStorage")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 
 import django
 

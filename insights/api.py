@@ -12,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from insights import selectors
-from insights.params import parse_filters
+from insights.params import EARLIEST, LATEST, parse_filters
 from integrations.api.base import ApiView
 
 
@@ -29,6 +29,9 @@ class KpiQuery(serializers.Serializer):
                                            help_text="Include each metric's definition.")
 
     def validate(self, data):
+        for key in ("period_start", "period_end"):
+            if not EARLIEST <= data[key] <= LATEST:
+                raise serializers.ValidationError({key: [f"Between {EARLIEST} and {LATEST}."]})
         if data["period_end"] < data["period_start"]:
             raise serializers.ValidationError({"period_end": ["Must not be before period_start."]})
         if (data["period_end"] - data["period_start"]).days > 800:

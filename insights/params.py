@@ -10,6 +10,10 @@ from django.utils import timezone
 
 from insights.selectors import KpiFilters
 
+#: Dates a period may use (the arithmetic of 90-day windows and weeks stays far from date's limits).
+EARLIEST = datetime.date(2000, 1, 1)
+LATEST = datetime.date(2100, 12, 31)
+
 
 def default_period(today: datetime.date | None = None) -> tuple[datetime.date, datetime.date]:
     """The twelve months up to today: from the first day of the month a year ago (12 full months + this one)."""
@@ -21,13 +25,14 @@ def default_period(today: datetime.date | None = None) -> tuple[datetime.date, d
 
 def _date(value: Any) -> datetime.date | None:
     if isinstance(value, datetime.date):
-        return value
+        return value if EARLIEST <= value <= LATEST else None
     if not value:
         return None
     try:
-        return datetime.date.fromisoformat(str(value).strip())
+        day = datetime.date.fromisoformat(str(value).strip())
     except ValueError:
         return None
+    return day if EARLIEST <= day <= LATEST else None
 
 
 def parse_filters(data: Mapping[str, Any], *, today: datetime.date | None = None) -> KpiFilters:

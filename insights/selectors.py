@@ -40,7 +40,6 @@ from django.db.models import (
     Avg,
     Case,
     Count,
-    DateField,
     DecimalField,
     Exists,
     ExpressionWrapper,
@@ -58,7 +57,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, TruncMonth
+from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
@@ -334,19 +333,28 @@ def days_to_invoice(f: KpiFilters) -> dict[str, Any]:
     numbered, issued between period start and end. Reported: count, mean, median and 90th
     percentile in days, overall and per month of issue.
     """
-    last_milestone = Subquery(
-        Milestone.objects.filter(invoice_line__invoice=OuterRef("pk"), approved_at__isnull=False)
-        .order_by("-approved_at")
-        .values("approved_at")[:1]
-    )
-    ref = Coalesce(Cast(last_milestone, DateField()), F("period_end"), F("issue_date"))
-    qs = issued_invoices(f).annotate(ref_date=ref)
-    measure = {"days": days_between("issue_date", "ref_date")}
-    overall = stats(qs, measure)[0]["days"]
-    by_month = [
-        {"month": _month(r["month"]), **r["days"]}
-        for r in stats(qs.annotate(month=TruncMonth("issue_date")), measure, ["month"])
-    ]
+    qs = issued_invoices(f)
+    # The last approval of the milestones each invoice bills: one grouped query, not a subquery per row.
+    approved = {
+        r["invoice_line__invoice"]: r["last"]
+        for r in Milestone.objects.filter(invoice_line__invoice__in=qs.values("pk"), approved_at__isnull=False)
+        .order_by().values("invoice_line__invoice").annotate(last=Max("approved_at"))
+    }
+    values: list[float] = []
+    months: dict[str, list[float]] = defaultdict(list)
+    for pk, issue_date, period_end in qs.order_by().values_list("pk", "issue_date", "period_end"):
+        ref = approved.get(pk)
+        ref = _as_date(ref) if ref is not None else (period_end or issue_date)
+        days = float((issue_date - ref).days)
+        values.append(days)
+        months[_month(issue_date)].append(days)
+
+    def summary(v: list[float]) -> dict[str, Any]:
+        return {"n": len(v), "mean": _r(sum(v) / len(v)) if v else None, "median": _r(percentile(v, 0.5)),
+                "p90": _r(percentile(v, 0.9))}
+
+    overall = summary(values)
+    by_month = [{"month": m, **summary(v)} for m, v in sorted(months.items())]
     return {**overall, "unit": "days", "by_month": by_month}
 
 

@@ -92,3 +92,10 @@ def test_command_json_has_one_key_per_metric(history):
     assert "n=3 median=5.0" in out.getvalue()
     with pytest.raises(CommandError):
         call_command("kpis", "--period-start", "2025-04-30", "--period-end", "2025-04-01")
+
+
+def test_api_refuses_dates_out_of_range():
+    api = _api(["read:kpis"])
+    response = api.get("/api/v1/kpis/", {"period_start": "0001-01-01", "period_end": "0001-01-05"})
+    assert response.status_code == 400
+    assert "period_start" in response.json()["field_errors"]
