@@ -11,12 +11,16 @@ STAMP := $(VENV)/.installed
 # PostgreSQL for `make test`; the maintenance db `postgres` on the same server is probed first.
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgresql://postgres@127.0.0.1:5432/billable)
 DEMO_ADDR ?= 127.0.0.1:8000
+# The demo's ERP: the simulator (integrations/simulator.py), documents kept in var/erp-simulator.json.
+# Faults by hand, e.g. DEMO_ERP_ARGS='--latency-ms 50 --fail-rate 0.2' (docs/manual/erp-posting.md).
+DEMO_ERP_PORT ?= 8765
+DEMO_ERP_ARGS ?= --latency-ms 50
 PYTEST_ARGS ?=
 
 .PHONY: help venv demo test lint
 
 help:
-	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker"
+	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite); PYTEST_ARGS='-k foo' to filter"
 	@echo "make lint   ruff check ."
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
@@ -37,17 +41,22 @@ $(STAMP): pyproject.toml
 demo: venv
 	@export DEBUG=1
 	unset DATABASE_URL Q_REDIS_URL
+	# ERP posting on, against the ERP simulator started below (retries after seconds, not minutes).
+	export ERP_POSTING_ENABLED=1 ERP_BASE_URL="http://127.0.0.1:$(DEMO_ERP_PORT)" ERP_AUTH=none
+	export OUTBOX_BACKOFF_BASE_S="$${OUTBOX_BACKOFF_BASE_S:-5}" OUTBOX_BACKOFF_CAP_S="$${OUTBOX_BACKOFF_CAP_S:-120}"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --scale 1
 	echo
 	echo "Billable demo: http://$(DEMO_ADDR)/  (admin: http://$(DEMO_ADDR)/admin/)"
-	echo "Web server and django-q2 worker running; Ctrl-C stops both."
-	# Both run in the background (own process groups); Ctrl-C, or either one ending, stops both:
+	echo "ERP simulator: http://127.0.0.1:$(DEMO_ERP_PORT)/__admin/documents (approved invoices post there)."
+	echo "Web server, django-q2 worker and ERP simulator running; Ctrl-C stops all three."
+	# All run in the background (own process groups); Ctrl-C, or any one ending, stops them all:
 	# SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
 	set -m
+	$(PY) manage.py erp_simulator --port $(DEMO_ERP_PORT) --store var/erp-simulator.json $(DEMO_ERP_ARGS) & erp=$$!
 	$(PY) manage.py runserver --noreload $(DEMO_ADDR) & web=$$!
 	$(PY) manage.py qcluster & worker=$$!
-	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
+	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" "$$erp" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
 	trap stop INT TERM EXIT
 	wait -n || true
 
@@ -83,9 +92,14 @@ BENCH_ARGS ?=
 # in its own database; writes bench/results/dashboards.json. BENCH_DASH_ARGS='--scale 2 --repeat 1' for a quick one.
 BENCH_DASH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench_dash
 BENCH_DASH_ARGS ?=
+# ERP delivery benchmark (bench/erp_delivery.py): N invoices posted by a 2-worker django-q2 cluster to the
+# ERP simulator over HTTP; writes bench/results/erp_delivery.json. BENCH_ERP_ARGS='--invoices 200' for a quick one.
+BENCH_ERP_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench_erp
+BENCH_ERP_ARGS ?=
 
 .PHONY: bench
 bench: venv
 	@export SECRET_KEY="$${SECRET_KEY:-bench-only-key-not-for-production}"
 	DATABASE_URL='$(BENCH_DATABASE_URL)' $(PY) -m bench.billing $(BENCH_ARGS)
 	DATABASE_URL='$(BENCH_DASH_DATABASE_URL)' $(PY) -m bench.dashboards $(BENCH_DASH_ARGS)
+	DATABASE_URL='$(BENCH_ERP_DATABASE_URL)' $(PY) -m bench.erp_delivery $(BENCH_ERP_ARGS)
