@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from billing.models import Client, Invoice, LegalEntity, Payment
+from billing.models import Client, Invoice, InvoiceException, LegalEntity, Payment
 from billing.money import ZERO
 from disputes.models import CollectionsHandoff, CollectionsProfile, Dispute, DunningNotice
 
@@ -228,11 +228,24 @@ def aging_report(
     )
 
 
+def _settled_payment() -> Exists:
+    """An unapplied payment finance closed without applying it (refunded, returned): off the client's account."""
+    return Exists(
+        InvoiceException.objects.filter(payment=OuterRef("pk")).exclude(state=InvoiceException.State.OPEN)
+    )
+
+
+def client_payments(*, as_of: datetime.date) -> QuerySet[Payment]:
+    """Cash on clients' accounts by `as_of`: applied payments, and unapplied ones finance has not settled."""
+    return Payment.objects.filter(date__lte=as_of).exclude(Q(invoice__isnull=True) & _settled_payment())
+
+
 def unapplied_cash(*, as_of: datetime.date, currency: str | None = None, client_id: int | None = None) -> list[
     UnappliedCash
 ]:
-    """Payments received on or before `as_of` that name no invoice, per client (or unknown payer) and currency."""
-    payments = Payment.objects.filter(invoice__isnull=True, date__lte=as_of)
+    """Payments received on or before `as_of` that name no invoice and are not settled (refunded), per client
+    (or unknown payer) and currency."""
+    payments = client_payments(as_of=as_of).filter(invoice__isnull=True)
     if currency:
         payments = payments.filter(currency=currency)
     if client_id is not None:
@@ -565,7 +578,7 @@ def client_statement(*, client: Client, as_of: datetime.date, since: datetime.da
     documents = Invoice.objects.filter(
         client=client, number__isnull=False, status__in=ISSUED_STATUSES, issue_date__lte=as_of
     )
-    payments = Payment.objects.filter(Q(client=client) | Q(invoice__client=client), date__lte=as_of)
+    payments = client_payments(as_of=as_of).filter(Q(client=client) | Q(invoice__client=client))
 
     opening: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for row in (

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 
-from billing.services.payments import payment_record
+from billing.services.payments import payment_exception_resolve, payment_record
 from disputes.selectors_collections import aging_report, client_statement
 from disputes.services import dispute_open, dispute_withdraw
 from disputes.services_collections import dunning_run
@@ -50,3 +50,21 @@ def test_payment_dispute_and_withdrawal_as_collections_sees_them(settings, analy
 
     (eur,) = client_statement(client=invoice.client, as_of=later, since=datetime.date(2025, 1, 1)).ledgers
     assert eur.closing == total - 140 == eur.open_items - eur.unapplied
+
+
+def test_unapplied_cash_finance_refunded_leaves_the_aging_and_the_statement(analyst):
+    invoice = issued_invoice(approver=analyst)
+    day = invoice.due_date + datetime.timedelta(days=1)
+    kept = payment_record(amount="40.00", currency=invoice.currency, date=invoice.due_date, external_reference="B-1",
+                          source="manual", user=analyst, client=invoice.client)
+    refunded = payment_record(amount="25.00", currency=invoice.currency, date=invoice.due_date,
+                              external_reference="B-2", source="manual", user=analyst, client=invoice.client)
+    assert aging_report(as_of=day).rows[0].unapplied == Decimal("65.00")
+
+    payment_exception_resolve(exception=refunded.exceptions.get(), user=analyst, reason="Refunded to the payer")
+
+    (row,) = aging_report(as_of=day).rows
+    assert row.unapplied == Decimal("40.00")
+    (eur,) = client_statement(client=invoice.client, as_of=day, since=datetime.date(2025, 1, 1)).ledgers
+    assert [e.reference for e in eur.entries if e.kind == "payment"] == [kept.external_reference]
+    assert eur.closing == invoice.total - Decimal("40.00") and eur.unapplied == Decimal("40.00")
