@@ -132,3 +132,14 @@ def test_the_shipped_sample_imports_cleanly(db, psa_user):
     outcome = import_time_csv(content=SAMPLE.read_bytes(), filename=SAMPLE.name, user=psa_user, dry_run=True)
     assert outcome.status == "dry_run" and not outcome.errors, [r.as_dict() for r in outcome.errors]
     assert outcome.summary()["created"] >= 5
+
+
+def test_demo_leaves_one_checked_export_and_saves_no_time(world, settings):
+    from integrations.demo_sync import DEMO_FILE, seed_demo_sync
+
+    made = seed_demo_sync(log=lambda line: None)
+    assert made["checked PSA export"] == 1
+    batch = ImportBatch.objects.get(filename=DEMO_FILE)
+    assert batch.status == "dry_run" and batch.rows_failed == 0 and batch.rows_total == 2
+    assert not TimeEntry.objects.exists()
+    assert not seed_demo_sync(log=lambda line: None)  # idempotent
