@@ -186,3 +186,50 @@ def test_backoff_is_full_jitter_under_the_cap(settings):
     samples = [backoff_delay(6) for _ in range(200)]
     assert all(0 <= s <= 60 for s in samples) and max(samples) > 30 and min(samples) < 30
     assert all(0 <= backoff_delay(1) <= 10 for _ in range(50))
+
+
+def test_bearer_token_is_sent_and_required(erp, erp_settings):
+    erp.configure(token="s3cret-token")
+    message = _message()[0]
+    erp_settings.ERP_AUTH, erp_settings.ERP_TOKEN = "bearer", "wrong"
+    assert outbox_deliver(message.pk) == "dead"  # 401: refused for good, nothing stored
+    assert erp.documents() == []
+    erp_settings.ERP_TOKEN = "s3cret-token"
+    other = _message()[0]
+    assert outbox_deliver(other.pk) == "delivered"
+
+
+def test_oauth2_client_credentials_token_is_fetched_once_and_reused(erp, erp_settings):
+    erp.configure(oauth_client_id="billable", oauth_client_secret="cs-123")
+    erp_settings.ERP_AUTH = "oauth2"
+    erp_settings.ERP_OAUTH_CLIENT_ID, erp_settings.ERP_OAUTH_CLIENT_SECRET = "billable", "cs-123"
+    messages = _message(3)
+    for m in messages:
+        assert outbox_deliver(m.pk) == "delivered"
+    assert len(erp.state.tokens) == 1  # one token for every call until it expires
+    erp.state.tokens.clear()  # revoked on the ERP side: a 401 fetches a new one once
+    last = _message(1)[0]
+    assert outbox_deliver(last.pk) == "delivered" and len(erp.state.tokens) == 1
+
+
+def test_approval_with_erp_posting_writes_the_message_and_keeps_the_invoice_approved(erp, erp_settings):
+    """The real approval path: numbered, message in the same transaction, posted only on acknowledgement."""
+    from approvals.services.defaults import ensure_approval_defaults
+    from billing.services.invoices import invoice_approve
+    from tests.factories import InvoiceFactory, InvoiceLineFactory
+
+    invoice = InvoiceFactory(status=Invoice.Status.PENDING_APPROVAL, subtotal="800.00", total="800.00",
+                             prepared_by=UserFactory())
+    InvoiceLineFactory(invoice=invoice)
+    approver = UserFactory(groups=["finance_controller"])
+    ensure_approval_defaults()
+    invoice = invoice_approve(invoice=invoice, user=approver)
+    assert invoice.status == Invoice.Status.APPROVED and invoice.number
+    message = OutboxMessage.objects.get(invoice=invoice)
+    assert message.idempotency_key == f"post_invoice:{invoice.number}"
+    assert message.payload["totals"]["total"] == "800.00"
+
+    OutboxMessage.objects.filter(kind=OutboxMessage.Kind.UPSERT_CUSTOMER).delete()
+    assert outbox_deliver(message.pk) == "delivered"
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.POSTED and invoice.erp_id == erp.documents()[0]["id"]
