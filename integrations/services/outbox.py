@@ -111,7 +111,9 @@ def outbox_enqueue_customer(*, client: Client, user: Any) -> OutboxMessage:
     not sent twice, a changed one (new address, VAT id) is sent again.
     """
     document = customer_document(client)
-    key = f"{Kind.UPSERT_CUSTOMER}:{client.code}:{document_fingerprint(document['customer'])}"
+    # The ERP's own id is not part of the customer's data: receiving it must not make a "changed" customer.
+    data = {k: v for k, v in document["customer"].items() if k != "erp_id"}
+    key = f"{Kind.UPSERT_CUSTOMER}:{client.code}:{document_fingerprint(data)}"
     message = _write(kind=Kind.UPSERT_CUSTOMER, key=key, payload=document, invoice=None, client=client)
     logger.info("outbox: customer %s queued for the ERP (%s) by %s", client.code, key, getattr(user, "pk", None))
     return message

@@ -57,6 +57,9 @@ def test_customer_key_changes_with_its_data_only():
     user = UserFactory()
     first = outbox_enqueue_customer(client=client, user=user)
     assert outbox_enqueue_customer(client=client, user=user) == first
+    client.erp_id = "CUST-000001"  # acknowledged by the ERP: not a change of the customer's data
+    client.save()
+    assert outbox_enqueue_customer(client=client, user=user) == first
     client.city = "Hamburg"
     client.save()
     second = outbox_enqueue_customer(client=client, user=user)
