@@ -454,7 +454,12 @@ class _History:
         state = "sent"
 
         # A dispute now and then: its cause, outcome, and the credit note it may bring.
-        dispute_rate = 0.07 + (0.05 if tags & {"po", "pending_co", "small_cap"} else 0)
+        # Disputes follow what the dispute-risk model should learn: the client's own profile, anomalies,
+        # late time and PO or change-order trouble on the invoice.
+        dispute_rate = 0.05 + (0.05 if tags & {"po", "pending_co", "small_cap"} else 0)
+        dispute_rate += 0.10 if "ANOMALY" in warnings else 0
+        dispute_rate += 0.06 if "LATE_TIME" in warnings else 0
+        dispute_rate += 0.08 if any(c in ("PO_REQUIRED_MISSING", "CHANGE_ORDER_PENDING") for c, _ in blocking) else 0
         resolution_end = None
         full_credit = False
         if rng.random() < dispute_rate:

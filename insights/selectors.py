@@ -746,10 +746,11 @@ def dso(f: KpiFilters) -> dict[str, Any]:
     inv_rows = list(Invoice.objects.filter(ISSUED, scope, issue_date__lte=dates[-1]).order_by().values("currency")
                     .annotate(**aggregates).order_by("currency"))
     pay_aggs = {f"p{i}": Sum("amount", filter=Q(date__lte=d)) for i, d in enumerate(dates)}
-    pay_rows = {r["currency"]: r for r in Payment.objects.filter(
+    # Payments count in their invoice's currency (a payment in another currency is a finance exception).
+    pay_rows = {r["invoice__currency"]: r for r in Payment.objects.filter(
         invoice_scope(f, "invoice__"), invoice__isnull=False, invoice__number__isnull=False,
         invoice__kind=Invoice.Kind.INVOICE, date__lte=dates[-1],
-    ).order_by().values("currency").annotate(**pay_aggs)}
+    ).order_by().values("invoice__currency").annotate(**pay_aggs)}
     currencies = sorted({r["currency"] for r in inv_rows})
     rates = fx_rates(currencies, f.as_of)
     trend, by_currency = [], []
