@@ -264,6 +264,14 @@ def _dispute_causes(ctx: Ctx, dp: dict) -> Section:
     ]
     if list_url:
         s.figures.append(Figure("Dispute list", "open", list_url))
+    from insights.models import RiskModel
+
+    model = RiskModel.objects.filter(is_active=True).values("roc_auc", "baseline_auc", "samples").first()
+    if model is not None:
+        s.figures.append(Figure(
+            "Dispute-risk model, ROC AUC (held out)", _num(model["roc_auc"], digits=3) if model["roc_auc"] else "—",
+            screen_url("insights:model"),
+            f"baseline {_num(model['baseline_auc'], digits=3)}; trained on {model['samples']:,} invoices"))
     s.charts = [charts.bar_chart("Disputes opened by cause", [
         Point(c["label"], c["count"], ctx.drill("disputes", category=c["category"])) for c in dp["causes"]])]
     s.tables = [

@@ -123,3 +123,14 @@ def test_filters_narrow_the_dashboard(client):
     assert len(list(csv.reader(io.StringIO(b"".join(rows.streaming_content).decode("utf-8-sig"))))) == 4
     rows = client.get(url, {**PERIOD, "metric": "days_to_invoice", "entity": "XX", "format": "csv"})
     assert len(list(csv.reader(io.StringIO(b"".join(rows.streaming_content).decode("utf-8-sig"))))) == 1
+
+
+def test_leadership_shows_the_dispute_risk_model_quality(client):
+    from insights.models import RiskModel
+
+    RiskModel.objects.create(algorithm="logistic_regression", samples=600, positives=45, roc_auc="0.8123",
+                             baseline_auc="0.5000", is_active=True)
+    _login(client, "auditor")
+    html = client.get(reverse("insights:dashboard"), PERIOD).content.decode()
+    assert "Dispute-risk model, ROC AUC (held out)" in html
+    assert "0.812" in html and "baseline 0.500" in html
