@@ -128,11 +128,14 @@ def test_run_billing_fix_an_exception_and_approve(e2e_settings, new_page, shoot,
     controller.get_by_role("button", name=re.compile(r"^Approve")).click()
 
     invoice.refresh_from_db()
-    assert invoice.number and invoice.status == "posted"
+    # Posted at once (no ERP configured), then e-mailed by the delivery task (run inline here): sent.
+    assert invoice.number and invoice.status == "sent"
+    assert invoice.delivery_attempts.get().result == "sent"
     assert invoice.approved_by == data["controller"]
     expect(controller.locator(".message")).to_contain_text(f"Invoice {invoice.number} approved")
     expect(controller.get_by_role("heading", level=1)).to_contain_text(invoice.number)
     expect(controller.locator(".timeline")).to_contain_text("Pending approval → Approved")
+    expect(controller.locator(".delivery-log")).to_contain_text("Sent")
     shoot(controller, "07-approved")
 
 
