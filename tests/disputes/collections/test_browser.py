@@ -34,7 +34,10 @@ def log_in(page, username: str, next_url: str) -> None:
 def test_collections_works_aging_hand_off_dunning_and_statement(e2e_settings, new_page, shoot):  # noqa: F811
     e2e_settings.DUNNING_ATTACH_PDF = False
     today = timezone.localdate()
-    UserFactory(username="cole", first_name="Cole", last_name="Lector", groups=["collections"])
+    cole = UserFactory(username="cole", first_name="Cole", last_name="Lector", groups=["collections"])
+    # Hash with this session's hasher: the factories' cached hash may come from a test that swapped the hashers.
+    cole.set_password(DEFAULT_PASSWORD)
+    cole.save(update_fields=["password"])
     entity = LegalEntityFactory(code="NWB", name="Nordwind Beratung GmbH")
     acme = ClientFactory(legal_name="Acme Maschinenbau AG", billing_emails="ap@acme.example")
     late = issued_invoice(client=acme, entity=entity, total="4760.00", days_late=45, today=today)
