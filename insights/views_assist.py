@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -69,6 +70,32 @@ def _contract(pk: int) -> Contract:
         return Contract.objects.select_related("client", "entity").get(pk=pk)
     except Contract.DoesNotExist as exc:
         raise Http404("No such contract.") from exc
+
+
+SOW_INDEX_LIMIT = 100
+
+
+@login_required
+@require_http_methods(["GET"])
+def sow_index(request: HttpRequest) -> HttpResponse:
+    """Contracts with SOW suggestions to decide first, then a search to find any contract (code, client)."""
+    if not _has(request, SOW_READERS):
+        return _forbidden(request, "SOW suggestions are for finance, billing admins and auditors.")
+    term = (request.GET.get("q") or "").strip()
+    pending = Count("sow_suggestions", filter=Q(sow_suggestions__decision=SowSuggestion.Decision.PENDING))
+    qs = Contract.objects.select_related("client").annotate(pending=pending)
+    if term:
+        qs = qs.filter(
+            Q(code__icontains=term) | Q(client__code__icontains=term) | Q(client__legal_name__icontains=term)
+        )
+    else:
+        qs = qs.filter(pending__gt=0)
+    contracts = list(qs.order_by("-pending", "code")[:SOW_INDEX_LIMIT])
+    return render(
+        request,
+        "insights/assist/sow_index.html",
+        {"contracts": contracts, "q": term, "can_decide": may_decide(request.user), "limit": SOW_INDEX_LIMIT},
+    )
 
 
 @login_required

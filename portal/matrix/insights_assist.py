@@ -3,6 +3,7 @@
 TABLE = """
 # Insights: assistive intelligence (risk model quality; SOW suggestions finance and billing admins decide)
 insights:model                    GET    -            login   deny    deny    allow   allow   allow   allow   allow
+insights:sow_index                GET    -            login   deny    deny    allow   allow   deny    allow   allow
 insights:sow_upload               GET    sow-contract login   deny    deny    allow   allow   deny    allow   deny
 insights:sow_upload               POST   sow-contract login   deny    deny    allow   allow   deny    allow   deny
 insights:sow_review               GET    sow-contract login   deny    deny    allow   allow   deny    allow   allow
@@ -18,6 +19,7 @@ TARGETS = {
 NOTES = {
     "insights:model": "The dispute-risk model's quality (held-out ROC AUC against the baseline) and coefficients: "
     "finance, collections, billing admins and auditors read it.",
+    "insights:sow_index": "Contracts with SOW suggestions to decide, and a search to find any contract (`?q=`).",
     "insights:sow_upload": "Finance analysts, controllers and billing admins upload a SOW; auditors change nothing.",
     "insights:sow_review": "Auditors read the suggestions and who decided them.",
     "insights:sow_decide": "Accepting applies the term to the contract through an audited save (a rate: a contract "

@@ -260,3 +260,15 @@ def test_the_review_page_takes_a_fixed_number_of_queries(contract, analyst, clie
     with django_assert_max_num_queries(12) as many:
         client.get(url)
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_the_index_lists_contracts_with_pending_suggestions_and_finds_others(contract, analyst, client):
+    other = ContractFactory(code="FIND-ME")
+    SowSuggestion.objects.create(contract=contract, field="po_number", value="PO-1", sentence="PO PO-1.")
+    client.force_login(analyst)
+    html = client.get(reverse("insights:sow_index")).content.decode()
+    assert contract.code in html and "FIND-ME" not in html
+    html = client.get(reverse("insights:sow_index"), {"q": "find-me"}).content.decode()
+    assert "FIND-ME" in html and reverse("insights:sow_upload", args=[other.pk]) in html
+    client.force_login(UserFactory(groups=["collections"]))
+    assert client.get(reverse("insights:sow_index")).status_code == 403
