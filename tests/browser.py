@@ -1,4 +1,9 @@
-"""Browser tests: Playwright (sync API) driving Debian's Chromium against pytest-django's live server.
+"""Browser fixtures (a pytest plugin, loaded by tests/conftest.py for every test directory).
+
+Playwright (sync API) drives Debian's Chromium against pytest-django's live server.
+One browser for the whole session, whatever directory the test is in: a second
+`sync_playwright()` while one runs fails ("Sync API inside the asyncio loop"), so
+test modules use these fixtures by name and never import them.
 
 Playwright's sync API keeps an asyncio loop running in the test thread; Django
 refuses ORM calls from such a thread unless told it is safe (it is: the loop

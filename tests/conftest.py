@@ -4,6 +4,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+# The browser fixtures (browser, e2e_settings, new_page, shoot): one Chromium per session for every directory.
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_collection_modifyitems(config, items):
     if connection.vendor == "postgresql":

@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import cache
 
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
@@ -53,8 +54,13 @@ WORK_DATE = datetime.date(2025, 3, 10)
 RATES_FROM = datetime.date(2020, 1, 1)
 
 
-@cache
 def _password_hash() -> str:
+    # Cached per hasher set: a module that swaps in fast hashers must not leave its hash to later tests.
+    return _password_hash_for(tuple(settings.PASSWORD_HASHERS))
+
+
+@cache
+def _password_hash_for(hashers: tuple[str, ...]) -> str:
     return make_password(DEFAULT_PASSWORD)
 
 

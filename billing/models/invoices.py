@@ -127,9 +127,14 @@ class Invoice(FSMModelMixin, TimeStamped):
     # Running figures kept by the credit-note and payment services under a row lock on the invoice;
     # they are not frozen by the numbering trigger, and the checks below hold them to the total.
     credited_amount = models.DecimalField(
-        **MONEY, default=Decimal("0"), help_text="Σ approved and pending credit notes (gross) against this invoice."
+        **MONEY,
+        default=Decimal("0"),
+        db_default=Decimal("0"),
+        help_text="Σ approved and pending credit notes (gross) against this invoice.",
     )
-    paid_amount = models.DecimalField(**MONEY, default=Decimal("0"), help_text="Σ payments applied to this invoice.")
+    paid_amount = models.DecimalField(
+        **MONEY, default=Decimal("0"), db_default=Decimal("0"), help_text="Σ payments applied to this invoice."
+    )
     history = HistoricalRecords()
 
     class Meta:

@@ -68,7 +68,7 @@ class Client(ExternallyIdentified, TimeStamped):
     )
     credit_hold = models.BooleanField(default=False)
     einvoice_by_email = models.BooleanField(
-        default=False, help_text="Attach the UBL e-invoice (EN 16931) to the invoice e-mail."
+        default=False, db_default=False, help_text="Attach the UBL e-invoice (EN 16931) to the invoice e-mail."
     )
     erp_id = models.CharField(max_length=100, blank=True, default="")
     history = HistoricalRecords()

@@ -17,7 +17,6 @@ from playwright.sync_api import expect
 
 from disputes.models import CollectionsHandoff, CollectionsProfile, DunningNotice
 from tests.disputes.collections.factories import issued_invoice, payment
-from tests.e2e.conftest import browser, e2e_settings, new_page, shoot  # noqa: F401 - fixtures
 from tests.factories import DEFAULT_PASSWORD, ClientFactory, LegalEntityFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -31,7 +30,7 @@ def log_in(page, username: str, next_url: str) -> None:
     page.wait_for_url(re.compile(re.escape(next_url) + "$"))
 
 
-def test_collections_works_aging_hand_off_dunning_and_statement(e2e_settings, new_page, shoot):  # noqa: F811
+def test_collections_works_aging_hand_off_dunning_and_statement(e2e_settings, new_page, shoot):
     e2e_settings.DUNNING_ATTACH_PDF = False
     today = timezone.localdate()
     cole = UserFactory(username="cole", first_name="Cole", last_name="Lector", groups=["collections"])

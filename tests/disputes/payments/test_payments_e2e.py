@@ -21,7 +21,6 @@ from billing.models import Invoice
 from integrations.services.clients import integration_client_create
 from integrations.services.webhooks import signature_header
 from tests.disputes.payments.factories import issued_invoice
-from tests.e2e.conftest import browser, e2e_settings, new_page, shoot  # noqa: F401 - fixtures
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -35,7 +34,7 @@ def log_in(page, username: str, next_url: str) -> None:
     page.wait_for_url(re.compile(re.escape(next_url) + "$"))
 
 
-def test_partial_payment_then_unapplied_cash_applied(e2e_settings, new_page, shoot):  # noqa: F811
+def test_partial_payment_then_unapplied_cash_applied(e2e_settings, new_page, shoot):
     UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"])
     invoice = issued_invoice(total="1190.00")
     page = new_page()

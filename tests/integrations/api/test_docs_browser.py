@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import browser, e2e_settings, new_page, shoot  # noqa: F401 - the e2e fixtures
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -22,7 +21,7 @@ def _log_in(page, next_url: str) -> None:
 
 
 @pytest.fixture
-def watched_page(new_page, live_server, e2e_settings):  # noqa: F811
+def watched_page(new_page, live_server, e2e_settings):
     """A page that records every request going anywhere but the live server."""
     UserFactory(username="integration-dev", groups=["finance_analyst"])
     page = new_page()
@@ -34,7 +33,7 @@ def watched_page(new_page, live_server, e2e_settings):  # noqa: F811
     return page
 
 
-def test_swagger_ui_and_redoc_render_the_live_schema(watched_page, shoot):  # noqa: F811
+def test_swagger_ui_and_redoc_render_the_live_schema(watched_page, shoot):
     page = watched_page
     _log_in(page, "/api/v1/docs/")
     page.locator(".opblock").first.wait_for(timeout=30_000)

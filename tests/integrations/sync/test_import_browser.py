@@ -19,7 +19,6 @@ if not os.path.exists("/usr/bin/chromium"):
 from playwright.sync_api import expect
 
 from billing.models import TimeEntry
-from tests.e2e.conftest import browser, e2e_settings, new_page, shoot  # noqa: F401 (fixtures)
 from tests.factories import DEFAULT_PASSWORD, PersonFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -27,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SAMPLE = Path(__file__).resolve().parents[3] / "docs" / "samples" / "psa_time_export.csv"
 
 
-def test_dry_run_then_import_the_checked_file(e2e_settings, new_page, shoot, tmp_path):  # noqa: F811
+def test_dry_run_then_import_the_checked_file(e2e_settings, new_page, shoot, tmp_path):
     e2e_settings.MEDIA_ROOT = str(tmp_path)
     from approvals.services.defaults import ensure_approval_defaults
 
