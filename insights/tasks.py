@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from insights.services.risk import train_risk_model
-from insights.services.scoring import rescore_open_invoices
-
 RETRAIN_FUNC = "insights.tasks.retrain_risk_model"
 
 
 def retrain_risk_model() -> dict:
     """Weekly: train a new dispute-risk model on the labelled history, then refresh open invoices' scores."""
+    from insights.services.risk import train_risk_model  # numpy/scikit-learn: loaded by the worker only
+    from insights.services.scoring import rescore_open_invoices
+
     model = train_risk_model()
     rescored = rescore_open_invoices()
     return {
@@ -22,3 +22,27 @@ def retrain_risk_model() -> dict:
         "note": model.note,
         "rescored": rescored,
     }
+
+
+RETRAIN_SCHEDULE = "Insights: retrain the dispute-risk model"
+
+
+def ensure_retrain_schedule(sender: object = None, *, using: str = "default", **kwargs: object) -> None:
+    """post_migrate receiver: put the weekly retraining back when a flush emptied the schedules.
+
+    The data migration `insights/0002` creates it; a flush (transactional tests) empties the table
+    and emits post_migrate. Only a missing schedule is created: an admin's edits are kept.
+    """
+    from django_q.models import Schedule
+
+    if Schedule.objects.using(using).filter(func=RETRAIN_FUNC).exists():
+        return
+    from datetime import UTC, datetime, time, timedelta
+
+    now = datetime.now(UTC)
+    next_run = datetime.combine(now.date(), time(3, 0), tzinfo=UTC)
+    while next_run <= now or next_run.weekday() != 6:
+        next_run += timedelta(days=1)
+    Schedule.objects.using(using).create(
+        name=RETRAIN_SCHEDULE, func=RETRAIN_FUNC, schedule_type="W", repeats=-1, next_run=next_run
+    )

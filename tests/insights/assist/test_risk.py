@@ -188,3 +188,14 @@ def test_the_command_and_the_weekly_schedule():
     call_command("train_risk_model", "--today", "2026-01-15", stdout=out)
     assert "not active" in out.getvalue() and "Not enough history" in out.getvalue()
     assert Schedule.objects.filter(func="insights.tasks.retrain_risk_model", schedule_type="W").exists()
+
+
+@pytest.mark.django_db
+def test_the_schedule_comes_back_after_a_flush():
+    from insights.tasks import ensure_retrain_schedule
+
+    Schedule.objects.filter(func="insights.tasks.retrain_risk_model").delete()
+    ensure_retrain_schedule()
+    ensure_retrain_schedule()
+    schedule = Schedule.objects.get(func="insights.tasks.retrain_risk_model")
+    assert schedule.schedule_type == "W" and schedule.next_run.weekday() == 6 and schedule.next_run.hour == 3
