@@ -11,7 +11,8 @@ an `ANOMALY` warning that says which feature deviated and by how much, and the
 approval policies add a controller step. It never blocks.
 
 A MAD of zero (a client billed the same every month) would make every cent a
-deviation: the MAD is floored at `MAD_FLOOR` × |median| (5 %). Fewer than
+deviation: the MAD is floored at `INSIGHTS_ANOMALY_MAD_FLOOR` × |median| (10 %: a perfectly
+steady client is flagged from about +52 %, not for a normal month's ±20 %). Fewer than
 `INSIGHTS_ANOMALY_MIN_HISTORY` (4) earlier invoices: no score, "not enough history".
 """
 
@@ -27,7 +28,6 @@ from django.conf import settings
 from insights.features import InvoiceStats
 
 HISTORY_WINDOW = 24
-MAD_FLOOR = 0.05
 Z_FACTOR = 0.6745  # makes the MAD of a normal distribution comparable to its standard deviation
 Z_CAP = 999.0
 
@@ -42,6 +42,10 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
 
 def min_history() -> int:
     return int(getattr(settings, "INSIGHTS_ANOMALY_MIN_HISTORY", 4))
+
+
+def mad_floor() -> float:
+    return float(getattr(settings, "INSIGHTS_ANOMALY_MAD_FLOOR", 0.10))
 
 
 def threshold() -> float:
@@ -93,7 +97,7 @@ def robust_z(value: float, history: Sequence[float]) -> tuple[float, float, floa
     """(modified z, median, MAD used) of `value` against `history` (the MAD floored, see module doc)."""
     median = statistics.median(history)
     mad = statistics.median(abs(x - median) for x in history)
-    scale = max(mad, MAD_FLOOR * abs(median))
+    scale = max(mad, mad_floor() * abs(median))
     if scale == 0:
         return (0.0 if value == median else Z_CAP * (1 if value > median else -1)), median, 0.0
     z = Z_FACTOR * (value - median) / scale

@@ -44,10 +44,12 @@ def test_robust_z_is_the_modified_z_score():
     assert z == pytest.approx(0.6745 * 10)
 
 
-def test_a_flat_history_floors_the_mad_at_five_percent_of_the_median():
+def test_a_flat_history_floors_the_mad_at_ten_percent_of_the_median():
     z, _median, mad = robust_z(10_100.0, [10_000.0] * 6)
-    assert mad == pytest.approx(500.0)
-    assert z == pytest.approx(0.6745 * 100 / 500)  # 1 % more is no anomaly
+    assert mad == pytest.approx(1000.0)
+    assert z == pytest.approx(0.6745 * 100 / 1000)  # 1 % more is no anomaly
+    assert robust_z(14_000.0, [10_000.0] * 6)[0] < 3.5  # +40 %: still a normal month
+    assert robust_z(16_000.0, [10_000.0] * 6)[0] > 3.5  # +60 %: worth a second look
 
 
 def test_too_little_history_gives_no_score_but_says_why():
