@@ -36,10 +36,12 @@ from billing.services.invoices import (
     invoice_write_down_to_cap,
 )
 from portal.errors import ApplicationError
-from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 from portal.selectors import user_roles as memoised_user_roles
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
+#: Collections follow issued invoices (aging, dunning, disputes): they read the invoice page and its documents.
+INVOICE_READ_ROLES = (*READ_ROLES, COLLECTIONS)
 ACT_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
 Status = Invoice.Status
 
@@ -77,8 +79,8 @@ def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
     return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
 
 
-def finance_view(*, act: bool = False) -> Callable:
-    """Login required; finance analysts and controllers act, auditors read; anyone else gets 403."""
+def finance_view(*, act: bool = False, readers: tuple[str, ...] = READ_ROLES) -> Callable:
+    """Login required; finance analysts and controllers act, `readers` (auditors …) read; anyone else gets 403."""
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -89,7 +91,7 @@ def finance_view(*, act: bool = False) -> Callable:
                 if not (has_any_role(user, ACT_ROLES) or user.is_superuser):
                     return _forbidden(request, "Only finance analysts and controllers can do this; "
                                                "auditors and other roles have read access at most.")
-            elif not (has_any_role(user, READ_ROLES) or user.is_superuser):
+            elif not (has_any_role(user, readers) or user.is_superuser):
                 return _forbidden(request, "The billing screens are for finance and auditors.")
             return view(request, *args, **kwargs)
 
@@ -268,7 +270,7 @@ def _available_actions(invoice: Invoice, access: Access) -> dict[str, bool]:
 
 
 @require_GET
-@finance_view()
+@finance_view(readers=INVOICE_READ_ROLES)
 def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         invoice = selectors.get_invoice(pk)
@@ -317,13 +319,13 @@ def _document_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse
 
 
 @require_GET
-@finance_view()
+@finance_view(readers=INVOICE_READ_ROLES)
 def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     return _document_download(request, pk, InvoiceDocument.Kind.PDF)
 
 
 @require_GET
-@finance_view()
+@finance_view(readers=INVOICE_READ_ROLES)
 def invoice_ubl(request: HttpRequest, pk: int) -> HttpResponse:
     return _document_download(request, pk, InvoiceDocument.Kind.UBL)
 

@@ -123,9 +123,9 @@ billing:run_detail                GET    run          login   deny    deny    al
 billing:run_progress              GET    run          login   deny    deny    allow   allow   deny    deny    allow
 billing:exception_queue           GET    -            login   deny    deny    allow   allow   deny    deny    allow
 billing:invoice_list              GET    -            login   deny    deny    allow   allow   deny    deny    allow
-billing:invoice_detail            GET    inv-pending  login   deny    deny    allow   allow   deny    deny    allow
-billing:invoice_pdf               GET    inv-posted   login   deny    deny    allow   allow   deny    deny    allow
-billing:invoice_ubl               GET    inv-posted   login   deny    deny    allow   allow   deny    deny    allow
+billing:invoice_detail            GET    inv-pending  login   deny    deny    allow   allow   allow   deny    allow
+billing:invoice_pdf               GET    inv-posted   login   deny    deny    allow   allow   allow   deny    allow
+billing:invoice_ubl               GET    inv-posted   login   deny    deny    allow   allow   allow   deny    allow
 billing:invoice_revalidate        GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_revalidate        POST   inv-blocked  login   deny    deny    allow   allow   deny    deny    deny
 billing:invoice_override          GET    inv-blocked  method  method  method  method  method  method  method  method
@@ -202,7 +202,8 @@ NOTES: dict[str, str] = {
     ADMIN_CHECK: "Django admin lets staff in (its model permissions decide the rest) and sends everyone else to "
     "its login page, whatever their role.",
     "billing:run_list": "Auditors see the runs but may not start one.",
-    "billing:invoice_detail": "Billing screens are for finance and auditors; PMs and collections have none (yet).",
+    "billing:invoice_detail": "Billing screens are for finance and auditors; collections also read the invoice page "
+    "and its documents (they follow issued invoices); PMs have none.",
     "billing:invoice_override": "Controllers only: an analyst gets 403 even though the page is theirs.",
     "billing:invoice_write_down": "Controllers only.",
     "billing:invoice_resend": "E-mails the issued invoice again to the client's billing addresses (delivery log).",

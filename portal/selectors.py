@@ -286,6 +286,7 @@ class NavItem:
     count: int | None = None
     key: str = ""
     current: bool = False
+    match: str = ""  # the path prefix of the section it stands for, when wider than its URL's path
 
 
 def _admin_url(user, model: str, params: dict | None = None, *, view: str = "changelist") -> str | None:
@@ -550,9 +551,9 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
     c = work_counts(user, today=today)
     items: list[NavItem] = [NavItem("My work", reverse("home"), key="home")]
 
-    def add(key: str, label: str, url: str | None, count: int | None = None) -> None:
+    def add(key: str, label: str, url: str | None, count: int | None = None, match: str = "") -> None:
         if url and all(i.key != key for i in items):
-            items.append(NavItem(label, url, count, key))
+            items.append(NavItem(label, url, count, key, match=match))
 
     week = {"date__gte": c.week_start.isoformat(), "date__lte": c.week_end.isoformat()}
     if CONSULTANT in c.roles:
@@ -602,15 +603,21 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
         )
         add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
         add("disputes", "Disputes", screen_url("disputes:dispute_list"))
-    if FINANCE_ROLES & c.roles or AUDITOR in c.roles:
-        add("dashboards", "Dashboards", screen_url("insights:dashboard"))
+    aging = screen_url("disputes:aging")
+    # AR aging stands for the whole collections section (dunning, hand-offs, statements): its parent path.
+    collections_section = aging.rstrip("/").rsplit("/", 1)[0] + "/" if aging else ""
     if COLLECTIONS in c.roles:
         add(
             "overdue",
             "AR aging",
             _screen_or_admin(user, "disputes:aging", None, "invoice", {"overdue": "yes"}),
             c.overdue_receivables,
+            match=collections_section,
         )
+    if FINANCE_ROLES & c.roles or AUDITOR in c.roles:
+        add("overdue", "AR aging", aging, match=collections_section)
+        add("dashboards", "Dashboards", screen_url("insights:dashboard"))
+    if COLLECTIONS in c.roles:
         add("disputes", "Disputes", screen_url("disputes:dispute_list"))
         add("payments", "Payments", _screen_or_admin(user, "disputes:payment_list", None, "payment"))
     add("admin", "Records (read only)" if AUDITOR in c.roles else "Admin", admin_index_url(user))

@@ -31,8 +31,11 @@ def _mark_current(items, request) -> None:
     full, path = request.get_full_path(), request.path
     exact = next((i for i in items if i.url == full), None)
     if exact is None:
-        prefixes = [i for i in items if i.url.split("?", 1)[0] != "/" and path.startswith(i.url.split("?", 1)[0])]
-        exact = max(prefixes, key=lambda i: (len(i.url.split("?", 1)[0]), "?" not in i.url), default=None)
+        def prefix(item) -> str:
+            return item.match or item.url.split("?", 1)[0]
+
+        prefixes = [i for i in items if prefix(i) != "/" and path.startswith(prefix(i))]
+        exact = max(prefixes, key=lambda i: (len(prefix(i)), "?" not in i.url), default=None)
         if exact is None and path == "/":
             exact = next((i for i in items if i.key == "home"), None)
     if exact is not None:
