@@ -139,6 +139,9 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Domain of the Message-ID of invoice e-mails (logged per delivery attempt).
+EMAIL_MESSAGE_ID_DOMAIN = env("EMAIL_MESSAGE_ID_DOMAIN", default="billable.local")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="billing@billable.example")
 
 # Security: production sits behind a TLS-terminating proxy; every knob is configurable.
@@ -254,10 +257,20 @@ OUTBOX_SWEEP_GRACE_S = env.float("OUTBOX_SWEEP_GRACE_S", default=120.0)
 # Circuit breaker per endpoint: opens after N consecutive failures, one probe after the cool-down.
 ERP_CIRCUIT_FAILURES = env.int("ERP_CIRCUIT_FAILURES", default=5)
 ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)
-
-# SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
-SILENCED_SYSTEM_CHECKS = ["models.W047"]
 # Collections: reminder levels at +N days after the due date (a client's collections profile may override),
 # and whether each reminder carries the invoice PDF (docs/decisions/0025-collections.md).
 DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]
 DUNNING_ATTACH_PDF = env.bool("DUNNING_ATTACH_PDF", default=True)
+
+# Disputes: days to resolve a dispute (its due date by default).
+DISPUTE_SLA_DAYS = env.int("DISPUTE_SLA_DAYS", default=14)
+# Insights (docs/decisions/0026-kpis.md, 0027-assistive-intelligence.md): the currency KPIs are reported in,
+# days after period end before approved work counts as leakage, and the anomaly score's knobs.
+INSIGHTS_REPORTING_CURRENCY = env("INSIGHTS_REPORTING_CURRENCY", default="EUR")
+INSIGHTS_LEAKAGE_DAYS = env.int("INSIGHTS_LEAKAGE_DAYS", default=15)
+INSIGHTS_ANOMALY_THRESHOLD = env.float("INSIGHTS_ANOMALY_THRESHOLD", default=3.5)
+INSIGHTS_ANOMALY_MIN_HISTORY = env.int("INSIGHTS_ANOMALY_MIN_HISTORY", default=4)
+INSIGHTS_SOW_HOURS_PER_DAY = env.int("INSIGHTS_SOW_HOURS_PER_DAY", default=8)
+
+# SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
+SILENCED_SYSTEM_CHECKS = ["models.W047"]
