@@ -262,6 +262,10 @@ ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)
 DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]
 DUNNING_ATTACH_PDF = env.bool("DUNNING_ATTACH_PDF", default=True)
 
+# Cache: per-process memory by default; production sets CACHE_URL (e.g. redis://redis:6379/1) so that
+# API throttling counts each integration client once across all web processes.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 # Disputes: days to resolve a dispute (its due date by default).
 DISPUTE_SLA_DAYS = env.int("DISPUTE_SLA_DAYS", default=14)
 # Insights (docs/decisions/0026-kpis.md, 0027-assistive-intelligence.md): the currency KPIs are reported in,
