@@ -42,7 +42,7 @@ from django_fsm_log.models import StateLog
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest
-from billing.demo import BASE_RATES, CLIENTS, CLIENTS_PER_BLOCK, DEFAULT_SEED
+from billing.demo import BASE_RATES, CLIENTS, CLIENTS_PER_BLOCK, DEFAULT_SEED, PERIOD_END
 from billing.models import (
     BillingRun,
     Client,
@@ -154,6 +154,31 @@ def _month(k: int) -> date:
     return d
 
 
+def _preview_first_run(current: list[Contract]) -> dict[int, list]:
+    """The drafts the demo's first billing run will make for the current contracts, priced but not written.
+
+    The history's volumes follow them: a client's previous engagement ran at the scale its current
+    contracts bill, so the anomaly score of the first run compares like with like.
+    """
+    from billing.services.billing_engine import price_contract
+    from billing.services.billing_run import load_contexts
+    from billing.services.pricing import FxResolver, RateResolver
+
+    if not current:
+        return {}
+    start, end = PERIOD_END.replace(day=1), PERIOD_END
+    contexts, _ = load_contexts([c.pk for c in current], start, end)
+    rates = RateResolver(ctx.contract for ctx in contexts)
+    fx = FxResolver({(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}, up_to=end)
+    taxes = TaxRuleResolver()
+    preview = {}
+    for ctx in contexts:
+        drafts = price_contract(ctx, period_start=start, period_end=end, run_date=end + timedelta(days=4),
+                                rates=rates, fx=fx, taxes=taxes)
+        preview[ctx.contract.pk] = [d for d in drafts if d.subtotal > 0]
+    return preview
+
+
 def _refs() -> Refs:
     user_model = get_user_model()
     users = {u.username: u for u in user_model.objects.filter(username__in=["analyst", "controller", "collections",
@@ -206,6 +231,8 @@ class _History:
         self.tags = {self.codes[i]: set(filter(None, CLIENTS[i][5].split(","))) for i in range(CLIENTS_PER_BLOCK)}
         self.lateness = {code: self.rng.choices((-3, 1, 6, 15, 30, 50), (25, 30, 20, 13, 8, 4))[0]
                          for code in self.codes}
+        # Some clients dispute readily, most rarely: their past dispute rate is what the risk model reads.
+        self.disputing = {code: self.rng.choices((0.3, 1.0, 3.0), (40, 40, 20))[0] for code in self.codes}
         for code in self.codes:
             if "credit_hold" in self.tags[code]:
                 self.lateness[code] = 55
@@ -225,6 +252,7 @@ class _History:
                 status=Contract.Status.CLOSED,
             ))
         previous = self._create(Contract, previous)
+        preview = _preview_first_run(current)
         projects = []
         for old, new in zip(current, previous, strict=True):
             for p in sorted(old.projects.all(), key=lambda p: p.code):
@@ -235,9 +263,12 @@ class _History:
         by_contract = defaultdict(list)
         for p in projects:
             by_contract[p.contract_id].append(p)
-        for contract in previous:
+        to_history = {old_p.pk: new_p for old, new in zip(current, previous, strict=True)
+                      for old_p, new_p in zip(sorted(old.projects.all(), key=lambda p: p.code),
+                                              by_contract[new.pk], strict=False)}
+        for old, contract in zip(current, previous, strict=True):
             contract.client = clients[contract.client.code]
-            self._contract(contract, by_contract[contract.pk])
+            self._contract(contract, by_contract[contract.pk], preview.get(old.pk, []), to_history)
         self._write()
         return +self.counts
 
@@ -254,8 +285,12 @@ class _History:
 
     # --- one contract's year -------------------------------------------------------------------
 
-    def _contract(self, contract: Contract, projects: list[Project]) -> None:
+    def _contract(self, contract: Contract, projects: list[Project], drafts: list | None = None,
+                  to_history: dict[int, Project] | None = None) -> None:
         if not projects:
+            return
+        if drafts:
+            self._contract_like_current(contract, projects, drafts, to_history or {})
             return
         rng = self.rng
         model = contract.billing_model
@@ -315,10 +350,82 @@ class _History:
                 cap_left -= subtotal - (write_down or 0)
             self._invoice(contract, projects, start, end, lines, write_down)
 
+    def _contract_like_current(self, contract: Contract, projects: list[Project], drafts: list,
+                               to_history: dict[int, Project]) -> None:
+        """A year of invoices shaped like what the current contract's first run bills (see `_preview_first_run`).
+
+        Same lines (kinds, projects, roles, prices), volumes varying month to month: the anomaly
+        score compares the first run with this history, so it flags the odd invoice, not every one.
+        Now and then a month really was out of line (twice the usual volume): the ANOMALY warning then.
+        """
+        rng = self.rng
+        model = contract.billing_model
+        monthly = sum((d.subtotal for d in drafts), Decimal("0"))
+        role_codes = {r.pk: code for code, r in self.refs.roles.items()}
+        cap_left = None
+        if model == Contract.BillingModel.TIME_AND_MATERIALS and rng.random() < 0.15 and monthly > 0:
+            cap_left = _q(monthly * 12 * Decimal("0.6"))  # a capped engagement that runs out before the year ends
+        for k in range(MONTHS):
+            start = _month(k)
+            end = _next_month(start) - timedelta(days=1)
+            if model == Contract.BillingModel.FIXED_FEE and k % 4 != 3:
+                continue
+            season = 0.8 if start.month in (8, 12) else 1.0
+            factor = season * rng.uniform(0.85, 1.15)
+            anomaly = k >= 5 and rng.random() < 0.035
+            if anomaly:
+                factor *= rng.uniform(2.0, 2.8)
+            for draft in drafts:
+                lines: list[dict] = []
+                for ln in draft.lines:
+                    project = to_history.get(ln.project_id) if ln.project_id else None
+                    role = role_codes.get(ln.role_id, "")
+                    if ln.kind in ("time", "overage"):
+                        hours = Decimal(round(float(ln.quantity) * factor * rng.uniform(0.92, 1.08) * 4) / 4)
+                        if hours <= 0:
+                            continue
+                        rate = ln.unit_price
+                        lines.append(dict(kind=ln.kind, project=project or projects[0], role=role, quantity=hours,
+                                          unit_price=rate, amount=_q(hours * rate),
+                                          description=f"{self._role_name(role)} time {start:%B %Y}"))
+                    elif ln.kind == "expense":
+                        if rng.random() < 0.1:
+                            continue
+                        amount = _q(float(ln.amount) * factor * rng.uniform(0.7, 1.3))
+                        lines.append(dict(kind="expense", project=project or projects[0], quantity=Decimal("1.00"),
+                                          amount=amount, description=f"Travel expenses {start:%B %Y}"))
+                    elif ln.kind == "retainer":
+                        lines.append(dict(kind="retainer", project=None, quantity=Decimal("1.00"), amount=ln.amount,
+                                          description=f"Retainer fee {start:%B %Y}"))
+                    elif ln.kind == "milestone":
+                        amount = _q(float(ln.amount) * factor)
+                        lines.append(dict(kind="milestone", project=project or projects[0],
+                                          quantity=Decimal("1.00"), amount=amount, milestone=True,
+                                          description=f"Phase {k // 4 + 1} deliverables accepted "
+                                          "(previous-year scope)"))
+                if contract.discount_pct and lines:
+                    base = sum((ln["amount"] for ln in lines if ln["kind"] != "expense"), Decimal("0"))
+                    lines.append(dict(kind="discount", project=None, quantity=Decimal("1.00"),
+                                      amount=-_q(base * contract.discount_pct / 100),
+                                      description=f"Contract discount {contract.discount_pct} %"))
+                write_down = None
+                if cap_left is not None:
+                    subtotal = sum((ln["amount"] for ln in lines), Decimal("0"))
+                    if cap_left <= 0:
+                        return
+                    if subtotal > cap_left:
+                        write_down = subtotal - cap_left
+                        lines.append(dict(kind="write_down", project=None, quantity=Decimal("1.00"),
+                                          amount=-write_down, description="Write-down to contract cap: client "
+                                          "agreed cap, excess not billed"))
+                    cap_left -= subtotal - (write_down or 0)
+                if lines:
+                    self._invoice(contract, projects, start, end, lines, write_down, anomaly=anomaly)
+
     # --- one invoice's life --------------------------------------------------------------------
 
     def _invoice(self, contract: Contract, projects: list[Project], start: date, end: date, lines: list[dict],
-                 write_down: Decimal | None) -> None:
+                 write_down: Decimal | None, *, anomaly: bool | None = None) -> None:
         rng, refs, plan = self.rng, self.refs, self.plan
         client = contract.client
         tags = self.tags.get(client.code, set())
@@ -355,7 +462,7 @@ class _History:
             warnings.append("LATE_TIME")
         if rng.random() < 0.05:
             warnings.append("UNAPPROVED_TIME_IN_PERIOD")
-        if rng.random() < 0.03:
+        if anomaly if anomaly is not None else rng.random() < 0.03:
             warnings.append("ANOMALY")
 
         t = created
@@ -454,12 +561,17 @@ class _History:
         state = "sent"
 
         # A dispute now and then: its cause, outcome, and the credit note it may bring.
-        # Disputes follow what the dispute-risk model should learn: the client's own profile, anomalies,
-        # late time and PO or change-order trouble on the invoice.
-        dispute_rate = 0.05 + (0.05 if tags & {"po", "pending_co", "small_cap"} else 0)
-        dispute_rate += 0.10 if "ANOMALY" in warnings else 0
-        dispute_rate += 0.06 if "LATE_TIME" in warnings else 0
-        dispute_rate += 0.08 if any(c in ("PO_REQUIRED_MISSING", "CHANGE_ORDER_PENDING") for c, _ in blocking) else 0
+        # Disputes follow what the dispute-risk model should learn from the facts recorded on the invoice:
+        # late or unapproved time, PO or change-order trouble, an overridden block, a volume out of line with
+        # the client's history, a client on credit hold; a clean invoice of a calm client is rarely disputed.
+        codes = {c for c, _ in blocking} | set(warnings)
+        dispute_rate = 0.03 * self.disputing.get(client.code, 1.0) + (0.02 if tags & {"po", "pending_co"} else 0)
+        dispute_rate += 0.30 if "ANOMALY" in codes else 0
+        dispute_rate += 0.28 if "LATE_TIME" in codes else 0
+        dispute_rate += 0.22 if "UNAPPROVED_TIME_IN_PERIOD" in codes else 0
+        dispute_rate += 0.35 if codes & {"PO_REQUIRED_MISSING", "CHANGE_ORDER_PENDING"} else 0
+        dispute_rate += 0.15 if any(how == "overridden" for _, how in blocking) else 0
+        dispute_rate += 0.10 if "CLIENT_ON_CREDIT_HOLD" in codes else 0
         resolution_end = None
         full_credit = False
         if rng.random() < dispute_rate:
