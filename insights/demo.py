@@ -19,6 +19,14 @@ immutability trigger), every transition the KPIs read has its back-dated `StateL
 every financial row its history with a user and a reason. History invoices carry their time
 as summary lines per role (as exported from the previous system): no time entries are linked.
 
+Volumes follow the current work: each previous contract bills, month by month (with ±15 %
+variation and a quieter August and December), the lines the demo's first billing run will make
+for its current contract (`_preview_first_run` prices them with the billing engine without
+writing), so the first run's anomaly scores compare like with like and flag only the odd invoice.
+Disputes follow the facts recorded on each invoice (late or unapproved time, PO or change-order
+blocks, overridden blocks, real volume anomalies, credit hold) and each client's propensity, so
+the dispute-risk model has something honest to learn (about a tenth of the invoices disputed).
+
 Deterministic (`random.Random(f"{seed}:history:{block}")`), idempotent per block (a block
 whose `-PY` contracts exist is skipped), and a larger scale adds only the missing blocks.
 """
@@ -458,9 +466,9 @@ class _History:
             blocking.append(("CAP_EXCEEDED", "resolved"))
         if "credit_hold" in tags:
             warnings.append("CLIENT_ON_CREDIT_HOLD")
-        if rng.random() < 0.06:
+        if rng.random() < 0.09:
             warnings.append("LATE_TIME")
-        if rng.random() < 0.05:
+        if rng.random() < 0.07:
             warnings.append("UNAPPROVED_TIME_IN_PERIOD")
         if anomaly if anomaly is not None else rng.random() < 0.03:
             warnings.append("ANOMALY")
@@ -565,13 +573,13 @@ class _History:
         # late or unapproved time, PO or change-order trouble, an overridden block, a volume out of line with
         # the client's history, a client on credit hold; a clean invoice of a calm client is rarely disputed.
         codes = {c for c, _ in blocking} | set(warnings)
-        dispute_rate = 0.03 * self.disputing.get(client.code, 1.0) + (0.02 if tags & {"po", "pending_co"} else 0)
-        dispute_rate += 0.30 if "ANOMALY" in codes else 0
-        dispute_rate += 0.28 if "LATE_TIME" in codes else 0
-        dispute_rate += 0.22 if "UNAPPROVED_TIME_IN_PERIOD" in codes else 0
-        dispute_rate += 0.35 if codes & {"PO_REQUIRED_MISSING", "CHANGE_ORDER_PENDING"} else 0
+        dispute_rate = 0.02 * self.disputing.get(client.code, 1.0) + (0.01 if tags & {"po", "pending_co"} else 0)
+        dispute_rate += 0.40 if "ANOMALY" in codes else 0
+        dispute_rate += 0.40 if "LATE_TIME" in codes else 0
+        dispute_rate += 0.35 if "UNAPPROVED_TIME_IN_PERIOD" in codes else 0
+        dispute_rate += 0.40 if codes & {"PO_REQUIRED_MISSING", "CHANGE_ORDER_PENDING"} else 0
         dispute_rate += 0.15 if any(how == "overridden" for _, how in blocking) else 0
-        dispute_rate += 0.10 if "CLIENT_ON_CREDIT_HOLD" in codes else 0
+        dispute_rate += 0.12 if "CLIENT_ON_CREDIT_HOLD" in codes else 0
         resolution_end = None
         full_credit = False
         if rng.random() < dispute_rate:
