@@ -428,39 +428,42 @@ def invoice_line_groups(invoice: Invoice) -> list[LineGroup]:
 class TimelineEntry:
     when: datetime.datetime
     who: str
-    kind: str  # "transition" or "change"
+    kind: str  # "transition", "change" or "note"
     title: str
     detail: str = ""
 
 
-def _who(user: Any) -> str:
+def actor_name(user: Any) -> str:
+    """Who did it, as the timelines show it: the user's name, or "system" for tasks and schedules."""
     if user is None:
         return "system"
     return user.get_full_name() or user.get_username()
 
 
-def invoice_timeline(invoice: Invoice) -> list[TimelineEntry]:
-    """Transitions (django-fsm-log) and saved versions (simple-history), newest first. Two queries."""
-    labels = dict(Invoice.Status.choices)
+def record_timeline(obj: Any, *, labels: dict[str, str], created: str = "Created") -> list[TimelineEntry]:
+    """Transitions (django-fsm-log) and saved versions (simple-history) of a record with a `status`. Two queries.
+
+    Newest first; the record pages (invoices, disputes) show it as their history.
+    """
     entries: list[TimelineEntry] = []
-    content_type = ContentType.objects.get_for_model(Invoice)
-    for log in StateLog.objects.filter(content_type=content_type, object_id=invoice.pk).select_related("by"):
+    content_type = ContentType.objects.get_for_model(type(obj))
+    for log in StateLog.objects.filter(content_type=content_type, object_id=obj.pk).select_related("by"):
         source = labels.get(log.source_state, log.source_state or "—")
         entries.append(
             TimelineEntry(
                 when=log.timestamp,
-                who=_who(log.by),
+                who=actor_name(log.by),
                 kind="transition",
                 title=f"{source} → {labels.get(log.state, log.state)}",
                 detail=log.description or "",
             )
         )
-    for record in invoice.history.select_related("history_user").all():
-        action = {"+": "Created", "~": "Changed", "-": "Deleted"}.get(record.history_type, "Changed")
+    for record in obj.history.select_related("history_user").all():
+        action = {"+": created, "~": "Changed", "-": "Deleted"}.get(record.history_type, "Changed")
         entries.append(
             TimelineEntry(
                 when=record.history_date,
-                who=_who(record.history_user),
+                who=actor_name(record.history_user),
                 kind="change",
                 title=f"{action} (status {labels.get(record.status, record.status).lower()})",
                 detail=record.history_change_reason or "",
@@ -468,3 +471,8 @@ def invoice_timeline(invoice: Invoice) -> list[TimelineEntry]:
         )
     entries.sort(key=lambda e: e.when, reverse=True)
     return entries
+
+
+def invoice_timeline(invoice: Invoice) -> list[TimelineEntry]:
+    """The invoice's transitions and saved versions, newest first. Two queries."""
+    return record_timeline(invoice, labels=dict(Invoice.Status.choices))

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
-from django_fsm_log.models import StateLog
 
 from billing.models import Invoice, InvoiceLine
+from billing.selectors import TimelineEntry, actor_name, record_timeline
 from disputes.models import Dispute, DisputeLine, DisputeNote
 
 ZERO = Decimal("0")
@@ -168,41 +167,11 @@ def invoice_lines_for_dispute(invoice: Invoice) -> list[InvoiceLine]:
     return list(invoice.lines.filter(amount__gt=0).select_related("project", "role").order_by("position", "id"))
 
 
-@dataclass
-class TimelineEntry:
-    when: datetime.datetime
-    who: str
-    kind: str  # "transition", "change" or "note"
-    title: str
-    detail: str = ""
-
-
-def _who(user: Any) -> str:
-    if user is None:
-        return "system"
-    return user.get_full_name() or user.get_username()
-
-
 def dispute_timeline(dispute: Dispute) -> list[TimelineEntry]:
     """Transitions (StateLog), saved versions (simple-history) and notes, newest first. Three queries."""
-    labels = dict(Dispute.Status.choices)
-    entries: list[TimelineEntry] = []
-    content_type = ContentType.objects.get_for_model(Dispute)
-    for log in StateLog.objects.filter(content_type=content_type, object_id=dispute.pk).select_related("by"):
-        entries.append(TimelineEntry(
-            when=log.timestamp, who=_who(log.by), kind="transition",
-            title=f"{labels.get(log.source_state, log.source_state)} → {labels.get(log.state, log.state)}",
-            detail=log.description or "",
-        ))
-    for record in dispute.history.select_related("history_user").all():
-        action = {"+": "Opened", "~": "Changed", "-": "Deleted"}.get(record.history_type, "Changed")
-        entries.append(TimelineEntry(
-            when=record.history_date, who=_who(record.history_user), kind="change",
-            title=f"{action} (status {labels.get(record.status, record.status).lower()})",
-            detail=record.history_change_reason or "",
-        ))
-    for note in dispute.notes.all():
-        entries.append(TimelineEntry(when=note.created_at, who=_who(note.author), kind="note", title="Note",
+    entries = record_timeline(dispute, labels=dict(Dispute.Status.choices), created="Opened")
+    for note in dispute.notes.select_related("author"):
+        entries.append(TimelineEntry(when=note.created_at, who=actor_name(note.author), kind="note", title="Note",
                                      detail=note.text))
     entries.sort(key=lambda e: e.when, reverse=True)
     return entries
