@@ -359,7 +359,7 @@ class ClientAdmin(BillableHistoryAdmin):
     def master_data(self, obj: Client) -> str:
         problems = obj.master_data_problems()
         if not problems:
-            return format_html('<span class="billable-status">Complete</span>')
+            return format_html('<span class="billable-status">{}</span>', "Complete")
         return format_html(
             '<span class="billable-status" title="{}">{} problem{}</span>',
             " ".join(problems), len(problems), "" if len(problems) == 1 else "s",
