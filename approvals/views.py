@@ -29,7 +29,7 @@ from django.core.paginator import Page, Paginator
 from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncWeek
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -86,6 +86,7 @@ from billing.services.work import (
     work_submit_bulk,
 )
 from portal.errors import ApplicationError, ConflictError
+from portal.http import HttpResponseSeeOther
 from portal.roles import (
     AUDITOR,
     BILLING_ADMIN,
@@ -682,11 +683,6 @@ def _safe_next(request: HttpRequest, default: str) -> str:
         return target
     return default
 
-
-class HttpResponseSeeOther(HttpResponseRedirect):
-    """303: the browser (and htmx) fetch the target with GET after a POST."""
-
-    status_code = 303
 
 
 def consultant_view(view: Callable) -> Callable:

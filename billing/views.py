@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -36,6 +36,8 @@ from billing.services.invoices import (
     invoice_write_down_to_cap,
 )
 from portal.errors import ApplicationError
+from portal.http import HttpResponseSeeOther
+from portal.http import forbidden as _forbidden
 from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 from portal.selectors import user_roles as memoised_user_roles
 
@@ -73,10 +75,6 @@ def _access(request: HttpRequest) -> Access:
         )
         request._billing_access = cached
     return cached
-
-
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
 
 
 def finance_view(*, act: bool = False, readers: tuple[str, ...] = READ_ROLES) -> Callable:
@@ -428,8 +426,3 @@ def invoice_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             messages.error(request, exc.message)
     return HttpResponseSeeOther(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
 
-
-class HttpResponseSeeOther(HttpResponseRedirect):
-    """303: the browser (and htmx) fetch the target with GET after a POST."""
-
-    status_code = 303

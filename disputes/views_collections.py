@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -36,6 +36,8 @@ from disputes.forms_collections import (
 )
 from disputes.models import CollectionsHandoff
 from portal.errors import ApplicationError
+from portal.http import HttpResponseSeeOther
+from portal.http import forbidden as _forbidden
 from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import user_roles as memoised_user_roles
 
@@ -59,10 +61,6 @@ def _access(request: HttpRequest) -> Access:
     )
 
 
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
-
-
 def collections_view(*, act: str | None = None) -> Callable:
     """Login required; collections, finance and auditors read; `act` names the Access flag an action needs."""
 
@@ -84,10 +82,6 @@ def collections_view(*, act: str | None = None) -> Callable:
         return wrapped
 
     return decorator
-
-
-class HttpResponseSeeOther(HttpResponseRedirect):
-    status_code = 303
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:

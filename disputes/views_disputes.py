@@ -50,6 +50,7 @@ from disputes.services import (
     dispute_withdraw,
 )
 from portal.errors import ApplicationError
+from portal.http import forbidden as _forbidden
 from portal.roles import AUDITOR
 from portal.selectors import user_roles as memoised_user_roles
 
@@ -68,10 +69,6 @@ def access_of(request: HttpRequest) -> Access:
     superuser = bool(getattr(request.user, "is_superuser", False))
     can_work = superuser or bool(roles & set(DISPUTE_ROLES))
     return Access(can_work=can_work, can_credit=superuser or bool(roles & set(CREDIT_ROLES)), read_only=not can_work)
-
-
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
 
 
 def dispute_view(*, act: str | None = None) -> Callable:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,6 +23,8 @@ from billing.services.payments import find_invoice, payment_apply, payment_excep
 from disputes import selectors_payments as selectors
 from disputes.forms_payments import PaymentApplyForm, PaymentFilterForm, PaymentForm, ResolveForm
 from portal.errors import ApplicationError
+from portal.http import HttpResponseSeeOther
+from portal.http import forbidden as _forbidden
 from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import user_roles as memoised_user_roles
 
@@ -33,10 +35,6 @@ READ_ROLES = ACT_ROLES | {COLLECTIONS, AUDITOR}
 def can_act(request: HttpRequest) -> bool:
     user = request.user
     return bool(user.is_superuser) or bool(memoised_user_roles(user) & ACT_ROLES)
-
-
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
 
 
 def payments_view(*, act: bool = False) -> Callable:
@@ -65,10 +63,6 @@ def _safe_next(request: HttpRequest, default: str) -> str:
                                                   require_https=request.is_secure()):
         return target
     return default
-
-
-class HttpResponseSeeOther(HttpResponseRedirect):
-    status_code = 303
 
 
 @require_GET

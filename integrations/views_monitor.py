@@ -20,13 +20,10 @@ from integrations import selectors
 from integrations.models import OutboxMessage
 from integrations.services.outbox import can_retry_dead_letters, outbox_retry_dead
 from portal.errors import ApplicationError
+from portal.http import forbidden as _forbidden
 from portal.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN, AUDITOR)
-
-
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
 
 
 def monitor_view(*, retry: bool = False) -> Callable:
