@@ -45,7 +45,6 @@ def _url(obj, view: str) -> str:
 
 def _decision():
     from approvals.services import approval_approve
-
     from tests.controls.conftest import pending_request
 
     invoice = pending_invoice(prepared_by=UserFactory(groups=["finance_analyst"]), total="50000.00")
@@ -90,7 +89,7 @@ def test_change_form_is_refused(role, target):
 @pytest.mark.parametrize("target", sorted(TARGETS))
 @pytest.mark.parametrize("role", AS_EVERY_ROLE)
 def test_delete_is_refused(role, target):
-    build, _forged, read = TARGETS[target]
+    build, _forged, _read = TARGETS[target]
     obj = build()
 
     response = _admin(role).post(_url(obj, "delete"), {"post": "yes"})
