@@ -35,10 +35,12 @@ def _control_of(item: pytest.Item) -> str | None:
     return marker.args[0] if marker and marker.args else None
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    control = _control_of(item)
-    if control is not None:
-        item.user_properties.append(("control", control))
+def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
+    """Name each attempt's control on its reports (at collection, so a skip at setup is counted too)."""
+    for item in items:
+        control = _control_of(item)
+        if control is not None and ("control", control) not in item.user_properties:
+            item.user_properties.append(("control", control))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
