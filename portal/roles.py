@@ -78,7 +78,13 @@ ROLE_GRANTS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("approvals", "*", VIEW),
     ],
     FINANCE_ANALYST: _FINANCE_GRANTS,
-    FINANCE_CONTROLLER: [*_FINANCE_GRANTS, ("approvals", "*", CHANGE_VIEW)],
+    # Controllers act on approval requests in admin (actions need `change`) and may set up a delegation for an
+    # absent colleague; they never edit the policies that route their own approvals (billing admins do).
+    FINANCE_CONTROLLER: [
+        *_FINANCE_GRANTS,
+        ("approvals", "approvalrequest", CHANGE_VIEW),
+        ("approvals", "delegation", CHANGE_VIEW),
+    ],
     COLLECTIONS: [
         *[("billing", m, VIEW) for m in ("client", "contract", "project", "invoice", "invoiceline", "invoicetax")],
         ("billing", "payment", VIEW),

@@ -30,6 +30,7 @@ from approvals.services.routing import (
     user_roles_by_id,
 )
 from approvals.services.subjects import (
+    AWAITING_STATUS,
     SubjectFacts,
     apply_approval,
     apply_rejection,
@@ -425,13 +426,36 @@ def _check_may_cancel(request: ApprovalRequest, user: Any) -> None:
     raise PermissionDeniedError("Only the requester, the subject's preparer, finance or a billing admin can cancel it.")
 
 
+def _check_subject_left_the_route(request: ApprovalRequest) -> None:
+    """A person cancels a request only with its subject, never the route alone.
+
+    A subject still awaiting approval without a pending request would be decided
+    outside its policy (its service takes the decision directly): one person could
+    skip every step. The subject's own service (cancel the draft, withdraw the credit
+    note, decide it) moves it first and then cancels the request.
+    """
+    model = subject_model(request.content_type_id)
+    subject = model._default_manager.get(pk=request.object_id)
+    if subject.status == AWAITING_STATUS[model]:
+        raise InvalidTransitionError(
+            f"{subject_label(subject).capitalize()} still awaits approval: its route cannot be cancelled on its own "
+            "(that would let it be decided outside its policy). Cancel, withdraw or decide the subject instead.",
+            code="subject_awaiting_approval",
+        )
+
+
 def approval_request_cancel(*, request: ApprovalRequest, user: User | None = None, reason: str) -> ApprovalRequest:
-    """Withdraw a pending request (the subject was cancelled, revalidated or withdrawn); `user=None`: the system."""
+    """Withdraw a pending request (the subject was cancelled, revalidated or withdrawn); `user=None`: the system.
+
+    A person (admin action, a service acting for a user) may cancel only once the subject has left
+    its awaiting state (`_check_subject_left_the_route`).
+    """
     reason = require_reason(reason, "cancel an approval request")
     with transaction.atomic():
         locked = _lock_request(request)
         if user is not None:
             _check_may_cancel(locked, user)
+            _check_subject_left_the_route(locked)
         apply_transition(locked, "cancel", user=user, reason=reason, label=f"approval {locked.pk}")
         locked.decided_at = timezone.now()
         locked.outcome_reason = reason

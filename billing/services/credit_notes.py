@@ -395,15 +395,16 @@ def credit_note_cancel(*, credit_note: Invoice, user: Any, reason: str) -> Invoi
     credit_note = _lock_invoice(credit_note)
     if credit_note.kind != Invoice.Kind.CREDIT_NOTE or credit_note.status != Invoice.Status.PENDING_APPROVAL:
         raise ApplicationError("Only a credit note awaiting approval can be withdrawn.", code="invalid_transition")
+    apply_transition(credit_note, "reject", user=user, reason=f"Withdrawn: {reason}", label="credit note")
+    apply_transition(credit_note, "cancel", user=user, reason=f"Withdrawn: {reason}", label="credit note")
+    save_audited(credit_note, user=user, reason=f"Withdrawn: {reason}")
+    # The subject first, then its route: a request is never cancelled while its subject still awaits approval.
     request = ApprovalRequest.objects.filter(
         content_type=ContentType.objects.get_for_model(Invoice), object_id=credit_note.pk,
         status=ApprovalRequest.Status.PENDING,
     ).first()
     if request is not None:
         approval_request_cancel(request=request, user=user, reason=f"Credit note withdrawn: {reason}")
-    apply_transition(credit_note, "reject", user=user, reason=f"Withdrawn: {reason}", label="credit note")
-    apply_transition(credit_note, "cancel", user=user, reason=f"Withdrawn: {reason}", label="credit note")
-    save_audited(credit_note, user=user, reason=f"Withdrawn: {reason}")
     credit_note_rejected(credit_note=credit_note, user=user, reason=f"withdrawn by finance: {reason}")
     return credit_note
 

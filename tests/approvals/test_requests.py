@@ -628,7 +628,7 @@ def test_cancel_needs_a_reason_and_frees_the_subject_for_a_new_request(analyst):
 
     with pytest.raises(ApplicationError, match="reason"):
         approval_request_cancel(request=request, user=analyst, reason="")
-    approval_request_cancel(request=request, user=analyst, reason="Invoice revalidated")
+    approval_request_cancel(request=request, user=None, reason="Invoice revalidated")  # the system, with the subject
 
     assert request.status == "cancelled" and request.outcome_reason == "Invoice revalidated"
     with pytest.raises(ConflictError, match="already cancelled"):
