@@ -76,7 +76,7 @@ def _check_amendable(change_order: ChangeOrder) -> None:
         )
     foreign = [
         m.project.code
-        for m in change_order.milestones.select_related("project")
+        for m in (change_order.milestones.select_related("project") if change_order.pk else [])
         if m.project.contract_id != contract.pk
     ]
     if foreign:
