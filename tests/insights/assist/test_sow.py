@@ -293,3 +293,14 @@ def test_the_index_lists_contracts_with_pending_suggestions_and_finds_others(con
     assert "FIND-ME" in html and reverse("insights:sow_upload", args=[other.pk]) in html
     client.force_login(UserFactory(groups=["collections"]))
     assert client.get(reverse("insights:sow_index")).status_code == 403
+
+
+@pytest.mark.parametrize(("decision", "text"), [("accept", "Accepted: PO number PO-1234"),
+                                                ("reject", "Rejected: PO number PO-1234")])
+def test_the_decision_message_shows_once(contract, analyst, client, decision, text):
+    """Issue #13 item 12: the assist layout printed the messages a second time under the base layout's."""
+    s = SowSuggestion.objects.create(contract=contract, field="po_number", value="PO-1234", sentence="PO PO-1234.")
+    client.force_login(analyst)
+    page = client.post(reverse("insights:sow_decide", args=[s.pk]), {"decision": decision, "reason": "ok"},
+                       follow=True)
+    assert page.content.decode().count(text) == 1
