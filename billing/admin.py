@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
@@ -48,6 +49,7 @@ from billing.models import (
     TaxRule,
     TimeEntry,
 )
+from billing.models.contracts import CONTRACT_TERMS, ContractTermsLockedError
 from portal.admin import (
     AuditorReadOnlyMixin,
     BillableHistoryAdmin,
@@ -195,13 +197,29 @@ class RateCardLineInline(BillableInline):
     extra = 1
 
 
+def contract_terms_locked(contract: Contract | None) -> bool:
+    """A live contract's terms and rates change only through an approved change order (DESIGN §4)."""
+    return contract is not None and contract.pk is not None and contract.terms_locked
+
+
 class ContractRateInline(BillableInline):
+    """Rates of a draft contract are set here; a live contract's come from approved change orders (read-only)."""
+
     model = ContractRate
     form = EffectiveDatedRateForm
     can_delete = False
     fields = ("role", "person", "rate", "effective_from", "effective_to", "change_order")
     autocomplete_fields = ("role", "person")
     show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return not contract_terms_locked(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return not contract_terms_locked(obj) and super().has_change_permission(request, obj)
+
+
+CHANGE_ORDER_TERMS = ("new_cap", "new_payment_terms_days", "new_po_number", "new_billing_frequency")
 
 
 class ChangeOrderInline(BillableInline):
@@ -472,24 +490,44 @@ class ContractAdmin(BillableHistoryAdmin):
         ("External ids", {"fields": ("source", "external_id"), "classes": ["collapse"]}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
-    # Once a contract is live, its commercial terms change through change orders.
-    TERMS_LOCKED_AFTER_DRAFT = ("client", "entity", "billing_model", "currency", "rate_card", "cap",
-                                "expense_markup_pct", "discount_pct", "retainer_amount", "included_hours")
+    # Once a contract is live, its commercial terms change through approved change orders only
+    # (the model and a database trigger refuse any other write; this keeps the form honest).
+    TERMS_LOCKED_AFTER_DRAFT = CONTRACT_TERMS
 
     def get_readonly_fields(self, request, obj=None):
         readonly = [*super().get_readonly_fields(request, obj), "created_at", "updated_at"]
-        if obj is not None and obj.status != Contract.Status.DRAFT:
+        if contract_terms_locked(obj):
             readonly += [f for f in self.TERMS_LOCKED_AFTER_DRAFT if f not in readonly]
         return readonly
+
+    def save_model(self, request, obj, form, change):
+        try:
+            super().save_model(request, obj, form, change)
+        except ContractTermsLockedError as exc:  # a stale form (the contract went live meanwhile)
+            raise PermissionDenied(exc.message) from exc
 
     @admin.display(description="Cap", ordering="cap")
     def money_cap(self, obj: Contract):
         return money(obj.cap, obj.currency) if obj.cap is not None else "—"
 
 
+class ContractRateForm(EffectiveDatedRateForm):
+    def clean(self):
+        cleaned = super().clean()
+        contract = cleaned.get("contract") or getattr(self.instance, "contract", None)
+        if contract_terms_locked(contract):
+            raise forms.ValidationError(
+                f"Contract {contract.code} is {contract.get_status_display().lower()}: its rates change only "
+                "through an approved change order. Raise a change order with the new rate."
+            )
+        return cleaned
+
+
 @admin.register(ContractRate)
 class ContractRateAdmin(BillableHistoryAdmin):
-    form = EffectiveDatedRateForm
+    """Rates of draft contracts; a live contract's rates are read-only here (approved change orders add them)."""
+
+    form = ContractRateForm
     list_display = ("contract", "role", "person", "num_rate", "effective_from", "effective_to", "change_order")
     list_filter = ("role",)
     search_fields = ("contract__code", "role__code", "person__name", "change_order__code")
@@ -500,6 +538,13 @@ class ContractRateAdmin(BillableHistoryAdmin):
     @admin.display(description="Hourly rate", ordering="rate")
     def num_rate(self, obj: ContractRate):
         return money(obj.rate, obj.contract.currency)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and contract_terms_locked(obj.contract):
+            return False
+        return super().has_change_permission(request, obj)
+
+    has_delete_permission = has_change_permission
 
 
 @admin.register(ChangeOrder)
@@ -528,7 +573,8 @@ class ChangeOrderAdmin(BillableHistoryAdmin):
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.status != ChangeOrder.Status.DRAFT:
             # What was submitted is what gets decided; only the signature can follow.
-            readonly += [f for f in ("contract", "code", "description", "cap_delta") if f not in readonly]
+            readonly += [f for f in ("contract", "code", "description", "cap_delta", *CHANGE_ORDER_TERMS)
+                         if f not in readonly]
         return readonly
 
     def has_delete_permission(self, request, obj=None) -> bool:

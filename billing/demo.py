@@ -53,6 +53,7 @@ from billing.models import (
     Role,
     TimeEntry,
 )
+from billing.models.contracts import contract_terms_unlocked
 from billing.vat import vat_id_is_valid
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - documented demo credential
@@ -531,7 +532,8 @@ class _Block:
         self.contracts = self.make_contracts()
         self.projects = self.make_projects()
         self.assignments = self.assign_people()
-        self.make_rates_and_change_orders()
+        with contract_terms_unlocked("demo data: contracts as signed"):
+            self.make_rates_and_change_orders()
         self.make_milestones()
         self.make_work()
 

@@ -39,6 +39,7 @@ from billing.models import (
     TaxRule,
     TimeEntry,
 )
+from billing.models.contracts import contract_terms_unlocked
 from billing.money import minor_unit, quantum
 from billing.services.billing_run import run_billing
 from billing.tax_defaults import create_default_tax_rules
@@ -597,7 +598,8 @@ def run_scenario(data: dict) -> dict:
     TaxRule.objects.all().delete()
     create_default_tax_rules(TaxRule)
     loader = _Loader(data)
-    loader.load()
+    with contract_terms_unlocked("scenario data: contracts as signed"):
+        loader.load()
     run = data["run"]
     period_start = _date(run["period"]["start"], "run.period.start")
     period_end = _date(run["period"]["end"], "run.period.end")

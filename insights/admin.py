@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from insights.models import InvoiceScore, RiskModel, SowSuggestion
-from portal.admin import AuditorReadOnlyMixin, service_action
+from portal.admin import AuditorReadOnlyMixin, service_action, service_action_with_reason
 
 
 class _ServiceWritten(AuditorReadOnlyMixin, admin.ModelAdmin):
@@ -51,12 +51,13 @@ class SowSuggestionAdmin(AuditorReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("contract__code", "value", "sentence")
     readonly_fields = (
         "contract", "field", "value", "role_code", "sentence", "confidence", "decision", "decided_by", "decided_at",
-        "document_name", "created_at",
+        "document_name", "change_order", "created_at",
     )
     actions = [
-        service_action(
+        service_action_with_reason(
             module_path="insights.services.sow", func_name="sow_suggestion_accept", kwarg="suggestion",
-            description="Accept (apply to the contract)", done="accepted",
+            description="Accept (with a reason: a draft contract takes it, a live one gets a draft change order)",
+            done="accepted",
         ),
         service_action(
             module_path="insights.services.sow", func_name="sow_suggestion_reject", kwarg="suggestion",

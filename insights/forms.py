@@ -7,7 +7,8 @@ from django import forms
 
 class SowUploadForm(forms.Form):
     document = forms.FileField(
-        label="Statement of work", help_text="PDF with a text layer, or a .txt file; up to 10 MB."
+        label="Statement of work",
+        help_text="PDF with a text layer (up to 50 pages), or a .txt file; up to 10 MB. It is read in the background.",
     )
 
     def clean_document(self):
@@ -20,4 +21,6 @@ class SowUploadForm(forms.Form):
 
 class SowDecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
-    reason = forms.CharField(required=False, max_length=300, label="Reason (kept in the contract's history)")
+    reason = forms.CharField(
+        required=False, max_length=300, label="Reason (required to accept; kept in the contract's history)"
+    )

@@ -90,6 +90,10 @@ class SowSuggestion(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     document_name = models.CharField(max_length=255, blank=True, default="")
+    change_order = models.ForeignKey(
+        "billing.ChangeOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="sow_suggestions",
+        help_text="Accepted on a live contract: the draft change order that carries the term.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -97,3 +101,44 @@ class SowSuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_field_display()} = {self.value}"
+
+
+class SowReading(models.Model):
+    """One uploaded statement of work being read in the background (django-q2), with its outcome.
+
+    The web request only stores the file; a worker extracts the text in a child process with a
+    page cap and a time limit, so a pathological PDF can neither stall the web server nor hold
+    a lock (DESIGN §8; docs/decisions/0033-sow-reading-in-the-background.md).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        READING = "reading", "Reading"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    OPEN = (Status.QUEUED, Status.READING)
+
+    contract = models.ForeignKey("billing.Contract", on_delete=models.CASCADE, related_name="sow_readings")
+    document = models.FileField(upload_to="contracts/sow/")
+    document_name = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True, default="", help_text="Why the reading failed, in words for the user.")
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    suggestions_created = models.PositiveIntegerField(default=0)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.document_name} ({self.get_status_display().lower()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN

@@ -5,6 +5,15 @@ from __future__ import annotations
 RETRAIN_FUNC = "insights.tasks.retrain_risk_model"
 
 
+def read_sow_task(reading_id: int) -> dict:
+    """Read an uploaded statement of work (page cap, time limit, child process) and suggest its terms."""
+    from insights.services.sow import sow_read
+
+    reading = sow_read(reading_id=reading_id)
+    return {"reading": reading.pk, "status": reading.status, "suggestions": reading.suggestions_created,
+            "message": reading.message}
+
+
 def retrain_risk_model() -> dict:
     """Weekly: train a new dispute-risk model on the labelled history, then refresh open invoices' scores."""
     from insights.services.risk import train_risk_model  # numpy/scikit-learn: loaded by the worker only

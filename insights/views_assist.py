@@ -15,13 +15,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from billing.models import Contract
 from insights.forms import SowDecisionForm, SowUploadForm
-from insights.models import RiskModel, SowSuggestion
+from insights.models import RiskModel, SowReading, SowSuggestion
 from insights.services import risk as risk_service
 from insights.services.anomaly import min_history, threshold
 from insights.services.sow import (
     MAX_BYTES,
     hours_per_day,
+    max_pages,
     may_decide,
+    open_reading,
+    read_seconds,
+    reading_is_stale,
     sow_suggestion_accept,
     sow_suggestion_reject,
     sow_upload,
@@ -111,19 +115,20 @@ def sow_upload_view(request: HttpRequest, pk: int) -> HttpResponse:
             form.add_error("document", "The file is larger than 10 MB.")
         else:
             try:
-                created = sow_upload(contract=contract, name=document.name, content=document.read(), user=request.user)
+                sow_upload(contract=contract, name=document.name, content=document.read(), user=request.user)
             except ApplicationError as exc:
                 messages.error(request, exc.message)
             else:
-                messages.success(
-                    request, f"{document.name}: {len(created)} new suggestion{'s' if len(created) != 1 else ''} "
-                    "to review."
-                )
+                messages.success(request, f"{document.name} received: reading it. Its suggestions appear here.")
                 return redirect("insights:sow_review", pk=contract.pk)
     return render(
         request, "insights/assist/sow_upload.html",
-        {"contract": contract, "form": form, "hours_per_day": hours_per_day()},
+        {"contract": contract, "form": form, "hours_per_day": hours_per_day(), "max_pages": max_pages()},
     )
+
+
+def _reading_context(reading: SowReading | None) -> dict:
+    return {"reading": reading, "stale": bool(reading and reading_is_stale(reading)), "read_seconds": read_seconds()}
 
 
 @login_required
@@ -133,7 +138,7 @@ def sow_review(request: HttpRequest, pk: int) -> HttpResponse:
         return _forbidden(request, "SOW suggestions are for finance, billing admins and auditors.")
     contract = _contract(pk)
     suggestions = list(
-        SowSuggestion.objects.filter(contract=contract).select_related("decided_by").order_by(
+        SowSuggestion.objects.filter(contract=contract).select_related("decided_by", "change_order").order_by(
             "decision", "field", "role_code", "-confidence", "id"
         )
     )
@@ -146,8 +151,27 @@ def sow_review(request: HttpRequest, pk: int) -> HttpResponse:
             "decided": [s for s in suggestions if s.decision != SowSuggestion.Decision.PENDING],
             "can_decide": may_decide(request.user),
             "hours_per_day": hours_per_day(),
+            "terms_locked": contract.terms_locked,
+            **_reading_context(open_reading(contract)),
         },
     )
+
+
+@login_required
+@require_http_methods(["GET"])
+def sow_reading(request: HttpRequest, pk: int) -> HttpResponse:
+    """The reading's status box, polled by htmx while it reads; once finished the page reloads (HX-Refresh)."""
+    if not _has(request, SOW_READERS):
+        return _forbidden(request, "SOW suggestions are for finance, billing admins and auditors.")
+    try:
+        reading = SowReading.objects.select_related("contract").get(pk=pk)
+    except SowReading.DoesNotExist as exc:
+        raise Http404("No such reading.") from exc
+    response = render(request, "insights/assist/_sow_reading.html",
+                      {"contract": reading.contract, **_reading_context(reading)})
+    if request.headers.get("HX-Request") and not reading.is_open:
+        response["HX-Refresh"] = "true"  # show the new suggestions (or the failure) on the whole page
+    return response
 
 
 @require_POST
@@ -165,11 +189,21 @@ def sow_decide(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("insights:sow_review", pk=suggestion.contract_id)
     try:
         if form.cleaned_data["decision"] == "accept":
-            sow_suggestion_accept(suggestion=suggestion, user=request.user, reason=form.cleaned_data["reason"])
-            messages.success(
-                request, f"Accepted: {suggestion.get_field_display()} {suggestion.value} applied to "
-                f"{suggestion.contract.code}."
+            accepted = sow_suggestion_accept(
+                suggestion=suggestion, user=request.user, reason=form.cleaned_data["reason"]
             )
+            if accepted.change_order_id:
+                messages.success(
+                    request, f"Accepted: {suggestion.get_field_display()} {suggestion.value}. Contract "
+                    f"{suggestion.contract.code} is {suggestion.contract.get_status_display().lower()}, so nothing "
+                    f"changed yet: draft change order {accepted.change_order.code} carries it — submit it for "
+                    "approval (someone else approves)."
+                )
+            else:
+                messages.success(
+                    request, f"Accepted: {suggestion.get_field_display()} {suggestion.value} applied to draft "
+                    f"contract {suggestion.contract.code}."
+                )
         else:
             sow_suggestion_reject(suggestion=suggestion, user=request.user)
             messages.success(request, f"Rejected: {suggestion.get_field_display()} {suggestion.value}.")

@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Oversized bodies answered 413 from Content-Length, before anything reads them (portal/uploads.py).
+    "portal.uploads.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -275,6 +277,18 @@ INSIGHTS_LEAKAGE_DAYS = env.int("INSIGHTS_LEAKAGE_DAYS", default=15)
 INSIGHTS_ANOMALY_THRESHOLD = env.float("INSIGHTS_ANOMALY_THRESHOLD", default=3.5)
 INSIGHTS_ANOMALY_MIN_HISTORY = env.int("INSIGHTS_ANOMALY_MIN_HISTORY", default=4)
 INSIGHTS_SOW_HOURS_PER_DAY = env.int("INSIGHTS_SOW_HOURS_PER_DAY", default=8)
+# SOW PDFs are read by a worker in a child process (ADR 0033): at most this many pages, this many
+# seconds of wall-clock time (the child also gets the CPU seconds and this much memory).
+INSIGHTS_SOW_MAX_PAGES = env.int("INSIGHTS_SOW_MAX_PAGES", default=50)
+INSIGHTS_SOW_READ_SECONDS = env.float("INSIGHTS_SOW_READ_SECONDS", default=20)
+INSIGHTS_SOW_READ_MEMORY_BYTES = env.int("INSIGHTS_SOW_READ_MEMORY_BYTES", default=1024 * 1024 * 1024)
+
+# Request size limits (portal/uploads.py answers 413 from Content-Length before a body is read).
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)  # one uploaded file
+UPLOAD_FORM_OVERHEAD_BYTES = 256 * 1024  # the form's other fields and multipart boundaries
+UPLOAD_MAX_BYTES_BY_PATH = {"/integrations/imports/": 5 * 1024 * 1024}  # the CSV time import
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # forms, JSON API (2.5 MB)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploaded files are streamed to a temporary file
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]

@@ -48,6 +48,7 @@ from billing.models import (
     TaxRule,
     TimeEntry,
 )
+from billing.models.contracts import contract_terms_unlocked
 
 DEFAULT_PASSWORD = "password"
 WORK_DATE = datetime.date(2025, 3, 10)
@@ -240,6 +241,21 @@ class ContractRateFactory(DjangoModelFactory):
     effective_from = RATES_FROM
     effective_to = None
     change_order = None
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """Test data: the rate as signed with the contract (a live contract refuses new rates otherwise)."""
+        with contract_terms_unlocked("test data: rate as signed"):
+            return super()._create(model_class, *args, **kwargs)
+
+
+def set_contract_terms(contract: Contract, **terms) -> Contract:
+    """Test data: give a (live) contract other terms as if it had been signed so (no change order)."""
+    for name, value in terms.items():
+        setattr(contract, name, value)
+    with contract_terms_unlocked("test data: terms as signed"):
+        contract.save()
+    return contract
 
 
 class ProjectFactory(DjangoModelFactory):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
@@ -14,6 +18,56 @@ from simple_history.models import HistoricalRecords
 
 from billing.models.base import MONEY, PERCENT, RATE, ExternallyIdentified, TimeStamped, currency_field
 from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
+from portal.errors import ApplicationError
+
+#: The commercial terms of a contract (DESIGN §4): once it has left `draft` they change only
+#: through an approved change order (`billing.services.change_orders`).
+CONTRACT_TERMS = (
+    "client", "entity", "billing_model", "currency", "rate_card", "cap", "expense_markup_pct", "discount_pct",
+    "po_number", "payment_terms_days", "billing_frequency", "retainer_amount", "included_hours",
+)
+_TERMS_UNLOCKED: ContextVar[str] = ContextVar("contract_terms_unlocked", default="")
+#: PostgreSQL setting the triggers of migration billing/0021 read (transaction-local).
+TERMS_UNLOCK_SETTING = "billable.contract_terms_unlocked"
+
+
+class ContractTermsLockedError(ApplicationError):
+    """A write that would change the terms of a live contract without an approved change order."""
+
+    code = "contract_terms_locked"
+
+
+@contextlib.contextmanager
+def contract_terms_unlocked(why: str) -> Iterator[None]:
+    """Let the enclosed writes change the terms of live contracts: approved change orders and data seeding only.
+
+    One transaction: on PostgreSQL the database triggers accept the writes only while the
+    transaction-local setting is on, so the permission never outlives the block.
+    """
+    if terms_unlocked():  # already inside an unlocked block
+        with transaction.atomic():
+            yield
+        return
+    token = _TERMS_UNLOCKED.set(why or "unlocked")
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config(%s, 'on', true)", [TERMS_UNLOCK_SETTING])
+            yield
+            if connection.vendor == "postgresql":  # on an error the savepoint's rollback reverts it
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config(%s, 'off', true)", [TERMS_UNLOCK_SETTING])
+    finally:
+        _TERMS_UNLOCKED.reset(token)
+
+
+def terms_unlocked() -> bool:
+    return bool(_TERMS_UNLOCKED.get())
+
+
+def _term_attnames() -> tuple[str, ...]:
+    return tuple(Contract._meta.get_field(name).attname for name in CONTRACT_TERMS)
 
 
 class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
@@ -76,6 +130,60 @@ class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
 
     def __str__(self) -> str:
         return self.code
+
+    # --- the terms guard: a live contract's terms change only through an approved change order -----------
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        loaded = dict(zip(field_names, values, strict=False))
+        instance._stored_terms = {k: loaded[k] for k in (*_term_attnames(), "status") if k in loaded}
+        return instance
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        stored = getattr(self, "_stored_terms", None) or {}
+        for attname in (*_term_attnames(), "status"):
+            if attname in self.__dict__:
+                stored[attname] = self.__dict__[attname]
+        self._stored_terms = stored
+
+    @property
+    def terms_locked(self) -> bool:
+        """Live (active, suspended or closed): the terms change only through an approved change order."""
+        return self.status != self.Status.DRAFT
+
+    def changed_terms(self) -> list[str]:
+        """Terms that differ from the stored row (one query when the instance was not loaded from it)."""
+        if self.pk is None or self._state.adding:
+            return []
+        stored = getattr(self, "_stored_terms", None)
+        if not stored or "status" not in stored:
+            stored = Contract.objects.filter(pk=self.pk).values(*_term_attnames(), "status").first()
+            if stored is None:
+                return []
+            self._stored_terms = stored
+        names = dict(zip(_term_attnames(), CONTRACT_TERMS, strict=True))
+        return [names[a] for a in names if a in stored and stored[a] != getattr(self, a)]
+
+    def check_terms_unchanged(self) -> None:
+        """Refuse a save that changes the terms of a contract that is no longer a draft."""
+        if terms_unlocked():
+            return
+        changed = self.changed_terms()
+        if changed and self._stored_terms.get("status") != self.Status.DRAFT:
+            raise ContractTermsLockedError(
+                f"Contract {self.code} is {self._stored_terms.get('status')}: its terms ({', '.join(changed)}) "
+                "change only through an approved change order. Raise a change order instead.",
+                field_errors={name: ["Changes only through an approved change order."] for name in changed},
+            )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or set(update_fields) & {*CONTRACT_TERMS, *_term_attnames()}:
+            self.check_terms_unchanged()
+        super().save(*args, **kwargs)
+        self._stored_terms = {a: getattr(self, a) for a in (*_term_attnames(), "status")}
 
     @property
     def effective_payment_terms_days(self) -> int:
@@ -147,6 +255,27 @@ class ContractRate(models.Model):
         who = self.person or self.role
         return f"{self.contract.code} {who} {self.rate} from {self.effective_from}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.check_contract_amendable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any):
+        self.check_contract_amendable()
+        return super().delete(*args, **kwargs)
+
+    def check_contract_amendable(self) -> None:
+        """A rate of a live contract is added, changed or removed only by an approved change order."""
+        if terms_unlocked():
+            return
+        status = Contract.objects.filter(pk=self.contract_id).values_list("status", flat=True).first()
+        if status is not None and status != Contract.Status.DRAFT:
+            code = getattr(self.contract, "code", self.contract_id)
+            raise ContractTermsLockedError(
+                f"Contract {code} is {status}: its rates change only through an approved change order. "
+                "Raise a change order with the new rate instead.",
+                field_errors={"rate": ["Changes only through an approved change order."]},
+            )
+
 
 class ChangeOrder(FSMModelMixin, TimeStamped):
     """A contract amendment; only an approved one changes billing."""
@@ -161,6 +290,22 @@ class ChangeOrder(FSMModelMixin, TimeStamped):
     code = models.CharField(max_length=40)
     description = models.TextField(blank=True, default="")
     cap_delta = models.DecimalField(**MONEY, default=Decimal("0"))
+    # New terms the approval writes on the contract (empty: unchanged).
+    new_cap = models.DecimalField(
+        **MONEY, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="Sets a not-to-exceed cap on a contract that has none (a contract with a cap: use the cap delta).",
+    )
+    new_payment_terms_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="New payment terms (days) of the contract; empty: unchanged.",
+    )
+    new_po_number = models.CharField(
+        max_length=60, blank=True, default="", db_default="", help_text="New PO number; empty: unchanged."
+    )
+    new_billing_frequency = models.CharField(
+        max_length=20, choices=Contract.Frequency.choices, blank=True, default="", db_default="",
+        help_text="New billing frequency; empty: unchanged.",
+    )
     signed_document = models.FileField(upload_to="contracts/change_orders/", blank=True)
     signed_on = models.DateField(null=True, blank=True)
     status = FSMField(default=Status.DRAFT, choices=Status.choices, protected=True)
@@ -177,10 +322,28 @@ class ChangeOrder(FSMModelMixin, TimeStamped):
 
     class Meta:
         ordering = ["contract", "code"]
-        constraints = [models.UniqueConstraint(fields=["contract", "code"], name="billing_changeorder_unique_code")]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "code"], name="billing_changeorder_unique_code"),
+            models.CheckConstraint(
+                condition=Q(new_cap__isnull=True) | Q(new_cap__gte=0), name="billing_changeorder_new_cap_non_negative"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.contract.code}/{self.code}"
+
+    def term_changes(self) -> dict[str, Any]:
+        """The contract terms this change order sets on approval (field name → new value)."""
+        changes: dict[str, Any] = {}
+        if self.new_cap is not None:
+            changes["cap"] = self.new_cap
+        if self.new_payment_terms_days is not None:
+            changes["payment_terms_days"] = self.new_payment_terms_days
+        if self.new_po_number:
+            changes["po_number"] = self.new_po_number
+        if self.new_billing_frequency:
+            changes["billing_frequency"] = self.new_billing_frequency
+        return changes
 
     @fsm_log_by
     @fsm_log_description

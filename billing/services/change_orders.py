@@ -6,6 +6,11 @@ ChangeOrderMilestone a planned Milestone. The cap delta is not written into
 `contract.cap`: the billing engine sums approved deltas, so the contract's own
 cap stays what was signed and every increase keeps its provenance.
 
+The other terms a change order may carry (a cap on a contract without one, payment
+terms, PO number, billing frequency) are written on the contract on approval, under
+`contract_terms_unlocked`: it is the one way the terms of a live contract change
+(DESIGN §4; the models and PostgreSQL triggers refuse any other write).
+
 Approvals go through the engine (see `billing.services.work` for the routing):
 submitting opens the change order's approval request; approving or rejecting
 records the decision through it when there is one (a cap growth over 20 %
@@ -14,13 +19,17 @@ needs a PM and then a controller under the default policies).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from billing import rules as billing_rules
-from billing.models import ChangeOrder, Contract, ContractRate, Milestone
+from billing.models import ChangeOrder, ChangeOrderRate, Contract, ContractRate, Milestone, Role
+from billing.models.contracts import contract_terms_unlocked
 from billing.services.audit import save_audited
 from billing.services.work import (
     Route,
@@ -49,9 +58,25 @@ def _check_amendable(change_order: ChangeOrder) -> None:
     contract = change_order.contract
     if contract.status == Contract.Status.CLOSED:
         raise ApplicationError(f"Contract {contract.code} is closed and cannot be amended.", code="contract_closed")
+    terms = change_order.term_changes()
+    if terms.get("billing_frequency") == Contract.Frequency.ON_MILESTONE and (
+        contract.billing_model != Contract.BillingModel.FIXED_FEE
+    ):
+        raise ApplicationError(
+            f"{_label(change_order).capitalize()} bills on milestones, but contract {contract.code} is not fixed fee.",
+            code="invalid_change_order",
+            field_errors={"new_billing_frequency": ["On milestone is for fixed-fee contracts only."]},
+        )
+    if "cap" in terms and contract.cap is not None:
+        raise ApplicationError(
+            f"Contract {contract.code} already has a cap of {contract.cap}; {_label(change_order)} must change it "
+            "with a cap delta, not set a new cap.",
+            code="invalid_change_order",
+            field_errors={"new_cap": ["The contract has a cap: use the cap delta."]},
+        )
     foreign = [
         m.project.code
-        for m in change_order.milestones.select_related("project")
+        for m in (change_order.milestones.select_related("project") if change_order.pk else [])
         if m.project.contract_id != contract.pk
     ]
     if foreign:
@@ -121,6 +146,17 @@ def _approve_locked(locked: ChangeOrder, user: User, reason: str) -> None:
     save_audited(locked, user=user, reason=reason or "Approved")
 
     applied = f"Applied by approved change order {locked.code}"
+    with contract_terms_unlocked(applied):
+        _apply_amendment(locked, user, applied)
+
+
+def _apply_amendment(locked: ChangeOrder, user: User, applied: str) -> None:
+    terms = locked.term_changes()
+    if terms:
+        contract = locked.contract
+        for name, value in terms.items():
+            setattr(contract, name, value)
+        save_audited(contract, user=user, reason=f"{applied}: {', '.join(sorted(terms))}")
     for co_rate in locked.rates.order_by("pk"):
         contract_rate = ContractRate(
             contract=locked.contract,
@@ -162,3 +198,68 @@ def change_order_reject(*, change_order: ChangeOrder, user: User, reason: str) -
                 close_overridden(request, user=user, action="rejected")
     refresh_caller(change_order, locked)
     return locked
+
+
+@dataclass(frozen=True)
+class RateChange:
+    """A rate a drafted change order introduces for a role from a date."""
+
+    role: Role
+    rate: Decimal
+    effective_from: date
+
+
+def _next_code(contract: Contract, prefix: str) -> str:
+    taken = set(contract.change_orders.filter(code__startswith=prefix).values_list("code", flat=True))
+    n = 1
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def change_order_draft(
+    *,
+    contract: Contract,
+    user: User,
+    reason: str,
+    description: str = "",
+    code: str = "",
+    cap_delta: Decimal = Decimal("0"),
+    new_cap: Decimal | None = None,
+    new_payment_terms_days: int | None = None,
+    new_po_number: str = "",
+    new_billing_frequency: str = "",
+    rates: list[RateChange] | tuple[RateChange, ...] = (),
+) -> ChangeOrder:
+    """Draft a change order of the contract's terms; it changes nothing until submitted and approved by another.
+
+    Used where a term change is proposed for a live contract (an accepted SOW suggestion);
+    the drafter may submit it, someone else decides it (segregation of duties).
+    """
+    reason = require_reason(reason, "draft a change order")
+    with transaction.atomic():
+        locked = Contract.objects.select_for_update().get(pk=contract.pk)
+        probe = ChangeOrder(contract=locked)
+        if not billing_rules.can_submit_change_order.test(user, probe):
+            raise PermissionDeniedError(
+                f"Only a manager of one of contract {locked.code}'s projects, a billing admin or finance can "
+                "draft its change orders."
+            )
+        change_order = ChangeOrder(
+            contract=locked,
+            code=(code or _next_code(locked, "CO-")).strip()[:40],
+            description=(description or reason)[:2000],
+            cap_delta=cap_delta,
+            new_cap=new_cap,
+            new_payment_terms_days=new_payment_terms_days,
+            new_po_number=(new_po_number or "")[:60],
+            new_billing_frequency=new_billing_frequency or "",
+        )
+        if not change_order.term_changes() and not rates and not cap_delta:
+            raise ApplicationError("The change order changes nothing.", code="invalid_change_order")
+        _check_amendable(change_order)
+        save_audited(change_order, user=user, reason=f"Drafted: {reason}")
+        for line in rates:
+            ChangeOrderRate.objects.create(change_order=change_order, role=line.role, rate=line.rate,
+                                           effective_from=line.effective_from)
+    return change_order

@@ -38,7 +38,7 @@ from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
 #: Refusals that mean "not in this state" (409) rather than "bad input" (400).
 STATE_CODES = frozenset({"already_invoiced", "milestone_locked", "change_order_locked", "invalid_transition",
                          "project_not_active", "contract_not_active", "person_inactive", "project_closed",
-                         "contract_closed", "contract_locked"})
+                         "contract_closed", "contract_locked", "contract_terms_locked"})
 
 
 def _source(client: Any, data: Any) -> str:

@@ -54,7 +54,8 @@ class ContractRateOut(serializers.ModelSerializer):
 class ChangeOrderOut(serializers.ModelSerializer):
     class Meta:
         model = ChangeOrder
-        fields = ["code", "description", "cap_delta", "signed_on", "status", "submitted_at", "decided_at"]
+        fields = ["code", "description", "cap_delta", "new_cap", "new_payment_terms_days", "new_po_number",
+                  "new_billing_frequency", "signed_on", "status", "submitted_at", "decided_at"]
         read_only_fields = fields
 
 
@@ -179,6 +180,11 @@ _ChangeOrderMilestoneIn = type("ChangeOrderMilestoneIn", (serializers.Serializer
 })
 _ChangeOrderIn = type("ChangeOrderIn", (serializers.Serializer,), {
     "code": serializers.CharField(), "description": _opt_str(), "cap_delta": _opt_dec(),
+    "new_cap": _opt_dec("Sets a cap on a contract without one."),
+    "new_payment_terms_days": serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=365),
+    "new_po_number": _opt_str("New PO number."),
+    "new_billing_frequency": serializers.ChoiceField(choices=Contract.Frequency.choices, required=False,
+                                                     allow_blank=True),
     "signed_on": serializers.DateField(required=False, allow_null=True),
     "status": serializers.CharField(required=False, help_text="draft (default) or submitted."),
     "rates": _RateIn(many=True, required=False), "milestones": _ChangeOrderMilestoneIn(many=True, required=False),

@@ -64,6 +64,7 @@ from billing.models import (
     Role,
     TimeEntry,
 )
+from billing.models.contracts import CONTRACT_TERMS
 from billing.models.work import WorkStatus
 from billing.services.audit import save_audited
 from billing.services.posting import erp_posting_enabled
@@ -596,10 +597,24 @@ def _parse_rate(raw: dict, ctx: _Ctx, where: str) -> dict[str, Any]:
             "effective_to": probe.effective_to}
 
 
+def _terms_locked(contract: Contract, names: list[str]) -> _RecordError:
+    """A live contract's terms change only through an approved change order (ADR 0032): the upsert is refused."""
+    return _error(
+        f"Contract {contract.code} is {contract.get_status_display().lower()}: its terms ({', '.join(names)}) "
+        "change only through an approved change order. Send the change as a change order (change_orders: "
+        "[{code, cap_delta, new_payment_terms_days, new_po_number, new_billing_frequency, rates, status: "
+        "submitted}]); it is approved in Billable.",
+        code="contract_terms_locked",
+        field_errors={name: ["Changes only through an approved change order."] for name in names},
+    )
+
+
 def _sync_contract_rates(contract: Contract, raw_rates: list[dict], ctx: _Ctx) -> bool:
     """Upsert the contract's own rates by (role or person, effective_from); rates are never deleted.
 
-    A rate that ends is sent with its `effective_to`; history keeps every change.
+    A rate that ends is sent with its `effective_to`; history keeps every change. A live
+    contract's rates are sent again unchanged or not at all: a new or changed one is refused
+    (`contract_terms_locked`) — it comes through an approved change order.
     """
     parsed = [_parse_rate(raw, ctx, f"rates[{i}]") for i, raw in enumerate(raw_rates)]
     current = {_rate_key(r.role_id, r.person_id, r.effective_from): r for r in ctx.refs["contract_rates"].get(
@@ -614,11 +629,17 @@ def _sync_contract_rates(contract: Contract, raw_rates: list[dict], ctx: _Ctx) -
                                effective_from=line["effective_from"])
         elif row.rate == line["rate"] and row.effective_to == line["effective_to"]:
             continue
+        if contract.terms_locked:
+            raise _terms_locked(contract, ["rates"])
         row.rate, row.effective_to = line["rate"], line["effective_to"]
         save_audited(row, user=ctx.user, reason=ctx.reason)
         current[key] = row
         changed = True
     return changed
+
+
+CHANGE_ORDER_FIELDS = ("description", "cap_delta", "signed_on", "new_cap", "new_payment_terms_days", "new_po_number",
+                       "new_billing_frequency")
 
 
 def _sync_change_orders(contract: Contract, raw_orders: list[dict], ctx: _Ctx) -> bool:
@@ -658,8 +679,8 @@ def _sync_change_orders(contract: Contract, raw_orders: list[dict], ctx: _Ctx) -
         new = co is None
         if new:
             co = ChangeOrder(contract=contract, code=code)
-        before = _snapshot(co, ("description", "cap_delta", "signed_on")) if not new else {}
-        _assign(co, raw, ("description", "cap_delta", "signed_on"))
+        before = _snapshot(co, CHANGE_ORDER_FIELDS) if not new else {}
+        _assign(co, raw, CHANGE_ORDER_FIELDS)
         _validate(co)
         rate_rows = sorted((r["role"] and r["role"].pk, r["person"] and r["person"].pk, r["rate"], r["effective_from"],
                             r["effective_to"]) for r in rates)
@@ -748,15 +769,19 @@ def _apply_contract(record: dict, existing: Contract | None, ctx: _Ctx, index: i
         raise _error(f"Unknown contract status {wanted!r}.", field_errors={"status": ["Unknown status."]})
     if existing is None and wanted not in ("", Contract.Status.DRAFT, Contract.Status.ACTIVE):
         raise _error("A new contract arrives draft or active.", field_errors={"status": ["draft or active."]})
-    changed = existing is None or bool(_changed(before, obj))
+    changed_names = _changed(before, obj) if existing else []
+    locked_terms = [name for name in changed_names if name in CONTRACT_TERMS]
+    if existing is not None and existing.terms_locked and locked_terms:
+        raise _terms_locked(obj, locked_terms)
+    changed = existing is None or bool(changed_names)
     if changed:
         save_audited(obj, user=ctx.user, reason=ctx.reason)
+    if "rates" in record:  # before activation: a contract arriving active brings its signed rates along
+        changed |= _sync_contract_rates(obj, _list(record["rates"]), ctx)
     moved = _move_status(obj, wanted, CONTRACT_STATUS_MOVES, ctx, f"Contract {obj.code}",
                          "Contracts are closed in Billable.")
     if moved:
         save_audited(obj, user=ctx.user, reason=ctx.reason)
-    if "rates" in record:
-        changed |= _sync_contract_rates(obj, _list(record["rates"]), ctx)
     if "change_orders" in record:
         changed |= _sync_change_orders(obj, _list(record["change_orders"]), ctx)
     if existing is None:

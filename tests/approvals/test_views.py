@@ -34,6 +34,7 @@ from tests.factories import (
     RoleFactory,
     TimeEntryFactory,
     UserFactory,
+    set_contract_terms,
 )
 
 pytestmark = pytest.mark.django_db
@@ -666,8 +667,7 @@ def submitted_co(project):
 
 
 def test_change_orders_show_delta_rates_and_decide_through_the_engine(client, pm, project, submitted_co):
-    project.contract.cap = Decimal("50000.00")
-    project.contract.save()
+    set_contract_terms(project.contract, cap=Decimal("50000.00"))
     c = login(client, pm)
 
     page = text(c.get(reverse("approvals:pm_change_orders")))

@@ -28,6 +28,7 @@ from tests.factories import (
     RoleFactory,
     TimeEntryFactory,
     UserFactory,
+    set_contract_terms,
 )
 
 START, END, RUN_DATE = datetime.date(2025, 3, 1), datetime.date(2025, 3, 31), datetime.date(2025, 4, 1)
@@ -185,8 +186,7 @@ def test_missing_rate_blocks_then_revalidates_after_the_fix(contract, project, a
 
 def test_override_needs_a_controller_and_a_reason(project, person, analyst, controller):
     project.contract.client.credit_hold = False
-    project.contract.po_number = ""
-    project.contract.save()
+    set_contract_terms(project.contract, po_number="")
     project.contract.client.po_required = True
     project.contract.client.save()
     approved(project, person)
@@ -206,8 +206,7 @@ def test_override_needs_a_controller_and_a_reason(project, person, analyst, cont
 
 
 def test_write_down_brings_the_invoice_exactly_to_the_cap(project, person, controller):
-    project.contract.cap = Decimal("500.00")
-    project.contract.save()
+    set_contract_terms(project.contract, cap=Decimal("500.00"))
     approved(project, person)  # 8 h x 100 = 800 > 500
     run()
     invoice = Invoice.objects.get()

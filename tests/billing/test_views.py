@@ -28,6 +28,7 @@ from tests.factories import (
     RoleFactory,
     TimeEntryFactory,
     UserFactory,
+    set_contract_terms,
 )
 
 pytestmark = pytest.mark.django_db
@@ -117,8 +118,7 @@ def missing_rate_invoice(project, senior_role):
 @pytest.fixture
 def cap_invoice(project, person):
     """Blocked by CAP_EXCEEDED: 8 h × 100 = 800 against a cap of 500."""
-    project.contract.cap = Decimal("500.00")
-    project.contract.save()
+    set_contract_terms(project.contract, cap=Decimal("500.00"))
     approved(project, person)
     run()
     invoice = Invoice.objects.get()

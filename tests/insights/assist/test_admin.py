@@ -33,17 +33,20 @@ def test_superuser_reads_everything_but_cannot_add_or_edit_scores(client, object
         assert client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add")).status_code == 403
 
 
-def test_the_accept_action_applies_the_suggestion_through_the_service(client, objects):
+def test_the_accept_action_asks_a_reason_and_goes_through_the_service(client, objects):
+    """The contract is live (active): accepting drafts a change order; the contract's PO is unchanged."""
     _score, _model, suggestion = objects
-    client.force_login(UserFactory(is_superuser=True, is_staff=True))
-    response = client.post(
-        reverse("admin:insights_sowsuggestion_changelist"),
-        {"action": "sow_suggestion_accept", "_selected_action": [suggestion.pk]},
-    )
+    client.force_login(UserFactory(is_superuser=True, is_staff=True, groups=["finance_controller"]))
+    url = reverse("admin:insights_sowsuggestion_changelist")
+    asked = client.post(url, {"action": "sow_suggestion_accept", "_selected_action": [suggestion.pk]})
+    assert asked.status_code == 200 and 'name="reason"' in asked.content.decode()
+    response = client.post(url, {"action": "sow_suggestion_accept", "_selected_action": [suggestion.pk],
+                                 "apply": "1", "reason": "Signed SOW"})
     assert response.status_code == 302
     suggestion.refresh_from_db()
     suggestion.contract.refresh_from_db()
-    assert suggestion.decision == "accepted" and suggestion.contract.po_number == "PO-4711"
+    assert suggestion.decision == "accepted" and suggestion.contract.po_number == ""
+    assert (suggestion.change_order.status, suggestion.change_order.new_po_number) == ("draft", "PO-4711")
 
 
 def test_auditors_cannot_run_the_actions(client, objects):

@@ -124,25 +124,45 @@ def analyst(db):
 
 @pytest.fixture
 def contract(roles, settings, tmp_path):
+    """A contract still being set up (draft): accepted terms are written on it at once."""
     settings.MEDIA_ROOT = str(tmp_path)
-    return ContractFactory(po_number="", cap=None, payment_terms_days=None)
+    return ContractFactory(po_number="", cap=None, payment_terms_days=None, status=Contract.Status.DRAFT)
 
 
-def _upload(contract, user):
-    return sow_upload(contract=contract, name="sow.txt", content=SAMPLE.read_bytes(), user=user)
+@pytest.fixture(autouse=True)
+def tasks_inline(settings, monkeypatch):
+    """django-q2 runs the reading task inline when the upload's transaction commits."""
+    from django_q.conf import Conf
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    monkeypatch.setattr(Conf, "SYNC", True)
 
 
-def test_upload_keeps_the_document_on_the_contract_and_suggests_once(contract, analyst):
-    created = _upload(contract, analyst)
+@pytest.fixture
+def _upload(django_capture_on_commit_callbacks):
+    def upload(contract, user, *, name="sow.txt", content=None):
+        with django_capture_on_commit_callbacks(execute=True):
+            reading = sow_upload(contract=contract, name=name, content=content or SAMPLE.read_bytes(), user=user)
+        reading.refresh_from_db()
+        return reading
+
+    return upload
+
+
+def test_upload_keeps_the_document_on_the_contract_and_suggests_once(contract, analyst, _upload):
+    reading = _upload(contract, analyst)
+    created = SowSuggestion.objects.filter(contract=contract)
+    assert reading.status == "done" and reading.suggestions_created == len(created) == 8
     assert {s.field for s in created} == {"payment_terms_days", "rate", "cap", "po_number", "billing_frequency"}
     contract.refresh_from_db()
-    assert contract.sow_document.name.startswith("contracts/sow/sow")
+    assert contract.sow_document.name == reading.document.name and reading.document.name.startswith("contracts/sow/")
     latest = contract.history.first()
     assert latest.history_user == analyst and latest.history_change_reason == "SOW uploaded: sow.txt"
-    assert _upload(contract, analyst) == []  # the same pending suggestions are not repeated
+    again = _upload(contract, analyst)
+    assert again.status == "done" and again.suggestions_created == 0  # pending suggestions are not repeated
 
 
-def test_only_finance_and_billing_admins_upload(contract):
+def test_only_finance_and_billing_admins_upload(contract, _upload):
     with pytest.raises(PermissionDeniedError):
         _upload(contract, UserFactory(groups=["auditor"]))
 
@@ -151,7 +171,7 @@ def _suggestion(contract, field, role=""):
     return SowSuggestion.objects.get(contract=contract, field=field, role_code=role)
 
 
-def test_accepting_terms_changes_the_contract_with_who_and_why(contract, analyst):
+def test_accepting_terms_changes_the_contract_with_who_and_why(contract, analyst, _upload):
     _upload(contract, analyst)
     for field in ("payment_terms_days", "cap", "po_number", "billing_frequency"):
         sow_suggestion_accept(suggestion=_suggestion(contract, field), user=analyst, reason="Signed SOW 7")
@@ -168,9 +188,9 @@ def test_accepting_terms_changes_the_contract_with_who_and_why(contract, analyst
     assert suggestion.decision == "accepted" and suggestion.decided_by == analyst and suggestion.decided_at
 
 
-def test_accepting_a_rate_adds_a_contract_rate_from_today(contract, analyst):
+def test_accepting_a_rate_adds_a_contract_rate_from_today(contract, analyst, _upload):
     _upload(contract, analyst)
-    sow_suggestion_accept(suggestion=_suggestion(contract, "rate", "SENIOR"), user=analyst)
+    sow_suggestion_accept(suggestion=_suggestion(contract, "rate", "SENIOR"), user=analyst, reason="Signed SOW")
     rate = ContractRate.objects.get(contract=contract, role__code="SENIOR")
     assert rate.rate == Decimal("181.2500") and rate.effective_from == timezone.localdate()
     assert rate.person is None and rate.change_order is None
@@ -178,11 +198,11 @@ def test_accepting_a_rate_adds_a_contract_rate_from_today(contract, analyst):
     assert history.history_user == analyst and history.history_change_reason.startswith("Rate SENIOR 181.2500 EUR/h")
 
 
-def test_a_rate_of_an_unknown_role_cannot_be_accepted(contract, analyst):
+def test_a_rate_of_an_unknown_role_cannot_be_accepted(contract, analyst, _upload):
     _upload(contract, analyst)
     unknown = SowSuggestion.objects.get(contract=contract, field="rate", role_code="")
     with pytest.raises(ApplicationError, match="role the firm does not have"):
-        sow_suggestion_accept(suggestion=unknown, user=analyst)
+        sow_suggestion_accept(suggestion=unknown, user=analyst, reason="Signed SOW")
     unknown.refresh_from_db()
     assert unknown.decision == "pending"
 
@@ -190,12 +210,12 @@ def test_a_rate_of_an_unknown_role_cannot_be_accepted(contract, analyst):
 def test_a_term_in_another_currency_is_refused(contract, analyst):
     s = SowSuggestion.objects.create(contract=contract, field="cap", value="80000.00 USD", sentence="NTE USD 80,000.")
     with pytest.raises(ApplicationError, match="in USD; the contract bills in EUR"):
-        sow_suggestion_accept(suggestion=s, user=analyst)
+        sow_suggestion_accept(suggestion=s, user=analyst, reason="Signed SOW")
     contract.refresh_from_db()
     assert contract.cap is None
 
 
-def test_rejecting_changes_nothing_and_a_decision_is_final(contract, analyst):
+def test_rejecting_changes_nothing_and_a_decision_is_final(contract, analyst, _upload):
     _upload(contract, analyst)
     po = _suggestion(contract, "po_number")
     before = contract.history.count()
@@ -203,18 +223,19 @@ def test_rejecting_changes_nothing_and_a_decision_is_final(contract, analyst):
     contract.refresh_from_db()
     assert contract.po_number == "" and contract.history.count() == before
     with pytest.raises(ApplicationError, match="already rejected"):
-        sow_suggestion_accept(suggestion=po, user=analyst)
+        sow_suggestion_accept(suggestion=po, user=analyst, reason="Signed SOW")
 
 
 # --- the screens --------------------------------------------------------------------------------------
 
 
-def test_upload_review_and_accept_through_the_screens(contract, analyst, client):
+def test_upload_review_and_accept_through_the_screens(contract, analyst, client, django_capture_on_commit_callbacks):
     client.force_login(analyst)
-    response = client.post(
-        reverse("insights:sow_upload", args=[contract.pk]),
-        {"document": SimpleUploadedFile("sow.pdf", _pdf(SAMPLE.read_text()), content_type="application/pdf")},
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("insights:sow_upload", args=[contract.pk]),
+            {"document": SimpleUploadedFile("sow.pdf", _pdf(SAMPLE.read_text()), content_type="application/pdf")},
+        )
     assert response.status_code == 302 and response["Location"] == reverse("insights:sow_review", args=[contract.pk])
     page = client.get(response["Location"])
     assert page.status_code == 200
@@ -272,3 +293,14 @@ def test_the_index_lists_contracts_with_pending_suggestions_and_finds_others(con
     assert "FIND-ME" in html and reverse("insights:sow_upload", args=[other.pk]) in html
     client.force_login(UserFactory(groups=["collections"]))
     assert client.get(reverse("insights:sow_index")).status_code == 403
+
+
+@pytest.mark.parametrize(("decision", "text"), [("accept", "Accepted: PO number PO-1234"),
+                                                ("reject", "Rejected: PO number PO-1234")])
+def test_the_decision_message_shows_once(contract, analyst, client, decision, text):
+    """Issue #13 item 12: the assist layout printed the messages a second time under the base layout's."""
+    s = SowSuggestion.objects.create(contract=contract, field="po_number", value="PO-1234", sentence="PO PO-1234.")
+    client.force_login(analyst)
+    page = client.post(reverse("insights:sow_decide", args=[s.pk]), {"decision": decision, "reason": "ok"},
+                       follow=True)
+    assert page.content.decode().count(text) == 1

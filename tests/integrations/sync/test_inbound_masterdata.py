@@ -121,12 +121,20 @@ def test_contracts_with_rates_and_status(contract_refs, psa_user):
     rate = ContractRate.objects.get(contract=contract)
     assert (rate.role.code, rate.rate, rate.change_order) == ("SENIOR", Decimal("150.0000"), None)
     assert upsert("contracts", [contract_record()], psa_user).results[0].result == Result.UNCHANGED
-    # a rate ends: same key, an end date; a new rate from a later date is added; nothing is deleted
+    # a live contract's rates change only through an approved change order (ADR 0032)
     rates = [{"role_code": "SENIOR", "rate": "150", "effective_from": "2025-01-01", "effective_to": "2025-08-31"},
              {"role_code": "SENIOR", "rate": "160", "effective_from": "2025-09-01"}]
-    assert upsert("contracts", [contract_record(rates=rates)], psa_user).results[0].result == Result.UPDATED
-    assert ContractRate.objects.filter(contract=contract).count() == 2
-    suspended = upsert("contracts", [contract_record(rates=rates, status="suspended")], psa_user).results[0]
+    refused = upsert("contracts", [contract_record(rates=rates)], psa_user).results[0]
+    assert (refused.result, refused.code) == (Result.ERROR, "contract_terms_locked")
+    assert ContractRate.objects.filter(contract=contract).count() == 1
+    # while a contract is a draft, a rate ends (same key, an end date) and a later one is added; nothing is deleted
+    draft = upsert("contracts", [contract_record(external_id="k2", code="C-2", status="draft", rates=rates[:1])],
+                   psa_user).results[0]
+    assert draft.result == Result.CREATED
+    assert upsert("contracts", [contract_record(external_id="k2", code="C-2", status="draft", rates=rates)],
+                  psa_user).results[0].result == Result.UPDATED
+    assert ContractRate.objects.filter(contract__external_id="k2").count() == 2
+    suspended = upsert("contracts", [contract_record(status="suspended")], psa_user).results[0]
     assert suspended.result == Result.UPDATED
     closed = upsert("contracts", [contract_record(status="closed")], psa_user).results[0]
     assert (closed.result, closed.code) == (Result.ERROR, "invalid_transition")

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from insights.models import SowSuggestion
+from insights.models import SowReading, SowSuggestion
 from tests.factories import ContractFactory
 
 SOW = b"Invoices are payable within 30 days of the invoice date. Purchase Order number 4500999001 applies.\n"
@@ -19,7 +19,9 @@ def build_targets(world) -> dict[str, Any]:
         contract=contract, field=SowSuggestion.Field.PO_NUMBER, value="4500999001",
         sentence="Purchase Order number 4500999001 applies.", confidence=Decimal("0.85"), document_name="sow.txt",
     )
-    return {"sow-contract": contract, "sow-sugg": suggestion}
+    reading = SowReading.objects.create(contract=contract, document="contracts/sow/sow.txt", document_name="sow.txt",
+                                        status=SowReading.Status.DONE, suggestions_created=1)
+    return {"sow-contract": contract, "sow-sugg": suggestion, "sow-reading": reading}
 
 
 BODIES = {
