@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0010_live_contract_terms_guard'),
+        ('billing', '0011_live_contract_terms_guard'),
         ('insights', '0002_weekly_risk_retraining'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

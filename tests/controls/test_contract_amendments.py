@@ -434,7 +434,7 @@ def test_the_model_refuses_adding_changing_or_deleting_a_live_contracts_rate(con
 @pytest.mark.postgres
 @pytest.mark.parametrize("attempt", ["update", "bulk_create", "sql", "rate_update", "rate_delete"])
 def test_the_database_refuses_every_path_around_the_models(contract, senior, attempt):
-    """PostgreSQL triggers (billing/0010): a queryset update, a bulk insert or raw SQL cannot amend either."""
+    """PostgreSQL triggers (billing/0011): a queryset update, a bulk insert or raw SQL cannot amend either."""
     rates = rates_of(contract)
     with pytest.raises(IntegrityError, match="approved change order"), transaction.atomic():
         if attempt == "update":

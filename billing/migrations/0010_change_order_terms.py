@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_database_defaults_for_new_columns'),
+        ('billing', '0009_numbered_invoices_undeletable'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

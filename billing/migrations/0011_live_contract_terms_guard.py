@@ -70,5 +70,5 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0009_change_order_terms")]
+    dependencies = [("billing", "0010_change_order_terms")]
     operations = [migrations.RunPython(forwards, backwards)]
