@@ -570,6 +570,7 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
         add("expenses", "Expenses", link("approvals:expense_list"), c.my_expenses_rejected or None)
     if PROJECT_MANAGER in c.roles:
         add("approvals", "Approvals", link("approvals:pm_time"), c.pm_approvals)
+        add("pm_invoices", "Invoices", link("billing:pm_invoice_list"))
         add("projects", "My projects", _admin_url(user, "project", {"managed_by_me": "1"}))
     if FINANCE_ANALYST in c.roles:
         add("exceptions", "Exceptions", link("billing:exception_queue"), c.invoices_exception)
