@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals import views
+from approvals import views, views_change_orders
 
 app_name = "approvals"
 
@@ -22,6 +22,8 @@ urlpatterns = [
     path("milestones/", views.pm_milestone_queue, name="pm_milestones"),
     path("milestones/<int:pk>/<str:action>/", views.pm_milestone_action, name="pm_milestone_action"),
     path("change-orders/", views.pm_change_order_queue, name="pm_change_orders"),
+    path("change-orders/new/", views_change_orders.pm_change_order_new, name="pm_change_order_new"),
+    path("change-orders/<int:pk>/edit/", views_change_orders.pm_change_order_edit, name="pm_change_order_edit"),
     path("change-orders/<int:pk>/<str:action>/", views.pm_change_order_action, name="pm_change_order_action"),
     # everyone
     path("mine/", views.my_queue, name="mine"),

@@ -462,6 +462,11 @@ class ProjectWeek:
         return sum((e.hours for cell in self.cells for e in cell), ZERO)
 
     @property
+    def day_cells(self) -> list[tuple[list[TimeEntry], Decimal]]:
+        """Each day's entries with their sum: a day may hold several entries, stacked in its one cell."""
+        return [(cell, sum((e.hours for e in cell), ZERO)) for cell in self.cells]
+
+    @property
     def non_billable(self) -> bool:
         return any(not e.billable for cell in self.cells for e in cell)
 

@@ -476,3 +476,32 @@ def record_timeline(obj: Any, *, labels: dict[str, str], created: str = "Created
 def invoice_timeline(invoice: Invoice) -> list[TimelineEntry]:
     """The invoice's transitions and saved versions, newest first. Two queries."""
     return record_timeline(invoice, labels=dict(Invoice.Status.choices))
+
+
+# --- a project manager's invoices (read only) --------------------------------------------------------
+
+
+def invoices_of_managed_projects(user: Any) -> QuerySet[Invoice]:
+    """Invoices (and credit notes) billing work of the projects `user` manages.
+
+    An invoice per project belongs to that project's PM; an invoice of the whole contract to the
+    PM of any of the contract's projects (it bills their project's work with the others').
+    """
+    from billing.models import Project
+
+    managed = Project.objects.filter(project_manager=user)
+    return Invoice.objects.filter(
+        Q(project__project_manager=user)
+        | Q(project__isnull=True) & Exists(managed.filter(contract=OuterRef("contract")))
+    )
+
+
+def pm_invoice_list(user: Any, *, status: str = "", limit: int = QUEUE_LIMIT) -> tuple[list[Invoice], bool]:
+    """The PM's invoices, newest first (a status filter optional); and whether the list was cut at `limit`."""
+    qs = invoices_of_managed_projects(user)
+    if status in Invoice.Status.values:
+        qs = qs.filter(status=status)
+    rows = list(
+        qs.select_related("client", "contract", "project", "entity").order_by("-issue_date", "-id")[: limit + 1]
+    )
+    return rows[:limit], len(rows) > limit

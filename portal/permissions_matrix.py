@@ -203,9 +203,11 @@ NOTES: dict[str, str] = {
     "its login page, whatever their role.",
     "billing:run_list": "Auditors see the runs but may not start one.",
     "billing:invoice_detail": "Billing screens are for finance and auditors; collections also read the invoice page "
-    "and its documents (they follow issued invoices); PMs have none.",
+    "and its documents (they follow issued invoices); PMs read the invoices of their projects on their own page "
+    "(`billing:pm_invoice_detail`).",
     "billing:invoice_override": "Controllers only: an analyst gets 403 even though the page is theirs.",
-    "billing:invoice_write_down": "Controllers only.",
+    "billing:invoice_write_down": "Controllers only: writing billable work off is a concession on revenue; the "
+    "analyst who prepared the invoice asks a controller (ADR 0044).",
     "billing:invoice_resend": "E-mails the issued invoice again to the client's billing addresses (delivery log).",
     "approvals:index": "Redirects each role to where it lands: PM → time queue, consultant → timesheet, "
     "others → my approvals.",

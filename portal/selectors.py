@@ -545,80 +545,55 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
 
 
 def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
-    """Top navigation by role (UI.md), with counts; each entry appears once."""
+    """Top navigation by role (UI.md), with counts; each entry appears once.
+
+    Which roles an entry is *for* is said here; whether a user may *open* it is the
+    permissions matrix's answer (`portal.access.may_open`), so the menu never offers a
+    page that answers 403 (`tests/portal/test_navigation.py` follows every link).
+    """
+    from portal.access import may_open
+
     if not getattr(user, "is_authenticated", False):
         return []
     c = work_counts(user, today=today)
     items: list[NavItem] = [NavItem("My work", reverse("home"), key="home")]
 
+    def link(name: str, params: dict | None = None) -> str | None:
+        return screen_url(name, params) if may_open(user, name) else None
+
     def add(key: str, label: str, url: str | None, count: int | None = None, match: str = "") -> None:
         if url and all(i.key != key for i in items):
             items.append(NavItem(label, url, count, key, match=match))
 
-    week = {"date__gte": c.week_start.isoformat(), "date__lte": c.week_end.isoformat()}
     if CONSULTANT in c.roles:
-        add(
-            "timesheet",
-            "Timesheet",
-            _screen_or_admin(user, "approvals:timesheet", None, "timeentry", {"mine": "1", **week}),
-            c.my_time_draft_week,
-        )
-        add(
-            "expenses",
-            "Expenses",
-            _screen_or_admin(user, "approvals:expense_list", None, "expense", {"mine": "1"}),
-            c.my_expenses_rejected or None,
-        )
+        add("timesheet", "Timesheet", link("approvals:timesheet"), c.my_time_draft_week)
+        add("expenses", "Expenses", link("approvals:expense_list"), c.my_expenses_rejected or None)
     if PROJECT_MANAGER in c.roles:
-        add(
-            "approvals",
-            "Approvals",
-            _screen_or_admin(
-                user, "approvals:pm_time", None, "timeentry", {"managed_by_me": "1", "status__exact": "submitted"}
-            ),
-            c.pm_approvals,
-        )
+        add("approvals", "Approvals", link("approvals:pm_time"), c.pm_approvals)
+        add("pm_invoices", "Invoices", link("billing:pm_invoice_list"))
         add("projects", "My projects", _admin_url(user, "project", {"managed_by_me": "1"}))
     if FINANCE_ANALYST in c.roles:
-        add(
-            "exceptions",
-            "Exceptions",
-            _screen_or_admin(user, "billing:exception_queue", None, "invoice", {"status__exact": "exception"}),
-            c.invoices_exception,
-        )
-        add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
-        add("runs", "Billing runs", _screen_or_admin(user, "billing:run_list", None, "billingrun"))
-        add("disputes", "Disputes", screen_url("disputes:dispute_list"))
-        add("payments", "Payments", _screen_or_admin(user, "disputes:payment_list", None, "payment"))
-        add("integrations", "Integrations", screen_url("integrations:monitor"))
+        add("exceptions", "Exceptions", link("billing:exception_queue"), c.invoices_exception)
+        add("invoices", "Invoices", link("billing:invoice_list"))
+        add("runs", "Billing runs", link("billing:run_list"))
+        add("disputes", "Disputes", link("disputes:dispute_list"))
+        add("payments", "Payments", link("disputes:payment_list"))
+        add("integrations", "Integrations", link("integrations:monitor"))
     if FINANCE_CONTROLLER in c.roles:
-        add(
-            "to_approve",
-            "To approve",
-            _screen_or_admin(
-                user, "billing:invoice_list", {"status": "pending_approval"}, "invoice",
-                {"status__exact": "pending_approval"},
-            ),
-            c.invoices_awaiting_me,
-        )
-        add("invoices", "Invoices", _screen_or_admin(user, "billing:invoice_list", None, "invoice"))
-        add("disputes", "Disputes", screen_url("disputes:dispute_list"))
+        add("to_approve", "To approve", link("billing:invoice_list", {"status": "pending_approval"}),
+            c.invoices_awaiting_me)
+        add("invoices", "Invoices", link("billing:invoice_list"))
+        add("disputes", "Disputes", link("disputes:dispute_list"))
     aging = screen_url("disputes:aging")
     # AR aging stands for the whole collections section (dunning, hand-offs, statements): its parent path.
     collections_section = aging.rstrip("/").rsplit("/", 1)[0] + "/" if aging else ""
     if COLLECTIONS in c.roles:
-        add(
-            "overdue",
-            "AR aging",
-            _screen_or_admin(user, "disputes:aging", None, "invoice", {"overdue": "yes"}),
-            c.overdue_receivables,
-            match=collections_section,
-        )
+        add("overdue", "AR aging", link("disputes:aging"), c.overdue_receivables, match=collections_section)
     if FINANCE_ROLES & c.roles or AUDITOR in c.roles:
-        add("overdue", "AR aging", aging, match=collections_section)
-        add("dashboards", "Dashboards", screen_url("insights:dashboard"))
+        add("overdue", "AR aging", link("disputes:aging"), match=collections_section)
+        add("dashboards", "Dashboards", link("insights:dashboard"))
     if COLLECTIONS in c.roles:
-        add("disputes", "Disputes", screen_url("disputes:dispute_list"))
-        add("payments", "Payments", _screen_or_admin(user, "disputes:payment_list", None, "payment"))
+        add("disputes", "Disputes", link("disputes:dispute_list"))
+        add("payments", "Payments", link("disputes:payment_list"))
     add("admin", "Records (read only)" if AUDITOR in c.roles else "Admin", admin_index_url(user))
     return items

@@ -272,15 +272,13 @@ def _price_time(ctx, items, draft_for, rates: RateResolver, *, kind: str) -> Non
     """Group entries per project by (role, resolved rate): one line each (§3.2)."""
     contract = ctx.contract
     groups: dict[tuple[int, int, Decimal], LineDraft] = {}
+    # Unpriced entries per (invoice draft, role): one MISSING_RATE sentence per role, not per entry.
+    unpriced: dict[tuple[int, int], tuple[InvoiceDraft, list[TimeItem]]] = {}
     for item in items:
         resolved = rates.resolve(contract_id=contract.id, person_id=item.person_id, role_id=item.role_id, day=item.date)
         if resolved is None:
-            draft_for(item.project_id).add(
-                Code.MISSING_RATE,
-                BLOCKING,
-                f"No rate for role {ctx.role_codes.get(item.role_id, '?')} on {item.date:%Y-%m-%d} "
-                f"({item.person_name or 'person ' + str(item.person_id)}).",
-            )
+            draft = draft_for(item.project_id)
+            unpriced.setdefault((id(draft), item.role_id), (draft, []))[1].append(item)
             continue
         key = (item.project_id, item.role_id, resolved.rate)
         line = groups.get(key)
@@ -305,6 +303,33 @@ def _price_time(ctx, items, draft_for, rates: RateResolver, *, kind: str) -> Non
     for line in groups.values():
         line.quantity = round_quantity(line.quantity)
         line.amount = round_money(line.quantity * line.unit_price, contract.currency)
+    for (_draft_id, role_id), (draft, missing) in unpriced.items():
+        draft.add(Code.MISSING_RATE, BLOCKING, missing_rate_message(ctx.role_codes.get(role_id, "?"), missing))
+
+
+#: People named in a MISSING_RATE message before "and N more".
+MISSING_RATE_NAMES = 3
+
+
+def missing_rate_message(role_code: str, items: list[TimeItem]) -> str:
+    """One sentence for all the entries of one role without a rate: which role, how much, when, who.
+
+    A rate resolves person override → role override → rate card, so what is missing is the
+    role's rate (a person rate would have priced the entry): the analyst adds one rate, not 27.
+    """
+    days = sorted({i.date for i in items})
+    hours = round_quantity(sum((i.hours for i in items), ZERO))
+    names = sorted({i.person_name or f"person {i.person_id}" for i in items})
+    people = ", ".join(names[:MISSING_RATE_NAMES])
+    if len(names) > MISSING_RATE_NAMES:
+        people += f" and {len(names) - MISSING_RATE_NAMES} more"
+    entries = f"{len(items)} time entr{'y' if len(items) == 1 else 'ies'}"
+    when = (
+        f"on {days[0]:%Y-%m-%d}"
+        if len(days) == 1
+        else f"on {len(days)} days between {days[0]:%Y-%m-%d} and {days[-1]:%Y-%m-%d}"
+    )
+    return f"No rate for role {role_code}: {entries} ({hours} h) {when}, by {people}."
 
 
 def _price_retainer(ctx, draft_for, rates: RateResolver, *, period_start: date, period_end: date) -> None:

@@ -28,7 +28,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import rules as billing_rules
-from billing.models import ChangeOrder, ChangeOrderRate, Contract, ContractRate, Milestone, Role
+from billing.models import (
+    ChangeOrder,
+    ChangeOrderMilestone,
+    ChangeOrderRate,
+    Contract,
+    ContractRate,
+    Milestone,
+    Role,
+)
 from billing.models.contracts import contract_terms_unlocked
 from billing.services.audit import save_audited
 from billing.services.work import (
@@ -209,14 +217,6 @@ class RateChange:
     effective_from: date
 
 
-def _next_code(contract: Contract, prefix: str) -> str:
-    taken = set(contract.change_orders.filter(code__startswith=prefix).values_list("code", flat=True))
-    n = 1
-    while f"{prefix}{n}" in taken:
-        n += 1
-    return f"{prefix}{n}"
-
-
 def change_order_draft(
     *,
     contract: Contract,
@@ -247,7 +247,7 @@ def change_order_draft(
             )
         change_order = ChangeOrder(
             contract=locked,
-            code=(code or _next_code(locked, "CO-")).strip()[:40],
+            code=(code or _next_code(locked)).strip()[:40],
             description=(description or reason)[:2000],
             cap_delta=cap_delta,
             new_cap=new_cap,
@@ -263,3 +263,105 @@ def change_order_draft(
             ChangeOrderRate.objects.create(change_order=change_order, role=line.role, rate=line.rate,
                                            effective_from=line.effective_from)
     return change_order
+
+
+@dataclass(frozen=True)
+class RateTerm:
+    """A role's new rate from a date, as the change order proposes it."""
+
+    role_id: int
+    rate: Decimal
+    effective_from: date
+    effective_to: date | None = None
+
+
+@dataclass(frozen=True)
+class MilestoneTerm:
+    """A milestone the change order adds to one of the contract's projects."""
+
+    project_id: int
+    name: str
+    amount: Decimal
+    due_date: date | None = None
+
+
+def _next_code(contract: Contract) -> str:
+    """CO-01, CO-02 … per contract (the contract row is locked by the caller, the unique constraint backs it)."""
+    taken = set(ChangeOrder.objects.filter(contract=contract).values_list("code", flat=True))
+    n = len(taken) + 1
+    while f"CO-{n:02d}" in taken:
+        n += 1
+    return f"CO-{n:02d}"
+
+
+def change_order_draft_save(
+    *,
+    user: User,
+    description: str,
+    cap_delta: Decimal,
+    rates: list[RateTerm],
+    milestones: list[MilestoneTerm],
+    contract: Contract | None = None,
+    change_order: ChangeOrder | None = None,
+    signed_on: date | None = None,
+) -> ChangeOrder:
+    """Raise a change order as a draft (`contract`), or rewrite a draft's terms (`change_order`).
+
+    Who may raise one is who may submit it: a manager of one of the contract's projects,
+    finance or a billing admin. A draft changes nothing yet; submitting puts it up for
+    approval (and blocks invoicing of the contract until decided). Its terms (rates,
+    milestones) are replaced as a whole, in one transaction, with the saved version in history.
+    """
+    description = (description or "").strip()
+    if not description:
+        raise ApplicationError("Say what the change order changes (a description).", code="reason_required")
+    with transaction.atomic():
+        if change_order is not None:
+            locked = lock_for_update(change_order, "contract")
+            if locked.status != ChangeOrder.Status.DRAFT:
+                raise ApplicationError(
+                    f"{_label(locked).capitalize()} is {locked.get_status_display().lower()}; only a draft can "
+                    "be edited.",
+                    code="invalid_state",
+                )
+            target = locked.contract
+        else:
+            if contract is None:
+                raise ApplicationError("Choose the contract to amend.", code="invalid_change_order")
+            target = Contract.objects.select_for_update().get(pk=contract.pk)
+            locked = ChangeOrder(contract=target, code=_next_code(target))
+        if not billing_rules.can_submit_change_order.test(user, target):
+            raise PermissionDeniedError(
+                f"Only a manager of one of contract {target.code}'s projects, a billing admin or finance can "
+                "raise its change orders."
+            )
+        if target.status == Contract.Status.CLOSED:
+            raise ApplicationError(f"Contract {target.code} is closed and cannot be amended.", code="contract_closed")
+        own_projects = set(target.projects.values_list("pk", flat=True))
+        if any(m.project_id not in own_projects for m in milestones):
+            raise ApplicationError(
+                f"Milestones must be on contract {target.code}'s own projects.", code="invalid_change_order"
+            )
+        locked.description = description
+        locked.cap_delta = cap_delta
+        locked.signed_on = signed_on
+        created = locked.pk is None
+        save_audited(locked, user=user, reason="Raised as a draft" if created else "Draft edited")
+        locked.rates.all().delete()
+        locked.milestones.all().delete()
+        ChangeOrderRate.objects.bulk_create(
+            ChangeOrderRate(
+                change_order=locked, role_id=r.role_id, rate=r.rate, effective_from=r.effective_from,
+                effective_to=r.effective_to,
+            )
+            for r in rates
+        )
+        ChangeOrderMilestone.objects.bulk_create(
+            ChangeOrderMilestone(
+                change_order=locked, project_id=m.project_id, name=m.name, amount=m.amount, due_date=m.due_date
+            )
+            for m in milestones
+        )
+    if change_order is not None:
+        refresh_caller(change_order, locked)
+    return locked

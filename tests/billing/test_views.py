@@ -77,12 +77,14 @@ def run(**kwargs):
 
 @pytest.fixture
 def analyst():
-    return UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"])
+    # Staff, as finance users are: the exception queue links fixes into the admin only for users who can open it.
+    return UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"], is_staff=True)
 
 
 @pytest.fixture
 def controller():
-    return UserFactory(username="conny", first_name="Conny", last_name="Troll", groups=["finance_controller"])
+    return UserFactory(username="conny", first_name="Conny", last_name="Troll", groups=["finance_controller"],
+                       is_staff=True)
 
 
 @pytest.fixture
@@ -757,3 +759,11 @@ def test_invoice_review_queue_filters_and_sorts(client):
     assert response.status_code == 200
     assert large.display_number in response.content.decode()
     assert small.display_number not in response.content.decode()
+
+
+def test_fix_links_into_the_admin_are_not_shown_to_who_cannot_open_it(client, missing_rate_invoice):
+    """A non-staff user would be sent to the admin's login page: a dead end, so no link (the hint stays)."""
+    not_staff = UserFactory(groups=["finance_analyst"], is_staff=False)
+    html = login(client, not_staff).get(reverse("billing:exception_queue")).content.decode()
+    assert "/admin/billing/contract/" not in html
+    assert "Add a rate for the role" in html
