@@ -7,8 +7,9 @@ them with `save_audited` (simple-history rows with who and why).
 Opening a dispute marks the invoice `disputed` and holds the disputed amount from
 collections: a dispute of the whole balance stops dunning; a partial one holds only
 its amount, and the rest stays due, ages and is reminded (ADR 0038). Resolving it
-gives the invoice back to the customer's account (`sent`, or `partially_paid` when it has payments); a resolution with a
-credit also makes a draft credit note that goes through approval
+gives the invoice back to the customer's account (`sent`, or `partially_paid` when
+it has payments); a resolution with a credit also makes a draft credit note that
+goes through approval
 (`billing.services.credit_notes`): it is the credit note's approval, not the
 dispute, that credits the invoice and releases its billed items.
 """
