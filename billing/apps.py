@@ -19,6 +19,8 @@ def ensure_billing_defaults(sender, *, using: str = "default", **kwargs) -> None
         create_default_tax_rules(TaxRule)
     if not Schedule.objects.using(using).filter(func=schedules.MONTHLY_RUN_FUNC).exists():
         schedules.schedule_monthly_run(Schedule)
+    if not Schedule.objects.using(using).filter(func=schedules.STALE_RUN_SWEEP_FUNC).exists():
+        schedules.schedule_stale_run_sweep(Schedule)
 
 
 class BillingConfig(AppConfig):

@@ -17,3 +17,20 @@ def schedule_monthly_run(schedule_model) -> None:
             "next_run": datetime(year, month, 2, 2, 0, tzinfo=UTC),
         },
     )
+
+
+STALE_RUN_SWEEP_FUNC = "billing.tasks.sweep_stale_billing_runs"
+
+
+def schedule_stale_run_sweep(schedule_model) -> None:
+    """Every minute: billing runs whose worker stopped beating are shown `interrupted` (ADR 0037)."""
+    schedule_model.objects.get_or_create(
+        func=STALE_RUN_SWEEP_FUNC,
+        defaults={
+            "name": "Interrupt billing runs whose worker died",
+            "schedule_type": "I",
+            "minutes": 1,
+            "repeats": -1,
+            "next_run": datetime.now(UTC),
+        },
+    )

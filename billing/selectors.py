@@ -70,7 +70,14 @@ def recent_billing_runs(*, limit: int = RECENT_RUNS) -> list[BillingRun]:
 
 
 def get_billing_run(pk: int) -> BillingRun:
-    return BillingRun.objects.select_related("started_by").get(pk=pk)
+    return BillingRun.objects.select_related("started_by", "resumes").get(pk=pk)
+
+
+def run_resumed_by(run: BillingRun) -> BillingRun | None:
+    """The run that resumes an interrupted one (None unless it was resumed)."""
+    if run.status != BillingRun.Status.RESUMED:
+        return None
+    return BillingRun.objects.filter(resumes=run).first()
 
 
 _CODE_SPLIT = re.compile(r"[\s,;]+")

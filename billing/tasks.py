@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from django.utils import timezone
 
 from billing.models import BillingRun
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import billing_runs_interrupt_stale, run_billing
 
 
 def run_billing_task(billing_run_id: int) -> dict:
@@ -25,6 +25,11 @@ def run_billing_task(billing_run_id: int) -> dict:
         billing_run=billing_run,
     )
     return billing_run.summary
+
+
+def sweep_stale_billing_runs() -> int:
+    """Scheduled every minute: runs whose worker died (no heartbeat) become `interrupted`."""
+    return len(billing_runs_interrupt_stale())
 
 
 def previous_month(today: date) -> tuple[date, date]:

@@ -24,7 +24,7 @@ from billing import selectors
 from billing.forms import BillingRunForm, InvoiceFilterForm, ReasonForm
 from billing.models import BillingRun, DeliveryAttempt, Invoice, InvoiceDocument, InvoiceException
 from billing.services.billing_engine import Code
-from billing.services.billing_run import billing_run_start
+from billing.services.billing_run import billing_run_resume, billing_run_start, billing_runs_interrupt_stale
 from billing.services.delivery import invoice_deliver
 from billing.services.documents import invoice_document
 from billing.services.invoices import (
@@ -150,6 +150,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             return redirect("billing:run_detail", pk=billing_run.pk)
     else:
         form = BillingRunForm()
+        billing_runs_interrupt_stale(noticed="runs page")
     return render(
         request,
         "billing/run_list.html",
@@ -158,7 +159,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 
 def _run_context(billing_run: BillingRun) -> dict:
-    finished = billing_run.status in (BillingRun.Status.DONE, BillingRun.Status.FAILED)
+    finished = billing_run.is_ended
     percent = (
         round(100 * billing_run.contracts_done / billing_run.contracts_total) if billing_run.contracts_total else 0
     )
@@ -168,6 +169,7 @@ def _run_context(billing_run: BillingRun) -> dict:
         "duration": _duration(billing_run),
         "percent": 100 if billing_run.status == BillingRun.Status.DONE else percent,
         "summary": selectors.billing_run_summary(billing_run) if finished else None,
+        "resumed_by": selectors.run_resumed_by(billing_run),
     }
 
 
@@ -182,6 +184,10 @@ def _duration(billing_run: BillingRun) -> str:
 
 
 def _get_run(pk: int) -> BillingRun:
+    """The run as it really is: one whose worker died (no heartbeat) is shown interrupted at once."""
+    if BillingRun.objects.filter(pk=pk, status=BillingRun.Status.RUNNING).exists():
+        # Not as the viewer: noticing a dead worker is no one's decision (auditors change nothing).
+        billing_runs_interrupt_stale(run_ids=[pk], noticed="run page")
     try:
         return selectors.get_billing_run(pk)
     except BillingRun.DoesNotExist as exc:
@@ -197,8 +203,24 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @finance_view()
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The polled part of the run page; stops polling (no hx-trigger) once the run is finished."""
-    return _vary_on_htmx(render(request, "billing/_run_status.html", _run_context(_get_run(pk))))
+    """The polled part of the run page; stops polling (no hx-trigger) once the run has ended."""
+    return _vary_on_htmx(
+        render(request, "billing/_run_status.html", {**_run_context(_get_run(pk)), "access": _access(request)})
+    )
+
+
+@require_POST
+@finance_view(act=True)
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    """Resume an interrupted run: a new run bills what it left (the service checks role and state)."""
+    billing_run = _get_run(pk)
+    try:
+        resuming = billing_run_resume(billing_run=billing_run, user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseSeeOther(reverse("billing:run_detail", args=[pk]))
+    messages.success(request, f"Billing run {resuming.pk} resumes run {pk}: it bills what run {pk} left.")
+    return HttpResponseSeeOther(reverse("billing:run_detail", args=[resuming.pk]))
 
 
 # --- exception queue ------------------------------------------------------------------------------

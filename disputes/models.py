@@ -1,6 +1,7 @@
 """Disputes and collections: a customer's objection to an invoice, and the chasing of what is owed.
 
-DESIGN §6. Opening a dispute marks the invoice `disputed` and stops dunning;
+DESIGN §6. Opening a dispute marks the invoice `disputed` and holds the disputed
+amount from dunning (the whole balance for a full dispute; ADR 0038);
 resolving it with a credit makes a draft credit note that goes through approval
 (`credit_and_reissue` also releases the billed items for the corrected invoice).
 Collections works AR aging, dunning levels and the hand-off.
@@ -164,7 +165,14 @@ class DunningNotice(models.Model):
     invoice = models.ForeignKey("billing.Invoice", on_delete=models.PROTECT, related_name="dunning_notices")
     level = models.PositiveSmallIntegerField()
     days_overdue = models.PositiveIntegerField()
-    balance = models.DecimalField(**MONEY, default=Decimal("0"))
+    balance = models.DecimalField(
+        **MONEY, default=Decimal("0"),
+        help_text="The amount the reminder asked for: the open balance less any part held in dispute.",
+    )
+    held_in_dispute = models.DecimalField(
+        **MONEY, default=Decimal("0"), db_default=Decimal("0"),
+        help_text="The disputed part of the balance, left out of the reminder (ADR 0038).",
+    )
     to = models.CharField(max_length=1000)
     sent_at = models.DateTimeField()
     message_id = models.CharField(max_length=300, blank=True, default="")

@@ -17,7 +17,23 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from billing.models import Client, Invoice, InvoiceException, LegalEntity, Payment
@@ -28,7 +44,7 @@ Status = Invoice.Status
 
 #: Issued invoices that can still be owed: the receivables of the aging.
 OPEN_STATUSES = (Status.POSTED, Status.SENT, Status.PARTIALLY_PAID, Status.DISPUTED)
-#: Open receivables that reminders may reach (a disputed invoice never gets one).
+#: Open receivables that reminders may reach; a disputed invoice only for its undisputed part (ADR 0038).
 DUNNABLE_STATUSES = (Status.POSTED, Status.SENT, Status.PARTIALLY_PAID)
 #: Invoices and credit notes that count on a statement: numbered, issued, not cancelled.
 ISSUED_STATUSES = (
@@ -51,6 +67,24 @@ BUCKET_LABELS = {b[0]: b[1] for b in BUCKETS}
 def balance_expression() -> Any:
     """What the client still owes on an invoice: total − credits − payments (as `Invoice.balance`)."""
     return F("total") - F("credited_amount") - F("paid_amount")
+
+
+def held_in_dispute_expression() -> Any:
+    """The part of an invoice's balance a dispute holds from collections (ADR 0038).
+
+    A live dispute holds its disputed amount, at most the balance: a dispute of 5,950 on a
+    198,000 invoice holds 5,950, and the rest stays due, ages and is reminded. An invoice
+    `disputed` without a live dispute row holds its whole balance (as before partial holds).
+    """
+    money = DecimalField(max_digits=18, decimal_places=2)
+    live = Dispute.objects.filter(invoice=OuterRef("pk"), status__in=LIVE_DISPUTE)
+    disputed = Subquery(live.values("disputed_amount")[:1], output_field=money)
+    return Case(
+        When(Exists(live), then=Least(disputed, balance_expression(), output_field=money)),
+        When(status=Status.DISPUTED, then=balance_expression()),
+        default=Value(ZERO),
+        output_field=money,
+    )
 
 
 def bucket_of(days_past_due: int) -> str:
@@ -184,7 +218,7 @@ def aging_report(
         .annotate(
             **sums,
             open_total=Sum(balance_expression()),
-            disputed_total=Sum(balance_expression(), filter=Q(status=Status.DISPUTED)),
+            disputed_total=Sum(held_in_dispute_expression()),
             n_invoices=Count("pk"),
             oldest_due=Min("due_date"),
         )
@@ -269,9 +303,10 @@ def unapplied_cash(*, as_of: datetime.date, currency: str | None = None, client_
 
 
 def _annotate_collections_state(invoices: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Highest reminder level sent, live dispute, open hand-off: per invoice, in the same query."""
+    """Highest reminder level sent, live dispute and what it holds, open hand-off: per invoice, in one query."""
     return invoices.annotate(
         open_balance=balance_expression(),
+        held_in_dispute=held_in_dispute_expression(),
         dunning_level=Subquery(
             DunningNotice.objects.filter(invoice=OuterRef("pk"), result="sent")
             .values("invoice")
@@ -398,12 +433,23 @@ class DunningItem:
         return level_label(self.level_to_send, len(self.offsets))
 
     @property
+    def held_in_dispute(self) -> Decimal:
+        """The disputed part of the balance, held from reminders (0 without a dispute)."""
+        return self.invoice.held_in_dispute or ZERO
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What a reminder asks for: the open balance without the disputed part."""
+        return self.invoice.open_balance - self.held_in_dispute
+
+    @property
     def exclusion_label(self) -> str:
         return Exclusion.LABELS.get(self.excluded, "")
 
 
 def _exclusion(invoice: Invoice, profile: CollectionsProfile | None) -> str:
-    if invoice.status == Status.DISPUTED or invoice.has_live_dispute:
+    # Only what is disputed is held: a partial dispute leaves the rest dunnable (ADR 0038).
+    if invoice.held_in_dispute >= invoice.open_balance:
         return Exclusion.DISPUTED
     if profile is not None and profile.in_payment_plan:
         return Exclusion.PAYMENT_PLAN
@@ -417,8 +463,9 @@ def dunning_items(
 ) -> list[DunningItem]:
     """Open receivables due on or before `today + horizon_days`, with their dunning state (one query).
 
-    Disputed invoices, clients in a payment plan and handed-off invoices are returned
-    with `excluded` set, so a screen can say why they get nothing.
+    Invoices disputed for their whole balance, clients in a payment plan and handed-off
+    invoices are returned with `excluded` set, so a screen can say why they get nothing.
+    A partly disputed invoice is due for its `amount_due` (balance − disputed part).
     """
     invoices = open_receivables(as_of=today).filter(due_date__lte=today + datetime.timedelta(days=horizon_days))
     if invoice_ids is not None:

@@ -4,10 +4,12 @@ Each service is one transaction: it locks the invoice (then the dispute) row,
 moves both through their FSM transitions (django-fsm-log StateLog rows) and saves
 them with `save_audited` (simple-history rows with who and why).
 
-Opening a dispute marks the invoice `disputed`, which stops dunning (collections
-skips disputed invoices). Resolving it gives the invoice back to the customer's
-account (`sent`, or `partially_paid` when it has payments); a resolution with a
-credit also makes a draft credit note that goes through approval
+Opening a dispute marks the invoice `disputed` and holds the disputed amount from
+collections: a dispute of the whole balance stops dunning; a partial one holds only
+its amount, and the rest stays due, ages and is reminded (ADR 0038). Resolving it
+gives the invoice back to the customer's account (`sent`, or `partially_paid` when
+it has payments); a resolution with a credit also makes a draft credit note that
+goes through approval
 (`billing.services.credit_notes`): it is the credit note's approval, not the
 dispute, that credits the invoice and releases its billed items.
 """
@@ -93,7 +95,7 @@ def dispute_open(
     lines: list[tuple[InvoiceLine, Decimal]] | None = None,
     source: str = "portal",
 ) -> Dispute:
-    """Record a customer's objection and mark the invoice `disputed` (which stops dunning).
+    """Record a customer's objection and mark the invoice `disputed` (its amount is held from dunning).
 
     `lines`: the disputed invoice lines with the (net) part of each disputed; none = the whole invoice.
     From the API (`source="api"`) the caller's token scopes were checked by the API layer; `user` is then

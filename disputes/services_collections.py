@@ -6,8 +6,10 @@ Dunning (docs/decisions/0025-collections.md):
 - A run sends at most one reminder per invoice: the **highest** level due, so the text matches how late
   the invoice really is. Lower levels it passes over are written down as `skipped` notices — never
   silently. Failures are recorded (`failed`) and retried by the next run.
-- Never for a disputed invoice (status `disputed` or a live dispute), a client in a payment plan, or an
-  invoice handed off to collections follow-up. Credit hold does not stop reminders.
+- Never for an invoice disputed for its whole balance, a client in a payment plan, or an invoice handed
+  off to collections follow-up. A partial dispute holds only its amount: the undisputed rest is reminded,
+  and the reminder asks for that rest, naming the part in dispute (ADR 0038). Credit hold does not stop
+  reminders.
 - Idempotent: each invoice is locked while its reminder is decided, sent and recorded; a level already
   `sent` is never sent again (the partial unique constraint on `DunningNotice` backs it up).
 """
@@ -162,7 +164,8 @@ def dunning_send(*, invoice_id: int, today: datetime.date, user: Any = None) -> 
         invoice=invoice,
         level=level,
         days_overdue=item.days_past_due,
-        balance=invoice.open_balance,
+        balance=item.amount_due,
+        held_in_dispute=item.held_in_dispute,
         to=", ".join(recipients),
         sent_at=now,
         message_id=message_id,
@@ -183,7 +186,8 @@ def dunning_send(*, invoice_id: int, today: datetime.date, user: Any = None) -> 
             invoice=invoice,
             level=lower,
             days_overdue=item.days_past_due,
-            balance=invoice.open_balance,
+            balance=item.amount_due,
+            held_in_dispute=item.held_in_dispute,
             to="",
             sent_at=now,
             result=SKIPPED,
@@ -210,7 +214,9 @@ def _reminder_message(item: sel.DunningItem, recipients: list[str]) -> EmailMult
         "is_final": item.level_to_send == levels and levels >= 2,
         "label": item.label,
         "days_past_due": item.days_past_due,
-        "balance": format_money(invoice.open_balance, invoice.currency),
+        "balance": format_money(item.amount_due, invoice.currency),
+        "open_balance": format_money(invoice.open_balance, invoice.currency),
+        "disputed": format_money(item.held_in_dispute, invoice.currency) if item.held_in_dispute else "",
         "total": format_money(invoice.total, invoice.currency),
         "paid_or_credited": invoice.total != invoice.open_balance,
         "attached": document is not None,

@@ -205,7 +205,8 @@ def dispute_open_view(request: HttpRequest, invoice_id: int) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             messages.success(request, f"Dispute {dispute.pk} opened on {invoice.display_number} "
-                                      f"({dispute.disputed_amount} {dispute.currency}); dunning stops for it.")
+                                      f"({dispute.disputed_amount} {dispute.currency}); that amount is held "
+                                      "from dunning, any undisputed rest stays due.")
             return HttpResponseRedirect(_detail_url(dispute))
     status = 400 if request.method == "POST" else 200
     return render(request, "disputes/dispute_open.html", {

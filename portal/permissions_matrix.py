@@ -121,6 +121,8 @@ billing:run_list                  GET    -            login   deny    deny    al
 billing:run_list                  POST   -            login   deny    deny    allow   allow   deny    deny    deny
 billing:run_detail                GET    run          login   deny    deny    allow   allow   deny    deny    allow
 billing:run_progress              GET    run          login   deny    deny    allow   allow   deny    deny    allow
+billing:run_resume                GET    run          method  method  method  method  method  method  method  method
+billing:run_resume                POST   run          login   deny    deny    refused refused deny    deny    deny
 billing:exception_queue           GET    -            login   deny    deny    allow   allow   deny    deny    allow
 billing:invoice_list              GET    -            login   deny    deny    allow   allow   deny    deny    allow
 billing:invoice_detail            GET    inv-pending  login   deny    deny    allow   allow   allow   deny    allow
@@ -202,6 +204,8 @@ NOTES: dict[str, str] = {
     ADMIN_CHECK: "Django admin lets staff in (its model permissions decide the rest) and sends everyone else to "
     "its login page, whatever their role.",
     "billing:run_list": "Auditors see the runs but may not start one.",
+    "billing:run_resume": "Finance resumes an interrupted run (a new run bills what it left); the finished run of "
+    "the matrix is refused by the service: only an interrupted run can be resumed.",
     "billing:invoice_detail": "Billing screens are for finance and auditors; collections also read the invoice page "
     "and its documents (they follow issued invoices); PMs read the invoices of their projects on their own page "
     "(`billing:pm_invoice_detail`).",

@@ -17,13 +17,24 @@ from billing.models.masterdata import Client, LegalEntity, Role
 
 
 class BillingRun(FSMModelMixin, TimeStamped):
-    """One execution of the billing engine over a period; its summary is kept."""
+    """One execution of the billing engine over a period; its summary is kept.
+
+    A running run beats (`heartbeat_at`) after each committed chunk; a run whose
+    heartbeat is older than `BILLING_RUN_STALE_AFTER_SECONDS` lost its worker and is
+    moved to `interrupted` (ADR 0037). Resuming it queues a new run over what is
+    left (`resumes` points back); the interrupted run ends as `resumed`.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+        RESUMED = "resumed", "Resumed"
+
+    #: States in which no worker will touch the run again (the page stops polling).
+    ENDED_STATUSES = (Status.DONE, Status.FAILED, Status.INTERRUPTED, Status.RESUMED)
 
     period_start = models.DateField()
     period_end = models.DateField()
@@ -33,6 +44,17 @@ class BillingRun(FSMModelMixin, TimeStamped):
     status = FSMField(default=Status.QUEUED, choices=Status.choices, protected=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker (after each committed chunk)."
+    )
+    resumes = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resumed_by",
+        help_text="The interrupted run this run resumes (it bills what that run left).",
+    )
     contracts_total = models.PositiveIntegerField(default=0)
     contracts_done = models.PositiveIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True)
@@ -43,11 +65,17 @@ class BillingRun(FSMModelMixin, TimeStamped):
         constraints = [
             models.CheckConstraint(
                 condition=Q(period_end__gte=models.F("period_start")), name="billing_billingrun_period_ordered"
-            )
+            ),
+            # An interrupted run is resumed once: two clicks never queue two resuming runs.
+            models.UniqueConstraint(fields=["resumes"], name="billing_billingrun_resumed_once"),
         ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} {self.period_start}–{self.period_end}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in self.ENDED_STATUSES
 
     @transition(field=status, source=Status.QUEUED, target=Status.RUNNING)
     def start(self) -> None:
@@ -60,6 +88,18 @@ class BillingRun(FSMModelMixin, TimeStamped):
     @transition(field=status, source=[Status.QUEUED, Status.RUNNING], target=Status.FAILED)
     def fail(self) -> None:
         pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.RUNNING, target=Status.INTERRUPTED)
+    def interrupt(self, by=None, description=None) -> None:
+        """The worker stopped beating (killed, crashed, lost): no one will finish this run."""
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.INTERRUPTED, target=Status.RESUMED)
+    def resume(self, by=None, description=None) -> None:
+        """A new run (`resumed_by`) bills what this one left."""
 
 
 class Invoice(FSMModelMixin, TimeStamped):

@@ -9,7 +9,10 @@ Never billing twice rests on three things the database guarantees:
 3. a retainer fee is unique per (contract, period) among live invoices.
 
 Work is committed per chunk of contracts, so a long run shows progress and a
-failure never leaves a contract half-billed.
+failure never leaves a contract half-billed. After each chunk the run beats
+(`heartbeat_at`, its own statement); a run silent for longer than
+`BILLING_RUN_STALE_AFTER_SECONDS` lost its worker: the sweep moves it to
+`interrupted`, and resuming it queues a new run over what is left (ADR 0037).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def run_billing(
             contract_codes=[str(c) for c in contracts] if contracts is not None else [],
         )
     billing_run.start()
-    billing_run.started_at = timezone.now()
+    billing_run.started_at = billing_run.heartbeat_at = timezone.now()
     billing_run.save()
 
     summary = _Summary()
@@ -105,26 +108,61 @@ def run_billing(
         # Inside the try: an unknown contract code fails the run visibly instead of leaving it running.
         candidate_ids = _candidate_contract_ids(period_start, period_end, contracts)
         billing_run.contracts_total = len(candidate_ids)
-        BillingRun.objects.filter(pk=billing_run.pk).update(contracts_total=billing_run.contracts_total)
+        _beat(billing_run, contracts_total=billing_run.contracts_total)
         for offset in range(0, len(candidate_ids), chunk_size):
             chunk = candidate_ids[offset : offset + chunk_size]
             with _gc_paused(), transaction.atomic():
                 _bill_chunk(chunk, billing_run, summary, user=user)
             billing_run.contracts_done = min(offset + chunk_size, len(candidate_ids))
-            BillingRun.objects.filter(pk=billing_run.pk).update(contracts_done=billing_run.contracts_done)
+            _beat(billing_run, contracts_done=billing_run.contracts_done, summary=summary.as_dict())
+    except RunInterrupted:
+        # Declared dead while it was working (a chunk longer than the threshold, a lock wait): what it
+        # committed stays billed, once; it stops here and leaves the rest to the resuming run.
+        logger.warning("Billing run %s was interrupted while its worker was alive; stopping", billing_run.pk)
+        return _end_run(billing_run, "", summary)
     except Exception as exc:
         logger.exception("Billing run %s failed", billing_run.pk)
-        billing_run.fail()
-        billing_run.error = str(exc)
-        billing_run.finished_at = timezone.now()
-        billing_run.summary = summary.as_dict()
-        billing_run.save()
+        _end_run(billing_run, "fail", summary, error=str(exc))
         raise
-    billing_run.finish()
-    billing_run.finished_at = timezone.now()
-    billing_run.summary = summary.as_dict()
-    billing_run.save()
-    return billing_run
+    return _end_run(billing_run, "finish", summary)
+
+
+class RunInterrupted(Exception):
+    """The run was moved to `interrupted` (its heartbeat went stale) while this worker still ran it."""
+
+
+def _beat(billing_run: BillingRun, **progress: Any) -> None:
+    """Heartbeat and progress, in its own statement (autocommit in a worker), never inside a chunk.
+
+    Compare-and-set on `running`: when the sweep declared the run interrupted, nothing is
+    written and the worker stops (`RunInterrupted`), so a run is never worked on by a worker
+    the page says is dead. The sweep locks the row (`skip_locked`), so a beat in progress
+    keeps its run alive.
+    """
+    updated = BillingRun.objects.filter(pk=billing_run.pk, status=BillingRun.Status.RUNNING).update(
+        heartbeat_at=timezone.now(), **progress
+    )
+    if not updated:
+        raise RunInterrupted(billing_run.pk)
+
+
+def _end_run(billing_run: BillingRun, transition_name: str, summary: _Summary, *, error: str = "") -> BillingRun:
+    """Finish or fail the run under its row lock; a run interrupted meanwhile keeps that state.
+
+    Its summary (what this worker billed) is recorded either way.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = BillingRun.objects.select_for_update().get(pk=billing_run.pk)
+        locked.summary = summary.as_dict()
+        locked.contracts_total = billing_run.contracts_total
+        locked.contracts_done = billing_run.contracts_done
+        if transition_name and locked.status == BillingRun.Status.RUNNING:
+            getattr(locked, transition_name)()
+            locked.finished_at = locked.heartbeat_at = now
+            locked.error = error
+        locked.save()
+    return locked
 
 
 @contextmanager
@@ -818,6 +856,7 @@ def billing_run_start(
             field_errors["contract_codes"] = [f"Unknown contract(s): {', '.join(unknown)}."]
     if field_errors:
         raise ApplicationError("The billing run cannot start; see the fields.", field_errors=field_errors)
+    billing_runs_interrupt_stale(user=user, noticed="start of a new run")
     billing_run = BillingRun.objects.create(
         period_start=period_start,
         period_end=period_end,
@@ -825,6 +864,12 @@ def billing_run_start(
         contract_codes=codes,
         started_by=user if getattr(user, "pk", None) else None,
     )
+    _enqueue(billing_run)
+    logger.info("Billing run %s queued for %s..%s by %s", billing_run.pk, period_start, period_end, user)
+    return billing_run
+
+
+def _enqueue(billing_run: BillingRun) -> None:
     transaction.on_commit(
         partial(
             async_task,
@@ -834,5 +879,90 @@ def billing_run_start(
             group="billing_runs",
         )
     )
-    logger.info("Billing run %s queued for %s..%s by %s", billing_run.pk, period_start, period_end, user)
-    return billing_run
+
+
+# --- runs whose worker died: heartbeat, interruption, resume (ADR 0037) -----------------------------
+
+
+def stale_after() -> timedelta:
+    """How long a running run may stay silent before it counts as dead (`BILLING_RUN_STALE_AFTER_SECONDS`)."""
+    from django.conf import settings
+
+    return timedelta(seconds=int(getattr(settings, "BILLING_RUN_STALE_AFTER_SECONDS", 300)))
+
+
+def _stale(cutoff: datetime) -> Q:
+    return Q(status=BillingRun.Status.RUNNING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+
+
+def billing_runs_interrupt_stale(
+    *, user: Any = None, run_ids: Iterable[int] | None = None, noticed: str = "stale-run sweep"
+) -> list[BillingRun]:
+    """Move every running run silent for longer than `stale_after()` to `interrupted`; returns them.
+
+    Called every minute by the django-q2 schedule, and lazily when a run page is viewed or a new
+    run is started (`noticed` says which, `user` who was there). Each run is its own transaction,
+    taken under its row lock with `skip_locked`: a run whose worker is writing its heartbeat at
+    this moment is alive and skipped. Nothing is billed or unbilled here: what the dead worker
+    committed stays billed; its uncommitted chunk was rolled back by the database.
+    """
+    now = timezone.now()
+    cutoff = now - stale_after()
+    candidates = BillingRun.objects.filter(_stale(cutoff))
+    if run_ids is not None:
+        candidates = candidates.filter(pk__in=list(run_ids))
+    actor = user if getattr(user, "pk", None) else None
+    interrupted = []
+    for pk in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            run = BillingRun.objects.select_for_update(skip_locked=True).filter(_stale(cutoff), pk=pk).first()
+            if run is None:  # it beat in the meantime, or another sweep took it
+                continue
+            last = run.heartbeat_at or run.started_at
+            reason = (
+                f"No heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC (more than {int(stale_after().total_seconds())} s; "
+                f"noticed by the {noticed}): its worker stopped. {run.contracts_done} of {run.contracts_total} "
+                "contracts were billed and are kept; resume to bill the rest."
+            )
+            run.interrupt(by=actor, description=reason)
+            run.finished_at = now
+            run.error = reason
+            run.save()
+            logger.warning("Billing run %s interrupted: %s", run.pk, reason)
+            interrupted.append(run)
+    return interrupted
+
+
+@transaction.atomic
+def billing_run_resume(*, billing_run: BillingRun, user: Any, note: str = "") -> BillingRun:
+    """Queue a new run over what an interrupted run left; the interrupted run ends as `resumed`.
+
+    The new run has the same period, issue date and scope and bills only what is still unbilled:
+    items billed by the dead run are linked and skipped, its uncommitted chunk was rolled back,
+    a retainer fee already on an invoice is not billed again (ADR 0003). Resumed once (a row lock
+    here, a unique constraint on `resumes` in the database).
+    """
+    if not (has_any_role(user, RUN_STARTER_ROLES) or getattr(user, "is_superuser", False)):
+        raise PermissionDeniedError("Only finance analysts and controllers resume billing runs.")
+    run = BillingRun.objects.select_for_update().get(pk=billing_run.pk)
+    if run.status != BillingRun.Status.INTERRUPTED:
+        raise ConflictError(
+            f"Billing run {run.pk} is {run.get_status_display().lower()}; only an interrupted run can be resumed.",
+            code="invalid_transition",
+        )
+    resuming = BillingRun.objects.create(
+        period_start=run.period_start,
+        period_end=run.period_end,
+        run_date=run.run_date,
+        contract_codes=run.contract_codes,
+        started_by=user if getattr(user, "pk", None) else None,
+        resumes=run,
+    )
+    why = f"Resumed by run {resuming.pk}, which bills what this run left"
+    run.resume(by=user if getattr(user, "pk", None) else None, description=f"{why}: {note}" if note else why)
+    run.save()
+    _enqueue(resuming)
+    logger.info("Billing run %s resumes interrupted run %s (by %s)", resuming.pk, run.pk, user)
+    return resuming

@@ -33,6 +33,8 @@ class BillingRunSerializer(serializers.ModelSerializer):
             "finished_at",
             "contracts_total",
             "contracts_done",
+            "heartbeat_at",
+            "resumes",
             "summary",
             "error",
         ]

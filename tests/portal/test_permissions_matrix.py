@@ -341,6 +341,7 @@ BODIES: dict[str, Any] = {
         "old_password": DEFAULT_PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD
     },
     "billing:run_list": lambda w, o: {"period": "2025-03", "run_date": RUN_DATE.isoformat(), "contract_codes": ""},
+    "billing:run_resume": lambda w, o: {},
     **{
         f"billing:invoice_{action}": lambda w, o: dict(_REASON_BODY)
         for action in ("revalidate", "override", "write_down", "approve", "reject", "cancel", "resend")

@@ -88,10 +88,12 @@ def payment(*, invoice: Invoice | None = None, client=None, amount: str | Decima
     return made
 
 
-def live_dispute(invoice: Invoice, *, amount: str = "100.00") -> Dispute:
+def live_dispute(invoice: Invoice, *, amount: str | Decimal | None = None) -> Dispute:
+    """An open dispute of `amount` (default: the whole open balance, which holds the invoice from dunning)."""
     user = UserFactory(groups=["finance_analyst"])
+    disputed = Decimal(amount) if amount is not None else max(invoice.balance, Decimal("0.01"))
     return Dispute.objects.create(
-        invoice=invoice, category=Dispute.Category.RATE, disputed_amount=Decimal(amount), currency=invoice.currency,
+        invoice=invoice, category=Dispute.Category.RATE, disputed_amount=disputed, currency=invoice.currency,
         owner=user, due_date=TODAY, opened_by=user, opened_at=datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC),
     )
 

@@ -39,7 +39,8 @@ def test_payment_dispute_and_withdrawal_as_collections_sees_them(settings, analy
     summary = dunning_run(today=day)
     assert summary.sent == 1 and f"{total - 100:,}" in mail.outbox[0].body
 
-    dispute = dispute_open(invoice=invoice, category="hours", disputed_amount=Decimal("50.00"), user=analyst)
+    # The whole open balance disputed: all of it is held (a partial dispute holds only its amount, ADR 0038).
+    dispute = dispute_open(invoice=invoice, category="hours", disputed_amount=invoice.balance, user=analyst)
     (row,) = aging_report(as_of=day).rows
     assert row.disputed == row.total == total - 100
     later = day + datetime.timedelta(days=20)  # 28 days late: level 2 would be due
