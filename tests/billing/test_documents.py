@@ -646,7 +646,8 @@ def test_pdf_bytes_do_not_depend_on_the_fonts_of_the_machine(multi_project_invoi
     here = pdf_from_html(html, identifier=b"INV-FONTS")
     empty = tmp_path / "fonts.conf"
     empty.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n<fontconfig/>\n')
-    env = {**os.environ, "FONTCONFIG_FILE": str(empty), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, "FONTCONFIG_FILE": str(empty),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
     if shutil.which("fc-list"):  # the child really sees no font at all
         listed = subprocess.run(["fc-list"], env=env, capture_output=True, text=True, check=True)  # noqa: S607
         assert listed.stdout.strip() == ""
