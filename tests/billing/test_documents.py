@@ -657,3 +657,22 @@ def test_pdf_bytes_do_not_depend_on_the_fonts_of_the_machine(multi_project_invoi
     )  # fmt: skip
     assert child.stdout.startswith(b"%PDF-")
     assert hashlib.sha256(child.stdout).hexdigest() == hashlib.sha256(here).hexdigest()
+
+
+def test_the_renderer_fetches_the_vendored_fonts_and_nothing_else():
+    from billing.documents.pdf import _font_fetcher, fonts_dir
+
+    fetcher = _font_fetcher()
+    font = fonts_dir() / "IBMPlexSansCondensed-Regular.woff2"
+    assert fetcher(font.as_uri()).read()[:4] == b"\x00\x01\x00\x00"  # TrueType, decompressed from the WOFF2
+    refused = [
+        "file:///etc/passwd",
+        (fonts_dir() / "LICENSE.txt").as_uri(),
+        f"{fonts_dir().as_uri()}/../../../../billing/models/__init__.py",
+        f"{fonts_dir().as_uri()}/../../../../../../etc/hostname.woff2",
+        "http://127.0.0.1:9/font.woff2",
+        "data:font/woff2;base64,d09GMg==",
+    ]
+    for url in refused:
+        with pytest.raises(ValueError, match="fetch no resource but the vendored fonts"):
+            fetcher(url)
