@@ -16,12 +16,17 @@ DEMO_ADDR ?= 127.0.0.1:8000
 DEMO_ERP_PORT ?= 8765
 DEMO_ERP_ARGS ?= --latency-ms 50
 PYTEST_ARGS ?=
+# Browser tests drive Debian's Chromium. `make test` installs it (and WeasyPrint's pango) when
+# missing, as root with apt-get; CHROMIUM_INSTALL=no never installs (the browser tests then skip
+# with one notice). CHROMIUM_PATH: the executable the check and tests/browser.py look for.
+CHROMIUM_PATH ?= /usr/bin/chromium
+CHROMIUM_INSTALL ?= auto
 
 .PHONY: help venv demo test lint
 
 help:
 	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
-	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite); PYTEST_ARGS='-k foo' to filter"
+	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
 	@echo "make lint   ruff check ."
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
 
@@ -77,6 +82,27 @@ test: venv
 	else
 	  export DATABASE_URL="$$url"
 	  echo "make test: $$url"
+	fi
+	# System packages the tests need: installed here when missing and possible, else a notice.
+	can_install() { [[ "$(CHROMIUM_INSTALL)" != no && "$$(id -u)" == 0 ]] && command -v apt-get >/dev/null; }
+	apt_install() {
+	  echo "make test: installing Debian's $$* (apt-get update -qq && apt-get install -y -qq $$*)"
+	  export DEBIAN_FRONTEND=noninteractive
+	  { apt-get update -qq && apt-get install -y -qq "$$@" >/dev/null; } || echo "make test: NOTICE installing $$* failed" >&2
+	}
+	if ! $(PY) -c 'import weasyprint' 2>/dev/null; then
+	  if can_install; then apt_install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; fi
+	fi
+	export CHROMIUM_PATH='$(CHROMIUM_PATH)'
+	if [[ ! -x "$$CHROMIUM_PATH" ]]; then
+	  echo "make test: Chromium is not installed at $$CHROMIUM_PATH (the browser tests need it)."
+	  if can_install; then apt_install chromium; fi
+	fi
+	if [[ ! -x "$$CHROMIUM_PATH" && "$${CI:-}" == "true" ]]; then
+	  echo "make test: no Chromium at $$CHROMIUM_PATH and CI=true: failing (the browser tests must run in CI)." >&2
+	  exit 1
+	elif [[ ! -x "$$CHROMIUM_PATH" ]]; then
+	  echo "make test: NOTICE no Chromium at $$CHROMIUM_PATH: every browser test is skipped (only root with apt-get installs it; not with CHROMIUM_INSTALL=no)."
 	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

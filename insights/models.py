@@ -97,6 +97,7 @@ class SowSuggestion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "SOW suggestion"
         ordering = ["contract", "field", "id"]
 
     def __str__(self) -> str:

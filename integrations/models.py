@@ -250,6 +250,7 @@ class ImportBatch(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "import batches"
         ordering = ["-started_at", "-id"]
 
     def __str__(self) -> str:

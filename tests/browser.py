@@ -8,6 +8,12 @@ test modules use these fixtures by name and never import them.
 Playwright's sync API keeps an asyncio loop running in the test thread; Django
 refuses ORM calls from such a thread unless told it is safe (it is: the loop
 only talks to the browser).
+
+Without Chromium every browser test (every test that uses the `browser` fixture, directly
+or through `new_page`) skips in the same way, before any fixture is set up, with one notice:
+the header line below and one folded "SKIPPED [n] tests/browser.py" summary line. `make test`
+installs Debian's chromium first when it can (root with apt-get). CHROMIUM_PATH names
+another executable (the Makefile's check reads the same variable).
 """
 from __future__ import annotations
 
@@ -16,9 +22,27 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
+
+
+def chromium_missing() -> str | None:
+    """Why the browser tests cannot run on this machine, or None when they can."""
+    if os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK):
+        return None
+    return (f"browser tests skipped: Chromium is not installed at {CHROMIUM} "
+            "(`make test` installs Debian's chromium when run as root with apt-get; else: apt-get install -y chromium)")
+
+
+def pytest_report_header(config):
+    return chromium_missing() or f"browser tests: {CHROMIUM}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if "browser" in item.fixturenames and (reason := chromium_missing()):
+        pytest.skip(reason)  # raised here, so every skip reports this one location: one folded notice
 
 
 @pytest.fixture(scope="session")

@@ -237,6 +237,7 @@ def timesheet_reminders_send(*, today: date | None = None) -> dict[str, Any]:
     emails = reminded = 0
     for person in people:
         row = totals.get(person.pk, {})
+        # Hours print with their two places (`:.2f`): a sum comes back as 80.00 from PostgreSQL, 80 from SQLite.
         submitted = row.get("submitted") or Decimal("0")
         unsubmitted = row.get("unsubmitted") or 0
         if not unsubmitted and submitted >= expected:
@@ -246,11 +247,12 @@ def timesheet_reminders_send(*, today: date | None = None) -> dict[str, Any]:
         if unsubmitted:
             lines.append(
                 f"- {unsubmitted} entr{'y' if unsubmitted == 1 else 'ies'} "
-                f"({row.get('unsubmitted_hours') or 0} h) still in draft or rejected: correct and submit them."
+                f"({Decimal(row.get('unsubmitted_hours') or 0):.2f} h) still in draft or rejected: "
+                "correct and submit them."
             )
         if submitted < expected:
             lines.append(
-                f"- {submitted} h submitted; about {expected.quantize(Decimal('1'))} h are expected "
+                f"- {submitted:.2f} h submitted; about {expected.quantize(Decimal('1'))} h are expected "
                 f"for {working_days(start, end)} working days."
             )
         emails += reminder_send(

@@ -378,6 +378,7 @@ class InvoiceTax(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name_plural = "invoice taxes"
         constraints = [
             models.UniqueConstraint(fields=["invoice", "category", "rate"], name="billing_invoicetax_unique")
         ]

@@ -255,6 +255,7 @@ class FxRate(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "FX rate"
         ordering = ["from_currency", "to_currency", "-date"]
         constraints = [
             models.UniqueConstraint(fields=["from_currency", "to_currency", "date"], name="billing_fxrate_unique"),

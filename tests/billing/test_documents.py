@@ -598,3 +598,81 @@ def test_validate_einvoice_issued_checks_every_numbered_document_and_its_total(
     assert "2 issued document(s) checked (1 invoices, 1 credit notes): 2 valid with totals equal, 0 failed." in output
     with pytest.raises(CommandError, match="not both"):
         call_command("validate_einvoice", "x.xml", "--issued")
+
+
+# --- the same PDF bytes on any machine: vendored fonts only (issue 13) ---------------------------------------------
+
+RENDER_IN_A_CHILD = """
+import sys, django
+django.setup()
+from billing.documents.pdf import pdf_from_html
+sys.stdout.buffer.write(pdf_from_html(sys.stdin.read(), identifier=b"INV-FONTS"))
+"""
+
+
+def embedded_font_families(data: bytes) -> set[str]:
+    """Full font names (name table ID 4: family and style) of the font files embedded in the pages."""
+    from fontTools.ttLib import TTFont
+
+    families = set()
+    for page in PdfReader(io.BytesIO(data)).pages:
+        for ref in page["/Resources"]["/Font"].values():
+            font = ref.get_object()
+            descendant = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+            descriptor = descendant["/FontDescriptor"].get_object()
+            stream = next(descriptor[key] for key in ("/FontFile2", "/FontFile3", "/FontFile") if key in descriptor)
+            embedded = TTFont(io.BytesIO(stream.get_object().get_data()))
+            families.add(str(embedded["name"].getDebugName(4)))  # full name: family and style
+    return families
+
+
+def test_pdf_embeds_the_vendored_fonts_only(multi_project_invoice):
+    families = embedded_font_families(render_pdf(invoice_content(multi_project_invoice)))
+    assert families == {"IBM Plex Sans Cond", "IBM Plex Sans Cond Bold", "IBM Plex Sans Cond Italic", "IBM Plex Mono"}
+
+
+def test_pdf_bytes_do_not_depend_on_the_fonts_of_the_machine(multi_project_invoice, tmp_path):
+    """A machine without a single system font (fontconfig configured with no font directory) renders the same bytes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from billing.documents.pdf import pdf_from_html, render_html
+
+    html = render_html(invoice_content(multi_project_invoice))
+    here = pdf_from_html(html, identifier=b"INV-FONTS")
+    empty = tmp_path / "fonts.conf"
+    empty.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n<fontconfig/>\n')
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, "FONTCONFIG_FILE": str(empty),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    if shutil.which("fc-list"):  # the child really sees no font at all
+        listed = subprocess.run(["fc-list"], env=env, capture_output=True, text=True, check=True)  # noqa: S607
+        assert listed.stdout.strip() == ""
+    child = subprocess.run(  # noqa: S603 (this interpreter, a fixed script)
+        [sys.executable, "-c", RENDER_IN_A_CHILD], input=html.encode(), env=env, cwd=settings.BASE_DIR,
+        capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert child.stdout.startswith(b"%PDF-")
+    assert hashlib.sha256(child.stdout).hexdigest() == hashlib.sha256(here).hexdigest()
+
+
+def test_the_renderer_fetches_the_vendored_fonts_and_nothing_else():
+    from billing.documents.pdf import _font_fetcher, fonts_dir
+
+    fetcher = _font_fetcher()
+    font = fonts_dir() / "IBMPlexSansCondensed-Regular.woff2"
+    assert fetcher(font.as_uri()).read()[:4] == b"\x00\x01\x00\x00"  # TrueType, decompressed from the WOFF2
+    refused = [
+        "file:///etc/passwd",
+        (fonts_dir() / "LICENSE.txt").as_uri(),
+        f"{fonts_dir().as_uri()}/../../../../billing/models/__init__.py",
+        f"{fonts_dir().as_uri()}/../../../../../../etc/hostname.woff2",
+        "http://127.0.0.1:9/font.woff2",
+        "data:font/woff2;base64,d09GMg==",
+    ]
+    for url in refused:
+        with pytest.raises(ValueError, match="fetch no resource but the vendored fonts"):
+            fetcher(url)

@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import re
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
-
 from django.contrib.contenttypes.models import ContentType
 from playwright.sync_api import expect
 

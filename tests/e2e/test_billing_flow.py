@@ -1,21 +1,15 @@
 """Finance's month end in a real browser: run billing, work the exception queue, approve.
 
-Run: `pytest tests/e2e` (needs `pip install playwright` and Debian's /usr/bin/chromium;
-the module is skipped otherwise). `E2E_SCREENSHOT_DIR=/tmp/shots` keeps screenshots.
+Run: `pytest tests/e2e` (Playwright and Debian's /usr/bin/chromium; skipped without Chromium,
+see tests/browser.py). `E2E_SCREENSHOT_DIR=/tmp/shots` keeps screenshots.
 """
 from __future__ import annotations
 
 import datetime
-import os
 import re
 from decimal import Decimal
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
-
 from playwright.sync_api import expect
 
 from billing.models import BillingRun, Invoice

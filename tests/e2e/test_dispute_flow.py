@@ -7,16 +7,10 @@ agree with the invoice balances.
 """
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
-
 from django.utils import timezone
 from playwright.sync_api import expect
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium", allow_module_level=True)
-
 from django.core import mail
 from django.utils import timezone
 from playwright.sync_api import expect

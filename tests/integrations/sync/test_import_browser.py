@@ -1,21 +1,15 @@
 """The CSV time import in a real browser: an analyst checks the PSA export (dry run), then imports it.
 
-Uses the Playwright fixtures of tests/e2e (Debian's /usr/bin/chromium); skipped without them.
+Uses the browser fixtures of tests/browser.py (Debian's /usr/bin/chromium); skipped without Chromium.
 `E2E_SCREENSHOT_DIR=/tmp/shots` keeps screenshots.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
-
 from playwright.sync_api import expect
 
 from billing.models import TimeEntry
