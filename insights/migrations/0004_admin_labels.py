@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('insights', '0002_weekly_risk_retraining'),
+        ('insights', '0003_sow_reading_and_change_order'),
     ]
 
     operations = [

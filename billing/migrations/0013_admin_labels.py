@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_database_defaults_for_new_columns'),
+        ('billing', '0012_billing_run_heartbeat_and_resume'),
     ]
 
     operations = [
