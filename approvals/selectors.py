@@ -18,7 +18,7 @@ from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Valu
 from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
-from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal, service_account_ids
+from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
 from approvals.services.subjects import subject_prefetch
 from billing.models import Project
@@ -87,10 +87,9 @@ def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[Approval
     )
     roles = user_roles_by_id({user.pk, *delegator_ids})
     own_roles = roles.get(user.pk, set())
-    if service_account_ids({user.pk}):
-        return ApprovalRequest.objects.none()
-    if delegator_ids and delegate_refusal(user, own_roles, is_service_account=False):
-        delegator_ids = set()  # an ineligible delegate acts for nobody
+    # An ineligible delegate acts for nobody. (Service users never see this queue: they cannot sign in.)
+    if delegator_ids and delegate_refusal(user, own_roles):
+        delegator_ids = set()
     # The actor must be free of SoD bars too, whoever they act for.
     actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
     direct = _may_decide(user.pk, own_roles)

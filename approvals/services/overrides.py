@@ -78,6 +78,53 @@ def _lock(request: ApprovalRequest) -> tuple[ApprovalRequest, Any]:
     return _lock_request(request), subject
 
 
+def _check_may_request(locked: ApprovalRequest, subject: Any, user: Any) -> None:
+    _require_controller(user, "request an override of an approval route")
+    _require_pending(locked)
+    _require_awaiting_subject(locked, subject)
+    _require_allowed(locked)
+    _require_not_barred(locked, subject, user, "request the override")
+
+
+def _check_may_confirm(current: ApprovalOverride, locked: ApprovalRequest, subject: Any, user: Any) -> None:
+    _require_controller(user, "confirm an override of an approval route")
+    if current.status != OverrideStatus.PENDING:
+        raise ConflictError(f"This override is {current.get_status_display().lower()}.", code="not_pending")
+    _require_pending(locked)
+    _require_awaiting_subject(locked, subject)
+    if current.requested_by_id == user.pk:
+        raise SegregationOfDutiesError(
+            "You requested this override; a second, different finance controller must confirm it (four eyes).",
+        )
+    _require_allowed(locked)
+    _require_not_barred(locked, subject, user, "confirm the override")
+    requester = current.requested_by
+    if not requester.is_active or FINANCE_CONTROLLER not in user_roles(requester):
+        raise PermissionDeniedError(
+            f"{display_name(requester)} is no longer a finance controller; their override request cannot be "
+            "confirmed (withdraw it, and request a new one)."
+        )
+    _require_not_barred(locked, subject, requester, "request the override")
+
+
+def override_request_refusal(*, request: ApprovalRequest, subject: Any, user: Any) -> str | None:
+    """Why `user` may not request an override now (None: they may). Read-only, for screens."""
+    try:
+        _check_may_request(request, subject, user)
+    except ApplicationError as exc:
+        return exc.message
+    return None
+
+
+def override_confirm_refusal(*, override: ApprovalOverride, subject: Any, user: Any) -> str | None:
+    """Why `user` may not confirm `override` now (None: they may). Read-only, for screens."""
+    try:
+        _check_may_confirm(override, override.request, subject, user)
+    except ApplicationError as exc:
+        return exc.message
+    return None
+
+
 def pending_override(request: ApprovalRequest) -> ApprovalOverride | None:
     return (
         ApprovalOverride.objects.filter(request=request, status=OverrideStatus.PENDING)
@@ -89,13 +136,9 @@ def pending_override(request: ApprovalRequest) -> ApprovalOverride | None:
 def approval_override_request(*, request: ApprovalRequest, user: User, reason: str) -> ApprovalOverride:
     """A controller asks to skip the rest of the route; a second controller must confirm."""
     reason = require_reason(reason, "request an override of the approval route")
-    _require_controller(user, "request an override of an approval route")
     with transaction.atomic():
         locked, subject = _lock(request)
-        _require_pending(locked)
-        _require_awaiting_subject(locked, subject)
-        _require_allowed(locked)
-        _require_not_barred(locked, subject, user, "request the override")
+        _check_may_request(locked, subject, user)
         override = ApprovalOverride(
             request=locked, requested_by=user, reason=reason, from_step=locked.current_step
         )
@@ -117,29 +160,13 @@ def approval_override_request(*, request: ApprovalRequest, user: User, reason: s
 
 def approval_override_confirm(*, override: ApprovalOverride, user: User, comment: str = "") -> ApprovalRequest:
     """The second controller confirms: every undecided step is approved as overridden; the subject is approved."""
-    _require_controller(user, "confirm an override of an approval route")
     comment = (comment or "").strip()
     request = override.request
     with transaction.atomic():
         locked, subject = _lock(request)
         current = ApprovalOverride.objects.select_for_update().select_related("requested_by").get(pk=override.pk)
-        if current.status != OverrideStatus.PENDING:
-            raise ConflictError(f"This override is {current.get_status_display().lower()}.", code="not_pending")
-        _require_pending(locked)
-        _require_awaiting_subject(locked, subject)
-        if current.requested_by_id == user.pk:
-            raise SegregationOfDutiesError(
-                "You requested this override; a second, different finance controller must confirm it (four eyes).",
-            )
-        _require_allowed(locked)
-        _require_not_barred(locked, subject, user, "confirm the override")
+        _check_may_confirm(current, locked, subject, user)
         requester = current.requested_by
-        if not requester.is_active or FINANCE_CONTROLLER not in user_roles(requester):
-            raise PermissionDeniedError(
-                f"{display_name(requester)} is no longer a finance controller; their override request cannot be "
-                "confirmed (withdraw it, and request a new one)."
-            )
-        _require_not_barred(locked, subject, requester, "request the override")
         now = timezone.now()
         decided = set(locked.decisions.values_list("step_order", flat=True))
         steps = [s for s in locked.policy.steps.order_by("order") if s.order >= locked.current_step]
