@@ -80,12 +80,11 @@ def approval_route_panel(context: Any, subject: Any) -> str:
     pending = next((o for o in overrides if o.status == ApprovalOverride.Status.PENDING), None)
     is_controller = user is not None and FINANCE_CONTROLLER in user_roles(user)
     request_refusal = confirm_refusal = None
-    if latest.status == ApprovalRequest.Status.PENDING and user is not None and user.is_authenticated:
-        if is_controller:
-            if pending is None:
-                request_refusal = override_request_refusal(request=latest, subject=subject, user=user)
-            else:
-                confirm_refusal = override_confirm_refusal(override=pending, subject=subject, user=user)
+    if latest.status == ApprovalRequest.Status.PENDING and is_controller:
+        if pending is None:
+            request_refusal = override_request_refusal(request=latest, subject=subject, user=user)
+        else:
+            confirm_refusal = override_confirm_refusal(override=pending, subject=subject, user=user)
     return render_to_string(
         "approvals/_route_panel.html",
         {
