@@ -133,9 +133,9 @@ billing:invoice_override          POST   inv-blocked  login   deny    deny    de
 billing:invoice_write_down        GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_write_down        POST   inv-blocked  login   deny    deny    deny    allow   deny    deny    deny
 billing:invoice_approve           GET    inv-pending  method  method  method  method  method  method  method  method
-billing:invoice_approve           POST   inv-pending  login   deny    deny    allow   allow   deny    deny    deny
+billing:invoice_approve           POST   inv-pending  login   deny    deny    allow   refused deny    deny    deny
 billing:invoice_reject            GET    inv-pending  method  method  method  method  method  method  method  method
-billing:invoice_reject            POST   inv-pending  login   deny    deny    allow   allow   deny    deny    deny
+billing:invoice_reject            POST   inv-pending  login   deny    deny    allow   refused deny    deny    deny
 billing:invoice_cancel            GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_cancel            POST   inv-blocked  login   deny    deny    allow   allow   deny    deny    deny
 billing:invoice_resend            GET    inv-posted   method  method  method  method  method  method  method  method
@@ -206,6 +206,8 @@ NOTES: dict[str, str] = {
     "and its documents (they follow issued invoices); PMs have none.",
     "billing:invoice_override": "Controllers only: an analyst gets 403 even though the page is theirs.",
     "billing:invoice_write_down": "Controllers only.",
+    "billing:invoice_approve": "Through the approval route: a controller cannot decide an analyst's step (no "
+    "one-click override); they request an override, which a second controller confirms.",
     "billing:invoice_resend": "E-mails the issued invoice again to the client's billing addresses (delivery log).",
     "approvals:index": "Redirects each role to where it lands: PM → time queue, consultant → timesheet, "
     "others → my approvals.",
