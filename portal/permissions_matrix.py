@@ -217,8 +217,6 @@ NOTES: dict[str, str] = {
     "approvals:pm_milestone_action": "Controllers decide milestones through their approval requests, not here.",
     "approvals:request_detail": "Who prepared or requested it, the project's PM, whoever may decide it, and "
     "finance, billing admins and auditors (read).",
-    "approvals:request_decide": "Whoever may view the request may post; the approval engine decides who may "
-    "decide the open step (and segregation of duties: a consultant never approves their own time).",
     "approvals:delegation": "Everyone delegates their own approvals, but auditors, who change nothing.",
     "approvals:delegation_end": "Only the delegator, in this view (the service would also let admins and "
     "controllers); auditors change nothing.",

@@ -16,7 +16,7 @@ approvals:override_withdraw         GET    ovr-pending  method  method  method  
 approvals:override_withdraw         POST   ovr-pending  login   deny    deny    deny    allow   deny    deny    deny
 
 # Approvals as a delegate: each column holds a delegation from the open step's approver
-approvals:request_decide            POST   req-dlg-pm   login   deny    allow   refused allow   deny    refused refused
+approvals:request_decide            POST   req-dlg-pm   login   deny    refused refused allow   deny    refused refused
 approvals:request_decide            POST   req-dlg-fc   login   deny    deny    refused allow   deny    refused refused
 billing:invoice_approve             POST   inv-dlg-fc   login   deny    deny    refused allow   deny    deny    deny
 """
@@ -36,4 +36,9 @@ NOTES = {
     "approvals:override_request": "A controller requests an override with a reason; a second, different controller "
     "must confirm it (the service refuses the requester, the preparer and anyone who decided a step).",
     "approvals:override_confirm": "Confirming records an approval on every remaining step, marked as overridden.",
+    "approvals:request_decide": "Whoever may view the request may post; the approval engine decides who may "
+    "decide the open step (and segregation of duties: a consultant never approves their own time). As a "
+    "delegate (`req-dlg-*`): auditors, consultants and roles the step does not accept are refused; a PM "
+    "deputising for another PM passes the engine but the time entry's own service accepts only its project's "
+    "PM or a controller on the last step (a known limit, refused).",
 }
