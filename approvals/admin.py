@@ -4,17 +4,30 @@
 - Approval requests are read-only records; approving, rejecting (with a reason)
   and cancelling are admin actions that call `approvals.services`, so
   segregation of duties, delegation and the audit trail apply in admin too.
-- Decisions and reminders are written by services only and are read-only.
+- Decisions, route overrides and reminders are written by services only and are
+  read-only: nobody fakes a decision or an override confirmation in admin.
+- Delegations are created through `delegation_create` (eligible delegates only)
+  and cannot be edited here; "End" is an action calling `delegation_end`.
 - Auditors see everything and change nothing (portal.admin building blocks).
 """
 
 from __future__ import annotations
 
+from django import forms
 from django.apps import apps
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalStep, Delegation, Reminder
+from approvals.models import (
+    ApprovalDecision,
+    ApprovalOverride,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalStep,
+    Delegation,
+    Reminder,
+)
 from approvals.services.subjects import subject_label, subject_prefetch
 from portal.admin import (
     AuditorReadOnlyMixin,
@@ -25,6 +38,7 @@ from portal.admin import (
     service_action,
     service_action_with_reason,
 )
+from portal.errors import ApplicationError
 
 
 class ApprovalStepInline(AuditorReadOnlyMixin, admin.TabularInline):
@@ -37,14 +51,16 @@ class ApprovalStepInline(AuditorReadOnlyMixin, admin.TabularInline):
 
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(BillableHistoryAdmin):
-    list_display = ("name", "subject_type", "amount_band", "conditions", "priority", "active", "steps_summary")
-    list_filter = ("subject_type", "active")
+    list_display = (
+        "name", "subject_type", "amount_band", "conditions", "priority", "active", "allow_override", "steps_summary"
+    )
+    list_filter = ("subject_type", "active", "allow_override")
     search_fields = ("name", "description")
     list_select_related = ("entity", "client")
     raw_id_fields = ("entity", "client")
     inlines = [ApprovalStepInline]
     fieldsets = (
-        (None, {"fields": ("name", "description", "subject_type", "priority", "active")}),
+        (None, {"fields": ("name", "description", "subject_type", "priority", "active", "allow_override")}),
         (
             "Conditions (empty matches anything)",
             {
@@ -94,7 +110,9 @@ class ApprovalPolicyAdmin(BillableHistoryAdmin):
 
 class ApprovalDecisionInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = ApprovalDecision
-    fields = ("step_order", "decision", "approver", "on_behalf_of", "comment", "step_opened_at", "decided_at")
+    fields = (
+        "step_order", "decision", "approver", "on_behalf_of", "override", "comment", "step_opened_at", "decided_at"
+    )
     readonly_fields = fields
     ordering = ("step_order",)
 
@@ -178,8 +196,8 @@ class ApprovalRequestAdmin(BillableHistoryAdmin):
 class ApprovalDecisionAdmin(BillableHistoryAdmin):
     """Written by `approval_decide` only."""
 
-    list_display = ("request", "step_order", "decision", "approver", "on_behalf_of", "decided_at")
-    list_filter = ("decision",)
+    list_display = ("request", "step_order", "decision", "approver", "on_behalf_of", "override", "decided_at")
+    list_filter = ("decision", ("override", admin.EmptyFieldListFilter))
     search_fields = ("=request__id", "approver__username", "on_behalf_of__username", "comment")
     date_hierarchy = "decided_at"
     list_select_related = ("request", "approver", "on_behalf_of")
@@ -194,19 +212,117 @@ class ApprovalDecisionAdmin(BillableHistoryAdmin):
         return False
 
 
+@admin.register(ApprovalOverride)
+class ApprovalOverrideAdmin(BillableHistoryAdmin):
+    """Written by `approvals.services.overrides` only (request, confirm by a second controller, withdraw)."""
+
+    list_display = ("request", "status", "requested_by", "from_step", "confirmed_by", "confirmed_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("=request__id", "requested_by__username", "confirmed_by__username", "reason")
+    date_hierarchy = "created_at"
+    list_select_related = ("request", "requested_by", "confirmed_by")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.concrete_fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class DelegationAddForm(forms.ModelForm):
+    """Checked by the service's own rules (eligible delegate, dates, who may set it up) before saving."""
+
+    class Meta:
+        model = Delegation
+        fields = ("delegator", "delegate", "starts_on", "ends_on", "reason")
+
+    def clean(self):
+        from approvals.services.delegations import delegation_check
+
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            delegation_check(
+                delegator=data["delegator"],
+                delegate=data["delegate"],
+                starts_on=data["starts_on"],
+                ends_on=data["ends_on"],
+                user=self.current_user,
+            )
+        except ApplicationError as exc:
+            if exc.field_errors:
+                raise ValidationError({k: v for k, v in exc.field_errors.items() if k in self.fields}) from exc
+            raise ValidationError(exc.message) from exc
+        return data
+
+
+def end_delegations(modeladmin, request, queryset):
+    from approvals.services.delegations import delegation_end
+
+    ended = 0
+    for delegation in queryset:
+        try:
+            delegation_end(delegation=delegation, user=request.user)
+            ended += 1
+        except ApplicationError as exc:
+            modeladmin.message_user(request, f"{delegation}: {exc.message}", level="error")
+    if ended:
+        modeladmin.message_user(request, f"{ended} delegation(s) ended (as of yesterday).")
+
+
+end_delegations.short_description = "End the delegation (back in office)"
+
+
 @admin.register(Delegation)
 class DelegationAdmin(BillableHistoryAdmin):
+    """Add goes through `delegation_create`; a delegation is never edited, only ended (action)."""
+
     list_display = ("delegator", "delegate", "starts_on", "ends_on", "reason", "created_by")
     list_filter = ("starts_on", "ends_on")
     search_fields = ("delegator__username", "delegate__username", "reason")
     list_select_related = ("delegator", "delegate", "created_by")
     raw_id_fields = ("delegator", "delegate")
     readonly_fields = ("created_by",)
+    actions = [end_delegations]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = DelegationAddForm
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.current_user = request.user
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return [f.name for f in self.model._meta.concrete_fields]
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Viewing is allowed (the change form is read-only); editing a live delegation is not.
+        return super().has_change_permission(request, obj) and obj is None
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        from approvals.services.delegations import delegation_create
+
+        if change:
+            raise PermissionError("Delegations are not edited; end one and create another.")
+        created = delegation_create(
+            delegator=obj.delegator,
+            delegate=obj.delegate,
+            starts_on=obj.starts_on,
+            ends_on=obj.ends_on,
+            reason=obj.reason,
+            user=request.user,
+        )
+        obj.pk = created.pk
+        obj.created_by = created.created_by
 
 
 @admin.register(Reminder)

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from approvals.services.delegations import delegate_choices
 from billing.models import Expense, Project
-from portal.roles import ALL_ROLES
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{1,2})$")
 MAX_RECEIPT_BYTES = 10 * 1024 * 1024
@@ -151,14 +151,8 @@ class DelegationForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        users = (
-            get_user_model()
-            .objects.filter(is_active=True, groups__name__in=ALL_ROLES)
-            .exclude(pk=user.pk)
-            .distinct()
-            .order_by("first_name", "last_name", "username")
-        )
-        self.fields["delegate"].queryset = users
+        # Only eligible delegates are offered; the service refuses the others anyway.
+        self.fields["delegate"].queryset = delegate_choices(delegator=user)
         self.fields["delegate"].label_from_instance = lambda u: u.get_full_name() or u.get_username()
         if not self.is_bound:
             today = timezone.localdate()

@@ -74,6 +74,12 @@ class ApprovalPolicy(TimeStamped):
     )
     priority = models.PositiveSmallIntegerField(default=100, help_text="Lower wins.")
     active = models.BooleanField(default=True)
+    allow_override = models.BooleanField(
+        default=True,
+        db_default=True,
+        help_text="Two finance controllers (one requests with a reason, another confirms) may skip the rest of "
+        "the route. Untick to forbid overrides of this policy's route.",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -281,6 +287,14 @@ class ApprovalDecision(models.Model):
     )
     decision = models.CharField(max_length=10, choices=Decision.choices)
     comment = models.TextField(blank=True, default="")
+    override = models.ForeignKey(
+        "ApprovalOverride",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="decisions",
+        help_text="Set when the step was skipped by a confirmed route override (four eyes).",
+    )
     step_opened_at = models.DateTimeField(null=True, blank=True, help_text="For approval latency (DESIGN §7).")
     decided_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
@@ -296,11 +310,80 @@ class ApprovalDecision(models.Model):
             models.CheckConstraint(
                 condition=Q(decision="approve") | ~Q(comment=""), name="approvals_decision_reject_has_reason"
             ),
+            models.CheckConstraint(
+                condition=Q(override__isnull=True) | (Q(decision="approve") & ~Q(comment="")),
+                name="approvals_decision_override_approves_with_reason",
+            ),
         ]
 
     def __str__(self) -> str:
         who = f"{self.approver} on behalf of {self.on_behalf_of}" if self.on_behalf_of_id else str(self.approver)
         return f"Step {self.step_order}: {self.get_decision_display()} by {who}"
+
+
+class ApprovalOverride(FSMModelMixin, TimeStamped):
+    """A controller's request to skip the rest of a pending route, and a second controller's confirmation.
+
+    Four eyes in the database too: a reason is required, the confirmer is never
+    the requester, and a request has at most one override awaiting confirmation.
+    Confirming records an approval on every step not yet decided (`decisions`).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting a second controller"
+        CONFIRMED = "confirmed", "Confirmed"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+        LAPSED = "lapsed", "Lapsed (the approval was settled otherwise)"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="overrides")
+    status = FSMField(default=Status.PENDING, choices=Status.choices, protected=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(help_text="Why the route may be skipped (required, shown on the subject's page).")
+    from_step = models.PositiveSmallIntegerField(help_text="The step open when the override was requested.")
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True, default="", help_text="The confirmer's comment, or why it was withdrawn.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="approvals_override_has_reason"),
+            models.CheckConstraint(
+                condition=Q(confirmed_by__isnull=True) | ~Q(confirmed_by=F("requested_by")),
+                name="approvals_override_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="confirmed") | Q(confirmed_by__isnull=False, confirmed_at__isnull=False),
+                name="approvals_override_confirmed_has_confirmer",
+            ),
+            models.UniqueConstraint(
+                fields=["request"], condition=Q(status="pending"), name="approvals_one_pending_override_per_request"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Override of approval {self.request_id} ({self.get_status_display().lower()})"
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.PENDING, target=Status.CONFIRMED)
+    def confirm(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.PENDING, target=Status.WITHDRAWN)
+    def withdraw(self, by=None, description=None) -> None:
+        pass
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=Status.PENDING, target=Status.LAPSED)
+    def lapse(self, by=None, description=None) -> None:
+        pass
 
 
 class Delegation(TimeStamped):

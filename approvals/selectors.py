@@ -18,10 +18,12 @@ from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Valu
 from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
+from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
 from approvals.services.subjects import subject_prefetch
 from billing.models import Project
 from portal.errors import ApplicationError
+from portal.roles import PROJECT_MANAGER
 
 Kind = ApprovalStep.ApproverKind
 
@@ -36,15 +38,27 @@ def _decided_by(user_id: int) -> Exists:
     )
 
 
-def _may_decide(principal_id: int, roles: set[str]) -> Q:
-    """The open step names `principal_id`, and SoD does not bar them (on an annotated queryset)."""
+def _may_decide(principal_id: int, roles: set[str], *, delegate_roles: set[str] | None = None) -> Q:
+    """The open step names `principal_id`, and SoD does not bar them (on an annotated queryset).
+
+    With `delegate_roles` (a delegate acting for the principal) the step must also accept
+    a role the delegate holds, as `eligibility.accepted_delegate_roles` says.
+    """
     is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & Exists(
         Project.objects.filter(contract_id=OuterRef("contract_id"), project_manager_id=principal_id)
     )
     named = [Q(step_kind=Kind.USER, step_user=principal_id), Q(step_kind=Kind.PROJECT_MANAGER) & is_pm]
     if roles:
         named += [Q(step_kind=Kind.ROLE, step_role__in=roles), Q(escalated=True, step_escalation_role__in=roles)]
-    return reduce(operator.or_, named) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
+    may = reduce(operator.or_, named) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
+    if delegate_roles is None:
+        return may
+    accepted = [Q(step_kind=Kind.ROLE, step_role__in=delegate_roles), Q(step_escalation_role__in=delegate_roles)]
+    if PROJECT_MANAGER in delegate_roles:
+        accepted.append(Q(step_kind=Kind.PROJECT_MANAGER))
+    if roles & delegate_roles & DELEGATE_ROLES:
+        accepted.append(Q(step_kind=Kind.USER))
+    return may & reduce(operator.or_, accepted)
 
 
 def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -72,10 +86,16 @@ def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[Approval
         ).values_list("delegator_id", flat=True)
     )
     roles = user_roles_by_id({user.pk, *delegator_ids})
+    own_roles = roles.get(user.pk, set())
+    # An ineligible delegate acts for nobody. (Service users never see this queue: they cannot sign in.)
+    if delegator_ids and delegate_refusal(user, own_roles):
+        delegator_ids = set()
     # The actor must be free of SoD bars too, whoever they act for.
     actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
-    direct = _may_decide(user.pk, roles.get(user.pk, set()))
-    via_delegation = [_may_decide(d, roles.get(d, set())) for d in sorted(delegator_ids)]
+    direct = _may_decide(user.pk, own_roles)
+    via_delegation = [
+        _may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)
+    ]
     return (
         _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
         .filter(actor_free & reduce(operator.or_, [direct, *via_delegation]))

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals import views, views_change_orders
+from approvals import views, views_change_orders, views_override
 
 app_name = "approvals"
 
@@ -29,6 +29,9 @@ urlpatterns = [
     path("mine/", views.my_queue, name="mine"),
     path("requests/<int:pk>/", views.request_detail, name="request_detail"),
     path("requests/<int:pk>/decide/", views.request_decide, name="request_decide"),
+    path("requests/<int:pk>/override/", views_override.override_request, name="override_request"),
+    path("overrides/<int:pk>/confirm/", views_override.override_confirm, name="override_confirm"),
+    path("overrides/<int:pk>/withdraw/", views_override.override_withdraw, name="override_withdraw"),
     path("delegation/", views.delegations, name="delegation"),
     path("delegation/<int:pk>/end/", views.delegation_end_view, name="delegation_end"),
 ]

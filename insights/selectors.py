@@ -478,8 +478,33 @@ def approval_latency(f: KpiFilters) -> dict[str, Any]:
     )
     return {
         "unit": "hours", **overall, "by_step": by_step, "by_approver": by_approver,
-        "sla_breaches": breaches["breaches"], "decided": breaches["decided"],
+        "sla_breaches": breaches["breaches"], "decided": breaches["decided"], **route_overrides(f),
     }
+
+
+def route_overrides(f: KpiFilters) -> dict[str, int]:
+    """Four-eyes overrides of approval routes: requested and confirmed in the period (DESIGN §4).
+
+    Skipped steps are recorded without `step_opened_at`, so they never count in the latency above.
+    """
+    from approvals.models import ApprovalOverride
+
+    scope = Q()
+    if f.entity:
+        scope &= Q(request__contract__entity__code=f.entity)
+    if f.client:
+        scope &= Q(request__contract__client__code=f.client)
+    if f.business_unit:
+        scope &= Q(request__project__business_unit=f.business_unit) | Q(
+            request__project__isnull=True, request__contract__projects__business_unit=f.business_unit
+        )
+    counts = ApprovalOverride.objects.filter(scope).aggregate(
+        requested=Count("pk", filter=Q(created_at__date__gte=f.period_start, created_at__date__lte=f.period_end),
+                        distinct=True),
+        confirmed=Count("pk", filter=Q(status="confirmed", confirmed_at__date__gte=f.period_start,
+                                       confirmed_at__date__lte=f.period_end), distinct=True),
+    )
+    return {"route_overrides_requested": counts["requested"], "route_overrides_confirmed": counts["confirmed"]}
 
 
 # --- 4. first-pass accuracy ------------------------------------------------------------------------

@@ -312,7 +312,9 @@ def operations_sections(ctx: Ctx) -> list[Section]:
     s.figures = [Figure("Median", _num(al["median"], " h"), ctx.drill("approval_latency"), f"{al['n']} steps decided"),
                  Figure("90th percentile", _num(al["p90"], " h")),
                  Figure("Decided after their SLA", str(al["sla_breaches"]), ctx.drill("approval_latency", sla="breach"),
-                        f"of {al['decided']}")]
+                        f"of {al['decided']}"),
+                 Figure("Route overrides (four eyes)", str(al["route_overrides_confirmed"]), None,
+                        f"confirmed; {al['route_overrides_requested']} requested")]
     s.charts = [charts.bar_chart("Median hours by approver (slowest first)", [
         Point(a["approver"], a["median"], ctx.drill("approval_latency", approver=a["approver_id"]))
         for a in al["by_approver"][:15]], unit=" h")]

@@ -1,10 +1,19 @@
 from django.apps import AppConfig
 
 
+def _service_users():
+    """Users that are integration clients' service users: never approval delegates (approvals registry)."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(integration_client__isnull=False)
+
+
 class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self) -> None:
+        from approvals.services.eligibility import register_service_accounts
         from integrations.middleware import connect_task_signals
 
         connect_task_signals()  # log lines of a task carry the correlation id of the request that queued it
+        register_service_accounts(_service_users)

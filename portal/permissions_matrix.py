@@ -135,9 +135,9 @@ billing:invoice_override          POST   inv-blocked  login   deny    deny    de
 billing:invoice_write_down        GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_write_down        POST   inv-blocked  login   deny    deny    deny    allow   deny    deny    deny
 billing:invoice_approve           GET    inv-pending  method  method  method  method  method  method  method  method
-billing:invoice_approve           POST   inv-pending  login   deny    deny    allow   allow   deny    deny    deny
+billing:invoice_approve           POST   inv-pending  login   deny    deny    allow   refused deny    deny    deny
 billing:invoice_reject            GET    inv-pending  method  method  method  method  method  method  method  method
-billing:invoice_reject            POST   inv-pending  login   deny    deny    allow   allow   deny    deny    deny
+billing:invoice_reject            POST   inv-pending  login   deny    deny    allow   refused deny    deny    deny
 billing:invoice_cancel            GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_cancel            POST   inv-blocked  login   deny    deny    allow   allow   deny    deny    deny
 billing:invoice_resend            GET    inv-posted   method  method  method  method  method  method  method  method
@@ -212,6 +212,8 @@ NOTES: dict[str, str] = {
     "billing:invoice_override": "Controllers only: an analyst gets 403 even though the page is theirs.",
     "billing:invoice_write_down": "Controllers only: writing billable work off is a concession on revenue; the "
     "analyst who prepared the invoice asks a controller (ADR 0044).",
+    "billing:invoice_approve": "Through the approval route: a controller cannot decide an analyst's step (no "
+    "one-click override); they request an override, which a second controller confirms.",
     "billing:invoice_resend": "E-mails the issued invoice again to the client's billing addresses (delivery log).",
     "approvals:index": "Redirects each role to where it lands: PM → time queue, consultant → timesheet, "
     "others → my approvals.",
@@ -221,8 +223,6 @@ NOTES: dict[str, str] = {
     "approvals:pm_milestone_action": "Controllers decide milestones through their approval requests, not here.",
     "approvals:request_detail": "Who prepared or requested it, the project's PM, whoever may decide it, and "
     "finance, billing admins and auditors (read).",
-    "approvals:request_decide": "Whoever may view the request may post; the approval engine decides who may "
-    "decide the open step (and segregation of duties: a consultant never approves their own time).",
     "approvals:delegation": "Everyone delegates their own approvals, but auditors, who change nothing.",
     "approvals:delegation_end": "Only the delegator, in this view (the service would also let admins and "
     "controllers); auditors change nothing.",

@@ -3,11 +3,17 @@
 - `policies`: which policy routes a subject (`approval_policy_for`).
 - `requests`: open one or many requests, decide a step (SoD, delegation, races),
   cancel, escalate.
-- `delegations`: out-of-office delegation.
+- `delegations`: out-of-office delegation (eligible delegates only: `eligibility`).
+- `overrides`: four-eyes override of a pending route (request, confirm, withdraw).
 - `reminders`: SLA escalation e-mails, missing-time reminders, the exception digest.
 """
 
 from approvals.services.delegations import delegation_create, delegation_end
+from approvals.services.overrides import (
+    approval_override_confirm,
+    approval_override_request,
+    approval_override_withdraw,
+)
 from approvals.services.policies import approval_policy_for
 from approvals.services.reminders import (
     approvals_escalate_overdue,
@@ -30,6 +36,9 @@ from approvals.services.requests import (
 __all__ = [
     "approval_approve",
     "approval_decide",
+    "approval_override_confirm",
+    "approval_override_request",
+    "approval_override_withdraw",
     "approval_policy_for",
     "approval_reject",
     "approval_request_cancel",

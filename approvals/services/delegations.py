@@ -1,4 +1,9 @@
-"""Delegation (out of office): a delegate decides approvals on behalf of the delegator."""
+"""Delegation (out of office): a delegate decides approvals on behalf of the delegator.
+
+Only an eligible delegate may be chosen (`approvals.services.eligibility`): never an
+auditor, a consultant without an approving role, or an API service user. The
+engine checks the delegate again at every decision (roles change).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Delegation
+from approvals.services.eligibility import delegate_refusal, eligible_delegates
 from billing.services.audit import save_audited
 from portal.errors import ApplicationError, PermissionDeniedError
-from portal.roles import BILLING_ADMIN, FINANCE_CONTROLLER, has_any_role
+from portal.roles import BILLING_ADMIN, FINANCE_CONTROLLER, has_any_role, user_roles
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User
@@ -26,13 +32,8 @@ def _may_manage(user: Any, delegator: Any) -> bool:
     return user.pk == delegator.pk or user.is_superuser or has_any_role(user, {BILLING_ADMIN, FINANCE_CONTROLLER})
 
 
-def delegation_create(
-    *, delegator: User, delegate: User, starts_on: date, ends_on: date, reason: str = "", user: User
-) -> Delegation:
-    """Let `delegate` act for `delegator` from `starts_on` to `ends_on` (inclusive).
-
-    Delegation is one hop: a delegate does not pass on what was delegated to them.
-    """
+def delegation_check(*, delegator: User, delegate: User, starts_on: date, ends_on: date, user: User) -> None:
+    """Raise unless `user` may let `delegate` act for `delegator` over these dates (also for admin's form)."""
     if not _may_manage(user, delegator):
         raise PermissionDeniedError(
             "You can only delegate your own approvals (billing admins and controllers may set up others')."
@@ -40,8 +41,10 @@ def delegation_create(
     errors: dict[str, list[str]] = {}
     if delegate.pk == delegator.pk:
         errors["delegate"] = ["Choose someone else."]
-    elif not delegate.is_active:
-        errors["delegate"] = ["This account is inactive."]
+    else:
+        refusal = delegate_refusal(delegate, user_roles(delegate) if delegate.is_active else ())
+        if refusal:
+            errors["delegate"] = [refusal]
     if ends_on < starts_on:
         errors["ends_on"] = ["Must be on or after the start."]
     elif ends_on < timezone.localdate():
@@ -49,6 +52,16 @@ def delegation_create(
     if errors:
         message = " ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
         raise ApplicationError(message, code="invalid", field_errors=errors)
+
+
+def delegation_create(
+    *, delegator: User, delegate: User, starts_on: date, ends_on: date, reason: str = "", user: User
+) -> Delegation:
+    """Let `delegate` act for `delegator` from `starts_on` to `ends_on` (inclusive).
+
+    Delegation is one hop: a delegate does not pass on what was delegated to them.
+    """
+    delegation_check(delegator=delegator, delegate=delegate, starts_on=starts_on, ends_on=ends_on, user=user)
     with transaction.atomic():
         delegation = Delegation(
             delegator=delegator,
@@ -60,6 +73,11 @@ def delegation_create(
         )
         save_audited(delegation, user=user, reason="Delegation created")
     return delegation
+
+
+def delegate_choices(*, delegator: User) -> Any:
+    """The users `delegator` may choose as delegate (everyone eligible but themselves), by name."""
+    return eligible_delegates().exclude(pk=delegator.pk).order_by("first_name", "last_name", "username")
 
 
 def delegation_end(*, delegation: Delegation, user: User, on: date | None = None) -> Delegation | None:

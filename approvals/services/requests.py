@@ -20,7 +20,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
-from approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalStep
+from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalPolicy, ApprovalRequest, ApprovalStep
+from approvals.services.eligibility import accepted_delegate_roles, delegate_refusal, service_account_ids
 from approvals.services.policies import active_policies, match_policy
 from approvals.services.routing import (
     active_delegations_to,
@@ -35,6 +36,7 @@ from approvals.services.subjects import (
     apply_approval,
     apply_rejection,
     collect_facts,
+    is_awaiting,
     lock_subject,
     preparer_id,
     preparer_phrase,
@@ -274,35 +276,75 @@ def _barred(request: ApprovalRequest, subject: Any) -> dict[int, Phrase]:
     return barred
 
 
+def _not_yours(request: ApprovalRequest, step: ApprovalStep, subject: Any) -> PermissionDeniedError:
+    who = step.approver_label
+    if request.escalated and step.escalation_role:
+        who += f" or, as it is escalated, {step.get_escalation_role_display().lower()}"
+    return PermissionDeniedError(
+        f"Step {step.order} of the approval of {subject_label(subject)} is for {who.lower()}; you are not one of "
+        "them and hold no delegation from one of them."
+    )
+
+
 def _authorize(request: ApprovalRequest, step: ApprovalStep, subject: Any, user: Any, *, today: date) -> Any | None:
-    """May `user` decide the open step? Returns the principal they act for (None: themselves)."""
+    """May `user` decide the open step? Returns the principal they act for (None: themselves).
+
+    Segregation of duties is checked against the user and, for a delegate, against the
+    principal. A delegate must be eligible (never an auditor, a consultant or an API
+    service user) and hold, now, a role the step accepts; the principal must be one of
+    the step's approvers now. Roles are read afresh at every decision.
+    """
     if not _is_active_user(user):
         raise PermissionDeniedError("Sign in with an active account to decide approvals.")
     barred = _barred(request, subject)
     if user.pk in barred:
         raise SegregationOfDutiesError(f"{barred[user.pk](None)}; someone else must decide step {step.order}.")
+    if service_account_ids({user.pk}):
+        raise PermissionDeniedError("API service users never decide approvals; a person must.")
+    roles = user_roles(user)
     routing = step_routing(step, pm_ids=request_pm_ids(request), escalated=request.escalated)
-    if routing.allows(user.pk, user_roles(user)):
+    if routing.allows(user.pk, roles):
         return None
     delegations = active_delegations_to(user, today=today)
     roles_by_user = user_roles_by_id(d.delegator_id for d in delegations)
     eligible = [d.delegator for d in delegations if routing.allows(d.delegator_id, roles_by_user[d.delegator_id])]
-    for principal in eligible:
+    if not eligible:
+        raise _not_yours(request, step, subject)
+    name = display_name(eligible[0])
+    refusal = delegate_refusal(user, roles, is_service_account=False)
+    if refusal:
+        raise PermissionDeniedError(
+            f"{refusal} You hold a delegation from {name}, but cannot decide step {step.order} on their behalf."
+        )
+    fitting = [
+        principal
+        for principal in eligible
+        if roles
+        & accepted_delegate_roles(step, principal_roles=roles_by_user[principal.pk])
+    ]
+    if not fitting:
+        raise PermissionDeniedError(
+            f"You hold a delegation from {name}, but step {step.order} ({step.approver_label.lower()}) needs a role "
+            "you do not hold; a delegate decides only with a role the step accepts."
+        )
+    for principal in fitting:
         if principal.pk not in barred:
             return principal
-    if eligible:
-        principal = eligible[0]
-        name = display_name(principal)
-        raise SegregationOfDutiesError(
-            f"{barred[principal.pk](name)}, so you cannot decide step {step.order} on {name}'s behalf."
-        )
-    who = step.approver_label
-    if request.escalated and step.escalation_role:
-        who += f" or, as it is escalated, {step.get_escalation_role_display().lower()}"
-    raise PermissionDeniedError(
-        f"Step {step.order} of the approval of {subject_label(subject)} is for {who.lower()}; you are not one of "
-        "them and hold no delegation from one of them."
+    principal = fitting[0]
+    name = display_name(principal)
+    raise SegregationOfDutiesError(
+        f"{barred[principal.pk](name)}, so you cannot decide step {step.order} on {name}'s behalf."
     )
+
+
+def _require_awaiting_subject(request: ApprovalRequest, subject: Any) -> None:
+    """Every step, not only the last, is decided on a subject that still waits for this approval."""
+    if not is_awaiting(subject):
+        raise ConflictError(
+            f"{subject_label(subject).capitalize()} is {subject.get_status_display().lower()}, no longer awaiting "
+            f"approval; approval {request.pk} cannot be decided (cancel it).",
+            code="subject_not_awaiting",
+        )
 
 
 def check_decider(*, request: ApprovalRequest, user: Any) -> Any | None:
@@ -314,6 +356,7 @@ def check_decider(*, request: ApprovalRequest, user: Any) -> Any | None:
         raise ConflictError(f"This approval is {request.get_status_display().lower()}.")
     model = subject_model(request.content_type_id)
     subject = model._default_manager.get(pk=request.object_id)
+    _require_awaiting_subject(request, subject)
     return _authorize(request, _current_step(request), subject, user, today=timezone.localdate())
 
 
@@ -364,6 +407,7 @@ def approval_decide(*, request: ApprovalRequest, user: User, decision: str, comm
         subject = lock_subject(subject_model(request.content_type_id), request.object_id)
         locked = _lock_request(request)
         _check_still_open(locked, expected_step)
+        _require_awaiting_subject(locked, subject)
         step = _current_step(locked)
         now = timezone.now()
         on_behalf_of = _authorize(locked, step, subject, user, today=timezone.localdate(now))
@@ -390,17 +434,32 @@ def approval_decide(*, request: ApprovalRequest, user: User, decision: str, comm
                 save_audited(locked, user=user, reason=f"Step {step.order} approved; step {next_step.order} open")
             else:
                 apply_transition(locked, "approve", user=user, reason=comment or "Approved", label=label)
+                lapse_pending_overrides(locked, user=user, why="Every step was decided")
                 locked.decided_at = now
                 save_audited(locked, user=user, reason=f"Step {step.order} approved; approved")
                 _apply_to_subject(apply_approval, subject, on_behalf_of=on_behalf_of, user=user, comment=comment)
         else:
             apply_transition(locked, "reject", user=user, reason=comment, label=label)
+            lapse_pending_overrides(locked, user=user, why=f"Rejected at step {step.order}")
             locked.decided_at = now
             locked.outcome_reason = comment
             save_audited(locked, user=user, reason=f"Step {step.order} rejected")
             _apply_to_subject(apply_rejection, subject, on_behalf_of=on_behalf_of, user=user, reason=comment)
     refresh_caller(request, locked)
     return locked
+
+
+def lapse_pending_overrides(request: ApprovalRequest, *, user: Any, why: str) -> int:
+    """The request was settled another way (decided, rejected, cancelled): its pending override lapses."""
+    count = 0
+    for current in ApprovalOverride.objects.select_for_update().filter(
+        request_id=request.pk, status=ApprovalOverride.Status.PENDING
+    ):
+        apply_transition(current, "lapse", user=user, reason=why, label="the override")
+        current.comment = why
+        save_audited(current, user=user, reason="Override lapsed")
+        count += 1
+    return count
 
 
 def approval_approve(*, request: ApprovalRequest, user: User, comment: str = "") -> ApprovalRequest:
@@ -457,6 +516,7 @@ def approval_request_cancel(*, request: ApprovalRequest, user: User | None = Non
             _check_may_cancel(locked, user)
             _check_subject_left_the_route(locked)
         apply_transition(locked, "cancel", user=user, reason=reason, label=f"approval {locked.pk}")
+        lapse_pending_overrides(locked, user=user, why=f"Approval cancelled: {reason}")
         locked.decided_at = timezone.now()
         locked.outcome_reason = reason
         save_audited(locked, user=user, reason=f"Cancelled: {reason}")

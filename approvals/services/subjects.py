@@ -15,7 +15,9 @@ this app without a cycle.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -84,6 +86,11 @@ class SubjectFacts:
     @property
     def label(self) -> str:
         return subject_label(self.subject)
+
+
+def is_awaiting(subject: Any) -> bool:
+    """Whether the subject is in the state in which it waits for approval."""
+    return AWAITING_STATUS.get(type(subject)) == subject.status
 
 
 def subject_type_of(subject: Any) -> str:
@@ -342,8 +349,30 @@ def _facts_of(
 # --- outcomes, through the subject's own service ----------------------------------------------------
 
 
+_applying: ContextVar[tuple[type, int] | None] = ContextVar("approvals_applying", default=None)
+
+
+@contextmanager
+def _engine_applying(subject: Any) -> Iterator[None]:
+    token = _applying.set((type(subject), subject.pk))
+    try:
+        yield
+    finally:
+        _applying.reset(token)
+
+
+def engine_is_applying(subject: Any) -> bool:
+    """True while the engine applies a settled request's outcome to `subject` (its service's callback)."""
+    return _applying.get() == (type(subject), subject.pk)
+
+
 def apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
     """Run the subject's approval effect (numbering, billing eligibility, amendment)."""
+    with _engine_applying(subject):
+        _apply_approval(subject, user=user, comment=comment)
+
+
+def _apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
     if isinstance(subject, Invoice):
         from billing.services.invoices import invoice_approve
 
@@ -364,6 +393,11 @@ def apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
 
 def apply_rejection(subject: Any, *, user: Any, reason: str) -> bool:
     """Send the subject back with the reason; False when it has no way back (milestones)."""
+    with _engine_applying(subject):
+        return _apply_rejection(subject, user=user, reason=reason)
+
+
+def _apply_rejection(subject: Any, *, user: Any, reason: str) -> bool:
     if isinstance(subject, Invoice):
         from billing.services.invoices import invoice_reject
 

@@ -42,7 +42,6 @@ from billing.services.audit import save_audited
 from billing.services.work import (
     Route,
     apply_transition,
-    close_overridden,
     lock_for_update,
     open_approval,
     refresh_caller,
@@ -131,13 +130,11 @@ def change_order_approve(*, change_order: ChangeOrder, user: User, reason: str =
     reason = (reason or "").strip()
     with transaction.atomic():
         locked = lock_for_update(change_order, "contract")
-        route, request = route_decision(locked, user=user, decision="approve", comment=reason)
+        route, _request = route_decision(locked, user=user, decision="approve", comment=reason)
         if route == Route.ENGINE:
             locked.refresh_from_db()
         else:
             _approve_locked(locked, user, reason)
-            if route == Route.OVERRIDE:
-                close_overridden(request, user=user, action="approved")
     refresh_caller(change_order, locked)
     return locked
 
@@ -192,7 +189,7 @@ def change_order_reject(*, change_order: ChangeOrder, user: User, reason: str) -
     reason = require_reason(reason, "reject a change order")
     with transaction.atomic():
         locked = lock_for_update(change_order, "contract")
-        route, request = route_decision(locked, user=user, decision="reject", comment=reason)
+        route, _request = route_decision(locked, user=user, decision="reject", comment=reason)
         if route == Route.ENGINE:
             locked.refresh_from_db()
         else:
@@ -202,8 +199,6 @@ def change_order_reject(*, change_order: ChangeOrder, user: User, reason: str) -
             locked.decided_at = timezone.now()
             locked.decision_reason = reason
             save_audited(locked, user=user, reason=reason)
-            if route == Route.OVERRIDE:
-                close_overridden(request, user=user, action="rejected")
     refresh_caller(change_order, locked)
     return locked
 

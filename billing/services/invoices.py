@@ -41,7 +41,6 @@ from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
 from billing.services.work import (
     Route,
     apply_transition,
-    close_overridden,
     open_approval,
     require_reason,
     route_decision,
@@ -289,7 +288,7 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     invoice = _lock(invoice)
     if invoice.prepared_by_id and invoice.prepared_by_id == user.pk:
         raise SegregationOfDutiesError("You prepared this invoice; someone else must approve it.")
-    route, request = route_decision(invoice, user=user, decision="approve", comment=comment)
+    route, _request = route_decision(invoice, user=user, decision="approve", comment=comment)
     if route == Route.ENGINE:
         invoice.refresh_from_db()
         return invoice  # an earlier step, or the engine has called back and approved it
@@ -307,8 +306,6 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         credit_note_issued(credit_note=invoice, user=user)
     request_posting(invoice=invoice, user=user)
-    if route == Route.OVERRIDE:
-        close_overridden(request, user=user, action=f"approved as {invoice.number}")
     return invoice
 
 
@@ -317,7 +314,7 @@ def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     """Send an invoice awaiting approval back to draft, with the reason."""
     reason = require_reason(reason, "reject an invoice")
     invoice = _lock(invoice)
-    route, request = route_decision(invoice, user=user, decision="reject", comment=reason)
+    route, _request = route_decision(invoice, user=user, decision="reject", comment=reason)
     if route == Route.ENGINE:
         invoice.refresh_from_db()
         return invoice  # the engine recorded the rejection and called back
@@ -326,8 +323,6 @@ def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     save_audited(invoice, user=user, reason=f"Rejected: {reason}")
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         credit_note_rejected(credit_note=invoice, user=user, reason=reason)  # no longer counts: amount given back
-    if route == Route.OVERRIDE:
-        close_overridden(request, user=user, action="rejected")
     return invoice
 
 

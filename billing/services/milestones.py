@@ -25,7 +25,6 @@ from billing.services.audit import save_audited
 from billing.services.work import (
     Route,
     apply_transition,
-    close_overridden,
     lock_for_update,
     open_approval,
     refresh_caller,
@@ -76,13 +75,11 @@ def milestone_approve(*, milestone: Milestone, user: User) -> Milestone:
     """
     with transaction.atomic():
         locked = lock_for_update(milestone, "project")
-        route, request = route_decision(locked, user=user, decision="approve")
+        route, _request = route_decision(locked, user=user, decision="approve")
         if route == Route.ENGINE:
             locked.refresh_from_db()
         else:
             _approve_locked(locked, user)
-            if route == Route.OVERRIDE:
-                close_overridden(request, user=user, action="approved")
     refresh_caller(milestone, locked)
     return locked
 

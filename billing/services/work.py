@@ -27,17 +27,19 @@ Approvals (DESIGN §4) — every approvable subject goes through the one engine 
     outcome; by then no request is pending, so that inner call is DIRECT. On an
     earlier step of a multi-step policy the subject keeps waiting for the next
     step (the service returns it unchanged).
-  * DIRECT — no pending request: the engine is calling back (above), or the
-    subject was never routed (data from before the wiring, imports). The
-    service's own rules (`billing.rules`) decide, as they always did.
-  * OVERRIDE — a pending request whose open step is not the user's, and the
-    user is a finance controller: the controller's override of the route. The
-    service's own rules decide and the request is cancelled with an audited
-    reason naming the controller. Anyone else gets the engine's refusal, and a
-    segregation-of-duties refusal is never overridden.
+  * DIRECT — the engine is calling back (above) to apply a settled request:
+    the service's own rules (`billing.rules`) apply the outcome. A subject
+    awaiting approval without a pending request (its request was cancelled,
+    data from before the wiring) is routed first (`approval_request_open`) and
+    decided through the engine: cancelling a request never opens a way around it.
+  Anyone else — a finance controller included — gets the engine's refusal. No
+  single person skips a route: a controller who must go faster requests an
+  override of the route, which a second controller confirms
+  (`approvals.services.overrides`, four eyes); the engine then records a
+  decision on every skipped step and calls the subject's service back (DIRECT).
 
   So a decided subject never keeps a pending request, and a pending request is
-  only settled by the engine or by an audited override.
+  only settled by the engine (step decisions or a confirmed override).
 """
 
 from __future__ import annotations
@@ -145,7 +147,6 @@ class Route:
 
     ENGINE = "engine"
     DIRECT = "direct"
-    OVERRIDE = "override"
 
 
 def open_approval(subject: models.Model, *, user: User | None) -> None:
@@ -159,47 +160,29 @@ def route_decision(subject: models.Model, *, user: User, decision: str, comment:
     """Take an approve/reject decision on a locked subject through its pending request, if it has one.
 
     Returns `(Route.ENGINE, request)` when the engine took the decision (and, on
-    the last step, applied it by calling the subject's service back),
-    `(Route.DIRECT, None)` when there is no pending request, and
-    `(Route.OVERRIDE, request)` when a finance controller decides outside the
-    open step — the caller applies the decision with its own rules and then
-    calls `close_overridden`.
+    the last step, applied it by calling the subject's service back), and
+    `(Route.DIRECT, None)` when there is no pending request. Whoever may not
+    decide the open step is refused by the engine: nobody decides around it.
     """
     from django.contrib.contenttypes.models import ContentType
 
     from approvals.models import ApprovalRequest
-    from approvals.services import approval_decide, check_decider
+    from approvals.services import approval_decide, approval_request_open
+    from approvals.services.subjects import engine_is_applying, is_awaiting
 
+    if engine_is_applying(subject):
+        return Route.DIRECT, None
     request = ApprovalRequest.objects.filter(
         content_type=ContentType.objects.get_for_model(type(subject)),
         object_id=subject.pk,
         status=ApprovalRequest.Status.PENDING,
     ).select_related("policy").first()
     if request is None:
-        return Route.DIRECT, None
-    try:
-        check_decider(request=request, user=user)
-    except SegregationOfDutiesError:
-        raise
-    except PermissionDeniedError:
-        if billing_rules.is_finance_controller.test(user):
-            return Route.OVERRIDE, request
-        raise
+        if not is_awaiting(subject):
+            return Route.DIRECT, None  # the service refuses the transition with its own message
+        request = approval_request_open(subject=subject, user=user)
     approval_decide(request=request, user=user, decision=decision, comment=comment)
     return Route.ENGINE, request
-
-
-def close_overridden(request: Any, *, user: User, action: str) -> None:
-    """Cancel the pending request of a subject a finance controller decided outside its route."""
-    from approvals.services import approval_request_cancel
-
-    name = user.get_full_name() or user.get_username()
-    approval_request_cancel(
-        request=request,
-        user=user,
-        reason=f"Overridden: {action} directly by {name} (finance controller) instead of step "
-        f"{request.current_step} of policy '{request.policy}'.",
-    )
 
 
 # --- creation -----------------------------------------------------------------------------------
@@ -514,13 +497,11 @@ def _approve_locked(locked: SubmittedWork, user: User, now: Any) -> None:
 
 def _decide_approve(locked: SubmittedWork, user: User, now: Any) -> bool:
     """Approve one locked item through its route; True when the item is now approved."""
-    route, request = route_decision(locked, user=user, decision="approve")
+    route, _request = route_decision(locked, user=user, decision="approve")
     if route == Route.ENGINE:
         locked.refresh_from_db()
         return locked.status == WorkStatus.APPROVED
     _approve_locked(locked, user, now)
-    if route == Route.OVERRIDE:
-        close_overridden(request, user=user, action="approved")
     return True
 
 
@@ -558,7 +539,7 @@ def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:
     reason = require_reason(reason, "reject work")
     with transaction.atomic():
         locked = _lock_item(item)
-        route, request = route_decision(locked, user=user, decision="reject", comment=reason)
+        route, _request = route_decision(locked, user=user, decision="reject", comment=reason)
         if route == Route.ENGINE:
             locked.refresh_from_db()
         else:
@@ -568,8 +549,6 @@ def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:
             locked.approved_by = None
             locked.approved_at = None
             save_audited(locked, user=user, reason=reason)
-            if route == Route.OVERRIDE:
-                close_overridden(request, user=user, action="rejected")
     refresh_caller(item, locked)
     return locked
 

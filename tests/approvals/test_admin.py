@@ -11,7 +11,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalStep, Delegation, Reminder
-from approvals.services import approval_decide, approval_request_open
+from approvals.services import approval_decide, approval_override_request, approval_request_open
 from portal.roles import sync_role_permissions
 from tests.approvals.conftest import credit_note, pending_invoice
 from tests.factories import UserFactory
@@ -42,9 +42,10 @@ def superuser():
 
 
 @pytest.fixture
-def one_of_each(analyst):
+def one_of_each(analyst, controller):
     request = approval_request_open(subject=pending_invoice("50000.00"))
     approval_decide(request=request, user=analyst, decision="approve", comment="ok")
+    approval_override_request(request=request, user=controller, reason="Client deadline")
     Delegation.objects.create(
         delegator=analyst,
         delegate=UserFactory(),

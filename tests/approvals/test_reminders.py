@@ -102,7 +102,7 @@ def test_once_escalated_the_escalation_role_may_decide_the_step(
 def test_reminders_reach_the_delegate_of_an_approver(mailoutbox, django_capture_on_commit_callbacks):
     entry = submitted_time()
     pm = entry.project.project_manager
-    deputy = UserFactory()
+    deputy = UserFactory(groups=["project_manager"])
     with time_machine.travel(T0, tick=False):
         delegation_create(
             delegator=pm, delegate=deputy, starts_on=T0.date(), ends_on=datetime.date(2025, 4, 30), user=pm

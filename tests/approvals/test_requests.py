@@ -500,7 +500,8 @@ def test_a_subject_sent_back_and_resubmitted_gets_a_new_request(analyst):
 
 def test_a_delegate_decides_on_behalf_of_the_delegator_and_the_record_says_so(controller):
     out_of_office = UserFactory(username="ooo", groups=["finance_analyst"])
-    deputy = UserFactory(username="deputy")  # no finance role of their own
+    # Not an analyst (so not an approver of step 1 themselves), but a role step 1 accepts: its escalation role.
+    deputy = UserFactory(username="deputy", groups=["finance_controller"])
     delegation_create(
         delegator=out_of_office,
         delegate=deputy,
@@ -539,7 +540,7 @@ def test_the_delegator_and_delegate_count_as_one_person_across_steps():
 
 
 def test_a_delegate_cannot_act_for_the_preparer(preparer):
-    deputy = UserFactory()
+    deputy = UserFactory(groups=["finance_controller"])
     delegation_create(delegator=preparer, delegate=deputy, starts_on=NOW.date(), ends_on=NOW.date(), user=preparer)
     request = approval_request_open(subject=pending_invoice(prepared_by=preparer))
 
@@ -549,7 +550,7 @@ def test_a_delegate_cannot_act_for_the_preparer(preparer):
 
 def test_an_expired_delegation_gives_no_rights():
     pm_away = ProjectFactory().project_manager
-    deputy = UserFactory()
+    deputy = UserFactory(groups=["project_manager"])
     entry = submitted_time(project=pm_away.managed_projects.get())
     with time_machine.travel(datetime.datetime(2025, 3, 1, tzinfo=datetime.UTC)):
         delegation_create(
@@ -598,7 +599,7 @@ def test_a_delegate_on_the_last_step_also_needs_the_subject_services_own_permiss
 
 
 def test_delegation_rules():
-    user, other = UserFactory(), UserFactory()
+    user, other = UserFactory(), UserFactory(groups=["project_manager"])
     with pytest.raises(ApplicationError, match="Choose someone else"):
         delegation_create(delegator=user, delegate=user, starts_on=NOW.date(), ends_on=NOW.date(), user=user)
     with pytest.raises(ApplicationError, match="on or after the start"):
@@ -689,7 +690,7 @@ def test_ending_a_delegation_early():
     from approvals.models import Delegation
     from approvals.services import delegation_end
 
-    user, deputy = UserFactory(), UserFactory()
+    user, deputy = UserFactory(), UserFactory(groups=["finance_analyst"])
     running = delegation_create(
         delegator=user,
         delegate=deputy,

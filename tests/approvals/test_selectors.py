@@ -155,7 +155,7 @@ def test_my_approvals_takes_a_bounded_number_of_queries(controller):
 def test_queue_and_service_agree_on_who_may_decide(preparer, analyst, controller, controller2):
     project = ProjectFactory()
     pm = project.project_manager
-    deputy = UserFactory()
+    deputy = UserFactory(groups=["project_manager"])  # a role analyst steps do not accept
     delegation_create(delegator=analyst, delegate=deputy, starts_on=NOW.date(), ends_on=NOW.date(), user=analyst)
     requests = [
         approval_request_open(subject=pending_invoice("500.00", prepared_by=preparer)),

@@ -234,19 +234,18 @@ def test_another_pm_gets_the_engines_refusal_and_nothing_changes():
     assert entry.status == "submitted" and pending_of(entry) is not None
 
 
-def test_a_controller_outside_the_route_overrides_and_the_request_is_cancelled_with_the_reason(controller):
+def test_a_controller_outside_the_route_is_refused_and_the_request_stays_pending(controller):
+    """No one-click override: a controller outside the open step gets the engine's refusal (see tests/controls)."""
     entry = draft_time()
     work_submit(item=entry, user=entry.person.user)
     request = pending_of(entry)
 
-    work_approve(item=entry, user=controller)
+    with pytest.raises(PermissionDeniedError, match="Step 1 of the approval"):
+        work_approve(item=entry, user=controller)
 
-    assert entry.status == "approved" and entry.approved_by == controller
+    entry.refresh_from_db()
     request.refresh_from_db()
-    assert request.status == "cancelled" and not request.decisions.exists()
-    assert "Overridden: approved directly by" in request.outcome_reason
-    assert "finance controller" in request.outcome_reason
-    assert StateLog.objects.for_(request).filter(transition="cancel").get().by == controller
+    assert entry.status == "submitted" and request.status == "pending" and not request.decisions.exists()
 
 
 def test_a_controller_on_an_escalated_step_decides_in_the_engine(controller):
@@ -286,11 +285,13 @@ def test_a_delegate_pm_decides_on_behalf_when_the_service_accepts_them(controlle
     assert (decision.approver, decision.on_behalf_of) == (controller, pm)
 
 
-def test_unrouted_work_is_still_decided_by_the_services_own_rules():
-    """Data from before the wiring (or imported as submitted) has no request: nothing to close."""
+def test_unrouted_work_is_routed_first_and_decided_through_the_engine():
+    """Data from before the wiring (or imported as submitted) has no request: deciding opens one first."""
     entry = TimeEntryFactory(status="submitted")
     work_approve(item=entry, user=entry.project.project_manager)
-    assert entry.status == "approved" and not requests_of(entry).exists()
+    request = requests_of(entry).get()
+    assert entry.status == "approved" and request.status == "approved"
+    assert request.decisions.get().approver == entry.project.project_manager
 
 
 # --- milestones ------------------------------------------------------------------------------------------

@@ -7,9 +7,13 @@ import threading
 from decimal import Decimal
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
+from django.utils import timezone
 from django_fsm_log.models import StateLog
 
+from approvals.models import Delegation
+from approvals.services import approval_request_escalate, approval_request_open
 from billing.models import Expense, Project, TimeEntry
 from billing.services.work import (
     expense_create,
@@ -146,7 +150,11 @@ def test_two_concurrent_bookings_cannot_together_exceed_24_hours():
 def test_two_concurrent_approvals_approve_once():
     """The row lock makes the second approver see the first one's result instead of approving again."""
     item = TimeEntryFactory(status="submitted")
-    approvers = [item.project.project_manager, UserFactory(groups=["finance_controller"])]
+    pm = item.project.project_manager
+    deputy = UserFactory(groups=["finance_controller"])  # the PM's delegate: both may decide the step
+    Delegation.objects.create(delegator=pm, delegate=deputy, starts_on=timezone.localdate(),
+                              ends_on=timezone.localdate())
+    approvers = [pm, deputy]
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -349,13 +357,16 @@ def test_reject_and_reopen_need_a_reason(call, reason):
 
 
 @pytest.mark.parametrize("factory", WORK_FACTORIES)
-def test_finance_controller_may_decide_any_project(factory):
+def test_finance_controller_decides_work_through_its_route_once_escalated(factory):
+    """No one-click override of the PM's step (ADR 0031); the escalation role decides an overdue step."""
     controller = UserFactory(groups=["finance_controller"])
     item = make_item(factory, "submitted")
+    with pytest.raises(PermissionDeniedError, match="is for project manager"):
+        work_approve(item=item, user=controller)
+    request = approval_request_open(subject=item)
+    approval_request_escalate(request=request, now=timezone.now() + datetime.timedelta(days=30))
     work_approve(item=item, user=controller)
-    work_reopen(item=item, user=controller, reason="Recheck")
-    work_reject(item=item, user=controller, reason="Not billable")
-    assert item.status == "rejected"
+    assert item.status == "approved"
 
 
 @pytest.mark.parametrize(
@@ -380,7 +391,7 @@ def test_others_may_not_decide(role, factory):
 def test_a_pm_is_denied_on_another_pms_project():
     mine = ProjectFactory()
     theirs = make_item(TimeEntryFactory, "submitted")
-    with pytest.raises(PermissionDeniedError, match=theirs.project.code):
+    with pytest.raises(PermissionDeniedError, match="is for project manager"):
         work_approve(item=theirs, user=mine.project_manager)
     approved = make_item(TimeEntryFactory, "approved")
     with pytest.raises(PermissionDeniedError):
@@ -444,7 +455,9 @@ def test_bulk_approval_of_time_and_expenses():
     assert work_approve_bulk(items=items + items[:1], user=project.project_manager) == 5
     assert set(TimeEntry.objects.values_list("status", flat=True)) == {"approved"}
     assert set(Expense.objects.values_list("status", flat=True)) == {"approved"}
-    assert StateLog.objects.filter(transition="approve", by=project.project_manager).count() == 5
+    work = ContentType.objects.get_for_models(TimeEntry, Expense).values()
+    assert StateLog.objects.filter(transition="approve", by=project.project_manager,
+                                   content_type__in=work).count() == 5
     assert work_approve_bulk(items=[], user=project.project_manager) == 0
 
 

@@ -54,8 +54,9 @@ def month_of_work():
     TimeEntryFactory(project=blocked_project, person=anna, date=WORK_DAY, hours=Decimal("6.00"), status="approved")
     TimeEntryFactory(project=blocked_project, person=sam, date=WORK_DAY, hours=Decimal("4.00"), status="approved")
     analyst = UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"])
-    controller = UserFactory(username="conny", first_name="Conny", last_name="Troll", groups=["finance_controller"])
-    return {"blocked": blocked, "senior": senior, "analyst": analyst, "controller": controller}
+    # The invoice's policy (under 10,000) wants a finance analyst other than its preparer: no controller skips it.
+    reviewer = UserFactory(username="rita", first_name="Rita", last_name="Review", groups=["finance_analyst"])
+    return {"blocked": blocked, "senior": senior, "analyst": analyst, "reviewer": reviewer}
 
 
 def test_run_billing_fix_an_exception_and_approve(e2e_settings, new_page, shoot, month_of_work):
@@ -106,31 +107,31 @@ def test_run_billing_fix_an_exception_and_approve(e2e_settings, new_page, shoot,
     assert invoice.status == "pending_approval"
     assert invoice.subtotal == Decimal("1200.00")  # 6 h × 100 + 4 h × 150
 
-    # 5. A controller (own browser context) opens it from the review queue and approves it.
-    controller = new_page()
-    log_in(controller, "conny", "/billing/invoices/?status=pending_approval")
-    expect(controller.get_by_role("heading", name="Invoices")).to_be_visible()
-    shoot(controller, "05-review-queue")
-    controller.get_by_role("link", name=invoice.display_number).click()
-    controller.wait_for_url(f"**/billing/invoices/{invoice.pk}/")
-    senior_line = controller.locator("details.drill").filter(has_text="SENIOR")
+    # 5. A second analyst (own browser context) opens it from the review queue and approves step 1.
+    reviewer = new_page()
+    log_in(reviewer, "rita", "/billing/invoices/?status=pending_approval")
+    expect(reviewer.get_by_role("heading", name="Invoices")).to_be_visible()
+    shoot(reviewer, "05-review-queue")
+    reviewer.get_by_role("link", name=invoice.display_number).click()
+    reviewer.wait_for_url(f"**/billing/invoices/{invoice.pk}/")
+    senior_line = reviewer.locator("details.drill").filter(has_text="SENIOR")
     expect(senior_line.locator("table")).to_be_hidden()
     senior_line.locator("summary").click()  # drill down to the billed time entries
     expect(senior_line.locator("table")).to_contain_text("Sam Senior")
-    expect(controller.locator(".timeline")).to_contain_text("Ana Lyst")
-    shoot(controller, "06-invoice-detail")
-    controller.get_by_role("button", name=re.compile(r"^Approve")).click()
+    expect(reviewer.locator(".timeline")).to_contain_text("Ana Lyst")
+    shoot(reviewer, "06-invoice-detail")
+    reviewer.get_by_role("button", name=re.compile(r"^Approve")).click()
 
     invoice.refresh_from_db()
     # Posted at once (no ERP configured), then e-mailed by the delivery task (run inline here): sent.
     assert invoice.number and invoice.status == "sent"
     assert invoice.delivery_attempts.get().result == "sent"
-    assert invoice.approved_by == data["controller"]
-    expect(controller.locator(".message")).to_contain_text(f"Invoice {invoice.number} approved")
-    expect(controller.get_by_role("heading", level=1)).to_contain_text(invoice.number)
-    expect(controller.locator(".timeline")).to_contain_text("Pending approval → Approved")
-    expect(controller.locator(".delivery-log")).to_contain_text("Sent")
-    shoot(controller, "07-approved")
+    assert invoice.approved_by == data["reviewer"]
+    expect(reviewer.locator(".message")).to_contain_text(f"Invoice {invoice.number} approved")
+    expect(reviewer.get_by_role("heading", level=1)).to_contain_text(invoice.number)
+    expect(reviewer.locator(".timeline")).to_contain_text("Pending approval → Approved")
+    expect(reviewer.locator(".delivery-log")).to_contain_text("Sent")
+    shoot(reviewer, "07-approved")
 
 
 def test_run_page_polls_until_the_run_is_done(e2e_settings, new_page, month_of_work):
