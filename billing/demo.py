@@ -27,6 +27,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
@@ -35,6 +36,7 @@ from stdnum.at import uid as at_uid
 from stdnum.ch import uid as ch_uid
 from stdnum.iso7064 import mod_11_10
 
+from approvals.models import ApprovalRequest
 from billing.models import (
     ChangeOrder,
     ChangeOrderMilestone,
@@ -64,6 +66,7 @@ PERIOD_START = date(2026, 8, 1)
 PERIOD_END = date(2026, 10, 31)
 RATE_INCREASE = date(2026, 9, 1)
 CHANGE_ORDER_RATES_FROM = date(2026, 9, 15)
+PM_BACKLOG_FROM = date(2026, 10, 19)  # the demo `pm`'s projects: time from here on still awaits approval
 FX_START = date(2026, 1, 1)
 FX_END = date(2026, 11, 30)
 
@@ -88,7 +91,11 @@ DEMO_USERS = (
     DemoUser("consultant", "Lena", "Hoffmann", "consultant", "Consultant", is_staff=False),
     DemoUser("pm", "Paul", "Meyer", "project_manager", "Project manager", is_staff=False),
     DemoUser("analyst", "Anna", "Schulz", "finance_analyst", "Finance analyst"),
+    # A second analyst and a second controller: a route's steps need different people (segregation of
+    # duties), so the demo logins alone can walk analyst → controller → second controller.
+    DemoUser("analyst2", "Mia", "Vogel", "finance_analyst", "Finance analyst (second)"),
     DemoUser("controller", "Carl", "Richter", "finance_controller", "Finance controller"),
+    DemoUser("controller2", "Oliver", "Grant", "finance_controller", "Finance controller (second)"),
     DemoUser("collections", "Cora", "Lang", "collections", "Collections"),
     DemoUser("admin", "Ada", "Brandt", "billing_admin", "Billing admin (superuser)", is_superuser=True),
     DemoUser("auditor", "Arne", "Fischer", "auditor", "Auditor"),
@@ -748,6 +755,8 @@ class _Block:
                     decided_at=_at(date(2026, 9, 25)) if status == ChangeOrder.Status.REJECTED else None,
                     decision_reason="Client declined the extension." if status == ChangeOrder.Status.REJECTED else "",
                 ))
+        if self.block == 0:
+            self._demo_pm_change_orders(orders, order_rates, pm_of)
         orders = _create(ChangeOrder, orders, self.ctx)
         by_key = {(o.contract_id, o.code): o for o in orders}
         co_rates = []
@@ -761,12 +770,51 @@ class _Block:
         _create(ContractRate, rates, self.ctx)
         self.milestone_orders = [by_key[(co.contract_id, co.code)] for co in order_milestones]
 
+    def _demo_pm_change_orders(self, orders: list, order_rates: list, pm_of: dict) -> None:
+        """The demo `pm`'s change orders: one of theirs refused (reason on view), one of a co-manager's to decide.
+
+        Only a manager of one of the contract's projects, finance or a billing admin submits a change order,
+        and a PM of the contract who did not submit it decides it (a controller when no such PM is left). So
+        the one `pm` decides is submitted by the manager of the contract's other project; `pm`'s own
+        submitted change order (the `pending_co` client's) waits for that co-manager instead.
+        No random draws: the other blocks and the history stay as they were.
+        """
+        pm, controller = self.ctx.demo_users["pm"], self.ctx.demo_users["controller"]
+        tm = Contract.BillingModel.TIME_AND_MATERIALS
+        taken = {o.contract_id for o in orders}
+        managers: dict[int, list] = {}
+        for project in self.projects:
+            managers.setdefault(project.contract_id, []).append(project.project_manager)
+        plain = [c for c in self.contracts if c.billing_model == tm and not c.tags and c.pk not in taken
+                 and any(u.pk == pm.pk for u in managers[c.pk])]
+        shared = next((c for c in plain if {u.pk for u in managers[c.pk]} - {pm.pk}), None)
+        if shared is not None:
+            co_manager = next(u for u in managers[shared.pk] if u.pk != pm.pk)
+            co = ChangeOrder(contract=shared, code="CO-01", status=ChangeOrder.Status.SUBMITTED,
+                             description="Add the data-migration workstream from 1 November: consultants at a "
+                                         "project rate, signed by the client's CFO.",
+                             cap_delta=Decimal("30000.00"), submitted_by=co_manager,
+                             submitted_at=_at(date(2026, 10, 28)))
+            orders.append(co)
+            card_rates = BASE_RATES[shared.currency]
+            order_rates.append((co, "CONSULTANT", Decimal(card_rates["CONSULTANT"]) + 10, date(2026, 11, 1)))
+        refused = next((c for c in plain if c is not shared and pm_of[c.pk].pk == pm.pk), None)
+        if refused is not None:
+            orders.append(ChangeOrder(
+                contract=refused, code="CO-01", status=ChangeOrder.Status.REJECTED,
+                description="Extend the workshop series by four sessions.", cap_delta=Decimal("12000.00"),
+                submitted_by=pm, submitted_at=_at(date(2026, 10, 5)), decided_by=controller,
+                decided_at=_at(date(2026, 10, 7)),
+                decision_reason="The client's purchase order does not cover extra sessions; ask for a new PO first.",
+            ))
+
     def make_milestones(self) -> None:
         rng = self.rng
         ff = Contract.BillingModel.FIXED_FEE
         milestones, co_milestones = [], []
         added_by_contract = {co.contract_id: co for co in self.milestone_orders}
         dues = (date(2026, 7, 31), date(2026, 8, 31), date(2026, 9, 30), date(2026, 10, 30), date(2026, 12, 15))
+        demo_pm = self.ctx.demo_users["pm"]
         for project in self.projects:
             if project.contract.billing_model != ff:
                 continue
@@ -776,6 +824,10 @@ class _Block:
             other = next(u for u in self.pm_users if u.pk != pm.pk)
             for idx, (name, due, share) in enumerate(zip(MILESTONE_NAMES, dues, shares, strict=True)):
                 status = self._milestone_status(project, due, idx)
+                if pm.pk == demo_pm.pk and project.status == Project.Status.ACTIVE and due > date(2026, 9, 1):
+                    # The demo `pm` finds milestones to approve (completed by the project's previous manager:
+                    # who completes may not approve) and one to complete; after the draw, so nothing else moves.
+                    status = Milestone.Status.COMPLETED if due <= PERIOD_END else Milestone.Status.PLANNED
                 ms = Milestone(project=project, name=name, amount=(fee * share).quantize(Decimal("0.01")),
                                due_date=due, status=status,
                                evidence=f"{name} — deliverable accepted by the client steering committee."
@@ -905,8 +957,23 @@ class _Block:
                            source="psa", external_id=f"X{self.block:03d}-{ex_no:06d}",
                            **self._work_state("approved", date(2026, 9, 17), target, force="approved"))
             expenses.append(expense)
+        if self.block == 0:
+            self._demo_pm_backlog(entries)
         _fast_create(TimeEntry, entries, self.ctx)
         _fast_create(Expense, expenses, self.ctx)
+
+    def _demo_pm_backlog(self, entries: list[dict]) -> None:
+        """The demo `pm` finds weeks of time to approve: their projects' last two weeks still submitted.
+
+        Applied after the random draws, so the other projects and blocks keep their data.
+        """
+        pm = self.ctx.demo_users["pm"]
+        managed = {p.pk for p in self.projects if p.project_manager_id == pm.pk}
+        for entry in entries:
+            if entry["project_id"] in managed and entry["date"] >= PM_BACKLOG_FROM and entry["status"] == "approved":
+                entry["status"] = "submitted"
+                entry.pop("approved_by_id", None)
+                entry.pop("approved_at", None)
 
     def _week_status(self, monday: date, demo_consultant: bool) -> tuple[str, bool]:
         """(status of a person's week, submitted after the month's cut-off?)."""
@@ -1004,6 +1071,11 @@ def seed_demo(*, scale: int = 1, seed: int = DEFAULT_SEED, log: Callable[[str], 
             total.update(made)
         else:
             log(f"Block {block + 1}/{scale}: already seeded, skipped.")
+    with transaction.atomic():
+        opened = open_demo_approvals()
+    if opened:
+        log(f"Approval requests opened for {opened:,} items awaiting approval.")
+        total["approval requests"] += opened
     for name in DEMO_EXTENSIONS:
         try:
             module = importlib.import_module(name)
@@ -1014,6 +1086,31 @@ def seed_demo(*, scale: int = 1, seed: int = DEFAULT_SEED, log: Callable[[str], 
         made = module.seed_demo_extension(scale=scale, seed=seed, log=log)
         total.update(made or {})
     return total
+
+
+def open_demo_approvals() -> int:
+    """Route every seeded item awaiting approval (submitted time and expenses, completed milestones,
+    submitted change orders) to its policy, as submitting it in the product would have.
+
+    The blocks write those rows in bulk, without the approval requests the services open; without a
+    request an item is in no one's "My approvals", and an item nobody may decide (a PM's own change
+    order) never reaches a controller. Items that already have a pending request are skipped, so a
+    second seed opens nothing.
+    """
+    from approvals.services import approval_requests_open_bulk
+
+    opened = 0
+    for model, related in ((TimeEntry, ("person", "project")), (Expense, ("person", "project")),
+                           (Milestone, ("project",)), (ChangeOrder, ("contract",))):
+        awaiting = {TimeEntry: "submitted", Expense: "submitted", Milestone: "completed",
+                    ChangeOrder: "submitted"}[model]
+        pending = ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(model), status=ApprovalRequest.Status.PENDING
+        ).values("object_id")
+        subjects = list(model.objects.filter(status=awaiting).exclude(pk__in=pending).select_related(*related)
+                        .order_by("pk"))
+        opened += approval_requests_open_bulk(subjects=subjects, user=None)
+    return opened
 
 
 def _summary(counts: Counter | dict) -> str:

@@ -68,6 +68,7 @@ from billing.models import (
 )
 from billing.services.pricing import TaxRuleResolver
 from disputes.models import Dispute
+from insights.models import RiskModel
 
 REASON = "Demo history (seed_demo)"
 FIRST_MONTH = date(2025, 11, 1)
@@ -79,8 +80,13 @@ SUFFIX = "-PY"
 ROLE_MIX = (("PARTNER", 0.06), ("SENIOR", 0.30), ("CONSULTANT", 0.44), ("ANALYST", 0.20))
 DISPUTE_CAUSES = (("hours", 30), ("rate", 24), ("scope", 15), ("missing_po", 9), ("quality", 9), ("tax", 5),
                   ("duplicate", 3), ("other", 5))
-EXTRA_FINANCE = (("fin.analyst2", "Mia", "Vogel", "finance_analyst"),
-                 ("fin.controller2", "Oliver", "Grant", "finance_controller"))
+#: The second analyst and controller of the history: the demo logins `analyst2` and `controller2` (billing/demo.py
+#: creates them with the demo password; made here without one only when the billing seed did not run).
+EXTRA_FINANCE = (("analyst2", "Mia", "Vogel", "finance_analyst"),
+                 ("controller2", "Oliver", "Grant", "finance_controller"))
+#: Invoices of the last history run per block left half-way through their route (step 1 approved by `analyst`,
+#: prepared by `analyst2`), so the controllers' "My approvals" has work before anyone runs billing.
+AWAITING_CONTROLLER = 3
 
 
 def _q(value: Decimal | float) -> Decimal:
@@ -144,9 +150,78 @@ def seed_demo_extension(*, scale: int = 1, seed: int = DEFAULT_SEED, log: Callab
         log(f"History {FIRST_MONTH:%b %Y}–{_month(MONTHS - 1):%b %Y}, block {block + 1}/{scale}: "
             + ", ".join(f"{n:,} {k}" for k, n in made.items()))
         total.update(made)
+    if total or _runs_unsummarised(refs):
+        _summarise_runs(refs)
+    if total or not RiskModel.objects.exists():
+        made = _train_risk_model()
+        log(f"Dispute-risk model: {made.note}")
+        total["risk models"] += 1
     if total:
         _analyze()
     return total
+
+
+def _runs_unsummarised(refs: Refs) -> bool:
+    return any("invoices" not in (run.summary or {}) for run in refs.runs.values())
+
+
+def _summarise_runs(refs: Refs) -> None:
+    """Give each history run the counters a real run records (its summary), from the invoices it holds.
+
+    A history run's invoices are written directly, not by the run: without this the runs page says
+    "Done, 0 invoices, nothing was due" beside a list of sixty. The status is the one the run left
+    each invoice in (blocked or awaiting approval), as the billing run's own summary records it.
+    """
+    from django.db.models import Count
+
+    for run in refs.runs.values():
+        invoices = list(Invoice.objects.filter(billing_run=run, kind=Invoice.Kind.INVOICE)
+                        .select_related("entity").order_by("pk"))
+        codes: dict[int, set[str]] = defaultdict(set)
+        blocked = set()
+        for invoice_id, code, severity in InvoiceException.objects.filter(invoice__in=invoices).values_list(
+                "invoice_id", "code", "severity"):
+            codes[invoice_id].add(code)
+            if severity == InvoiceException.Severity.BLOCKING:
+                blocked.add(invoice_id)
+        by_status: Counter = Counter()
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        by_entity: Counter = Counter()
+        by_code: Counter = Counter()
+        for inv in invoices:
+            by_status["exception" if inv.pk in blocked else "pending_approval"] += 1
+            totals[inv.currency] += inv.total
+            by_entity[f"{inv.entity.code} {inv.currency}"] += 1
+            by_code.update(codes[inv.pk])
+        milestones = Milestone.objects.filter(invoice_line__invoice__billing_run=run).aggregate(n=Count("pk"))["n"]
+        contracts = len({inv.contract_id for inv in invoices})
+        run.summary = {
+            **(run.summary or {}),
+            "invoices": len(invoices),
+            "by_status": dict(sorted(by_status.items())),
+            "totals_by_currency": {k: str(v) for k, v in sorted(totals.items())},
+            "invoices_by_entity_currency": dict(sorted(by_entity.items())),
+            "exceptions_by_code": dict(sorted(by_code.items())),
+            "items_billed": {"time_entries": 0, "expenses": 0, "milestones": milestones},
+            "skipped": [],
+        }
+        run.contracts_total = run.contracts_done = contracts
+        BillingRun.objects.filter(pk=run.pk).update(summary=run.summary, contracts_total=contracts,
+                                                    contracts_done=contracts)
+
+
+def _train_risk_model() -> RiskModel:
+    """Train the dispute-risk model on the history as of the demo's today, then score the open invoices.
+
+    What the weekly task does (insights.tasks.retrain_risk_model); done here so a fresh demo shows
+    risk scores at once instead of "never trained" until the first Sunday.
+    """
+    from insights.services.risk import train_risk_model
+    from insights.services.scoring import rescore_open_invoices
+
+    model = train_risk_model(today=TODAY)
+    rescore_open_invoices()
+    return model
 
 
 def _analyze() -> None:
@@ -160,6 +235,12 @@ def _month(k: int) -> date:
     for _ in range(k):
         d = _next_month(d)
     return d
+
+
+def _rebuilt(obj: Any, **changes: Any) -> Any:
+    """An unsaved copy of `obj` with `changes`: FSM-protected fields can only be set when an instance is made."""
+    values = {f.name: getattr(obj, f.name) for f in obj._meta.concrete_fields if not f.primary_key}
+    return type(obj)(**{**values, **changes})
 
 
 def _preview_first_run(current: list[Contract]) -> dict[int, list]:
@@ -277,6 +358,7 @@ class _History:
         for old, contract in zip(current, previous, strict=True):
             contract.client = clients[contract.client.code]
             self._contract(contract, by_contract[contract.pk], preview.get(old.pk, []), to_history)
+        self._leave_awaiting_controller()
         self._write()
         return +self.counts
 
@@ -753,6 +835,54 @@ class _History:
 
     def _log(self, idx: int, transition: str, source: str, target: str, at: datetime, by: Any, text: str) -> None:
         self.plan.logs.append((idx, transition, source, target, at, by, text))
+
+    def _leave_awaiting_controller(self) -> None:
+        """Stop a few invoices of the last run half-way through their route: step 1 done, a controller's next.
+
+        Prepared by `analyst2` and approved at step 1 by `analyst` (who did not prepare them), they
+        wait for a controller, so the controllers' "My approvals" has work before anyone runs
+        billing; one with a third step needs a second controller after the first. Chosen among the
+        invoices nothing else happened to (no payment, dispute or credit note), after the random
+        draws, so the rest of the history is unchanged; unnumbered, they leave the numbering gapless.
+        """
+        plan, refs = self.plan, self.refs
+        if len(refs.analysts) < 2:
+            return
+        analyst, preparer = refs.analysts[0], refs.analysts[1]
+        touched = ({i for i, _ in plan.payments} | {i for i, _, _ in plan.disputes}
+                   | {int(inv.notes.split(":")[1]) for inv in plan.invoices if inv.notes.startswith("credit_of:")}
+                   | {i for i, _, _ in plan.milestones})
+        last_start = _month(MONTHS - 1)
+        requests = {idx: (req, ds) for idx, req, ds in plan.requests if req.status == "approved"}
+        position = {id(req): k for k, (_, req, _) in enumerate(plan.requests)}
+        candidates = [idx for idx, inv in enumerate(plan.invoices)
+                      if inv.kind == "invoice" and inv.period_start == last_start and inv.status == "sent"
+                      and idx not in touched and idx in requests and len(requests[idx][1]) >= 2]
+        # One with a third step (the second controller after the first), the others a controller finishes.
+        longer = [idx for idx in candidates if len(requests[idx][1]) >= 3][:1]
+        chosen = set(longer + [idx for idx in candidates if idx not in longer][:AWAITING_CONTROLLER - len(longer)])
+        for idx in chosen:
+            inv = plan.invoices[idx]
+            request, decisions = requests[idx]
+            first = decisions[0]
+            first.approver = analyst
+            del decisions[1:]
+            step = next(s for s in self.refs.policies[request.policy.name][1] if s.order == 2)
+            pending = _rebuilt(request, status="pending", current_step=2, decided_at=None,
+                               step_opened_at=first.decided_at, prepared_by=preparer,
+                               sla_due_at=first.decided_at + timedelta(hours=step.sla_hours))
+            plan.requests[position[id(request)]] = (idx, pending, decisions)
+            plan.invoices[idx] = _rebuilt(inv, status="pending_approval", approved_by=None, approved_at=None,
+                                          prepared_by=preparer)
+            plan.numbers.pop(idx)
+        if not chosen:
+            return
+        plan.logs = [entry for entry in plan.logs
+                     if entry[0] not in chosen or entry[1] not in ("approve", "mark_posted", "mark_sent")]
+        plan.deliveries = [(idx, d) for idx, d in plan.deliveries if idx not in chosen]
+        for idx, exc, _ in plan.exceptions:
+            if idx in chosen and exc.severity == "warning":  # still before the approver
+                exc.state, exc.resolved_by, exc.resolved_at, exc.resolution_reason = "open", None, None, ""
 
     # --- writing -------------------------------------------------------------------------------
 

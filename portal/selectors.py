@@ -108,6 +108,8 @@ class WorkCounts:
     # finance controller
     invoices_pending_approval: int = 0
     invoices_pending_prepared_by_me: int = 0
+    #: Invoices and credit notes whose open approval step the user may decide now ("My approvals").
+    invoices_at_my_step: int = 0
     pending_approval_totals: list[Money] = field(default_factory=list)
     # collections
     overdue_receivables: int = 0
@@ -124,8 +126,9 @@ class WorkCounts:
 
     @property
     def invoices_awaiting_me(self) -> int:
-        """Pending approval, minus those I prepared (I may not approve them)."""
-        return self.invoices_pending_approval - self.invoices_pending_prepared_by_me
+        """Pending invoices whose open step is mine to decide: not those at an earlier step (an analyst's),
+        nor those segregation of duties keeps from me (prepared by me, or a step I already decided)."""
+        return self.invoices_at_my_step
 
 
 def _money_list(rows, amount_key: str) -> list[Money]:
@@ -229,6 +232,11 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
             .order_by("currency")
         )
         counts.pending_approval_totals = _money_list(rows, "total")
+        from approvals.selectors import my_approvals
+
+        counts.invoices_at_my_step = (
+            my_approvals(user).filter(subject_type__in=("invoice", "credit_note")).prefetch_related(None).count()
+        )
 
     if COLLECTIONS in roles:
         paid = (
@@ -486,6 +494,12 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
                             if c.invoices_pending_prepared_by_me
                             else ""
                         ),
+                    ),
+                    WorkItem(
+                        "At your approval step",
+                        c.invoices_awaiting_me,
+                        screen_url("approvals:mine"),
+                        hint="The others wait for an earlier step (an analyst's review) or for someone else.",
                         attention=c.invoices_awaiting_me > 0,
                     ),
                 ],

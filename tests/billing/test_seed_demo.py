@@ -27,7 +27,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _counts() -> dict[str, int]:
-    models = [*apps.get_app_config("billing").get_models(), get_user_model()]
+    models = [*apps.get_app_config("billing").get_models(), *apps.get_app_config("approvals").get_models(),
+              *apps.get_app_config("insights").get_models(), get_user_model()]
     return {m._meta.label: m._default_manager.count() for m in models}
 
 
@@ -97,7 +98,9 @@ def test_one_login_per_role_in_its_group():
         "consultant": "consultant",
         "pm": "project_manager",
         "analyst": "finance_analyst",
+        "analyst2": "finance_analyst",
         "controller": "finance_controller",
+        "controller2": "finance_controller",
         "collections": "collections",
         "admin": "billing_admin",
         "auditor": "auditor",
@@ -126,3 +129,64 @@ def test_a_larger_scale_adds_only_the_missing_blocks():
 
     assert Client.objects.count() == 2 * clients
     assert codes < set(Contract.objects.values_list("code", flat=True))
+
+
+def test_every_persona_finds_work_in_their_queues():
+    """What the README promises each demo login: real work waiting, decidable by that login."""
+    from approvals.models import ApprovalRequest
+    from approvals.selectors import my_approvals
+    from approvals.services import check_decider
+    from billing.models import BillingRun, Invoice
+    from insights.models import InvoiceScore, RiskModel
+    from portal.errors import SegregationOfDutiesError
+
+    seed_demo(scale=1, log=_quiet)
+    users = {u.username: u for u in get_user_model().objects.filter(username__in=[u.username for u in DEMO_USERS])}
+    assert users["analyst2"].check_password(DEMO_PASSWORD) and users["controller2"].check_password(DEMO_PASSWORD)
+
+    # pm: milestones completed by someone else to approve, one planned to complete, weeks of time, change orders.
+    pm = users["pm"]
+    queue = list(my_approvals(pm))
+    kinds = {r.subject_type for r in queue}
+    assert {"milestone", "time_entry", "change_order"} <= kinds
+    completed = Milestone.objects.filter(project__project_manager=pm, status="completed")
+    assert completed.count() >= 2 and not completed.filter(completed_by=pm).exists()
+    assert Milestone.objects.filter(project__project_manager=pm, status="planned", project__status="active").exists()
+    weeks = set(TimeEntry.objects.filter(project__project_manager=pm, status="submitted")
+                .values_list("date__week", flat=True))
+    assert len(weeks) >= 2
+    to_decide = ChangeOrder.objects.filter(contract__projects__project_manager=pm, status="submitted") \
+        .exclude(submitted_by=pm).distinct()
+    assert to_decide.exists()
+    refused = ChangeOrder.objects.get(submitted_by=pm, status="rejected")
+    assert refused.decision_reason
+    own = ChangeOrder.objects.filter(submitted_by=pm, status="submitted").first()
+    assert own is not None
+    own_request = ApprovalRequest.objects.get(subject_type="change_order", object_id=own.pk, status="pending")
+    with pytest.raises(SegregationOfDutiesError):
+        check_decider(request=own_request, user=pm)
+
+    # controllers: invoices past the analyst's step (prepared by analyst2, step 1 by analyst), one of three steps.
+    at_controller = [r for r in my_approvals(users["controller"]) if r.subject_type == "invoice"]
+    assert at_controller and all(r.current_step >= 2 for r in at_controller)
+    assert {r.prepared_by_id for r in at_controller} == {users["analyst2"].pk}
+    assert any(r.policy.steps.count() == 3 for r in at_controller)
+    assert {r.pk for r in at_controller} == {r.pk for r in my_approvals(users["controller2"])
+                                              if r.subject_type == "invoice"}
+    for request in at_controller:
+        assert request.decisions.get(step_order=1).approver == users["analyst"]
+        assert Invoice.objects.get(pk=request.object_id).number is None  # numbered on the last approval
+
+    # The dispute-risk model is trained, and what awaits approval or cash has its scores.
+    assert RiskModel.objects.filter(is_active=True).exists()
+    pending = Invoice.objects.filter(status="pending_approval")
+    assert InvoiceScore.objects.filter(invoice__in=pending, risk_score__isnull=False).count() == pending.count()
+
+    # History runs count the invoices they hold.
+    runs = BillingRun.objects.all()
+    assert runs.count() == 12
+    for run in runs:
+        invoices = Invoice.objects.filter(billing_run=run)
+        assert run.summary["invoices"] == invoices.count() > 0, run
+        assert sum(run.summary["by_status"].values()) == invoices.count()
+        assert run.contracts_total == invoices.values("contract").distinct().count()

@@ -220,23 +220,40 @@ def test_finance_analyst_sees_exceptions_grouped_by_code_and_drafts(client):
     assert "1,250.50" in html
 
 
-def test_controller_sees_pending_approvals_minus_those_they_prepared(client):
+def test_controller_counts_only_the_invoices_at_their_approval_step(client):
+    """Pending approval is not "awaiting me": an invoice at the analyst's step, or one I prepared, is not mine.
+
+    The demo's controller saw "51 pending" on the home page while "My approvals" was empty: every
+    invoice of the run was still at the analyst's step.
+    """
+    from approvals.models import ApprovalRequest
+    from approvals.services import approval_approve, approval_request_open
+
     controller = UserFactory(groups=["finance_controller"], is_staff=True)
+    analyst = UserFactory(groups=["finance_analyst"], is_staff=True)
     contract = ContractFactory()
-    InvoiceFactory.create_batch(2, contract=contract, status="pending_approval", total=Decimal("100.00"))
-    InvoiceFactory(contract=contract, status="pending_approval", prepared_by=controller, total=Decimal("5.00"))
+    at_analyst = InvoiceFactory(contract=contract, status="pending_approval", total=Decimal("20000.00"))
+    at_controller = InvoiceFactory(contract=contract, status="pending_approval", total=Decimal("30000.00"))
+    prepared = InvoiceFactory(contract=contract, status="pending_approval", prepared_by=controller,
+                              total=Decimal("40000.00"))
     InvoiceFactory(contract=contract, status="draft")
+    requests = {inv.pk: approval_request_open(subject=inv) for inv in (at_analyst, at_controller, prepared)}
+    for inv in (at_controller, prepared):
+        approval_approve(request=requests[inv.pk], user=analyst)
+    assert ApprovalRequest.objects.filter(current_step=2, status="pending").count() == 2
 
     response = _home(client, controller)
     counts = response.context["counts"]
     assert counts.invoices_pending_approval == 3
     assert counts.invoices_pending_prepared_by_me == 1
-    assert counts.invoices_awaiting_me == 2
-    assert counts.pending_approval_totals == [Money("EUR", Decimal("205.00"))]
-    pending = response.context["sections"][0].items[0]
-    assert "pending_approval" in pending.url
+    assert counts.invoices_awaiting_me == 1  # at_controller only
+    assert counts.pending_approval_totals == [Money("EUR", Decimal("90000.00"))]
+    section = response.context["sections"][0]
+    assert "pending_approval" in section.items[0].url
+    mine = next(i for i in section.items if i.label == "At your approval step")
+    assert (mine.count, mine.attention) == (1, True)
     to_approve = next(i for i in _nav(response) if i.key == "to_approve")
-    assert to_approve.count == 2
+    assert to_approve.count == 1
 
 
 def test_collections_sees_overdue_open_receivables_net_of_payments(client):
