@@ -337,6 +337,7 @@ _REASON_BODY = {"reason": REASON, "comment": REASON, "evidence": "Signed accepta
 #: pattern → a minimal, valid-looking POST body (world, the rule's object) → form data.
 BODIES: dict[str, Any] = {
     "logout": lambda w, o: {},
+    "mfa": lambda w, o: {"token": "000000"},  # a wrong code: the form answers, no one is locked out
     "password_change": lambda w, o: {
         "old_password": DEFAULT_PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD
     },
