@@ -158,7 +158,7 @@ def test_other_roles_need_no_code_but_may_enrol():
     device = TOTPDevice.objects.get(user=user, confirmed=False)
     assert client.post(MFA, {"token": code_of(device), "next": "/"}).status_code == 302
 
-    later, login = log_in("ana")  # enrolled: from now on asked like everyone enrolled
+    _later, login = log_in("ana")  # enrolled: from now on asked like everyone enrolled
     assert held(login)
 
 
@@ -176,10 +176,13 @@ def test_under_debug_the_demo_logins_work_without_mfa_and_say_so(settings):
     assert "DEBUG is on" not in Client().get("/accounts/login/").content.decode()
 
 
-@pytest.mark.parametrize("setting", ["OTP_DISABLED", "MFA_ENABLED", "MFA_REQUIRED", "OTP_ENABLED", "AXES_ENABLED"])
-def test_no_other_setting_switches_mfa_off(settings, setting):
-    setattr(settings, setting, False)
-    setattr(settings, "OTP_DISABLED", True) if setting == "OTP_DISABLED" else None
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("MFA_ENABLED", False), ("MFA_REQUIRED", False), ("OTP_ENABLED", False), ("OTP_DISABLED", True),
+     ("AXES_ENABLED", False), ("OTP_TOTP_ISSUER", "")],
+)
+def test_no_other_setting_switches_mfa_off(settings, setting, value):
+    setattr(settings, setting, value)
     UserFactory(username="fc", groups=["finance_controller"])
     client, login = log_in("fc")
     assert held(login)
