@@ -481,6 +481,8 @@ def test_cell(rule: Rule, column: str, world: World, routes: dict[str, str], cli
 
     response = client.get(url) if rule.method == "GET" else client.post(url, body)
     got, detail = classify(response, rule)
+    # Every answer of every page carries a Content-Security-Policy (django-csp; receipts set their own).
+    assert response.has_header("Content-Security-Policy"), f"{rule.method} {url} as {column}: no CSP header"
     if response.streaming:  # a receipt: read to the end, so the client closes the file (and only the file)
         b"".join(response.streaming_content)
 
