@@ -24,7 +24,10 @@ from portal.errors import ApplicationError
 
 #: The largest id a database row can have (signed 64-bit, BigAutoField).
 MAX_ID = 2**63 - 1
+#: What `int()` reads as a number (any Unicode digits: the guard must catch those too) ...
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*\Z")
+#: ... and what an integer parameter may be: ASCII digits only.
+_ASCII_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
 
 
 class BadQueryParameter(ApplicationError):
@@ -41,7 +44,7 @@ def int_param(query: Mapping[str, str], name: str, *, min_value: int = 1, max_va
     raw = query.get(name)
     if raw is None or not raw.strip():
         return None
-    if not _INTEGER.match(raw):
+    if not _ASCII_INTEGER.match(raw):
         raise BadQueryParameter(name, "must be a whole number.")
     value = int(raw)
     if not min_value <= value <= max_value:
