@@ -43,10 +43,11 @@ class SchemaView(SpectacularAPIView):
         return response
 
 
-#: The vendored documentation UIs style their widgets with injected <style> elements (and ReDoc runs a
-#: blob: worker): on these two pages only, styles may be inline; scripts stay this origin's files.
-DOCS_CSP = {"style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:", "blob:"], "worker-src": [SELF, "blob:"],
-            "font-src": [SELF, "data:"]}
+#: The vendored documentation UIs style their widgets with injected <style> elements, and ReDoc runs its
+#: search in a worker made from a blob: URL: on these two pages only, styles may be inline and blob: scripts
+#: (which only the page's own scripts can create) may run; no inline script, no eval.
+DOCS_CSP = {"script-src": [SELF, "blob:"], "style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:", "blob:"],
+            "worker-src": [SELF, "blob:"], "font-src": [SELF, "data:"]}
 
 
 @require_GET

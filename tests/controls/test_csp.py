@@ -77,7 +77,7 @@ def test_only_the_vendored_api_docs_may_use_inline_styles(client):
     client.force_login(UserFactory(groups=["finance_analyst"]))
     for url in ("/api/v1/docs/", "/api/v1/redoc/"):
         policy = _policy(client.get(url))
-        assert policy["script-src"] == ["'self'"], url
+        assert set(policy["script-src"]) <= {"'self'", "blob:"}, url  # no inline script, no eval
         assert "'unsafe-inline'" in policy["style-src"], url
     assert "'unsafe-inline'" not in _policy(client.get("/"))["style-src"]
 
