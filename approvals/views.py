@@ -87,6 +87,7 @@ from billing.services.work import (
 )
 from portal.errors import ApplicationError, ConflictError
 from portal.http import HttpResponseSeeOther
+from portal.params import int_param
 from portal.roles import (
     AUDITOR,
     BILLING_ADMIN,
@@ -1122,10 +1123,6 @@ def expense_receipt(request: HttpRequest, pk: int) -> HttpResponse:
 # --- PM: time & expenses -------------------------------------------------------------------------------------
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
-
-
 @require_GET
 @pm_view
 def pm_time(request: HttpRequest) -> HttpResponse:
@@ -1137,7 +1134,7 @@ def pm_time(request: HttpRequest) -> HttpResponse:
     queue = pm_time_queue(
         request.user,
         project=project,
-        person_id=_int_or_none(request.GET.get("person")),
+        person_id=int_param(request.GET, "person"),
         monday=monday,
         page_number=request.GET.get("page"),
     )
@@ -1147,7 +1144,7 @@ def pm_time(request: HttpRequest) -> HttpResponse:
         {
             "queue": queue,
             "project": project,
-            "person_filter": _int_or_none(request.GET.get("person")),
+            "person_filter": int_param(request.GET, "person"),
             "week_filter": week_key(monday) if monday else "",
             "filtered": bool(project or monday or request.GET.get("person")),
         },

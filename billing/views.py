@@ -38,6 +38,7 @@ from billing.services.invoices import (
 from portal.errors import ApplicationError
 from portal.http import HttpResponseSeeOther
 from portal.http import forbidden as _forbidden
+from portal.params import int_param
 from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 from portal.selectors import user_roles as memoised_user_roles
 
@@ -253,12 +254,12 @@ def exception_queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 @finance_view()
 def invoice_list(request: HttpRequest) -> HttpResponse:
-    run_id = request.GET.get("run")
+    run_id = int_param(request.GET, "run")
     filter_form = InvoiceFilterForm(request.GET or None)
     filters = filter_form.cleaned_data if filter_form.is_valid() else {}
     queue = selectors.invoice_queue(
         status=request.GET.get("status"),
-        run_id=int(run_id) if run_id and run_id.isdigit() else None,
+        run_id=run_id,
         filters=filters,
         sort=filters.get("sort") or "oldest",
     )
@@ -267,7 +268,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         "billing/invoice_list.html",
         {
             "queue": queue,
-            "run_id": run_id if run_id and run_id.isdigit() else "",
+            "run_id": run_id or "",
             "access": _access(request),
             "filter_form": filter_form,
         },

@@ -8,7 +8,6 @@ off; collections and finance set a client's collections profile. The services ch
 
 from __future__ import annotations
 
-import csv
 import datetime
 import functools
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from disputes.forms_collections import (
     StatementForm,
 )
 from disputes.models import CollectionsHandoff
+from portal.csv_export import csv_writer
 from portal.errors import ApplicationError
 from portal.http import HttpResponseSeeOther
 from portal.http import forbidden as _forbidden
@@ -155,7 +155,7 @@ def aging(request: HttpRequest) -> HttpResponse:
 def _aging_csv(report: sel.AgingReport) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="ar-aging-{report.as_of:%Y-%m-%d}.csv"'
-    writer = csv.writer(response)
+    writer = csv_writer(response)
     labels = [label for _key, label, _lo, _hi in sel.BUCKETS]
     writer.writerow(
         ["as_of", "entity", "client_code", "client", "currency", *labels, "total", "of_which_disputed",

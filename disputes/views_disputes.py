@@ -51,6 +51,7 @@ from disputes.services import (
 )
 from portal.errors import ApplicationError
 from portal.http import forbidden as _forbidden
+from portal.params import int_param
 from portal.roles import AUDITOR
 from portal.selectors import user_roles as memoised_user_roles
 
@@ -115,6 +116,10 @@ def _invoice_url(invoice_id: int) -> str:
     return reverse("billing:invoice_detail", args=[invoice_id])
 
 
+#: The `min_age` filter's ceiling, in days (a century: no dispute is older).
+MAX_AGE_DAYS = 36_500
+
+
 # --- list and detail ------------------------------------------------------------------------------
 
 
@@ -126,7 +131,7 @@ def dispute_list(request: HttpRequest) -> HttpResponse:
         "category": request.GET.get("category") or "",
         "owner": request.GET.get("owner") or "",
         "client": request.GET.get("client") or "",
-        "min_age": request.GET.get("min_age") if (request.GET.get("min_age") or "").isdigit() else "",
+        "min_age": int_param(request.GET, "min_age", min_value=0, max_value=MAX_AGE_DAYS) or "",
         "min_amount": _decimal_or_none(request.GET.get("min_amount")),
         "overdue": request.GET.get("overdue") == "1",
         "sort": request.GET.get("sort") if request.GET.get("sort") in selectors.SORTS else "due",

@@ -9,7 +9,6 @@ controllers and auditors (read only anyway) see them; everyone else gets 403.
 
 from __future__ import annotations
 
-import csv
 import datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from insights import charts, drilldown, selectors
 from insights.charts import Point
 from insights.params import parse_filters
 from insights.selectors import KpiFilters
+from portal.csv_export import csv_writer
 from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import screen_url, user_roles
 from portal.templatetags.portal_tags import money
@@ -450,7 +450,7 @@ def _csv(filename: str, headers: list[str], rows: Iterable[list[str]]) -> Stream
         def write(self, value: str) -> str:
             return value
 
-    writer = csv.writer(Echo())
+    writer = csv_writer(Echo())
 
     def stream():
         yield "\ufeff"  # Excel reads UTF-8 with a BOM

@@ -40,6 +40,12 @@ THIRD_PARTY_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_filters",
+    # Login security (docs/decisions/0034-login-security.md): lockout after failed logins, TOTP MFA.
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    # Content-Security-Policy header on every response (docs/decisions/0035-content-security-policy.md).
+    "csp",
 ]
 LOCAL_APPS = [
     "portal",
@@ -62,9 +68,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Oversized bodies answered 413 from Content-Length, before anything reads them (portal/uploads.py).
     "portal.uploads.RequestSizeLimitMiddleware",
+    # Controllers, billing admins, superusers (and anyone enrolled) must pass MFA before any page.
+    "portal.security.MfaRequiredMiddleware",
+    # 400 with the error shape for out-of-range integers / NUL bytes in the query string (never a 500).
+    "portal.params.QueryParameterGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page (HTTP 429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -100,6 +113,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses any password check (portal login, admin login) for a locked-out username + IP.
+    "axes.backends.AxesStandaloneBackend",
     "rules.permissions.ObjectPermissionBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -293,6 +308,46 @@ UPLOAD_FORM_OVERHEAD_BYTES = 256 * 1024  # the form's other fields and multipart
 UPLOAD_MAX_BYTES_BY_PATH = {"/integrations/imports/": 5 * 1024 * 1024}  # the CSV time import
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # forms, JSON API (2.5 MB)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploaded files are streamed to a temporary file
+
+# Login security (docs/decisions/0034-login-security.md). django-axes counts failed password logins per
+# username + client IP; at AXES_FAILURE_LIMIT the pair is locked out for the cool-off (HTTP 429 and the
+# lockout page), every further attempt while locked out restarts the cool-off, a successful login clears it.
+# Clear a lockout in the admin (Axes → Access attempts) or with `manage.py axes_reset_username <name>`.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "portal.security.client_ip"
+AXES_SENSITIVE_PARAMETERS = ["password", "token"]
+# Behind N reverse proxies that each append to X-Forwarded-For, the client is the Nth address from the
+# right; 0 (default) uses the socket's address (REMOTE_ADDR).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+# TOTP (django-otp): required for finance controllers, billing admins and superusers, and for anyone who
+# enrolled. Not configurable: only DEBUG (the local demo) skips the requirement, and the pages say so.
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="Billable")
+
+# Payment webhooks: deliveries without a valid signature allowed per client address and minute (then 429).
+WEBHOOK_AUTH_FAILURES_PER_MINUTE = env.int("WEBHOOK_AUTH_FAILURES_PER_MINUTE", default=20)
+
+# Content-Security-Policy (django-csp 4, docs/decisions/0035-content-security-policy.md): only this
+# origin's scripts, styles, fonts and images; no inline script, no inline style, no framing, no plugins.
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]

@@ -6,6 +6,8 @@ from portal import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    # Two-factor (TOTP) enrolment and verification: required of controllers, billing admins, superusers.
+    path("accounts/mfa/", views.mfa, name="mfa"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("billing/", include("billing.urls")),
     path("approvals/", include("approvals.urls")),

@@ -15,3 +15,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _force_login_passes_mfa():
+    """`client.force_login(user)` of a user who must pass MFA also verifies the session with a real TOTP device.
+
+    What a user who passed the real MFA flow (tests/controls/test_mfa.py) holds; see tests/login.py.
+    """
+    from django.test.client import ClientMixin
+
+    from portal.security import mfa_required
+    from tests.login import mark_session_verified
+
+    original = ClientMixin.force_login
+
+    def force_login(self, user, backend=None):
+        original(self, user, backend)
+        if mfa_required(user):
+            mark_session_verified(self, user)
+
+    ClientMixin.force_login = force_login
+    yield
+    ClientMixin.force_login = original

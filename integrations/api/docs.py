@@ -7,6 +7,8 @@ documentation pages are for logged-in portal users (they read the schema with th
 
 from __future__ import annotations
 
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -41,13 +43,22 @@ class SchemaView(SpectacularAPIView):
         return response
 
 
+#: The vendored documentation UIs style their widgets with injected <style> elements, and ReDoc runs its
+#: search in a worker made from a blob: URL: on these two pages only, styles may be inline and blob: scripts
+#: (which only the page's own scripts can create) may run; no inline script, no eval.
+DOCS_CSP = {"script-src": [SELF, "blob:"], "style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:", "blob:"],
+            "worker-src": [SELF, "blob:"], "font-src": [SELF, "data:"]}
+
+
 @require_GET
 @login_required
+@csp_update(DOCS_CSP)
 def swagger_ui(request: HttpRequest) -> HttpResponse:
     return render(request, "integrations/api/swagger_ui.html", {"schema_url": reverse("api:schema")})
 
 
 @require_GET
 @login_required
+@csp_update(DOCS_CSP)
 def redoc(request: HttpRequest) -> HttpResponse:
     return render(request, "integrations/api/redoc.html", {"schema_url": reverse("api:schema")})

@@ -21,6 +21,7 @@ from billing.services.payments import MAX_REFERENCE
 from integrations.api.errors import ApiErrorSerializer, error_response
 from integrations.services import webhooks
 from portal.errors import ApplicationError
+from portal.security import client_ip
 
 
 class PaymentEventDataSerializer(serializers.Serializer):
@@ -107,15 +108,24 @@ class PaymentWebhookView(APIView):
             200: OpenApiResponse(WebhookAckSerializer, description="Applied, or a replay (nothing applied again)."),
             202: OpenApiResponse(WebhookAckSerializer, description="Recorded as an exception for finance."),
             400: OpenApiResponse(ApiErrorSerializer, description="Not JSON, or not a valid payment.received event."),
-            401: OpenApiResponse(ApiErrorSerializer, description="Unknown client, bad or missing signature, "
-                                 "timestamp outside 5 minutes."),
+            401: OpenApiResponse(ApiErrorSerializer, description="`unauthenticated`: one answer for an unknown or "
+                                 "revoked client, a bad or missing signature, a timestamp outside 5 minutes; "
+                                 "nothing is stored."),
             403: OpenApiResponse(ApiErrorSerializer, description="The client lacks the scope webhooks:payments."),
             409: OpenApiResponse(ApiErrorSerializer, description="The payment reference was recorded with other "
                                  "data."),
             413: OpenApiResponse(ApiErrorSerializer, description="Body over 64 KiB."),
+            429: OpenApiResponse(ApiErrorSerializer, description="Too many unauthenticated deliveries from this "
+                                 "address in the last minute."),
         },
     )
     def post(self, request) -> Response:
+        address = client_ip(request._request)
+        if webhooks.throttled(address=address):
+            response = error_response(429, "throttled", "Too many unauthenticated deliveries from this address; "
+                                      "retry in a minute.")
+            response["Retry-After"] = "60"
+            return response
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -133,6 +143,8 @@ class PaymentWebhookView(APIView):
                 body=body,
             )
         except webhooks.WebhookRejected as exc:
+            if exc.status_code == 401:
+                webhooks.count_failure(address=address)
             return _error(exc, exc.status_code)
 
         try:

@@ -14,9 +14,13 @@ The payment provider (or the bank middleware) posts `payment.received` events to
 - The payment goes through `billing.services.payments.payment_record` as the client's service
   user: unknown invoice, other currency, overpayment or a closed invoice become exceptions for
   finance and the event is still acknowledged (202). Never a 500 for a business outcome.
-- Rejected deliveries (bad signature, stale timestamp, unknown scope, invalid event) are stored
-  with result `rejected` under a generated id (`rejected:<uuid>`), so a forged or broken delivery
-  can never claim the id of a genuine event; an unknown client is only logged.
+- A delivery that does not prove the client's secret (unknown or revoked client, no secret,
+  signature missing, wrong or stale) is answered 401 `unauthenticated`, always the same, and
+  stores nothing (the reason is logged); an address that sends more than
+  `WEBHOOK_AUTH_FAILURES_PER_MINUTE` of those in a minute is answered 429 without any check.
+- Rejected deliveries of an authenticated client (missing scope, not JSON, invalid event) are stored
+  with result `rejected` under a generated id (`rejected:<uuid>`), so a broken delivery can never
+  claim the id of a genuine event.
 """
 
 from __future__ import annotations
@@ -110,29 +114,70 @@ def webhook_client(name: str) -> IntegrationClient | None:
     return IntegrationClient.objects.select_related("user").filter(name=name).first()
 
 
+#: The one answer to every delivery that does not prove the client's secret (ADR 0023, issue 12 finding 6):
+#: whether the client is unknown, revoked, without a secret, or the signature missing, wrong or stale is
+#: told to nobody — the operators read it in the log.
+UNAUTHENTICATED_MESSAGE = (
+    f"Not authenticated. Send {CLIENT_HEADER} with your integration client's name and "
+    f"{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook secret, 't.' + raw body)>, "
+    f"within {TOLERANCE_SECONDS // 60} minutes of our clock."
+)
+#: A secret no client has: an unknown client's signature is checked against it, so the answer takes as long.
+_NO_SECRET = uuid.uuid4().hex
+
+
+def _unauthenticated(reason: str, client_name: str) -> WebhookRejected:
+    logger.warning("Payment webhook refused (%s) for client %r", reason, (client_name or "")[:100])
+    return WebhookRejected(UNAUTHENTICATED_MESSAGE, code="unauthenticated", status_code=401)
+
+
 def authenticate(*, client_name: str, signature: str, body: bytes, now: float | None = None) -> IntegrationClient:
     """The sending client, when known, active, allowed and the signature holds; else WebhookRejected.
 
-    A refusal of a known client is stored as a rejected event; an unknown client is only logged.
+    Until the signature holds, nothing is stored and every refusal is the same 401 (the reason is logged):
+    a stranger learns neither which client names exist nor which check failed, and cannot fill the
+    database. Only a client that proved its secret but lacks the scope gets its own answer (403).
     """
     client = webhook_client(client_name)
-    if client is None:
-        logger.warning("Payment webhook from unknown client %r refused", (client_name or "")[:100])
-        raise WebhookRejected(f"Send {CLIENT_HEADER} with the name of an integration client.",
-                              code="unknown_client")
+    usable = client is not None and client.is_active and bool(client.webhook_secret)
     try:
-        if not client.is_active:
-            raise WebhookRejected("This integration client is revoked.", code="client_revoked")
-        if not client.webhook_secret:
-            raise WebhookRejected("This integration client has no webhook secret.", code="no_webhook_secret")
-        verify_signature(secret=client.webhook_secret, header=signature, body=body, now=now)
-        if not client.has_scope(SCOPE):
-            raise WebhookRejected(f"This client lacks the scope {SCOPE}.", code="insufficient_scope",
-                                  status_code=403)
+        verify_signature(secret=client.webhook_secret if usable else _NO_SECRET, header=signature, body=body,
+                         now=now)
     except WebhookRejected as exc:
+        raise _unauthenticated(exc.code, client_name) from None
+    if not usable:
+        raise _unauthenticated("unknown_client" if client is None else (
+            "client_revoked" if not client.is_active else "no_webhook_secret"), client_name)
+    if not client.has_scope(SCOPE):
+        exc = WebhookRejected(f"This client lacks the scope {SCOPE}.", code="insufficient_scope", status_code=403)
         webhook_reject(client=client, reason=exc, body=body)
-        raise
+        raise exc
     return client
+
+
+def failure_throttle_key(address: str) -> str:
+    return f"webhooks:payments:failures:{address}"
+
+
+def throttled(*, address: str) -> bool:
+    """Whether `address` sent too many unauthenticated deliveries in the current minute (then: 429, no work)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    return cache.get(failure_throttle_key(address), 0) >= settings.WEBHOOK_AUTH_FAILURES_PER_MINUTE
+
+
+def count_failure(*, address: str) -> None:
+    """One more unauthenticated delivery from `address` in this minute (a fixed window in the cache)."""
+    from django.core.cache import cache
+
+    key = failure_throttle_key(address)
+    if cache.add(key, 1, timeout=60):
+        return
+    try:
+        cache.incr(key)
+    except ValueError:  # expired in between
+        cache.add(key, 1, timeout=60)
 
 
 def webhook_reject(*, client: IntegrationClient, reason: ApplicationError, body: bytes,

@@ -7,9 +7,15 @@ from django import template
 from django.utils.html import format_html
 
 from billing.money import round_money
-from portal import selectors
+from portal import security, selectors
 
 register = template.Library()
+
+
+@register.simple_tag
+def mfa_enforced() -> bool:
+    """Whether two-factor is enforced (everywhere but under DEBUG): the sign-in pages say which."""
+    return security.mfa_enforced()
 
 
 @register.inclusion_tag("portal/_nav.html", takes_context=True)

@@ -17,4 +17,17 @@
       event.stopPropagation();
     }
   }, true);
+  // data-print buttons print the page; data-autosubmit selects submit their form on change
+  // (handlers here, not in onclick/onchange attributes, which the Content-Security-Policy forbids).
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-print]")) {
+      window.print();
+    }
+  });
+  document.addEventListener("change", function (event) {
+    var el = event.target.closest("[data-autosubmit]");
+    if (el && el.form) {
+      el.form.submit();
+    }
+  });
 })();

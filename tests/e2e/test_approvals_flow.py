@@ -26,7 +26,6 @@ from billing.models import Milestone, TimeEntry
 from billing.services.milestones import milestone_complete
 from billing.services.work import time_entry_create, work_submit
 from tests.factories import (
-    DEFAULT_PASSWORD,
     ContractFactory,
     MilestoneFactory,
     PersonFactory,
@@ -34,6 +33,7 @@ from tests.factories import (
     RoleFactory,
     UserFactory,
 )
+from tests.login import log_in as form_log_in
 
 # The live server needs committed data (transaction=True); the default approval policies come
 # back after each flush through the approvals app's post_migrate receiver.
@@ -45,11 +45,8 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 def log_in(page, username: str, next_url: str) -> None:
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    """The login form, then the TOTP code when the user must pass two-factor (tests/login.py)."""
+    form_log_in(page, username, next_url)
 
 
 @pytest.fixture

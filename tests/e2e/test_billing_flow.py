@@ -14,7 +14,6 @@ from playwright.sync_api import expect
 
 from billing.models import BillingRun, Invoice
 from tests.factories import (
-    DEFAULT_PASSWORD,
     ContractFactory,
     PersonFactory,
     ProjectFactory,
@@ -23,6 +22,7 @@ from tests.factories import (
     TimeEntryFactory,
     UserFactory,
 )
+from tests.login import log_in as form_log_in
 
 # The live server needs committed data (transaction=True). Seeded defaults (tax rules, role
 # permissions) come back after each flush through post_migrate receivers, so no serialized_rollback.
@@ -32,11 +32,8 @@ WORK_DAY = datetime.date(2025, 3, 10)
 
 
 def log_in(page, username: str, next_url: str) -> None:
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    """The login form, then the TOTP code when the user must pass two-factor (tests/login.py)."""
+    form_log_in(page, username, next_url)
 
 
 @pytest.fixture

@@ -18,17 +18,15 @@ from approvals.services.defaults import ensure_approval_defaults
 from billing.models import Invoice, TimeEntry
 from disputes.models import Dispute
 from tests.disputes.factories import issued_invoice, lines_of
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories import UserFactory
+from tests.login import log_in as form_log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def log_in(page, username: str, next_url: str) -> None:
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    """The login form, then the TOTP code when the user must pass two-factor (tests/login.py)."""
+    form_log_in(page, username, next_url)
 
 
 @pytest.fixture

@@ -9,34 +9,21 @@ Run: `pytest tests/e2e/test_override_flow.py` (Playwright + Debian's /usr/bin/ch
 """
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
-
 from playwright.sync_api import expect
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_open
 from approvals.services.defaults import ensure_approval_defaults
-from tests.factories import DEFAULT_PASSWORD, InvoiceFactory, UserFactory
+from tests.factories import InvoiceFactory, UserFactory
+from tests.login import log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 REASON = "Client signs today; analyst and second controller on leave"
-
-
-def log_in(page, username: str, next_url: str) -> None:
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
 
 
 def test_four_eyes_override_end_to_end(e2e_settings, new_page, shoot):

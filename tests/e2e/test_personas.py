@@ -17,17 +17,11 @@ Run: `pytest tests/e2e/test_personas.py` (Playwright + Debian's /usr/bin/chromiu
 from __future__ import annotations
 
 import datetime
-import os
 import re
 from decimal import Decimal
 from io import StringIO
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
-
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
@@ -35,6 +29,7 @@ from playwright.sync_api import expect
 
 from approvals.models import ApprovalRequest
 from billing.models import BillingRun, Invoice, Milestone, RateCard, RateCardLine, Role
+from tests.login import log_in as form_log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -58,12 +53,12 @@ def demo(e2e_settings) -> dict[str, str]:
 
 
 def log_in(page, demo: dict[str, str], username: str, next_url: str) -> None:
-    """Sign in through the login form with the printed demo credentials (the one login of this module)."""
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(demo[username])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    """Sign in through the login form with the printed demo credentials (the one login of this module).
+
+    The suite runs with DEBUG off, so controllers and admins also pass the TOTP check
+    (tests/login.py types the code of an enrolled authenticator).
+    """
+    form_log_in(page, username, next_url, password=demo[username])
 
 
 def _user(username: str):

@@ -9,15 +9,10 @@ Run: `pytest tests/e2e/test_pm_time_grid.py` (Playwright + Debian's /usr/bin/chr
 from __future__ import annotations
 
 import datetime
-import os
 import re
 from decimal import Decimal
 
 import pytest
-
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-if not os.path.exists("/usr/bin/chromium"):
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
 
 from billing.services.work import time_entry_create, work_submit
 from tests.factories import DEFAULT_PASSWORD, PersonFactory, ProjectFactory, UserFactory

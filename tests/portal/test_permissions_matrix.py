@@ -337,6 +337,7 @@ _REASON_BODY = {"reason": REASON, "comment": REASON, "evidence": "Signed accepta
 #: pattern → a minimal, valid-looking POST body (world, the rule's object) → form data.
 BODIES: dict[str, Any] = {
     "logout": lambda w, o: {},
+    "mfa": lambda w, o: {"token": "000000"},  # a wrong code: the form answers, no one is locked out
     "password_change": lambda w, o: {
         "old_password": DEFAULT_PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD
     },
@@ -481,6 +482,8 @@ def test_cell(rule: Rule, column: str, world: World, routes: dict[str, str], cli
 
     response = client.get(url) if rule.method == "GET" else client.post(url, body)
     got, detail = classify(response, rule)
+    # Every answer of every page carries a Content-Security-Policy (django-csp; receipts set their own).
+    assert response.has_header("Content-Security-Policy"), f"{rule.method} {url} as {column}: no CSP header"
     if response.streaming:  # a receipt: read to the end, so the client closes the file (and only the file)
         b"".join(response.streaming_content)
 

@@ -6,6 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.demo import DEFAULT_SEED, demo_logins, seed_demo
+from portal.security import mfa_enforced
 
 
 class Command(BaseCommand):
@@ -32,3 +33,13 @@ class Command(BaseCommand):
         self.stdout.write("\nDemo logins (same password for all):")
         for username, password, role in demo_logins():
             self.stdout.write(f"  {username:<12} {password:<16} {role}")
+        if mfa_enforced():
+            self.stdout.write(
+                "Two-factor is enforced (DEBUG is off): controller and admin enrol an authenticator app at "
+                "their first sign-in."
+            )
+        else:
+            self.stdout.write(
+                "DEBUG is on: these logins work without two-factor here. With DEBUG off, controller and admin "
+                "must enrol an authenticator app (TOTP) at their first sign-in."
+            )

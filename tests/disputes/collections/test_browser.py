@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.core import mail
 from django.utils import timezone
@@ -12,16 +10,14 @@ from playwright.sync_api import expect
 from disputes.models import CollectionsHandoff, CollectionsProfile, DunningNotice
 from tests.disputes.collections.factories import issued_invoice, payment
 from tests.factories import DEFAULT_PASSWORD, ClientFactory, LegalEntityFactory, UserFactory
+from tests.login import log_in as form_log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def log_in(page, username: str, next_url: str) -> None:
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    """The login form, then the TOTP code when the user must pass two-factor (tests/login.py)."""
+    form_log_in(page, username, next_url)
 
 
 def test_collections_works_aging_hand_off_dunning_and_statement(e2e_settings, new_page, shoot):

@@ -6,6 +6,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from django_fsm_log.models import StateLog
 
@@ -136,7 +137,8 @@ def test_statement_page_is_printable_and_bounded(client, django_assert_max_num_q
         page = client.get(url, {"as_of": TODAY.isoformat()})
 
     html = page.content.decode()
-    assert page.status_code == 200 and "@media print" in html and first.number in html
+    assert page.status_code == 200 and "css/collections.css" in html and first.number in html
+    assert "@media print" in (settings.BASE_DIR / "static" / "css" / "collections.css").read_text()  # print styles
     assert "Save profile" not in html  # auditors change nothing
     assert client.get(reverse("disputes:client_statement", args=[999999])).status_code == 404
 

@@ -15,17 +15,15 @@ from billing.models import Invoice
 from integrations.services.clients import integration_client_create
 from integrations.services.webhooks import signature_header
 from tests.disputes.payments.factories import issued_invoice
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories import UserFactory
+from tests.login import log_in as form_log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def log_in(page, username: str, next_url: str) -> None:
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    """The login form, then the TOTP code when the user must pass two-factor (tests/login.py)."""
+    form_log_in(page, username, next_url)
 
 
 def test_partial_payment_then_unapplied_cash_applied(e2e_settings, new_page, shoot):
