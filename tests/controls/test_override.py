@@ -36,7 +36,7 @@ from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
 from portal.roles import sync_role_permissions
 from tests.factories import InvoiceFactory, TimeEntryFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("override")]
 
 REASON = "Client signs off today; both reviewers are on leave"
 
@@ -107,9 +107,16 @@ def test_a_controller_cannot_skip_a_pms_time_approval(controller_a):
 
 
 def test_cancelling_the_request_opens_no_way_around_the_route(controller_a):
-    """Cancel (finance may) then approve. Old code: the approval went through the service's own rules alone."""
+    """Cancel then approve. Old code: the approval went through the service's own rules alone.
+
+    A person's cancel of a route still awaiting approval is refused (docs/controls.md, policy-route); and
+    even after the system cancels a route, nobody decides outside it: the approval routes the invoice again.
+    """
     invoice = big_invoice()
-    approval_request_cancel(request=routed(invoice), user=controller_a, reason="Revalidating")
+    request = routed(invoice)
+    with pytest.raises(ApplicationError):
+        approval_request_cancel(request=request, user=controller_a, reason="Revalidating")
+    approval_request_cancel(request=request, user=None, reason="Revalidating")
     with pytest.raises(PermissionDeniedError):
         invoice_approve(invoice=invoice, user=controller_a)
     invoice.refresh_from_db()
