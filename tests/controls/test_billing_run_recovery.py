@@ -51,6 +51,8 @@ from tests.factories import (
     UserFactory,
 )
 
+pytestmark = pytest.mark.control("billing-run-recovery")
+
 ROOT = Path(__file__).resolve().parents[2]
 START, END, RUN_DATE = datetime.date(2025, 3, 1), datetime.date(2025, 3, 31), datetime.date(2025, 4, 1)
 CONTRACTS, ENTRIES_PER_CONTRACT = 10, 3

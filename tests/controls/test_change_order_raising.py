@@ -15,7 +15,7 @@ from billing.services.change_orders import MilestoneTerm, change_order_draft_sav
 from portal.errors import ApplicationError, PermissionDeniedError
 from tests.factories import ChangeOrderFactory, ProjectFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("change-order-raising")]
 
 
 def _save(**kwargs):

@@ -517,7 +517,8 @@ def test_the_sow_change_order_applies_its_terms_only_when_someone_else_approves_
     sow_rate = ContractRate.objects.get(contract=contract, rate=Decimal("181.2500"))
     assert sow_rate.change_order.code.startswith("SOW-")
     latest = contract.history.first()
-    assert latest.history_user in (controller, second) and "Applied by approved change order" in latest.history_change_reason
+    assert latest.history_user in (controller, second)
+    assert "Applied by approved change order" in latest.history_change_reason
 
 
 def test_a_new_cap_is_set_by_approval_on_a_contract_that_had_none(db):

@@ -18,6 +18,8 @@ from django.urls import NoReverseMatch, reverse
 from portal import permissions_matrix as pm
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
+pytestmark = pytest.mark.control("csp")
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 #: Not web pages: e-mail bodies and the PDF source carry their own inline styles (no CSP applies there).

