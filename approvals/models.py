@@ -1,4 +1,4 @@
-"""Approval policies, requests, decisions, delegations and reminders (DESIGN §4).
+"""Approval policies, requests, decisions, delegations and reminders (docs/rules/approvals.md).
 
 One engine for every approvable subject (invoice, credit note, milestone, change
 order, time entry, expense): an `ApprovalPolicy` matched on the subject's facts
@@ -295,7 +295,7 @@ class ApprovalDecision(models.Model):
         related_name="decisions",
         help_text="Set when the step was skipped by a confirmed route override (four eyes).",
     )
-    step_opened_at = models.DateTimeField(null=True, blank=True, help_text="For approval latency (DESIGN §7).")
+    step_opened_at = models.DateTimeField(null=True, blank=True, help_text="For approval latency (docs/rules/kpis.md).")
     decided_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 

@@ -744,7 +744,7 @@ def _own_project(request: HttpRequest, code_or_pk: str | None) -> Project | Http
 @require_GET
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    """Each role lands on what waits for it (UI.md)."""
+    """Each role lands on what waits for it (docs/rules/screens.md)."""
     roles = _roles(request)
     if PROJECT_MANAGER in roles:
         return redirect("approvals:pm_time")

@@ -521,7 +521,7 @@ def measure_run(dbs: Databases, profile: Path | None = None) -> dict:
 
 # --------------------------------------------------------------------------- floor
 
-# The time statement: eligible time as the run reads it (DESIGN §3: approved, billable,
+# The time statement: eligible time as the run reads it (docs/rules/billing.md: approved, billable,
 # not linked, dated up to the period end; fixed-fee contracts bill no time; retainers
 # only time in the period), priced from the contract's rate card line effective on the
 # entry's date; lines by GROUP BY (invoice, project, role, rate); then the linking

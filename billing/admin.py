@@ -198,7 +198,7 @@ class RateCardLineInline(BillableInline):
 
 
 def contract_terms_locked(contract: Contract | None) -> bool:
-    """A live contract's terms and rates change only through an approved change order (DESIGN §4)."""
+    """A live contract's terms and rates change only through an approved change order (docs/rules/approvals.md)."""
     return contract is not None and contract.pk is not None and contract.terms_locked
 
 

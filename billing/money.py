@@ -21,7 +21,7 @@ def quantum(currency: str) -> Decimal:
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Round half up to the currency's minor unit (DESIGN §3.1)."""
+    """Round half up to the currency's minor unit (docs/rules/billing.md §1)."""
     return Decimal(amount).quantize(quantum(currency), rounding=ROUND_HALF_UP)
 
 

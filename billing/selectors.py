@@ -293,7 +293,7 @@ QUEUE_SORTS = {
     "oldest": ("issue_date", "created_at", "-total", "id"),
     "largest": ("-total", "issue_date", "id"),
     "due": ("due_date", "-total", "id"),
-    "priority": ("-cash_impact", "issue_date", "id"),  # insights.services.priority (DESIGN §8)
+    "priority": ("-cash_impact", "issue_date", "id"),  # insights.services.priority (docs/rules/assistive.md)
 }
 
 

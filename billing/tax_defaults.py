@@ -1,4 +1,4 @@
-"""The built-in tax rules of DESIGN §3.9 (seeded by migration billing/0002).
+"""The built-in tax rules of docs/rules/billing.md §9 (seeded by migration billing/0002).
 
 Billing admins edit the live rules in Django admin; `run_scenario` bills worked
 examples against exactly these defaults.

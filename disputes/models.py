@@ -1,6 +1,6 @@
 """Disputes and collections: a customer's objection to an invoice, and the chasing of what is owed.
 
-DESIGN §6. Opening a dispute marks the invoice `disputed` and holds the disputed
+docs/rules/disputes-and-collections.md. Opening a dispute marks the invoice `disputed` and holds the disputed
 amount from dunning (the whole balance for a full dispute; ADR 0038);
 resolving it with a credit makes a draft credit note that goes through approval
 (`credit_and_reissue` also releases the billed items for the corrected invoice).

@@ -1,4 +1,4 @@
-"""Dispute use cases: open, investigate, note, withdraw, resolve (DESIGN §6, ADR 0024).
+"""Dispute use cases: open, investigate, note, withdraw, resolve (docs/rules/disputes-and-collections.md, ADR 0024).
 
 Each service is one transaction: it locks the invoice (then the dispute) row,
 moves both through their FSM transitions (django-fsm-log StateLog rows) and saves

@@ -1,4 +1,4 @@
-"""GET /api/v1/kpis/: every KPI of DESIGN §7 for a period and filters, one key per metric (scope `read:kpis`).
+"""GET /api/v1/kpis/: every KPI of docs/rules/kpis.md for a period and filters, one key per metric (scope `read:kpis`).
 
 The same selectors serve the dashboards and `manage.py kpis`; each metric's definition is
 `insights.selectors.DEFINITIONS[key]` (the selector's docstring), returned with `?definitions=1`.

@@ -1,4 +1,4 @@
-"""What the assistive scores look at, read point-in-time from the firm's own records (DESIGN §8).
+"""What the assistive scores look at, read point-in-time from the firm's own records (docs/rules/assistive.md).
 
 Two consumers share these reads so that an invoice is described the same way
 when a model is trained on history and when a new draft is scored:

@@ -1,4 +1,4 @@
-"""Assistive intelligence records (DESIGN §8): scores with their reasons, trained models, SOW suggestions.
+"""Assistive intelligence records (docs/rules/assistive.md): scores with their reasons, trained models, SOW suggestions.
 
 Everything here is advisory: a score never approves or blocks anything by itself;
 the ANOMALY warning it raises is routed by the approval policies like any other.
@@ -109,7 +109,7 @@ class SowReading(models.Model):
 
     The web request only stores the file; a worker extracts the text in a child process with a
     page cap and a time limit, so a pathological PDF can neither stall the web server nor hold
-    a lock (DESIGN §8; docs/decisions/0033-sow-reading-in-the-background.md).
+    a lock (docs/rules/assistive.md; docs/decisions/0033-sow-reading-in-the-background.md).
     """
 
     class Status(models.TextChoices):

@@ -1,4 +1,4 @@
-"""Process-intelligence KPIs (DESIGN §7): one function per metric, each computed in the database.
+"""Process-intelligence KPIs (docs/rules/kpis.md): one function per metric, each computed in the database.
 
 Every metric reads the records and the transition log (`django_fsm_log.StateLog`) as they
 are; nothing is pre-aggregated, so a number on a dashboard is always the records behind it.
@@ -483,7 +483,7 @@ def approval_latency(f: KpiFilters) -> dict[str, Any]:
 
 
 def route_overrides(f: KpiFilters) -> dict[str, int]:
-    """Four-eyes overrides of approval routes: requested and confirmed in the period (DESIGN §4).
+    """Four-eyes overrides of approval routes: requested and confirmed in the period (docs/rules/approvals.md).
 
     Skipped steps are recorded without `step_opened_at`, so they never count in the latency above.
     """
@@ -1110,7 +1110,7 @@ DEFINITIONS = {key: definition(key) for key in METRICS}
 
 def kpis(period_start: datetime.date, period_end: datetime.date, *, metrics: Iterable[str] | None = None,
          **filters: Any) -> dict[str, Any]:
-    """Every KPI of DESIGN §7 for the period and filters: one key per metric, plus `filters`."""
+    """Every KPI of docs/rules/kpis.md for the period and filters: one key per metric, plus `filters`."""
     f = KpiFilters(period_start=period_start, period_end=period_end, **filters)
     if f.period_end < f.period_start:
         raise ValueError("period_end is before period_start")

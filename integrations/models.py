@@ -1,6 +1,6 @@
 """Integration records: API clients and their idempotency keys, the ERP outbox, webhooks, imports.
 
-Billable sits between CRM/PSA and the ERP (DESIGN §5). Each external system is an
+Billable sits between CRM/PSA and the ERP (docs/rules/integrations.md). Each external system is an
 `IntegrationClient` with a token (only its hash is stored), scopes and its own
 service user, so everything it changes is audited like a person's change. The
 ERP is reached only through the `OutboxMessage` table, written in the same

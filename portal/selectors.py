@@ -559,7 +559,7 @@ def my_work(user, *, today: datetime.date | None = None) -> list[WorkSection]:
 
 
 def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
-    """Top navigation by role (UI.md), with counts; each entry appears once.
+    """Top navigation by role (docs/rules/screens.md), with counts; each entry appears once.
 
     Which roles an entry is *for* is said here; whether a user may *open* it is the
     permissions matrix's answer (`portal.access.may_open`), so the menu never offers a

@@ -14,6 +14,6 @@ urlpatterns = [
     path("disputes/", include("disputes.urls")),
     path("integrations/", include("integrations.urls")),
     path("insights/", include("insights.urls")),
-    # The versioned REST API for integration clients (token auth, scopes): DESIGN §5.
+    # The versioned REST API for integration clients (token auth, scopes): docs/rules/integrations.md.
     path("api/v1/", include("integrations.api.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Approval use cases (DESIGN §4): one engine for every approvable subject.
+"""Approval use cases (docs/rules/approvals.md): one engine for every approvable subject.
 
 - `policies`: which policy routes a subject (`approval_policy_for`).
 - `requests`: open one or many requests, decide a step (SoD, delegation, races),

@@ -1,4 +1,4 @@
-"""Who may ever act as a delegate, and which of a delegate's roles a step accepts (DESIGN §4).
+"""Who may ever act as a delegate, and which of a delegate's roles a step accepts (docs/rules/approvals.md).
 
 A delegation hands over approval power, so the delegate must be someone who
 could hold it: an active user with an approving role (project manager, finance

@@ -1,6 +1,6 @@
 """Override of a pending approval route: four eyes, a reason, and a decision on every skipped step.
 
-No single person skips a policy route (DESIGN §4). A finance controller *requests*
+No single person skips a policy route (docs/rules/approvals.md). A finance controller *requests*
 an override with a mandatory reason (`approval_override_request`); a *second*,
 different finance controller confirms it (`approval_override_confirm`). Both must
 be free of segregation-of-duties bars (not the preparer, not someone who already

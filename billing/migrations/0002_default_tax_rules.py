@@ -1,4 +1,4 @@
-"""Built-in tax rules of DESIGN §3.9; billing admins edit them in admin."""
+"""Built-in tax rules of docs/rules/billing.md §9; billing admins edit them in admin."""
 from django.db import migrations
 
 from billing.tax_defaults import create_default_tax_rules

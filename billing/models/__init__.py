@@ -1,4 +1,4 @@
-"""Billing domain model (DESIGN §2), split by subject."""
+"""Billing domain model (docs/rules/domain.md), split by subject."""
 
 from billing.models.contracts import (
     ChangeOrder,

@@ -20,7 +20,7 @@ from billing.models.base import MONEY, PERCENT, RATE, ExternallyIdentified, Time
 from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
 from portal.errors import ApplicationError
 
-#: The commercial terms of a contract (DESIGN §4): once it has left `draft` they change only
+#: The commercial terms of a contract (docs/rules/approvals.md): once it has left `draft` they change only
 #: through an approved change order (`billing.services.change_orders`).
 CONTRACT_TERMS = (
     "client", "entity", "billing_model", "currency", "rate_card", "cap", "expense_markup_pct", "discount_pct",

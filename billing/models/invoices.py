@@ -180,7 +180,7 @@ class Invoice(FSMModelMixin, TimeStamped):
     class Meta:
         ordering = ["-issue_date", "-id"]
         constraints = [
-            # Never more credited than invoiced (DESIGN §6): the credit-note service locks the invoice
+            # Never more credited than invoiced (docs/rules/disputes-and-collections.md): the credit-note service locks the invoice
             # and adds to `credited_amount`; the database refuses what would exceed the total.
             models.CheckConstraint(
                 condition=Q(credited_amount__gte=0) & Q(credited_amount__lte=models.F("total")),
@@ -221,7 +221,7 @@ class Invoice(FSMModelMixin, TimeStamped):
 
     @property
     def balance(self) -> Decimal:
-        """What the customer still owes: total − credits − payments (DESIGN §6)."""
+        """What the customer still owes: total − credits − payments (docs/rules/disputes-and-collections.md)."""
         return self.total - self.credited_amount - self.paid_amount
 
     # --- transitions (guards only; services do the work and the audit) ---

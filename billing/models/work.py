@@ -39,7 +39,7 @@ def _invoiced_iff_linked(prefix: str) -> models.CheckConstraint:
 
 
 class SubmittedWork(FSMModelMixin, ExternallyIdentified, TimeStamped):
-    """Shared FSM of time entries and expenses (DESIGN §2)."""
+    """Shared FSM of time entries and expenses (docs/rules/domain.md)."""
 
     Status = WorkStatus
 

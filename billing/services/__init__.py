@@ -1,1 +1,1 @@
-"""Use cases that change billing state: one transaction each (DESIGN §1)."""
+"""Use cases that change billing state: one transaction each (docs/architecture.md)."""

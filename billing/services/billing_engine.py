@@ -1,4 +1,4 @@
-"""The billing engine: prices approved work into draft invoices (DESIGN §3).
+"""The billing engine: prices approved work into draft invoices (docs/rules/billing.md).
 
 `price_contract` is pure computation over items already read from the database;
 `billing.services.billing_run` reads, locks and writes around it. Keeping the
@@ -29,7 +29,7 @@ DISCOUNTED_KINDS = {
 
 
 class Code:
-    """Exception codes: part of the API (DESIGN §3.11)."""
+    """Exception codes: part of the API (docs/rules/billing.md §11)."""
 
     CLIENT_MASTER_DATA_INVALID = "CLIENT_MASTER_DATA_INVALID"
     PO_REQUIRED_MISSING = "PO_REQUIRED_MISSING"

@@ -514,14 +514,14 @@ def write_drafts(
 
 
 def _score_drafts(invoices: list[Invoice], drafts: Sequence[InvoiceDraft]) -> None:
-    """Anomaly and dispute-risk scores (DESIGN §8) before routing: an ANOMALY warning adds a controller step."""
+    """Anomaly and dispute-risk scores (docs/rules/assistive.md) before routing: an ANOMALY warning adds a controller step."""
     from insights.services.scoring import score_invoices
 
     score_invoices(invoices, drafts=drafts)
 
 
 def _route_for_approval(invoices: list[Invoice], actor: Any) -> None:
-    """Open the approval requests of the invoices now awaiting approval (DESIGN §4), in bulk."""
+    """Open the approval requests of the invoices now awaiting approval (docs/rules/approvals.md), in bulk."""
     if invoices:
         from approvals.services import approval_requests_open_bulk
 
@@ -798,7 +798,7 @@ def _link_portable(model, pairs: list[tuple[int, int]]) -> int:
 
 
 def fix_url(code: str, draft: InvoiceDraft) -> str:
-    """Where to fix what blocks: the record a user must change (UI.md: explain every block)."""
+    """Where to fix what blocks: the record a user must change (docs/rules/screens.md: explain every block)."""
     contract = draft.contract
     targets = {
         Code.CLIENT_MASTER_DATA_INVALID: ("admin:billing_client_change", contract.client_id),

@@ -9,7 +9,7 @@ cap stays what was signed and every increase keeps its provenance.
 The other terms a change order may carry (a cap on a contract without one, payment
 terms, PO number, billing frequency) are written on the contract on approval, under
 `contract_terms_unlocked`: it is the one way the terms of a live contract change
-(DESIGN §4; the models and PostgreSQL triggers refuse any other write).
+(docs/rules/approvals.md; the models and PostgreSQL triggers refuse any other write).
 
 Approvals go through the engine (see `billing.services.work` for the routing):
 submitting opens the change order's approval request; approving or rejecting

@@ -1,4 +1,4 @@
-"""Credit notes: full or partial corrections of an issued invoice (DESIGN §2, §6; ADR 0024).
+"""Credit notes: full or partial corrections of an issued invoice (docs/rules/domain.md, §6; ADR 0024).
 
 A credit note is an `Invoice(kind=credit_note, credit_of=invoice)` with positive amounts (the UBL
 CreditNote convention; the billing engine counts it as negative in "previously invoiced"). It is

@@ -178,7 +178,7 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
 
 
 def _score_draft(invoice: Invoice) -> None:
-    """Re-score against the client's history (DESIGN §8); an ANOMALY warning then routes the approval."""
+    """Re-score against the client's history (docs/rules/assistive.md); an ANOMALY warning then routes the approval."""
     from insights.services.scoring import score_invoices
 
     score_invoices([invoice])
@@ -282,7 +282,7 @@ def next_number(*, entity_id: int, entity_prefix: str, year: int, kind: str) -> 
 def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoice:
     """Approve through the approval route; the last step numbers, freezes and posts the invoice.
 
-    Posting goes through the ERP outbox, or happens at once when no ERP is configured (DESIGN §2);
+    Posting goes through the ERP outbox, or happens at once when no ERP is configured (docs/rules/domain.md);
     an approved credit note also updates what it credits (`credit_note_issued`).
     """
     invoice = _lock(invoice)

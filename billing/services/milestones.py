@@ -1,6 +1,6 @@
 """Milestones: the PM marks one completed, someone else approves it for billing.
 
-Segregation of duties (DESIGN §4): the person who marked a milestone completed
+Segregation of duties (docs/rules/approvals.md): the person who marked a milestone completed
 cannot approve it, so a PM's own milestone needs a finance controller (or a
 co-managing PM) to approve.
 

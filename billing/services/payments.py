@@ -1,4 +1,4 @@
-"""Payments: cash received and applied to invoices; what cannot be applied waits for finance (DESIGN §2, §6).
+"""Payments: cash received and applied to invoices; what cannot be applied waits for finance (docs/rules/domain.md, §6).
 
 A payment arrives from the payment webhook, the API or finance's own entry, and goes
 through `payment_record` whatever the channel. Rules (docs/decisions/0023-payments-and-webhooks.md):

@@ -3,7 +3,7 @@
 `request_posting` runs inside the approval transaction, right after numbering:
 with an ERP configured (`ERP_POSTING_ENABLED`) it writes the outbox message in
 that same transaction (integrations.services.outbox: delivered by a django-q2
-task, exactly once); without one, posting completes at once (DESIGN §2).
+task, exactly once); without one, posting completes at once (docs/rules/domain.md).
 `invoice_mark_posted` is the one way to `posted`: it records the ERP id and
 schedules the customer delivery (e-mail) after commit.
 """

@@ -1,4 +1,4 @@
-"""Price look-ups of the billing engine: rates (DESIGN §3.3), FX (§3.4) and tax rules (§3.9).
+"""Price look-ups of the billing engine: rates (docs/rules/billing.md §3), FX (§3.4) and tax rules (§3.9).
 
 Each resolver loads what a billing run needs in a few queries up front, then
 answers from memory, so a run's query count does not grow with its items.

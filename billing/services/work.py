@@ -9,7 +9,7 @@ refusal names the real reason.
 `lock_for_update`, `apply_transition` and `require_reason` are shared with the
 other workflow services (milestones, change orders, projects, contracts).
 
-Approvals (DESIGN §4) — every approvable subject goes through the one engine in
+Approvals (docs/rules/approvals.md) — every approvable subject goes through the one engine in
 `approvals.services`:
 
 - Handing a subject over for approval (`work_submit`, `work_reopen` here,

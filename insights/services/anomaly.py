@@ -1,4 +1,4 @@
-"""Invoice anomaly score: how far an invoice lies from the client's own history (DESIGN §8).
+"""Invoice anomaly score: how far an invoice lies from the client's own history (docs/rules/assistive.md).
 
 Robust statistics, so one odd month in the history does not hide the next one:
 for each feature — net amount, hours, average hourly rate (the rate mix),

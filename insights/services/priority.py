@@ -1,4 +1,4 @@
-"""Approval prioritisation: the expected cash impact of each invoice waiting for a decision (DESIGN §8).
+"""Approval prioritisation: the expected cash impact of each invoice waiting for a decision (docs/rules/assistive.md).
 
     expected cash impact = amount in the entity's currency × (1 − dispute risk) × urgency
 

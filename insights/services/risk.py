@@ -1,4 +1,4 @@
-"""Dispute-risk model: trained on the firm's own history, explained per invoice (DESIGN §8).
+"""Dispute-risk model: trained on the firm's own history, explained per invoice (docs/rules/assistive.md).
 
 A logistic regression (scikit-learn) on standardised `insights.features.RISK_FEATURES`,
 `class_weight="balanced"` because disputes are rare. Label: the invoice was

@@ -1,6 +1,6 @@
 """SOW clause extraction: suggested contract terms, each with its sentence, for a person to accept or reject.
 
-Rule-based on purpose (DESIGN §8: suggestions a person confirms): regular
+Rule-based on purpose (docs/rules/assistive.md: suggestions a person confirms): regular
 expressions over the text of the statement of work (PDF through pypdf, or
 plain text), so every suggestion can be traced to the sentence that produced
 it and the rules can be read. Found: payment terms ("Net 45", "within 30 days
@@ -25,7 +25,7 @@ audited save (payment terms override, cap, PO number, billing frequency) or as a
 new `ContractRate` for the role effective from today. On a live contract (active,
 suspended) it changes nothing on the contract: it drafts a change order carrying
 the term (ADR 0032), which goes through submit and approval by a second person
-like any other — DESIGN §4, contract terms change only through an approved
+like any other — docs/rules/approvals.md, contract terms change only through an approved
 change order.
 """
 
@@ -451,7 +451,7 @@ def _frequency(value: str) -> str:
 
 
 def effective_cap(contract: Contract) -> Decimal | None:
-    """The contract's cap plus its approved change-order deltas (DESIGN §3 rule 8); None: no cap."""
+    """The contract's cap plus its approved change-order deltas (docs/rules/billing.md rule 8); None: no cap."""
     if contract.cap is None:
         return None
     deltas = contract.change_orders.filter(status=ChangeOrder.Status.APPROVED).aggregate(s=Sum("cap_delta"))["s"]

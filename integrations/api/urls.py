@@ -1,4 +1,4 @@
-"""/api/v1/: the versioned REST API (DESIGN §5). Breaking changes go to /api/v2/.
+"""/api/v1/: the versioned REST API (docs/rules/integrations.md). Breaking changes go to /api/v2/.
 
 Each part keeps its routes in its own module, all in the `api` namespace: the core
 (schema, docs, reads, billing runs, documents, disputes and payments actions), the

@@ -1,4 +1,4 @@
-"""Canonical JSON documents published to the ERP (DESIGN §5).
+"""Canonical JSON documents published to the ERP (docs/rules/integrations.md).
 
 One shape per document kind, independent of any ERP: the middleware (iPaaS) maps
 it to its ERP. The document is built once, when the outbox message is written, and

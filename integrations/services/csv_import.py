@@ -1,4 +1,4 @@
-"""CSV import of PSA time exports (DESIGN §5): the upload page and `manage.py import_time_csv`.
+"""CSV import of PSA time exports (docs/rules/integrations.md): the upload page and `manage.py import_time_csv`.
 
 A file is one batch of the inbound-sync engine (`integrations.services.inbound`): every
 row is a time-entry upsert by `(source, external_id)`, and its result carries the file's

@@ -1,4 +1,4 @@
-"""Inbound sync (DESIGN §5): upserts of the records CRM and PSA own, keyed by `(source, external_id)`.
+"""Inbound sync (docs/rules/integrations.md): upserts of the records CRM and PSA own, keyed by `(source, external_id)`.
 
 One engine serves the single-record API, the bulk API (≤ 1,000 records a call) and the
 CSV import of PSA time exports (`integrations.services.csv_import`): `upsert_records`

@@ -1,4 +1,4 @@
-"""Signed payment webhooks (DESIGN §5): verify, store the event once, apply the payment once.
+"""Signed payment webhooks (docs/rules/integrations.md): verify, store the event once, apply the payment once.
 
 The payment provider (or the bank middleware) posts `payment.received` events to
 `POST /api/v1/webhooks/payments/` (docs/manual/payments.md, ADR 0023):

@@ -1,4 +1,4 @@
-"""Permissions matrix rows of the approval controls (DESIGN §4): the four-eyes override of a route, and
+"""Permissions matrix rows of the approval controls (docs/rules/approvals.md): the four-eyes override of a route, and
 approval decisions taken *as a delegate* — the matrix's "delegate" dimension.
 
 In the `*-dlg-*` rows every column's user holds a delegation from the open step's approver (a PM, or a

@@ -10,7 +10,7 @@ insights:drilldown                GET    -            login   deny    deny    al
 """
 
 NOTES = {
-    "insights:dashboard": "Finance leadership KPIs (DESIGN §7); finance analysts, controllers and auditors. "
+    "insights:dashboard": "Finance leadership KPIs (docs/rules/kpis.md); finance analysts, controllers and auditors. "
     "Read only: every view takes GET (POST answers 405 once logged in); `?export=` returns a table as CSV.",
     "insights:drilldown": "The records behind a dashboard number (`?metric=`); without a metric, the list of "
     "metrics. `?format=csv` exports them.",

@@ -1,4 +1,4 @@
-"""Control: delegation hands approval power only to an eligible delegate (DESIGN §4, issue #12 finding 1).
+"""Control: delegation hands approval power only to an eligible delegate (docs/rules/approvals.md, issue #12 finding 1).
 
 A delegate must hold, at decision time, a role the step accepts; auditors, consultants
 and API service users are never delegates; segregation of duties is checked against the

@@ -1,4 +1,4 @@
-"""Control: no single person skips a policy route (DESIGN §4, issue #12 finding 2).
+"""Control: no single person skips a policy route (docs/rules/approvals.md, issue #12 finding 2).
 
 An override of a pending route is an explicit action with a mandatory reason, requested
 by one finance controller and confirmed by a second, different one; it is recorded as a

@@ -1,4 +1,4 @@
-"""The four-eyes override of an approval route in a real browser (DESIGN §4, issue #12 finding 2).
+"""The four-eyes override of an approval route in a real browser (docs/rules/approvals.md, issue #12 finding 2).
 
 Controller A cannot approve a 198,000 invoice past its analyst → controller → controller
 route in one click; A requests an override with a reason; A's own page shows it awaiting a

@@ -1,4 +1,4 @@
-"""Each KPI of DESIGN §7 on a small history whose value is known exactly."""
+"""Each KPI of docs/rules/kpis.md on a small history whose value is known exactly."""
 
 from __future__ import annotations
 
