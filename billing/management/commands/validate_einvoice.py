@@ -109,6 +109,6 @@ class Command(BaseCommand):
         self.stdout.write(f"  not renderable (no e-invoice possible): {unrenderable}")
         self.stdout.write(f"  UBL 2.1 XSD: {xsd_failed} with errors")
         for layer, (fatal, warning) in per_layer.items():
-            self.stdout.write(f"  {layer}: {fatal} with a fatal finding, {warning} with warnings only or also")
+            self.stdout.write(f"  {layer}: {fatal} with a fatal finding, {warning} with a warning")
         if failed:
             raise CommandError(f"{failed} of {checked} issued document(s) failed.")
