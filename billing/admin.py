@@ -350,6 +350,7 @@ class LegalEntityAdmin(BillableHistoryAdmin):
         (None, {"fields": ("code", "name", "country", "currency", "vat_id", "invoice_prefix")}),
         ("Address", {"fields": ("address_line1", "postal_code", "city")}),
         ("Bank", {"fields": ("bank_name", "iban", "bic")}),
+        ("E-invoicing", {"fields": ("peppol_id", "contact_name", "contact_phone", "contact_email")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
 
@@ -365,6 +366,7 @@ class ClientAdmin(BillableHistoryAdmin):
         (None, {"fields": ("code", "legal_name", "country", "currency", "vat_id", "master_data_problems_display")}),
         ("Billing", {"fields": ("payment_terms_days", "po_required", "billing_emails", "credit_hold")}),
         ("Address", {"fields": ("address_line1", "address_line2", "postal_code", "city")}),
+        ("E-invoicing", {"fields": ("peppol_id", "einvoice_by_email")}),
         ("External ids", {"fields": ("source", "external_id", "erp_id")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )

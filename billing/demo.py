@@ -115,13 +115,17 @@ ROLE_GROUPS = (
 ENTITIES = (
     dict(code="NWB", name="Nordwind Beratung GmbH", country="DE", currency="EUR", vat_id="DE136695976",
          address_line1="Große Elbstraße 145", city="Hamburg", postal_code="22767", invoice_prefix="NWB",
-         bank_name="Hamburger Handelsbank", iban="DE89370400440532013000", bic="COBADEFFXXX"),
+         bank_name="Hamburger Handelsbank", iban="DE89370400440532013000", bic="COBADEFFXXX",
+         contact_name="Debitorenbuchhaltung", contact_phone="+49 40 3005 1000",
+         contact_email="rechnung@nordwind.example"),
     dict(code="TLL", name="Thames Ledger Ltd", country="GB", currency="GBP", vat_id="GB980780684",
          address_line1="1 Paternoster Lane", city="London", postal_code="EC4M 7BQ", invoice_prefix="TLL",
-         bank_name="City & Thames Bank", iban="GB29NWBK60161331926819", bic="NWBKGB2L"),
+         bank_name="City & Thames Bank", iban="GB29NWBK60161331926819", bic="NWBKGB2L",
+         contact_name="Accounts receivable", contact_phone="+44 20 7946 0100", contact_email="ar@thamesledger.example"),
     dict(code="HUD", name="Hudson Advisory Inc", country="US", currency="USD", vat_id="",
          address_line1="350 Fifth Avenue", city="New York, NY", postal_code="10118", invoice_prefix="HUD",
-         bank_name="First Hudson Bank"),
+         bank_name="First Hudson Bank", peppol_id="9959:041234567",
+         contact_name="Accounts receivable", contact_phone="+1 212 555 0100", contact_email="ar@hudson.example"),
 )
 ENTITY_FOR_CURRENCY = {"EUR": "NWB", "GBP": "TLL", "USD": "HUD"}
 
@@ -308,6 +312,24 @@ def _weekdays(start: date, end: date) -> list[date]:
             days.append(d)
         d += timedelta(days=1)
     return days
+
+
+def demo_peppol_id(country: str, vat_id: str, n: int) -> str:
+    """A Peppol participant id where the VAT id gives none or Peppol prefers another (ADR 0056).
+
+    Belgian companies are reached under their enterprise number (0208, the VAT
+    number's digits); a US company under its EIN (9959); a party without a VAT id
+    under a GLN (0088, check digit computed). Others use their VAT id (empty here).
+    """
+    if country == "BE" and vat_id:
+        return f"0208:{vat_id.removeprefix('BE')}"
+    if country == "US":
+        return f"9959:04{(n * 7919) % 10**7:07d}"
+    if not vat_id:
+        body = f"400{n:09d}"
+        check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
+        return f"0088:{body}{check}"
+    return ""
 
 
 def _slug(text: str) -> str:
@@ -584,6 +606,7 @@ class _Block:
             client = Client(
                 code=f"CL{n:05d}", legal_name=name, address_line1=street, city=city, postal_code=postcode,
                 country=country, vat_id=vat, currency=CURRENCY_OF_COUNTRY[country],
+                peppol_id=demo_peppol_id(country, vat, n),
                 payment_terms_days=rng.choice((14, 30, 30, 30, 45, 60)),
                 po_required="po" in tags, credit_hold="credit_hold" in tags,
                 billing_emails=f"accounts.payable@{domain}.example",

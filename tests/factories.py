@@ -103,6 +103,9 @@ class LegalEntityFactory(DjangoModelFactory):
     invoice_prefix = factory.LazyAttribute(lambda e: e.code)
     bank_name = "Commerzbank"
     iban = "DE89370400440532013000"
+    contact_name = "Accounts receivable"
+    contact_phone = "+49 30 1234567"
+    contact_email = "billing@billable.example"
     bic = "COBADEFFXXX"
 
 

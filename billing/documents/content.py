@@ -42,6 +42,10 @@ class Party:
     vat_id: str
     code: str
     emails: tuple[str, ...] = ()
+    peppol_id: str = ""  # SCHEME:VALUE, when master data gives one explicitly
+    contact_name: str = ""  # the seller's contact [BG-6] (German domestic e-invoices need it)
+    contact_phone: str = ""
+    contact_email: str = ""
 
     @property
     def country_name(self) -> str:
@@ -76,7 +80,7 @@ class DocumentLine:
 
     @property
     def kind_note(self) -> str:
-        """"Expense", "Milestone"… after the description, unless the description says it already."""
+        """ "Expense", "Milestone"… after the description, unless the description says it already."""
         if self.kind in (*TIME_KINDS, InvoiceLine.Kind.DISCOUNT) or not self.description:
             return ""
         return "" if self.kind_label.lower() in self.description.lower() else self.kind_label
@@ -212,6 +216,10 @@ def _party(record: Any, *, name: str, emails: tuple[str, ...] = ()) -> Party:
         vat_id=(record.vat_id or "").replace(" ", "").upper(),
         code=record.code,
         emails=emails,
+        peppol_id=(getattr(record, "peppol_id", "") or "").strip(),
+        contact_name=getattr(record, "contact_name", ""),
+        contact_phone=getattr(record, "contact_phone", ""),
+        contact_email=getattr(record, "contact_email", ""),
     )
 
 
@@ -242,9 +250,7 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
             unit_price=line.unit_price,
             amount=line.amount,
         )
-        for index, line in enumerate(
-            invoice.lines.select_related("project").order_by("position", "id"), start=1
-        )
+        for index, line in enumerate(invoice.lines.select_related("project").order_by("position", "id"), start=1)
     ]
     groups: dict[str, LineGroup] = {}
     for line in lines:

@@ -13,8 +13,10 @@ Mapping decisions (EN 16931 business terms in brackets):
 - Category O ("not subject to VAT") forbids the seller's and buyer's VAT ids
   [BR-O-02]: the seller is then identified by its VAT number as seller
   identifier [BT-29] (or its entity code), which BR-CO-26 needs.
-- Electronic addresses [BT-34, BT-49]: the VAT number under its country's Peppol
-  scheme (e.g. 9930 for DE), else the billing e-mail (`EM`).
+- Electronic addresses [BT-34, BT-49] from Peppol's Electronic Address Scheme
+  code list (`billing.peppol`): the party's Peppol participant id, else its VAT
+  number under its country's scheme (e.g. 9930 for DE); never e-mail (`EM` fails
+  PEPPOL-EN16931-CL008). A party with neither gets no e-invoice (ADR 0056).
 - Buyer reference [BT-10] is the PO number, else the contract number; the PO is
   also the order reference [BT-13] and the contract the contract reference [BT-12].
 - Amounts carry the currency's minor unit (JPY none, EUR two).
@@ -24,11 +26,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
 from lxml import etree
 
 from billing.documents.content import InvoiceContent
 from billing.money import quantum
+from billing.peppol import endpoint_for, vat_id_with_prefix
 from portal.errors import ApplicationError
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
@@ -40,16 +42,6 @@ NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 
-# Electronic address scheme (CEF EAS) of each country's VAT number, where Peppol has one.
-VAT_ENDPOINT_SCHEMES = {
-    "AD": "9922", "AL": "9923", "AT": "9914", "BA": "9924", "BE": "9925", "BG": "9926", "CH": "9927",
-    "CY": "9928", "CZ": "9929", "DE": "9930", "EE": "9931", "ES": "9920", "FR": "9957", "GB": "9932",
-    "GR": "9933", "HR": "9934", "HU": "9910", "IE": "9935", "IT": "0211", "LI": "9936", "LT": "9937",
-    "LU": "9938", "LV": "9939", "MC": "9940", "ME": "9941", "MK": "9942", "MT": "9943", "NL": "9944",
-    "PL": "9945", "PT": "9946", "RO": "9947", "RS": "9948", "SI": "9949", "SK": "9950", "SM": "9951",
-    "TR": "9952", "VA": "9953",
-}  # fmt: skip
-EMAIL_SCHEME = "EM"
 
 # VATEX exemption reason codes [BT-121] for the categories that have one standard code.
 VATEX_CODES = {"AE": "VATEX-EU-AE", "O": "VATEX-EU-O"}
@@ -69,14 +61,6 @@ def _cbc(parent: etree._Element, name: str, text: object, **attrs: str) -> etree
 
 def _cac(parent: etree._Element, name: str) -> etree._Element:
     return etree.SubElement(parent, f"{{{NS_CAC}}}{name}")
-
-
-def vat_id_with_prefix(vat_id: str, country: str) -> str:
-    """BR-CO-09: a VAT id starts with its ISO country code (Greece: EL)."""
-    vat_id = vat_id.replace(" ", "").upper()
-    if vat_id[:2].isalpha():
-        return vat_id
-    return ("EL" if country == "GR" else country) + vat_id
 
 
 class UblWriter:
@@ -175,17 +159,15 @@ class UblWriter:
     def vat_ids_allowed(self) -> bool:
         return self.tax.category != "O"  # BR-O-02
 
-    def endpoint(self, party_el: etree._Element, *, vat_id: str, country: str, email: str) -> None:
-        scheme = VAT_ENDPOINT_SCHEMES.get(country)
-        if vat_id and scheme:
-            _cbc(party_el, "EndpointID", vat_id_with_prefix(vat_id, country), schemeID=scheme)
-        elif email:
-            _cbc(party_el, "EndpointID", email, schemeID=EMAIL_SCHEME)
-        else:
+    def endpoint(self, party_el: etree._Element, party, role: str) -> None:
+        endpoint = endpoint_for(peppol_id=party.peppol_id, vat_id=party.vat_id, country=party.country)
+        if endpoint is None:
             raise ApplicationError(
-                "The e-invoice needs an electronic address: a VAT id of a Peppol country or a billing e-mail.",
+                f"The e-invoice needs the {role}'s Peppol electronic address: a Peppol participant id "
+                f"(e.g. 0088 GLN, 9959 US EIN) or a VAT id of a Peppol country on {party.name}.",
                 code="einvoice_impossible",
             )
+        _cbc(party_el, "EndpointID", endpoint.value, schemeID=endpoint.scheme)
 
     def address(self, party_el: etree._Element, party) -> None:
         address = _cac(party_el, "PostalAddress")
@@ -206,8 +188,7 @@ class UblWriter:
 
     def seller(self, party_el: etree._Element) -> None:
         seller = self.c.seller
-        fallback_email = getattr(settings, "EINVOICE_SELLER_EMAIL", "") or settings.DEFAULT_FROM_EMAIL
-        self.endpoint(party_el, vat_id=seller.vat_id, country=seller.country, email=fallback_email)
+        self.endpoint(party_el, seller, "seller")
         if not (seller.vat_id and self.vat_ids_allowed):
             # BR-CO-26: some seller identifier; the VAT number itself may not be sent as such under O.
             _cbc(_cac(party_el, "PartyIdentification"), "ID", seller.vat_id or seller.code)
@@ -215,11 +196,20 @@ class UblWriter:
         if seller.vat_id and self.vat_ids_allowed:
             self.vat_scheme(party_el, seller.vat_id, seller.country)
         _cbc(_cac(party_el, "PartyLegalEntity"), "RegistrationName", seller.name)
+        if seller.contact_name or seller.contact_phone or seller.contact_email:
+            contact = _cac(party_el, "Contact")  # BG-6; DE-R-002, DE-R-005..007 for German domestic invoices
+            for name, value in (
+                ("Name", seller.contact_name),
+                ("Telephone", seller.contact_phone),
+                ("ElectronicMail", seller.contact_email),
+            ):
+                if value:
+                    _cbc(contact, name, value)
 
     def buyer(self, party_el: etree._Element) -> None:
         buyer = self.c.buyer
         email = buyer.emails[0] if buyer.emails else ""
-        self.endpoint(party_el, vat_id=buyer.vat_id, country=buyer.country, email=email)
+        self.endpoint(party_el, buyer, "buyer")
         self.address(party_el, buyer)
         if buyer.vat_id and self.vat_ids_allowed:
             self.vat_scheme(party_el, buyer.vat_id, buyer.country)
@@ -231,7 +221,7 @@ class UblWriter:
 
     def payment(self, root: etree._Element) -> None:
         c = self.c
-        if not self.credit_note and c.iban:
+        if c.iban:  # also on credit notes (DE-R-001; as Peppol's own credit note example)
             means = _cac(root, "PaymentMeans")
             sepa = c.currency == "EUR" and c.iban[:2] in SEPA_COUNTRIES
             _cbc(means, "PaymentMeansCode", SEPA_CREDIT_TRANSFER if sepa else CREDIT_TRANSFER)
@@ -299,7 +289,16 @@ class UblWriter:
             _cbc(item, "Description", f"Project {line.project_code} {line.project_name}".strip())
         _cbc(item, "Name", line.label[:200])
         self.tax_category(item, "ClassifiedTaxCategory")
-        _cbc(_cac(element, "Price"), "PriceAmount", self.price(line.unit_price), currencyID=self.c.currency)
+        _cbc(_cac(element, "Price"), "PriceAmount", self.line_price(line), currencyID=self.c.currency)
+
+    def line_price(self, line) -> str:
+        """The unit price [BT-146]; when quantity × price misses the rounded line amount by more than a cent
+        (a currency without minor unit: 7.25 h × 15,333 JPY = 111,164.25 → 111,164), the line amount over the
+        quantity instead, to six places: Peppol allows 0.02 (PEPPOL-EN16931-R120)."""
+        price, quantity, amount = Decimal(line.unit_price), Decimal(line.quantity), Decimal(line.amount)
+        if not quantity or abs(quantity * price - amount) <= Decimal("0.01"):
+            return self.price(price)
+        return f"{(amount / quantity).quantize(Decimal('0.000001')).normalize():f}"
 
 
 SEPA_COUNTRIES = frozenset({

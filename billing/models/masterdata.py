@@ -17,6 +17,7 @@ from billing.models.base import (
     country_field,
     currency_field,
 )
+from billing.peppol import endpoint_for, participant_id_problem, validate_participant_id
 from billing.vat import vat_id_is_valid
 
 
@@ -28,10 +29,24 @@ class LegalEntity(TimeStamped):
     country = country_field()
     currency = currency_field()
     vat_id = models.CharField(max_length=30, blank=True, default="")
+    peppol_id = models.CharField(
+        "Peppol participant id",
+        max_length=60,
+        blank=True,
+        default="",
+        validators=[validate_participant_id],
+        help_text="SCHEME:VALUE from Peppol's Electronic Address Scheme list, e.g. 0208:0123456749 (BE enterprise "
+        "number), 0088:… (GLN), 9959:… (US EIN). Empty: the VAT id under its country's scheme (9930 DE, 9925 BE …).",
+    )
     address_line1 = models.CharField(max_length=200, blank=True, default="")
     city = models.CharField(max_length=100, blank=True, default="")
     postal_code = models.CharField(max_length=20, blank=True, default="")
     invoice_prefix = models.CharField(max_length=20, blank=True, default="", help_text="Defaults to the code.")
+    contact_name = models.CharField(
+        max_length=100, blank=True, default="", help_text="Seller contact on e-invoices [BG-6]."
+    )
+    contact_phone = models.CharField(max_length=40, blank=True, default="")
+    contact_email = models.EmailField(blank=True, default="")
     bank_name = models.CharField(max_length=100, blank=True, default="")
     iban = models.CharField(max_length=34, blank=True, default="")
     bic = models.CharField(max_length=11, blank=True, default="")
@@ -60,6 +75,15 @@ class Client(ExternallyIdentified, TimeStamped):
     postal_code = models.CharField(max_length=20, blank=True, default="")
     country = country_field()
     vat_id = models.CharField(max_length=30, blank=True, default="")
+    peppol_id = models.CharField(
+        "Peppol participant id",
+        max_length=60,
+        blank=True,
+        default="",
+        validators=[validate_participant_id],
+        help_text="SCHEME:VALUE from Peppol's Electronic Address Scheme list, e.g. 0208:0123456749 (BE enterprise "
+        "number), 0088:… (GLN), 9959:… (US EIN). Empty: the VAT id under its country's scheme (9930 DE, 9925 BE …).",
+    )
     currency = currency_field()
     payment_terms_days = models.PositiveSmallIntegerField(default=30)
     po_required = models.BooleanField(default=False)
@@ -118,6 +142,16 @@ class Client(ExternallyIdentified, TimeStamped):
                 problems.append(f"Billing e-mail {email!r} is not a valid address.")
         if self.vat_id and not vat_id_is_valid(self.vat_id, self.country):
             problems.append(f"VAT id {self.vat_id} is not valid for {self.country}.")
+        if self.peppol_id and (problem := participant_id_problem(self.peppol_id)):
+            problems.append(problem)
+        elif (
+            self.einvoice_by_email
+            and endpoint_for(peppol_id=self.peppol_id, vat_id=self.vat_id, country=self.country) is None
+        ):
+            problems.append(
+                "E-invoice by e-mail is on, but the client has no Peppol electronic address: "
+                "set its Peppol participant id (or a VAT id of a Peppol country)."
+            )
         return problems
 
 

@@ -380,7 +380,7 @@ def test_ubl_of_a_credit_note_references_the_original_invoice(credit_note, multi
 
 
 def test_ubl_outside_the_scope_of_vat_sends_no_vat_ids(analyst):
-    client = ClientFactory(country="US", vat_id="", city="Boston", postal_code="02110")
+    client = ClientFactory(country="US", vat_id="", city="Boston", postal_code="02110", peppol_id="9959:041234567")
     contract, consultant, _ = time_contract(client=client)
     book(ProjectFactory(contract=contract), consultant, "5.00")
     invoice = bill_and_approve(contract, analyst)
@@ -392,7 +392,8 @@ def test_ubl_outside_the_scope_of_vat_sends_no_vat_ids(analyst):
     assert category.findtext("cbc:ID", namespaces=NS) == "O"
     assert category.find("cbc:Percent", NS) is None
     assert category.findtext("cbc:TaxExemptionReasonCode", namespaces=NS) == "VATEX-EU-O"
-    assert root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS).get("schemeID") == "EM"
+    endpoint = root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS)
+    assert (endpoint.get("schemeID"), endpoint.text) == ("9959", "041234567")  # the client's US EIN, never EM
     assert_totals_match(root, invoice)
 
 
@@ -406,7 +407,13 @@ def test_ubl_amounts_follow_the_currency_minor_unit(analyst):
     root = xml_of(document)
     payable = root.findtext("cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS)
     assert payable == "132285"  # 111,164 + 19 % (21,121.16 → 21,121), no decimals
-    assert root.findtext("cac:InvoiceLine/cac:Price/cbc:PriceAmount", namespaces=NS) == "15333"
+    # 7.25 h × 15,333 = 111,164.25 is billed as 111,164: the price sent is the line over the quantity, so that
+    # quantity × price meets the line amount within Peppol's 0.02 (PEPPOL-EN16931-R120).
+    line = root.find("cac:InvoiceLine", NS)
+    price = Decimal(line.findtext("cac:Price/cbc:PriceAmount", namespaces=NS))
+    assert price == Decimal("15332.965517")
+    line_amount = Decimal(line.findtext("cbc:LineExtensionAmount", namespaces=NS))
+    assert abs(Decimal("7.25") * price - line_amount) <= Decimal("0.02")
     assert_totals_match(root, invoice)
     text = flat(pdf_text(bytes(invoice_document(invoice=invoice, kind="pdf").content)))
     assert "Total due 132,285 JPY" in text
@@ -587,7 +594,7 @@ def test_validate_einvoice_command_prints_the_failed_rules(multi_project_invoice
         call_command("validate_einvoice", str(bad))
     output = capsys.readouterr().out
     assert "BR-CL-01" in output
-    assert "[fatal]" in output
+    assert "[EN 16931 fatal] BR-CL-01" in output
 
 
 def test_validate_einvoice_issued_checks_every_numbered_document_and_its_total(
@@ -596,6 +603,7 @@ def test_validate_einvoice_issued_checks_every_numbered_document_and_its_total(
     call_command("validate_einvoice", "--issued")
     output = capsys.readouterr().out
     assert "2 issued document(s) checked (1 invoices, 1 credit notes): 2 valid with totals equal, 0 failed." in output
+    assert "Peppol BIS 3.0: 0 with a fatal finding" in output
     with pytest.raises(CommandError, match="not both"):
         call_command("validate_einvoice", "x.xml", "--issued")
 
