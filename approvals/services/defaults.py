@@ -33,7 +33,7 @@ def _pm(sla):
 POLICIES = [
     {
         "name": "Invoice flagged as an anomaly",
-        "description": "An ANOMALY warning adds a controller approval (docs/rules/assistive.md): analyst + two controllers.",
+        "description": "An ANOMALY warning adds a controller approval: analyst + two controllers.",
         "subject_type": "invoice",
         "requires_warning": "ANOMALY",
         "priority": 10,
@@ -41,7 +41,7 @@ POLICIES = [
     },
     {
         "name": "Invoice under 10,000 for a client on credit hold",
-        "description": "A credit hold routes the invoice to a controller (docs/rules/billing.md §11); larger bands have one anyway.",
+        "description": "A credit hold routes the invoice to a controller; larger bands have one anyway.",
         "subject_type": "invoice",
         "requires_warning": "CLIENT_ON_CREDIT_HOLD",
         "max_amount": Decimal("10000.00"),

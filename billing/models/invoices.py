@@ -180,7 +180,8 @@ class Invoice(FSMModelMixin, TimeStamped):
     class Meta:
         ordering = ["-issue_date", "-id"]
         constraints = [
-            # Never more credited than invoiced (docs/rules/disputes-and-collections.md): the credit-note service locks the invoice
+            # Never more credited than invoiced (docs/rules/disputes-and-collections.md): the credit-note
+            # service locks the invoice
             # and adds to `credited_amount`; the database refuses what would exceed the total.
             models.CheckConstraint(
                 condition=Q(credited_amount__gte=0) & Q(credited_amount__lte=models.F("total")),

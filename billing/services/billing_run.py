@@ -514,7 +514,7 @@ def write_drafts(
 
 
 def _score_drafts(invoices: list[Invoice], drafts: Sequence[InvoiceDraft]) -> None:
-    """Anomaly and dispute-risk scores (docs/rules/assistive.md) before routing: an ANOMALY warning adds a controller step."""
+    """Anomaly and dispute-risk scores (docs/rules/assistive.md) before routing: ANOMALY adds a controller step."""
     from insights.services.scoring import score_invoices
 
     score_invoices(invoices, drafts=drafts)

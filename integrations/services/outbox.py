@@ -1,4 +1,6 @@
-"""The transactional outbox to the ERP (docs/rules/integrations.md, ADR 0022): written with the change, delivered by a task.
+"""The transactional outbox to the ERP (docs/rules/integrations.md, ADR 0022).
+
+Written with the change, delivered by a task.
 
 Writing: `outbox_enqueue_document` (an approved invoice or credit note) and
 `outbox_enqueue_customer` (a customer to open or update in the ERP) insert an

@@ -1,5 +1,6 @@
 """Control: the terms of a live contract (rates, cap, PO, payment terms, billing frequency, ...) change only
-through an approved change order; an accepted SOW suggestion on a live contract drafts one (docs/rules/approvals.md, ADR 0032).
+through an approved change order; an accepted SOW suggestion on a live contract drafts one
+(docs/rules/approvals.md, ADR 0032).
 
 Every test here is a bypass attempt — through the portal, the Django admin, the API with a token, the services
 and the models directly, and the database — as each role; each must leave the contract as signed. The last

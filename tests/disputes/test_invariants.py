@@ -1,4 +1,6 @@
-"""Invariants of credit notes (docs/rules/disputes-and-collections.md): Σ credits ≤ invoice total (also concurrently, in the database),
+"""Invariants of credit notes (docs/rules/disputes-and-collections.md).
+
+Σ credits ≤ invoice total (also concurrently, in the database),
 invoice balance = total − credits − payments at every step, released items billed once again and never twice
 (re-runs, and a credit approval racing a billing run)."""
 

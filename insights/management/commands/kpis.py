@@ -1,4 +1,6 @@
-"""`manage.py kpis --period-start 2026-01-01 --period-end 2026-10-31 [--entity NWB] [--json]`: the KPIs of docs/rules/kpis.md."""
+"""`manage.py kpis --period-start 2026-01-01 --period-end 2026-10-31 [--entity NWB] [--json]`.
+
+The KPIs of docs/rules/kpis.md."""
 
 from __future__ import annotations
 
