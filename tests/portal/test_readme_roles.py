@@ -22,7 +22,9 @@ from django.urls import reverse
 from portal import access
 from portal.permissions_matrix import MATRIX, Outcome
 from portal.roles import ALL_ROLES, AUDITOR
+from portal.security import mfa_required
 from tests.factories import UserFactory
+from tests.login import mark_session_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +85,7 @@ ROLE_BULLETS: dict[str, tuple[str, list[tuple[str, str]], list[tuple[str, str]]]
 #: Model permissions the README's billing admin bullet names ("rate cards, tax rules and approval policies").
 BILLING_ADMIN_MAINTAINS = ["billing.change_ratecard", "billing.change_taxrule", "approvals.change_approvalpolicy"]
 #: POSTs an auditor, who "changes nothing", may still send: their own session and password.
-AUDITOR_OWN_ACCOUNT = {"logout", "password_change"}
+AUDITOR_OWN_ACCOUNT = {"logout", "password_change", "mfa"}  # mfa: anyone may enrol an authenticator
 
 
 def _readme() -> str:
@@ -164,6 +166,10 @@ def test_each_demo_login_lands_where_the_readme_says(username: str, group: str, 
     client = Client()
     response = client.post(reverse("login"), {"username": username, "password": password})
     assert response.status_code == 302 and response.url == reverse("home"), "logs in with the README's password"
+    if mfa_required(user):
+        # Outside DEBUG a controller or billing admin passes the TOTP check first (tests/controls/test_mfa.py).
+        assert client.get(reverse("home")).url.startswith(reverse("mfa"))
+        mark_session_verified(client, user)
     assert client.get(reverse("home")).status_code == 200
 
     for fragment in fragments(lands_on):
