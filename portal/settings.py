@@ -230,6 +230,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Stable names for the enums several resources share (else drf-spectacular invents hashed names).
     "ENUM_NAME_OVERRIDES": {
+        "BillingFrequencyEnum": "billing.models.contracts.Contract.Frequency",
         "DisputeCategoryEnum": "disputes.models.Dispute.Category",
         "ExpenseCategoryEnum": "billing.models.work.Expense.Category",
         "WorkStatusEnum": "billing.models.work.WorkStatus",

@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from portal import permissions_matrix as pm
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.control("csp")
 
@@ -91,62 +91,3 @@ def test_templates_have_no_inline_script_style_or_handler(name, text):
     assert not re.search(r"\sstyle=", text), "style= attribute: use a class"
     assert not re.search(r"\son[a-z]+=", text), "on*= handler: use a data- attribute and static/js/portal.js"
     assert "hx-on" not in text and "javascript:" not in text
-
-
-# --- a real browser: no CSP violation on the key pages ------------------------------------------------------
-
-
-@pytest.mark.e2e
-@pytest.mark.django_db(transaction=True)
-def test_key_pages_load_without_csp_violations(e2e_settings, new_page):
-    from tests.login import log_in
-
-    UserFactory(username="ctl", groups=["finance_controller"], is_staff=True)
-    UserFactory(username="root", is_staff=True, is_superuser=True)
-    UserFactory(username="newbie", groups=["billing_admin"], is_staff=True)  # not enrolled: the set-up page
-    UserFactory(username="col", groups=["collections"], is_staff=True)
-    UserFactory(username="pm", groups=["project_manager"])
-
-    violations: list[str] = []
-
-    def watch(page):
-        page.on("console", lambda msg: violations.append(f"{page.url}: {msg.text}")
-                if "Content Security Policy" in msg.text or "Content-Security-Policy" in msg.text else None)
-        page.add_init_script(
-            "document.addEventListener('securitypolicyviolation', e => "
-            "console.error('Content Security Policy violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
-        )
-        return page
-
-    page = watch(new_page())
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("newbie")
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/accounts/mfa/"))
-    assert page.locator(".mfa-qr svg").is_visible()
-
-    page = watch(new_page())
-    log_in(page, "ctl", "/billing/invoices/")
-    for url in ("/", "/billing/invoices/", "/billing/exceptions/", "/billing/runs/", "/approvals/mine/",
-                "/disputes/", "/insights/", "/insights/operations/", "/integrations/monitor/"):
-        page.goto(url)
-        page.wait_for_load_state("networkidle")
-
-    page = watch(new_page())
-    log_in(page, "col", "/disputes/collections/aging/")
-    page.goto("/disputes/collections/dunning/")
-    page.wait_for_load_state("networkidle")
-
-    page = watch(new_page())
-    log_in(page, "pm", "/approvals/time/")
-    page.wait_for_load_state("networkidle")
-
-    page = watch(new_page())
-    log_in(page, "root", "/admin/")
-    for url in ("/admin/", "/admin/billing/invoice/", "/admin/auth/user/add/", "/admin/axes/accessattempt/"):
-        page.goto(url)
-        page.wait_for_load_state("networkidle")
-
-    assert violations == []
-

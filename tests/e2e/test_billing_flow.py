@@ -50,7 +50,8 @@ def month_of_work():
     blocked_project = ProjectFactory(contract=blocked, code="PRJ-HAVEL")
     TimeEntryFactory(project=blocked_project, person=anna, date=WORK_DAY, hours=Decimal("6.00"), status="approved")
     TimeEntryFactory(project=blocked_project, person=sam, date=WORK_DAY, hours=Decimal("4.00"), status="approved")
-    analyst = UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"])
+    # Staff, as in the demo: the "fix it" links open the admin.
+    analyst = UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"], is_staff=True)
     # The invoice's policy (under 10,000) wants a finance analyst other than its preparer: no controller skips it.
     reviewer = UserFactory(username="rita", first_name="Rita", last_name="Review", groups=["finance_analyst"])
     return {"blocked": blocked, "senior": senior, "analyst": analyst, "reviewer": reviewer}
