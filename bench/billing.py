@@ -47,6 +47,8 @@ from django.db import connections  # noqa: E402
 from django.urls import NoReverseMatch, reverse  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from billing.models.contracts import TERMS_UNLOCK_SETTING  # noqa: E402
+
 PERIOD_START = date(2026, 10, 1)
 PERIOD_END = date(2026, 10, 31)
 RUN_DATE = date(2026, 11, 2)
@@ -399,6 +401,9 @@ def seed(dbs: Databases, contracts: int, entries: int) -> float:
     started = time.perf_counter()
     dbs.create(dbs.seed, template=dbs.base)
     with dbs.connect(dbs.seed) as conn:
+        # The seed writes signed contracts and their rates as they stand (like seed_demo): the live-contract
+        # terms guard (ADR 0032) accepts them only inside this one transaction.
+        conn.execute("SELECT set_config(%s, 'on', true)", [TERMS_UNLOCK_SETTING])
         for statement, params in seed_statements(contracts, entries):
             if statement is HISTORY:
                 bill_history(conn)
