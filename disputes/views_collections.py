@@ -24,6 +24,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.models import Client, Invoice
+from billing.money import round_money
 from disputes import selectors_collections as sel
 from disputes import services_collections as svc
 from disputes.forms_collections import (
@@ -161,16 +162,22 @@ def _aging_csv(report: sel.AgingReport) -> HttpResponse:
         ["as_of", "entity", "client_code", "client", "currency", *labels, "total", "of_which_disputed",
          "unapplied_cash", "invoices", "oldest_due"]
     )
+    def money(amount, currency: str) -> str:
+        # In the currency's minor unit whatever the database's sums return (SQLite drops trailing zeros).
+        return str(round_money(amount, currency))
+
     for row in report.rows:
+        c = row.currency
         writer.writerow(
-            [report.as_of.isoformat(), row.entity_code, row.client_code, row.client_name, row.currency,
-             *(str(amount) for _key, amount in row.cells), str(row.total), str(row.disputed), str(row.unapplied),
-             row.invoices, row.oldest_due.isoformat() if row.oldest_due else ""]
+            [report.as_of.isoformat(), row.entity_code, row.client_code, row.client_name, c,
+             *(money(amount, c) for _key, amount in row.cells), money(row.total, c), money(row.disputed, c),
+             money(row.unapplied, c), row.invoices, row.oldest_due.isoformat() if row.oldest_due else ""]
         )
     for total in report.totals:
+        c = total.currency
         writer.writerow(
-            [report.as_of.isoformat(), "ALL", "", "Total", total.currency, *(str(a) for _k, a in total.cells),
-             str(total.total), str(total.disputed), str(total.unapplied), total.invoices, ""]
+            [report.as_of.isoformat(), "ALL", "", "Total", c, *(money(a, c) for _k, a in total.cells),
+             money(total.total, c), money(total.disputed, c), money(total.unapplied, c), total.invoices, ""]
         )
     return response
 

@@ -229,6 +229,7 @@ def test_a_credit_approval_racing_a_billing_run_bills_the_items_once(analyst, co
     assert net_billed(contract) == value + late.hours * late_line.unit_price
 
 
+@pytest.mark.postgres  # SQLite has no row locks: Django drops FOR UPDATE there
 @pytest.mark.django_db
 def test_credit_issued_releases_under_the_contract_lock(analyst, controller):
     """The release path locks the contract row first (as a billing run does): the SQL says FOR UPDATE."""
