@@ -223,6 +223,7 @@ def test_a_full_bulk_of_1000_new_entries_costs_a_bounded_number_of_queries(world
     assert ApprovalRequest.objects.filter(status="pending").count() == 1000
 
 
+@pytest.mark.postgres  # SQLite has no row locks: Django drops FOR UPDATE there
 def test_rows_of_a_batch_are_locked_against_a_concurrent_approval(world, psa_user):
     """The batch reads its existing rows FOR UPDATE, so an approval cannot slip in between read and save."""
     upsert([entry("t1")], psa_user)
