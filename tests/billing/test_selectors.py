@@ -96,8 +96,11 @@ def test_exception_queue_filter_and_limit():
 def test_exception_queue_age_is_days_since_the_draft_was_made():
     invoice = InvoiceFactory(status="exception")
     InvoiceExceptionFactory(invoice=invoice)
-    Invoice.objects.filter(pk=invoice.pk).update(created_at=timezone.now() - datetime.timedelta(days=3, hours=1))
     today = timezone.localdate()
+    # Midday three calendar days ago: the age counts calendar days, so an hour offset from "now" would cross
+    # midnight when the suite runs just after it.
+    made = timezone.make_aware(datetime.datetime.combine(today - datetime.timedelta(days=3), datetime.time(12)))
+    Invoice.objects.filter(pk=invoice.pk).update(created_at=made)
     assert selectors.exception_queue(today=today).groups[0].rows[0].age_days == 3
 
 
