@@ -1,19 +1,56 @@
-"""Money arithmetic: Decimal only, ROUND_HALF_UP to the currency's minor unit."""
+"""Money arithmetic: Decimal only, ROUND_HALF_UP to the currency's ISO 4217 minor unit."""
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 
-from babel.numbers import get_currency_precision, is_currency
+from babel.numbers import is_currency
+from iso4217 import Currency
 
 HUNDRED = Decimal("100")
 ZERO = Decimal("0")
 QUANTITY_QUANTUM = Decimal("0.01")
 
+#: Minor units Billable stores: amounts are DecimalField(18, 2), so a currency with 3 or 4
+#: decimals (KWD, BHD, JOD, OMR, TND, IQD, LYD, CLF…) would be rounded on its way into the
+#: database. Such currencies are refused at entry instead (docs/rules/billing.md §12).
+SUPPORTED_MINOR_UNITS = (0, 2)
+
+
+@cache
+def iso_minor_unit(currency: str) -> int | None:
+    """ISO 4217's minor unit of a currency (HUF 2, JPY 0, KWD 3); None when unknown or not applicable."""
+    try:
+        return Currency(currency).exponent
+    except (ValueError, KeyError):
+        return None
+
 
 def minor_unit(currency: str) -> int:
-    """Digits after the decimal point for an ISO 4217 currency (EUR 2, JPY 0)."""
-    return get_currency_precision(currency)
+    """Digits after the decimal point for an ISO 4217 currency (EUR 2, HUF 2, JPY 0).
+
+    From the ISO 4217 table itself, never from a locale's cash rounding (babel's
+    precision gives HUF, IDR, COP 0). Unknown codes count as 2.
+    """
+    unit = iso_minor_unit(currency)
+    return 2 if unit is None else unit
+
+
+def unsupported_currency_reason(currency: str) -> str:
+    """Why Billable refuses a currency ('' when it is supported): only ISO minor units 0 and 2."""
+    unit = iso_minor_unit(currency)
+    if unit is None or unit in SUPPORTED_MINOR_UNITS:
+        return ""
+    return (
+        f"{currency} has {unit} decimal places (ISO 4217); Billable keeps amounts with 0 or 2 decimals "
+        f"and would have to round {currency} amounts, so it does not support this currency."
+    )
+
+
+def unsupported_currencies() -> list[str]:
+    """Every ISO 4217 code whose minor unit Billable cannot store (KWD, BHD, …), sorted."""
+    return sorted(c.code for c in Currency if c.exponent is not None and c.exponent not in SUPPORTED_MINOR_UNITS)
 
 
 def quantum(currency: str) -> Decimal:

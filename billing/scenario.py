@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,7 +40,7 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import contract_terms_unlocked
-from billing.money import minor_unit, quantum
+from billing.money import minor_unit, quantum, unsupported_currency_reason
 from billing.services.billing_run import run_billing
 from billing.tax_defaults import create_default_tax_rules
 
@@ -78,7 +78,12 @@ SCHEMA = _obj(
     {
         "run": _obj(
             ["period", "run_date"],
-            {"period": _obj(["start", "end"], {"start": _DATE, "end": _DATE}), "run_date": _DATE},
+            {
+                "period": _obj(["start", "end"], {"start": _DATE, "end": _DATE}),
+                "run_date": _DATE,
+                # A "bill now" run restricted to these contracts: it ignores their billing frequency (§13).
+                "contracts": {"type": "array", "items": _CODE},
+            },
         ),
         "entities": {
             "type": "array",
@@ -161,6 +166,7 @@ SCHEMA = _obj(
                     "included_hours": _DEC_OR_NULL,
                     "rate_overrides": {"type": "array", "items": _RATE_OVERRIDE},
                     "status": {"enum": ["draft", "active", "suspended", "closed"]},
+                    "billing_frequency": {"enum": ["monthly", "quarterly", "on_milestone"]},
                 },
             ),
         },
@@ -227,6 +233,7 @@ SCHEMA = _obj(
                     "name": {"type": "string"},
                     "amount": _DEC,
                     "status": {"enum": ["planned", "completed", "approved", "invoiced"]},
+                    "completed_on": {"anyOf": [_DATE, {"type": "null"}]},
                 },
             ),
         },
@@ -268,6 +275,27 @@ def validate(data: Any) -> None:
             missing = [name for name in error.validator_value if name not in error.instance]
             raise ScenarioError(_path([*parts, missing[0]]) if missing else _path(parts), "required key is missing")
         raise ScenarioError(_path(parts), error.message)
+
+
+#: Where a scenario names a currency: (list key, field).
+_CURRENCY_KEYS = (
+    ("entities", "currency"),
+    ("clients", "currency"),
+    ("rate_cards", "currency"),
+    ("fx_rates", "from"),
+    ("fx_rates", "to"),
+    ("contracts", "currency"),
+    ("expenses", "currency"),
+)
+
+
+def check_currencies(data: dict) -> None:
+    """Refuse currencies Billable cannot store without rounding (ISO minor unit other than 0 or 2, §12)."""
+    for list_key, field_name in _CURRENCY_KEYS:
+        for i, row in enumerate(data.get(list_key) or []):
+            reason = unsupported_currency_reason(row.get(field_name) or "")
+            if reason:
+                raise ScenarioError(f"{list_key}[{i}].{field_name}", reason)
 
 
 def _date(value: str, key: str) -> date:
@@ -435,6 +463,9 @@ class _Loader:
                 name=m["name"],
                 amount=_dec(m["amount"], f"{key}.amount"),
                 status=m["status"],
+                completed_at=(
+                    _noon_utc(_date(m["completed_on"], f"{key}.completed_on")) if m.get("completed_on") else None
+                ),
                 invoice_line=self._prior_line(project.contract) if m["status"] == "invoiced" else None,
             )
         for i, pi in enumerate(d.get("prior_invoices", [])):
@@ -466,10 +497,17 @@ class _Loader:
             retainer_amount=_dec(c.get("retainer_amount"), f"{key}.retainer_amount"),
             included_hours=_dec(c.get("included_hours"), f"{key}.included_hours"),
             status=c.get("status", "active"),
+            billing_frequency=self._frequency(key, c),
         )
         self.contracts[c["code"]] = contract
         for j, ro in enumerate(c.get("rate_overrides", [])):
             self._rate(f"{key}.rate_overrides[{j}]", ContractRate, ro, contract=contract)
+
+    def _frequency(self, key: str, c: dict) -> str:
+        frequency = c.get("billing_frequency") or Contract.Frequency.MONTHLY
+        if frequency == Contract.Frequency.ON_MILESTONE and c["model"] != Contract.BillingModel.FIXED_FEE:
+            raise ScenarioError(f"{key}.billing_frequency", "on_milestone is for fixed-fee contracts only")
+        return frequency
 
     def _rate(self, key: str, model, ro: dict, **fields) -> Any:
         return self.create(
@@ -538,6 +576,15 @@ class _Loader:
         return self.prior_lines[contract.id]
 
 
+def _noon_utc(day: date) -> datetime:
+    """A completion date as a timestamp: midday UTC, the same calendar date in every European zone."""
+    return datetime.combine(day, time(12), tzinfo=UTC)
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
 def _strip(code: str | None) -> str | None:
     if code is None:
         return None
@@ -563,6 +610,8 @@ def invoice_result(invoice: Invoice) -> dict:
         "currency": currency,
         "issue_date": invoice.issue_date.isoformat(),
         "due_date": invoice.due_date.isoformat(),
+        "service_start": _iso(invoice.service_start),
+        "service_end": _iso(invoice.service_end),
         "lines": [
             {
                 "kind": line.kind,
@@ -571,6 +620,8 @@ def invoice_result(invoice: Invoice) -> dict:
                 "quantity": str(line.quantity.quantize(Decimal("0.01"))),
                 "unit_price": _fmt_price(line.unit_price, currency),
                 "amount": _fmt_money(line.amount, currency),
+                "service_start": _iso(line.service_start),
+                "service_end": _iso(line.service_end),
             }
             for line in invoice.lines.all()
         ],
@@ -594,6 +645,7 @@ def invoice_result(invoice: Invoice) -> dict:
 def run_scenario(data: dict) -> dict:
     """Load the scenario, bill its period, and return the result; the caller rolls back."""
     validate(data)
+    check_currencies(data)
     FxRate.objects.all().delete()
     TaxRule.objects.all().delete()
     create_default_tax_rules(TaxRule)
@@ -606,12 +658,20 @@ def run_scenario(data: dict) -> dict:
     if period_end < period_start:
         raise ScenarioError("run.period.end", "the period ends before it starts")
     run_date = _date(run["run_date"], "run.run_date")
+    bill_now = "contracts" in run
+    named = run.get("contracts") or []
+    scope = (
+        [loader.ref(loader.contracts, code, f"run.contracts[{i}]", "contract").id for i, code in enumerate(named)]
+        if bill_now
+        else [c.id for c in loader.contracts.values()]
+    )
     billing_run = run_billing(
         period_start=period_start,
         period_end=period_end,
         run_date=run_date,
         user=None,
-        contracts=[c.id for c in loader.contracts.values()],
+        contracts=scope,
+        bill_now=bill_now,
     )
     invoices = (
         Invoice.objects.filter(billing_run=billing_run)
@@ -619,7 +679,14 @@ def run_scenario(data: dict) -> dict:
         .prefetch_related("lines__project", "lines__role", "taxes", "exceptions")
         .order_by("contract__code", "project__code")
     )
-    return {"invoices": [invoice_result(invoice) for invoice in invoices]}
+    return {
+        "invoices": [invoice_result(invoice) for invoice in invoices],
+        # Contracts with work waiting that this run did not bill, and why (billing frequency, §13).
+        "not_due": [
+            {"contract": _strip(n["contract"]), "next_due": n["next_due"], "reason": n["reason"]}
+            for n in billing_run.summary.get("not_due", [])
+        ],
+    }
 
 
 # --- comparison ---------------------------------------------------------------

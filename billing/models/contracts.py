@@ -16,7 +16,15 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import MONEY, PERCENT, RATE, ExternallyIdentified, TimeStamped, currency_field
+from billing.models.base import (
+    MONEY,
+    PERCENT,
+    RATE,
+    ExternallyIdentified,
+    TimeStamped,
+    currency_field,
+    supported_currency_constraint,
+)
 from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
 from portal.errors import ApplicationError
 
@@ -125,6 +133,13 @@ class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
                 condition=~Q(billing_model="retainer")
                 | (Q(retainer_amount__isnull=False) & Q(retainer_amount__gte=0) & Q(included_hours__gte=0)),
                 name="billing_contract_retainer_terms",
+            ),
+            supported_currency_constraint("contract"),
+            # Billing on milestones only makes sense where milestones are billed (docs/rules/billing.md §13).
+            models.CheckConstraint(
+                condition=~Q(billing_frequency="on_milestone") | Q(billing_model="fixed_fee"),
+                name="billing_contract_on_milestone_fixed_fee_only",
+                violation_error_message="Billing on milestones is for fixed-fee contracts only.",
             ),
         ]
 

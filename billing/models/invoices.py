@@ -147,6 +147,9 @@ class Invoice(FSMModelMixin, TimeStamped):
     retainer_period = models.DateField(
         null=True, blank=True, help_text="Period start of the retainer fee this invoice bills (once per period)."
     )
+    # The dates the invoice bills (docs/rules/billing.md §13): min/max over its lines, not the run's period.
+    service_start = models.DateField(null=True, blank=True, help_text="First date of the work it bills.")
+    service_end = models.DateField(null=True, blank=True, help_text="Last date of the work it bills.")
     issue_date = models.DateField()
     due_date = models.DateField()
     currency = currency_field()
@@ -352,6 +355,9 @@ class InvoiceLine(models.Model):
     rate_source = models.CharField(max_length=20, choices=RateSource.choices, blank=True, default="")
     rate_source_id = models.BigIntegerField(null=True, blank=True, help_text="Id of the rate row applied.")
     rate_source_label = models.CharField(max_length=200, blank=True, default="")
+    # First and last date of the items the line bills (docs/rules/billing.md §13).
+    service_start = models.DateField(null=True, blank=True)
+    service_end = models.DateField(null=True, blank=True)
     credited_line = models.ForeignKey(
         "self",
         null=True,

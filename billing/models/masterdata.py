@@ -16,6 +16,7 @@ from billing.models.base import (
     TimeStamped,
     country_field,
     currency_field,
+    supported_currency_constraint,
 )
 from billing.peppol import endpoint_for, participant_id_problem, validate_participant_id
 from billing.vat import vat_id_is_valid
@@ -56,6 +57,7 @@ class LegalEntity(TimeStamped):
     class Meta:
         verbose_name_plural = "legal entities"
         ordering = ["code"]
+        constraints = [supported_currency_constraint("legalentity")]
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
@@ -104,6 +106,7 @@ class Client(ExternallyIdentified, TimeStamped):
         constraints = [
             *ExternallyIdentified.Meta.constraints,
             models.UniqueConstraint(fields=["erp_id"], condition=~Q(erp_id=""), name="billing_client_unique_erp_id"),
+            supported_currency_constraint("client"),
         ]
 
     def __str__(self) -> str:
@@ -199,6 +202,7 @@ class RateCard(TimeStamped):
 
     class Meta:
         ordering = ["code"]
+        constraints = [supported_currency_constraint("ratecard")]
 
     def __str__(self) -> str:
         return f"{self.code} ({self.currency})"
@@ -297,6 +301,8 @@ class FxRate(models.Model):
             models.UniqueConstraint(fields=["from_currency", "to_currency", "date"], name="billing_fxrate_unique"),
             models.CheckConstraint(condition=Q(rate__gt=0), name="billing_fxrate_positive"),
             models.CheckConstraint(condition=~Q(from_currency=F("to_currency")), name="billing_fxrate_distinct_pair"),
+            supported_currency_constraint("fxrate", "from_currency"),
+            supported_currency_constraint("fxrate", "to_currency"),
         ]
 
     def __str__(self) -> str:

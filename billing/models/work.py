@@ -17,7 +17,14 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import HOURS, MONEY, ExternallyIdentified, TimeStamped, currency_field
+from billing.models.base import (
+    HOURS,
+    MONEY,
+    ExternallyIdentified,
+    TimeStamped,
+    currency_field,
+    supported_currency_constraint,
+)
 from billing.models.contracts import Project
 from billing.models.masterdata import Person
 
@@ -155,6 +162,7 @@ class Expense(SubmittedWork):
         constraints = [
             *ExternallyIdentified.Meta.constraints,
             models.CheckConstraint(condition=Q(amount__gt=0), name="billing_expense_amount_positive"),
+            supported_currency_constraint("expense"),
             _invoiced_iff_linked("expense"),
         ]
         indexes = [models.Index(fields=["status", "date"], name="billing_expense_status_date")]

@@ -90,6 +90,7 @@ class MilestoneItem:
     project_id: int
     name: str
     amount: Decimal
+    completed_on: date | None = None  # the line's service period (§13)
 
 
 @dataclass
@@ -107,6 +108,16 @@ class LineDraft:
     time_entry_ids: list[int] = field(default_factory=list)
     expense_ids: list[int] = field(default_factory=list)
     milestone_ids: list[int] = field(default_factory=list)
+    # First and last date of what the line bills (§13): items' dates, or the billing period.
+    service_start: date | None = None
+    service_end: date | None = None
+
+    def cover(self, day: date) -> None:
+        """Widen the line's service period to include `day`."""
+        if self.service_start is None or day < self.service_start:
+            self.service_start = day
+        if self.service_end is None or day > self.service_end:
+            self.service_end = day
 
 
 @dataclass
@@ -146,6 +157,17 @@ class InvoiceDraft:
     subtotal: Decimal = ZERO
     tax_total: Decimal = ZERO
     total: Decimal = ZERO
+    # Projects of items the draft bills but could not price (MISSING_RATE / MISSING_FX_RATE): still billed items.
+    unpriced_project_ids: set[int] = field(default_factory=set)
+
+    @property
+    def service_start(self) -> date | None:
+        """The invoice's service period starts at its earliest line's (§13); None without lines."""
+        return min((line.service_start for line in self.lines if line.service_start), default=None)
+
+    @property
+    def service_end(self) -> date | None:
+        return max((line.service_end for line in self.lines if line.service_end), default=None)
 
     @property
     def blocking_codes(self) -> set[str]:
@@ -252,13 +274,15 @@ def price_contract(
                     project_id=milestone.project_id,
                     description=milestone.name,
                     milestone_ids=[milestone.id],
+                    service_start=milestone.completed_on or period_end,
+                    service_end=milestone.completed_on or period_end,
                 )
             )
     _price_expenses(ctx, draft_for, fx)
 
     result = [d for d in drafts.values() if d.has_billable_content]
     for draft in result:
-        _add_discount(draft, contract)
+        _add_discount(draft, contract, period_start, period_end)
         draft.subtotal = sum((line.amount for line in draft.lines), ZERO)
         _apply_tax(draft, contract, taxes)
         _validate(draft, ctx)
@@ -268,7 +292,9 @@ def price_contract(
     return result
 
 
-def _price_time(ctx, items, draft_for, rates: RateResolver, *, kind: str) -> None:
+def _price_time(
+    ctx, items, draft_for, rates: RateResolver, *, kind: str, service: tuple[date, date] | None = None
+) -> None:
     """Group entries per project by (role, resolved rate): one line each (§3.2)."""
     contract = ctx.contract
     groups: dict[tuple[int, int, Decimal], LineDraft] = {}
@@ -278,6 +304,7 @@ def _price_time(ctx, items, draft_for, rates: RateResolver, *, kind: str) -> Non
         resolved = rates.resolve(contract_id=contract.id, person_id=item.person_id, role_id=item.role_id, day=item.date)
         if resolved is None:
             draft = draft_for(item.project_id)
+            draft.unpriced_project_ids.add(item.project_id)
             unpriced.setdefault((id(draft), item.role_id), (draft, []))[1].append(item)
             continue
         key = (item.project_id, item.role_id, resolved.rate)
@@ -300,7 +327,11 @@ def _price_time(ctx, items, draft_for, rates: RateResolver, *, kind: str) -> Non
             line.rate_source_label += " (and other sources at the same rate)"
         line.quantity += item.hours
         line.time_entry_ids.append(item.id)
+        if kind == InvoiceLine.Kind.TIME:
+            line.cover(item.date)
     for line in groups.values():
+        if service is not None:  # overage: the billing period (§13)
+            line.service_start, line.service_end = service
         line.quantity = round_quantity(line.quantity)
         line.amount = round_money(line.quantity * line.unit_price, contract.currency)
     for (_draft_id, role_id), (draft, missing) in unpriced.items():
@@ -345,6 +376,8 @@ def _price_retainer(ctx, draft_for, rates: RateResolver, *, period_start: date, 
             amount=fee,
             unit_price=fee,
             description=f"Retainer {period_start:%Y-%m-%d} – {period_end:%Y-%m-%d}",
+            service_start=period_start,
+            service_end=period_end,
         )
         draft.lines.append(fee_line)
         draft.retainer_period = period_start
@@ -371,7 +404,14 @@ def _price_retainer(ctx, draft_for, rates: RateResolver, *, period_start: date, 
             fee_line.time_entry_ids.extend(covered_ids)
         else:
             ctx.covered_by_existing_fee.setdefault(ctx.existing_fee_line_id, []).extend(covered_ids)
-    _price_time(ctx, overage, lambda _project_id: draft, rates, kind=InvoiceLine.Kind.OVERAGE)
+    _price_time(
+        ctx,
+        overage,
+        lambda _project_id: draft,
+        rates,
+        kind=InvoiceLine.Kind.OVERAGE,
+        service=(period_start, period_end),
+    )
 
 
 def _price_expenses(ctx, draft_for, fx: FxResolver) -> None:
@@ -383,6 +423,7 @@ def _price_expenses(ctx, draft_for, fx: FxResolver) -> None:
         draft = draft_for(expense.project_id)
         rate = fx.rate(expense.currency, currency, expense.date)
         if rate is None:
+            draft.unpriced_project_ids.add(expense.project_id)
             draft.add(
                 Code.MISSING_FX_RATE,
                 BLOCKING,
@@ -399,11 +440,13 @@ def _price_expenses(ctx, draft_for, fx: FxResolver) -> None:
                 project_id=expense.project_id,
                 description=expense.description or f"{expense.category.title()} expense {expense.date:%Y-%m-%d}",
                 expense_ids=[expense.id],
+                service_start=expense.date,
+                service_end=expense.date,
             )
         )
 
 
-def _add_discount(draft: InvoiceDraft, contract: Contract) -> None:
+def _add_discount(draft: InvoiceDraft, contract: Contract, period_start: date, period_end: date) -> None:
     pct = contract.discount_pct or ZERO
     if pct <= 0:
         return
@@ -417,6 +460,8 @@ def _add_discount(draft: InvoiceDraft, contract: Contract) -> None:
             amount=-discount,
             unit_price=-discount,
             description=f"Discount {pct.normalize():f} %",
+            service_start=period_start,
+            service_end=period_end,
         )
     )
 
@@ -455,7 +500,8 @@ def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
             BLOCKING,
             f"Contract {contract.code} has a submitted change order awaiting a decision.",
         )
-    billed_projects = {line.project_id for line in draft.lines if line.project_id}
+    # Every project whose items the invoice bills, priced or not (§12).
+    billed_projects = {line.project_id for line in draft.lines if line.project_id} | draft.unpriced_project_ids
     for line in draft.lines:
         if line.time_entry_ids and line.project_id is None:
             billed_projects.update(_projects_of_entries(ctx, line.time_entry_ids))
@@ -469,7 +515,9 @@ def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
             )
     if client.credit_hold:
         draft.add(Code.CLIENT_ON_CREDIT_HOLD, WARNING, f"Client {client.code} is on credit hold.")
-    if draft.project_id is None:
+    if contract.billing_model == Contract.BillingModel.FIXED_FEE:
+        unapproved = False  # a fixed fee never bills time, approved or not (§12)
+    elif draft.project_id is None:
         unapproved = bool(ctx.projects_with_unapproved_time)
     else:
         unapproved = draft.project_id in ctx.projects_with_unapproved_time

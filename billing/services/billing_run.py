@@ -61,6 +61,7 @@ from billing.services.billing_engine import (
     TimeItem,
     price_contract,
 )
+from billing.services.billing_frequency import billing_period, quarter_of, split_not_due
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
 from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
 from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
@@ -85,8 +86,15 @@ def run_billing(
     contracts: Iterable[Contract | str | int] | None = None,
     billing_run: BillingRun | None = None,
     chunk_size: int = CHUNK_SIZE,
+    bill_now: bool | None = None,
 ) -> BillingRun:
-    """Bill every contract with work due in the period; returns the run with its summary."""
+    """Bill every contract with work due in the period; returns the run with its summary.
+
+    `bill_now`: ignore the contracts' billing frequency (§13); by default a run restricted to
+    named `contracts` is a "bill now" run and a run over all contracts is not.
+    """
+    if bill_now is None:
+        bill_now = contracts is not None
     if period_end < period_start:
         raise ApplicationError("The period ends before it starts.", field_errors={"period_end": ["Before start."]})
     if run_date < period_start:
@@ -106,7 +114,9 @@ def run_billing(
     summary = _Summary()
     try:
         # Inside the try: an unknown contract code fails the run visibly instead of leaving it running.
-        candidate_ids = _candidate_contract_ids(period_start, period_end, contracts)
+        candidate_ids = _candidate_contract_ids(period_start, period_end, contracts, bill_now=bill_now)
+        candidate_ids, not_due = split_not_due(candidate_ids, period_end, bill_now=bill_now)
+        summary.not_due = [n.as_dict() for n in not_due]
         billing_run.contracts_total = len(candidate_ids)
         _beat(billing_run, contracts_total=billing_run.contracts_total)
         for offset in range(0, len(candidate_ids), chunk_size):
@@ -192,6 +202,7 @@ class _Summary:
         self.exceptions: dict[str, int] = defaultdict(int)
         self.items = {"time_entries": 0, "expenses": 0, "milestones": 0}
         self.skipped: list[str] = []
+        self.not_due: list[dict] = []  # contracts not due in this run, with why (billing frequency, §13)
 
     def add(self, invoice: Invoice, draft: InvoiceDraft) -> None:
         self.invoices += 1
@@ -214,6 +225,7 @@ class _Summary:
             "exceptions_by_code": dict(sorted(self.exceptions.items())),
             "items_billed": self.items,
             "skipped": self.skipped,
+            "not_due": self.not_due,
         }
 
 
@@ -222,7 +234,11 @@ def _eligible_time() -> Q:
 
 
 def _candidate_contract_ids(
-    period_start: date, period_end: date, contracts: Iterable[Contract | str | int] | None
+    period_start: date,
+    period_end: date,
+    contracts: Iterable[Contract | str | int] | None,
+    *,
+    bill_now: bool = False,
 ) -> list[int]:
     scope = Contract.objects.all()
     if contracts is not None:
@@ -262,6 +278,11 @@ def _candidate_contract_ids(
         .distinct()
     )
     ids.update(scope.filter(billing_model=RETAINER, status=Contract.Status.ACTIVE).values_list("id", flat=True))
+    quarter_end = quarter_of(period_end)[1]
+    if bill_now and quarter_end != period_end:
+        # A quarterly contract billed now is billed for its quarter: items up to the quarter end count.
+        quarterly = scope.filter(billing_frequency=Contract.Frequency.QUARTERLY)
+        ids.update(_candidate_contract_ids(period_start, quarter_end, quarterly.values_list("id", flat=True)))
     return sorted(ids)
 
 
@@ -350,10 +371,13 @@ def load_contexts(
             project__contract__billing_model=FIXED_FEE,
         )
         .order_by("due_date", "id")
-        .values_list("id", "project_id", "project__contract_id", "name", "amount")
+        .values_list("id", "project_id", "project__contract_id", "name", "amount", "completed_at", "due_date")
     )
-    for milestone_id, project_id, contract_id, name, amount in milestone_rows:
-        ctxs[contract_id].milestone_items.append(MilestoneItem(milestone_id, project_id, name, amount))
+    for milestone_id, project_id, contract_id, name, amount, completed_at, due_date in milestone_rows:
+        completed_on = timezone.localdate(completed_at) if completed_at else due_date
+        ctxs[contract_id].milestone_items.append(
+            MilestoneItem(milestone_id, project_id, name, amount, completed_on=completed_on)
+        )
 
     for contract_id, delta in (
         ChangeOrder.objects.filter(contract_id__in=contract_ids, status=ChangeOrder.Status.APPROVED)
@@ -434,34 +458,45 @@ def load_contexts(
 def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary, *, user: Any) -> None:
     # Lock first, read after: a concurrent run over these contracts waits here,
     # then reads the items this run linked and finds nothing left to bill.
-    list(Contract.objects.select_for_update().filter(id__in=contract_ids).order_by("id").values_list("id"))
-    contexts, open_keys = load_contexts(contract_ids, run.period_start, run.period_end)
-    rates = RateResolver(ctx.contract for ctx in contexts)
-    fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
-    fx = FxResolver(fx_pairs, up_to=run.period_end)
+    frequencies = (
+        Contract.objects.select_for_update()
+        .filter(id__in=contract_ids)
+        .order_by("id")
+        .values_list("id", "billing_frequency")
+    )
+    # Contracts are priced over their billing period (§13): the run's period, or a quarterly contract's quarter.
+    by_period: dict[tuple[date, date], list[int]] = defaultdict(list)
+    for contract_id, frequency in frequencies:
+        by_period[billing_period(frequency, run.period_start, run.period_end)].append(contract_id)
     taxes = TaxRuleResolver()
 
     drafts: list[InvoiceDraft] = []
     extra_links: dict[int, list[int]] = {}
-    for ctx in contexts:
-        priced = price_contract(
-            ctx,
-            period_start=run.period_start,
-            period_end=run.period_end,
-            run_date=run.run_date,
-            rates=rates,
-            fx=fx,
-            taxes=taxes,
-        )
-        for draft in priced:
-            if (ctx.contract.id, draft.project_id) in open_keys:
-                summary.skipped.append(
-                    f"{ctx.contract.code}: an open draft invoice exists; revalidate or cancel it first."
-                )
-                continue
-            drafts.append(draft)
-        for line_id, entry_ids in ctx.covered_by_existing_fee.items():
-            extra_links.setdefault(line_id, []).extend(entry_ids)
+    for (start, end), ids in sorted(by_period.items()):
+        contexts, open_keys = load_contexts(ids, start, end)
+        rates = RateResolver(ctx.contract for ctx in contexts)
+        fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
+        fx = FxResolver(fx_pairs, up_to=end)
+        for ctx in contexts:
+            priced = price_contract(
+                ctx,
+                period_start=start,
+                period_end=end,
+                run_date=run.run_date,
+                rates=rates,
+                fx=fx,
+                taxes=taxes,
+            )
+            for draft in priced:
+                if (ctx.contract.id, draft.project_id) in open_keys:
+                    summary.skipped.append(
+                        f"{ctx.contract.code}: an open draft invoice exists; revalidate or cancel it first."
+                    )
+                    continue
+                drafts.append(draft)
+            for line_id, entry_ids in ctx.covered_by_existing_fee.items():
+                extra_links.setdefault(line_id, []).extend(entry_ids)
+    drafts.sort(key=lambda d: d.contract.id)  # the order contracts were locked and billed in before
     write_drafts(drafts, run=run, user=user, summary=summary)
     if extra_links:
         _link_items(TimeEntry, [(i, line) for line, ids in extra_links.items() for i in ids], user, run)
@@ -490,6 +525,8 @@ def write_drafts(
             period_start=d.period_start,
             period_end=d.period_end,
             retainer_period=d.retainer_period,
+            service_start=d.service_start,
+            service_end=d.service_end,
             issue_date=d.issue_date,
             due_date=d.due_date,
             currency=d.currency,
@@ -551,6 +588,8 @@ def write_invoice_contents(
                 rate_source=ld.rate_source,
                 rate_source_id=ld.rate_source_id,
                 rate_source_label=ld.rate_source_label[:200],
+                service_start=ld.service_start,
+                service_end=ld.service_end,
             )
             lines.append(line)
             links[TimeEntry].extend((i, line) for i in ld.time_entry_ids)

@@ -223,6 +223,9 @@ def credit_note_create(
         project=invoice.project,
         period_start=invoice.period_start,
         period_end=invoice.period_end,
+        # The credit note covers the service period of the lines it credits (docs/rules/billing.md §13).
+        service_start=min((line.service_start for line in credit_lines if line.service_start), default=None),
+        service_end=max((line.service_end for line in credit_lines if line.service_end), default=None),
         issue_date=today,
         due_date=today,
         currency=currency,
@@ -268,6 +271,8 @@ def _credit_line(original: InvoiceLine, value: Decimal, *, quantity: Decimal, un
         amount=value,
         credited_line=original,
         description=f"Credit: {what}"[:500],
+        service_start=original.service_start,
+        service_end=original.service_end,
     )
 
 

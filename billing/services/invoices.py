@@ -163,6 +163,7 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
         return invoice
     invoice.subtotal, invoice.tax_total, invoice.total = draft.subtotal, draft.tax_total, draft.total
     invoice.due_date = draft.due_date
+    invoice.service_start, invoice.service_end = draft.service_start, draft.service_end
     invoice.po_number = invoice.contract.po_number
     write_invoice_contents([(invoice, draft)], actor=user, reason=reason, run=None)
     _score_draft(invoice)
