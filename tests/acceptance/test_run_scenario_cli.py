@@ -49,6 +49,17 @@ def test_wrong_expectation_exits_1_with_a_readable_diff(tmp_path, capsys):
         (lambda d: d["contracts"][0].update(model="barter"), "contracts[0].model"),
         (lambda d: d.pop("run"), "run"),
         (lambda d: d["time_entries"][0].update(hours="30.00"), "time_entries[0]"),
+        # Three-decimal currencies are refused at entry, never rounded (docs/rules/billing.md §12).
+        (lambda d: d["contracts"][0].update(currency="KWD"), "contracts[0].currency"),
+        (lambda d: d["clients"][0].update(currency="BHD"), "clients[0].currency"),
+        (
+            lambda d: d["fx_rates"].insert(0, {"from": "OMR", "to": "EUR", "date": "2026-10-01", "rate": "2.4"}),
+            "fx_rates[0].from",
+        ),
+        # on_milestone is for fixed fee only (§13).
+        (lambda d: d["contracts"][0].update(billing_frequency="on_milestone"), "contracts[0].billing_frequency"),
+        (lambda d: d["contracts"][0].update(billing_frequency="weekly"), "contracts[0].billing_frequency"),
+        (lambda d: d["run"].update(contracts=["NOPE"]), "run.contracts[0]"),
     ],
 )
 def test_malformed_scenario_exits_2_naming_the_key(tmp_path, capsys, mutate, key):
