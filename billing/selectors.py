@@ -105,6 +105,8 @@ class RunSummary:
     items_billed: dict[str, int]
     skipped: list[str]
     current_status: list[tuple[str, str, int]] = field(default_factory=list)  # invoices of the run today
+    # Contracts with work waiting that the run did not bill (billing frequency): {contract, next_due, reason}.
+    not_due: list[dict] = field(default_factory=list)
 
 
 def billing_run_summary(run: BillingRun) -> RunSummary:
@@ -129,6 +131,7 @@ def billing_run_summary(run: BillingRun) -> RunSummary:
         items_billed=data.get("items_billed") or {},
         skipped=list(data.get("skipped") or []),
         current_status=[(row["status"], labels.get(row["status"], row["status"]), row["n"]) for row in current],
+        not_due=list(data.get("not_due") or []),
     )
 
 

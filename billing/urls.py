@@ -15,6 +15,7 @@ urlpatterns = [
     path("invoices/<int:pk>/", views.invoice_detail, name="invoice_detail"),
     path("invoices/<int:pk>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("invoices/<int:pk>/ubl.xml", views.invoice_ubl, name="invoice_ubl"),
+    path("invoices/<int:pk>/proforma.pdf", views.invoice_proforma, name="invoice_proforma"),
     path("invoices/<int:pk>/revalidate/", views.invoice_action, {"action": "revalidate"}, name="invoice_revalidate"),
     path("invoices/<int:pk>/override/", views.invoice_action, {"action": "override"}, name="invoice_override"),
     path("invoices/<int:pk>/write-down/", views.invoice_action, {"action": "write-down"}, name="invoice_write_down"),

@@ -26,7 +26,7 @@ from billing.models import BillingRun, DeliveryAttempt, Invoice, InvoiceDocument
 from billing.services.billing_engine import Code
 from billing.services.billing_run import billing_run_resume, billing_run_start, billing_runs_interrupt_stale
 from billing.services.delivery import invoice_deliver
-from billing.services.documents import invoice_document
+from billing.services.documents import PROFORMA_STATUSES, invoice_document, invoice_proforma_pdf
 from billing.services.invoices import (
     invoice_approve,
     invoice_cancel,
@@ -312,6 +312,7 @@ def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "timeline": selectors.invoice_timeline(invoice),
             "actions": actions,
             "any_action": any(actions.values()),
+            "proforma": not invoice.number and invoice.status in PROFORMA_STATUSES,
             "prepared_by_me": bool(invoice.prepared_by_id and invoice.prepared_by_id == access.user_id),
             "access": access,
             "here": request.get_full_path(),
@@ -349,6 +350,24 @@ def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
 @finance_view(readers=INVOICE_READ_ROLES)
 def invoice_ubl(request: HttpRequest, pk: int) -> HttpResponse:
     return _document_download(request, pk, InvoiceDocument.Kind.UBL)
+
+
+@require_GET
+@finance_view(readers=INVOICE_READ_ROLES)
+def invoice_proforma(request: HttpRequest, pk: int) -> HttpResponse:
+    """The proforma preview of an unnumbered invoice: rendered now, never stored or sent."""
+    invoice = Invoice.objects.filter(pk=pk).first()
+    if invoice is None:
+        raise Http404("No such invoice.")
+    try:
+        data, filename = invoice_proforma_pdf(invoice=invoice)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseSeeOther(reverse("billing:invoice_detail", args=[pk]))
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = content_disposition_header(False, filename)
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 # --- invoice actions (POST) -----------------------------------------------------------------------

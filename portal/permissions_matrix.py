@@ -130,6 +130,7 @@ billing:invoice_list              GET    -            login   deny    deny    al
 billing:invoice_detail            GET    inv-pending  login   deny    deny    allow   allow   allow   deny    allow
 billing:invoice_pdf               GET    inv-posted   login   deny    deny    allow   allow   allow   deny    allow
 billing:invoice_ubl               GET    inv-posted   login   deny    deny    allow   allow   allow   deny    allow
+billing:invoice_proforma          GET    inv-pending  login   deny    deny    allow   allow   allow   deny    allow
 billing:invoice_revalidate        GET    inv-blocked  method  method  method  method  method  method  method  method
 billing:invoice_revalidate        POST   inv-blocked  login   deny    deny    allow   allow   deny    deny    deny
 billing:invoice_override          GET    inv-blocked  method  method  method  method  method  method  method  method

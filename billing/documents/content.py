@@ -69,6 +69,9 @@ class DocumentLine:
     quantity: Decimal
     unit_price: Decimal
     amount: Decimal
+    service_start: datetime.date | None = None  # the dates the line bills (docs/rules/billing.md §13)
+    service_end: datetime.date | None = None
+    shows_period: bool = False  # printed (and sent) only where it differs from the invoice's service period
 
     @property
     def is_time(self) -> bool:
@@ -159,9 +162,20 @@ class InvoiceContent:
     total: Decimal
     original_number: str = ""
     original_issue_date: datetime.date | None = None
+    # The service period: first and last date of the work the invoice bills (min/max over its lines).
+    service_start: datetime.date | None = None
+    service_end: datetime.date | None = None
+    # A proforma preview of an unnumbered invoice: watermarked, not stored, not sent (docs/rules/billing.md §13).
+    proforma: bool = False
+
+    @property
+    def watermark(self) -> str:
+        return "PROFORMA — not a tax invoice" if self.proforma else ""
 
     @property
     def title(self) -> str:
+        if self.proforma:
+            return "Proforma credit note" if self.is_credit_note else "Proforma invoice"
         return "Credit note" if self.is_credit_note else "Invoice"
 
     @property
@@ -223,14 +237,22 @@ def _party(record: Any, *, name: str, emails: tuple[str, ...] = ()) -> Party:
     )
 
 
-def invoice_content(invoice: Invoice) -> InvoiceContent:
-    """Read a numbered invoice with everything its documents print (a handful of queries)."""
+def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceContent:
+    """Read a numbered invoice with everything its documents print (a handful of queries).
+
+    `proforma`: the preview of an unnumbered invoice (draft, exception, pending approval); it
+    carries no number and its parties are read as they are now.
+    """
     invoice = (
         Invoice.objects.select_related("entity", "client", "contract", "project", "credit_of")
         .prefetch_related("taxes")
         .get(pk=invoice.pk)
     )
-    if not invoice.number:
+    if proforma and invoice.number:
+        raise ApplicationError(
+            f"{invoice.display_number} is numbered: download the invoice itself, not a proforma.", code="numbered"
+        )
+    if not invoice.number and not proforma:
         raise ApplicationError(
             f"{invoice.display_number} has no number yet: documents are issued for approved invoices only.",
             code="not_numbered",
@@ -249,6 +271,10 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
             quantity=line.quantity,
             unit_price=line.unit_price,
             amount=line.amount,
+            service_start=line.service_start,
+            service_end=line.service_end,
+            shows_period=bool(line.service_start or line.service_end)
+            and (line.service_start, line.service_end) != (invoice.service_start, invoice.service_end),
         )
         for index, line in enumerate(invoice.lines.select_related("project").order_by("position", "id"), start=1)
     ]
@@ -266,7 +292,7 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
     original = invoice.credit_of
     return InvoiceContent(
         invoice=invoice,
-        number=invoice.number,
+        number=invoice.number or "",
         is_credit_note=invoice.kind == Invoice.Kind.CREDIT_NOTE,
         issue_date=invoice.issue_date,
         due_date=invoice.due_date,
@@ -291,4 +317,7 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
         total=invoice.total,
         original_number=(original.number or original.display_number) if original else "",
         original_issue_date=original.issue_date if original else None,
+        service_start=invoice.service_start,
+        service_end=invoice.service_end,
+        proforma=proforma,
     )

@@ -126,12 +126,8 @@ class UblWriter:
             _cbc(root, "Note", f"Credit note for invoice {c.original_number} of {c.original_issue_date:%Y-%m-%d}.")
         _cbc(root, "DocumentCurrencyCode", c.currency)
         _cbc(root, "BuyerReference", c.po_number or c.contract_code)
-        if c.period_start or c.period_end:
-            period = _cac(root, "InvoicePeriod")
-            if c.period_start:
-                _cbc(period, "StartDate", c.period_start.isoformat())
-            if c.period_end:
-                _cbc(period, "EndDate", c.period_end.isoformat())
+        # BG-14: the service period (the dates the invoice bills), else the billing period.
+        _invoice_period(root, c.service_start or c.period_start, c.service_end or c.period_end)
         if c.po_number:
             _cbc(_cac(root, "OrderReference"), "ID", c.po_number)
         if self.credit_note and c.original_number:
@@ -284,6 +280,8 @@ class UblWriter:
             unitCode=UNIT_HOUR if line.is_time else UNIT_ONE,
         )
         self.money(element, "LineExtensionAmount", line.amount)
+        if line.shows_period:  # BG-26, only where it differs from the header's
+            _invoice_period(element, line.service_start, line.service_end)
         item = _cac(element, "Item")
         if line.project_code:
             _cbc(item, "Description", f"Project {line.project_code} {line.project_name}".strip())
@@ -299,6 +297,17 @@ class UblWriter:
         if not quantity or abs(quantity * price - amount) <= Decimal("0.01"):
             return self.price(price)
         return f"{(amount / quantity).quantize(Decimal('0.000001')).normalize():f}"
+
+
+def _invoice_period(parent: etree._Element, start, end) -> None:
+    """cac:InvoicePeriod with the dates given (BG-14 on the document, BG-26 on a line); nothing when neither."""
+    if not (start or end):
+        return
+    period = _cac(parent, "InvoicePeriod")
+    if start:
+        _cbc(period, "StartDate", start.isoformat())
+    if end:
+        _cbc(period, "EndDate", end.isoformat())
 
 
 SEPA_COUNTRIES = frozenset({

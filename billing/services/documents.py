@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 
 from billing.documents.content import InvoiceContent, invoice_content
 from billing.documents.pdf import generator as pdf_generator
-from billing.documents.pdf import render_pdf
+from billing.documents.pdf import pdf_from_html, render_html, render_pdf
 from billing.documents.ubl import GENERATOR as UBL_GENERATOR
 from billing.documents.ubl import render_ubl
 from billing.documents.validation import validate_ubl
@@ -83,3 +83,24 @@ def invoice_document_matches_rerender(*, document: InvoiceDocument) -> bool:
     """Support check: does a fresh render give the stored bytes? Stores nothing, changes nothing."""
     data, _generator = _render(document.kind, invoice_content(document.invoice))
     return hashlib.sha256(data).hexdigest() == document.sha256
+
+
+#: Invoices that can be previewed as a proforma: not numbered yet, still being prepared (docs/rules/billing.md §13).
+PROFORMA_STATUSES = (Invoice.Status.DRAFT, Invoice.Status.EXCEPTION, Invoice.Status.PENDING_APPROVAL)
+
+
+def invoice_proforma_pdf(*, invoice: Invoice) -> tuple[bytes, str]:
+    """A proforma PDF of a draft, exception or pending invoice: (bytes, file name).
+
+    Watermarked "PROFORMA — not a tax invoice", with no number; it is rendered for the
+    reader and never stored, numbered, sent or posted — it changes nothing.
+    """
+    if invoice.number or invoice.status not in PROFORMA_STATUSES:
+        raise ApplicationError(
+            f"{invoice.display_number} is {invoice.get_status_display().lower()}: a proforma previews draft, "
+            "exception and pending invoices only; issued invoices have their own PDF.",
+            code="not_proforma",
+        )
+    content = invoice_content(invoice, proforma=True)
+    data = pdf_from_html(render_html(content), identifier=f"proforma-{invoice.pk}".encode())
+    return data, f"proforma-{invoice.pk}.pdf"
