@@ -265,7 +265,7 @@ HYPOTHESIS = settings(max_examples=12, deadline=None, suppress_health_check=[Hea
 def test_a_quarterly_contract_is_billed_once_per_quarter_whatever_the_monthly_runs(firm, months, days):
     contract, person = firm
     with transaction.atomic():
-        retainer, r_project = contract(
+        retainer, _r_project = contract(
             billing_frequency="quarterly", retainer=True, retainer_amount=Decimal("900.00"), included_hours=Decimal("4")
         )
         tm, t_project = contract(billing_frequency="quarterly")
