@@ -81,6 +81,8 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
             "unit_price",
             "amount",
             "rate_source",
+            "service_start",
+            "service_end",
             "credited_line",
         ]
         read_only_fields = fields
@@ -129,6 +131,8 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "credit_of",
             "period_start",
             "period_end",
+            "service_start",
+            "service_end",
             "issue_date",
             "due_date",
             "currency",
