@@ -36,11 +36,6 @@ def billing_period(frequency: str, run_start: date, run_end: date) -> tuple[date
     return run_start, run_end
 
 
-def is_due(frequency: str, run_end: date, *, bill_now: bool) -> bool:
-    """Whether a contract of this frequency gets invoices in a run ending on `run_end`."""
-    return bill_now or frequency != QUARTERLY or is_quarter_end(run_end)
-
-
 @dataclass(frozen=True)
 class NotDue:
     """A contract with work waiting that a run did not bill because of its billing frequency."""
