@@ -449,3 +449,16 @@ def invoice_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             messages.error(request, exc.message)
     return HttpResponseSeeOther(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
 
+
+
+# --- purchase orders (docs/rules/billing.md §13) --------------------------------------------------
+
+
+@require_GET
+@finance_view()
+def purchase_order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A PO's amount, invoiced, credited and remaining balance, and the invoices behind it."""
+    page = selectors.purchase_order_page(pk)
+    if page is None:
+        raise Http404("No such purchase order.")
+    return render(request, "billing/purchase_order_detail.html", {**page, "access": _access(request)})
