@@ -412,7 +412,8 @@ class PurchaseOrderForm(forms.ModelForm):
 
     class Meta:
         model = PurchaseOrder
-        fields = "__all__"
+        fields = ("number", "client", "currency", "amount", "valid_from", "valid_to", "raised_by", "notes",
+                  "source", "external_id")
 
     def clean(self):
         from billing.services.purchase_orders import committed_drawdown

@@ -502,7 +502,9 @@ class _Loader:
             expense_markup_pct=_dec(c.get("expense_markup_pct"), f"{key}.expense_markup_pct", Decimal(0)),
             discount_pct=_dec(c.get("discount_pct"), f"{key}.discount_pct", Decimal(0)),
             po_number=c.get("po_number") or "",
-            purchase_order=self.ref(self.purchase_orders, c["purchase_order"], f"{key}.purchase_order", "purchase order")
+            purchase_order=self.ref(
+                self.purchase_orders, c["purchase_order"], f"{key}.purchase_order", "purchase order"
+            )
             if c.get("purchase_order")
             else None,
             payment_terms_days=c.get("payment_terms_days"),

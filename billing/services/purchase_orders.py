@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Case, DecimalField, F, Q, Sum, When
 
-from billing.models import Client, Invoice, PurchaseOrder
+from billing.models import Invoice, PurchaseOrder
 from billing.money import ZERO
 from billing.services.audit import save_audited
 from billing.services.billing_engine import BLOCKING, Code, InvoiceDraft
