@@ -215,32 +215,42 @@ def _require_editor(user: Any) -> None:
 
 @transaction.atomic
 def purchase_order_save(*, po: PurchaseOrder, user: Any, reason: str = "") -> PurchaseOrder:
-    """Create or change a PO (admin form, API upsert). Its amount never drops below what is committed.
-
-    Under a row lock on the PO: a run drawing on it at the same moment waits, then sees the new
-    amount. The currency of a PO that invoices already draw on cannot change; a PO's client
-    cannot change once a contract or an invoice refers to it.
-    """
+    """Create or change a PO (admin form, portal): billing admins and finance only; see `purchase_order_check`."""
     _require_editor(user)
-    if po.pk:
-        stored = PurchaseOrder.objects.select_for_update().get(pk=po.pk)
-        committed = committed_drawdown([po.pk])[po.pk]
-        errors: dict[str, list[str]] = {}
-        if po.amount < committed:
-            errors["amount"] = [
-                f"{committed} {stored.currency} is already invoiced on PO {stored.number} (net of credit notes); "
-                "the amount cannot go below it. Credit the invoices first."
-            ]
-        used = stored.invoices.exists() or stored.contracts.exists()
-        if used and po.currency != stored.currency:
-            errors["currency"] = ["Invoices or contracts draw on this PO in its currency; issue a new PO instead."]
-        if used and po.number != stored.number:
-            errors["number"] = ["Contracts or invoices carry this PO number; issue a new PO instead."]
-        if used and po.client_id != stored.client_id:
-            errors["client"] = ["Contracts or invoices refer to this PO; its client cannot change."]
-        if errors:
-            raise ApplicationError(f"PO {stored.number} cannot be changed that way.", field_errors=errors)
-    if po.valid_to and po.valid_to < po.valid_from:
-        raise ApplicationError("The PO ends before it starts.", field_errors={"valid_to": ["Before valid from."]})
+    purchase_order_check(po)
     save_audited(po, user=user, reason=reason or ("PO changed" if po.pk else "PO created"))
     return po
+
+
+def purchase_order_check(po: PurchaseOrder) -> None:
+    """Refuse a change that would let invoices exceed the PO (the API upsert calls it too).
+
+    Under a row lock on the PO: a run drawing on it at the same moment waits, then sees the new
+    amount. The amount never drops below what is committed; the number, client and currency of a
+    PO that contracts or invoices use stay (issue a new PO instead).
+    """
+    if po.valid_to and po.valid_from and po.valid_to < po.valid_from:
+        raise ApplicationError("The PO ends before it starts.", field_errors={"valid_to": ["Before valid from."]})
+    if not po.pk:
+        return
+    stored = PurchaseOrder.objects.select_for_update().get(pk=po.pk)
+    committed = committed_drawdown([po.pk])[po.pk]
+    errors: dict[str, list[str]] = {}
+    if po.amount < committed:
+        errors["amount"] = [
+            f"{committed} {stored.currency} is already invoiced on PO {stored.number} (net of credit notes); "
+            "the amount cannot go below it. Credit the invoices first."
+        ]
+    used = stored.invoices.exists() or stored.contracts.exists()
+    if used and po.currency != stored.currency:
+        errors["currency"] = ["Invoices or contracts draw on this PO in its currency; issue a new PO instead."]
+    if used and po.number != stored.number:
+        errors["number"] = ["Contracts or invoices carry this PO number; issue a new PO instead."]
+    if used and po.client_id != stored.client_id:
+        errors["client"] = ["Contracts or invoices refer to this PO; its client cannot change."]
+    if errors:
+        raise ApplicationError(
+            f"PO {stored.number} cannot be changed that way: " + " ".join(m for v in errors.values() for m in v),
+            code="po_locked",
+            field_errors=errors,
+        )
