@@ -43,6 +43,7 @@ from billing.models import (
     Payment,
     Person,
     Project,
+    PurchaseOrder,
     RateCard,
     RateCardLine,
     Role,
@@ -219,7 +220,9 @@ class ContractRateInline(BillableInline):
         return not contract_terms_locked(obj) and super().has_change_permission(request, obj)
 
 
-CHANGE_ORDER_TERMS = ("new_cap", "new_payment_terms_days", "new_po_number", "new_billing_frequency")
+CHANGE_ORDER_TERMS = (
+    "new_cap", "new_payment_terms_days", "new_po_number", "new_purchase_order", "new_billing_frequency",
+)
 
 
 class ChangeOrderInline(BillableInline):
@@ -364,7 +367,8 @@ class ClientAdmin(BillableHistoryAdmin):
     readonly_fields = ("master_data_problems_display", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("code", "legal_name", "country", "currency", "vat_id", "master_data_problems_display")}),
-        ("Billing", {"fields": ("payment_terms_days", "po_required", "billing_emails", "credit_hold")}),
+        ("Billing", {"fields": ("payment_terms_days", "po_required", "consolidate_invoices", "billing_emails",
+                                "credit_hold")}),
         ("Address", {"fields": ("address_line1", "address_line2", "postal_code", "city")}),
         ("E-invoicing", {"fields": ("peppol_id", "einvoice_by_email")}),
         ("External ids", {"fields": ("source", "external_id", "erp_id")}),
@@ -394,6 +398,96 @@ class ClientAdmin(BillableHistoryAdmin):
             return "Nothing: master data is complete."
         return format_html('<ul class="billable-problems">{}</ul>', format_html_join("", "<li>{}</li>",
                                                                                   ((p,) for p in problems)))
+
+
+class PurchaseOrderForm(forms.ModelForm):
+    """A PO that invoices draw on keeps its number, client and currency; its amount never drops below what
+    is invoiced, and changing it takes a reason (kept in its history) — ADR 0068."""
+
+    change_reason = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="Required when changing the amount or validity of a PO that invoices already draw on.",
+    )
+
+    class Meta:
+        model = PurchaseOrder
+        fields = ("number", "client", "currency", "amount", "valid_from", "valid_to", "raised_by", "notes",
+                  "source", "external_id")
+
+    def clean(self):
+        from billing.services.purchase_orders import committed_drawdown
+
+        cleaned = super().clean()
+        po = self.instance
+        if not po.pk:
+            return cleaned
+        drawn = committed_drawdown([po.pk])[po.pk]
+        used = po.invoices.exists() or po.contracts.exists()
+        amount = cleaned.get("amount")
+        if amount is not None and amount < drawn:
+            self.add_error("amount", f"{drawn} {po.currency} is already invoiced on this PO; the amount cannot "
+                                     "go below it.")
+        for name in ("number", "client", "currency"):
+            if used and name in self.changed_data:
+                self.add_error(name, "Contracts or invoices refer to this PO: issue a new PO instead.")
+        if po.invoices.exists() and {"amount", "valid_from", "valid_to"} & set(self.changed_data) and not (
+            cleaned.get("change_reason") or ""
+        ).strip():
+            self.add_error("change_reason", "Say why the amount or validity of a PO in use changes.")
+        return cleaned
+
+
+@admin.register(PurchaseOrder)
+class PurchaseOrderAdmin(BillableHistoryAdmin):
+    """Client POs; the PO page in the portal shows what is drawn. Locks: see `PurchaseOrderForm`."""
+
+    form = PurchaseOrderForm
+    list_display = ("number", "client", "currency", "num_amount", "valid_from", "valid_to", "remaining")
+    list_filter = ("currency", "source")
+    search_fields = ("number", "client__code", "client__legal_name", "external_id")
+    list_select_related = ("client",)
+    autocomplete_fields = ("client",)
+    readonly_fields = ("figures", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("number", "client", "currency", "amount", "valid_from", "valid_to", "raised_by",
+                           "notes", "change_reason", "figures")}),
+        ("External ids", {"fields": ("source", "external_id"), "classes": ["collapse"]}),
+        ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
+    )
+
+    def save_model(self, request, obj, form, change):
+        from billing.services.purchase_orders import purchase_order_save
+        from portal.errors import ApplicationError
+
+        reason = (form.cleaned_data.get("change_reason") or "").strip() or "Changed in admin"
+        try:
+            purchase_order_save(po=obj, user=request.user, reason=reason)
+        except ApplicationError as exc:  # a run drew on it meanwhile
+            raise PermissionDenied(exc.message) from exc
+
+    @admin.display(description="Amount", ordering="amount")
+    def num_amount(self, obj: PurchaseOrder):
+        return money(obj.amount, obj.currency)
+
+    @admin.display(description="Remaining")
+    def remaining(self, obj: PurchaseOrder):
+        from billing.services.purchase_orders import po_figures
+
+        return money(po_figures(obj).remaining, obj.currency)
+
+    @admin.display(description="Drawdown")
+    def figures(self, obj: PurchaseOrder):
+        from billing.services.purchase_orders import po_figures
+
+        if obj is None or not obj.pk:
+            return "—"
+        f = po_figures(obj)
+        return format_html(
+            "Invoiced {} · credited {} · in drafts {} · remaining {} — <a href=\"{}\">PO page</a>",
+            money(f.invoiced, obj.currency), money(f.credited, obj.currency), money(f.in_drafts, obj.currency),
+            money(f.remaining, obj.currency), reverse("billing:purchase_order", args=[obj.pk]),
+        )
 
 
 @admin.register(Role)
@@ -474,7 +568,7 @@ class ContractAdmin(BillableHistoryAdmin):
     list_filter = ("status", "billing_model", "entity", "currency", "billing_frequency", "invoice_per_project")
     search_fields = ("code", "name", "client__code", "client__legal_name", "po_number", "external_id")
     list_select_related = ("client", "entity")
-    autocomplete_fields = ("client", "entity", "rate_card")
+    autocomplete_fields = ("client", "entity", "rate_card", "purchase_order")
     date_hierarchy = "created_at"
     inlines = [ContractRateInline, ChangeOrderInline, ProjectInline, TransitionLogInline]
     actions = [
@@ -487,7 +581,8 @@ class ContractAdmin(BillableHistoryAdmin):
         (None, {"fields": ("code", "name", "client", "entity", "status")}),
         ("Commercial terms", {"fields": ("billing_model", "currency", "rate_card", "cap", "expense_markup_pct",
                                          "discount_pct", "retainer_amount", "included_hours")}),
-        ("Invoicing", {"fields": ("po_number", "payment_terms_days", "billing_frequency", "invoice_per_project")}),
+        ("Invoicing", {"fields": ("purchase_order", "po_number", "payment_terms_days", "billing_frequency",
+                                  "invoice_per_project")}),
         ("Statement of work", {"fields": ("sow_document", "sow_signed_on")}),
         ("External ids", {"fields": ("source", "external_id"), "classes": ["collapse"]}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),

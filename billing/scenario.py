@@ -33,6 +33,7 @@ from billing.models import (
     Milestone,
     Person,
     Project,
+    PurchaseOrder,
     RateCard,
     RateCardLine,
     Role,
@@ -116,6 +117,7 @@ SCHEMA = _obj(
                     "payment_terms_days": {"type": "integer", "minimum": 0},
                     "po_required": {"type": "boolean"},
                     "credit_hold": {"type": "boolean"},
+                    "consolidate_invoices": {"type": "boolean"},
                 },
             ),
         },
@@ -167,6 +169,21 @@ SCHEMA = _obj(
                     "rate_overrides": {"type": "array", "items": _RATE_OVERRIDE},
                     "status": {"enum": ["draft", "active", "suspended", "closed"]},
                     "billing_frequency": {"enum": ["monthly", "quarterly", "on_milestone"]},
+                    "purchase_order": _STR_OR_NULL,
+                },
+            ),
+        },
+        "purchase_orders": {
+            "type": "array",
+            "items": _obj(
+                ["code", "client", "currency", "amount", "valid_from"],
+                {
+                    "code": _CODE,
+                    "client": _CODE,
+                    "currency": _CUR,
+                    "amount": _DEC,
+                    "valid_from": _DATE,
+                    "valid_to": {"anyOf": [_DATE, {"type": "null"}]},
                 },
             ),
         },
@@ -241,7 +258,12 @@ SCHEMA = _obj(
             "type": "array",
             "items": _obj(
                 ["contract", "kind", "subtotal"],
-                {"contract": _CODE, "kind": {"enum": ["invoice", "credit_note"]}, "subtotal": _DEC},
+                {
+                    "contract": _CODE,
+                    "kind": {"enum": ["invoice", "credit_note"]},
+                    "subtotal": _DEC,
+                    "purchase_order": _STR_OR_NULL,
+                },
             ),
         },
         "expected": {"type": "object"},
@@ -323,6 +345,7 @@ class _Loader:
         self.people: dict[str, Person] = {}
         self.rate_cards: dict[str, RateCard] = {}
         self.contracts: dict[str, Contract] = {}
+        self.purchase_orders: dict[str, PurchaseOrder] = {}
         self.projects: dict[str, Project] = {}
         self.prior_lines: dict[int, InvoiceLine] = {}
         self.prior_invoices: dict[int, Invoice] = {}
@@ -372,6 +395,7 @@ class _Loader:
                 payment_terms_days=c.get("payment_terms_days", 30),
                 po_required=bool(c.get("po_required")),
                 credit_hold=bool(c.get("credit_hold")),
+                consolidate_invoices=bool(c.get("consolidate_invoices")),
             )
         for i, code in enumerate(d.get("roles", [])):
             self.roles[code] = self.create(f"roles[{i}]", Role, code=PREFIX + code, name=code)
@@ -408,6 +432,18 @@ class _Loader:
                 to_currency=fx["to"],
                 date=_date(fx["date"], f"{key}.date"),
                 rate=_dec(fx["rate"], f"{key}.rate"),
+            )
+        for i, po in enumerate(d.get("purchase_orders", [])):
+            key = f"purchase_orders[{i}]"
+            self.purchase_orders[po["code"]] = self.create(
+                key,
+                PurchaseOrder,
+                client=self.ref(self.clients, po["client"], f"{key}.client", "client"),
+                number=po["code"],
+                currency=po["currency"],
+                amount=_dec(po["amount"], f"{key}.amount"),
+                valid_from=_date(po["valid_from"], f"{key}.valid_from"),
+                valid_to=_date(po["valid_to"], f"{key}.valid_to") if po.get("valid_to") else None,
             )
         for i, c in enumerate(d.get("contracts", [])):
             self._contract(i, c)
@@ -473,7 +509,12 @@ class _Loader:
             contract = self.ref(self.contracts, pi["contract"], f"{key}.contract", "contract")
             subtotal = abs(_dec(pi["subtotal"], f"{key}.subtotal"))
             credit_of = self._prior_invoice(contract) if pi["kind"] == "credit_note" else None
-            self._posted_invoice(key, contract, pi["kind"], subtotal, credit_of)
+            po = (
+                self.ref(self.purchase_orders, pi["purchase_order"], f"{key}.purchase_order", "purchase order")
+                if pi.get("purchase_order")
+                else None
+            )
+            self._posted_invoice(key, contract, pi["kind"], subtotal, credit_of, purchase_order=po)
 
     def _contract(self, i: int, c: dict) -> None:
         key = f"contracts[{i}]"
@@ -492,6 +533,11 @@ class _Loader:
             expense_markup_pct=_dec(c.get("expense_markup_pct"), f"{key}.expense_markup_pct", Decimal(0)),
             discount_pct=_dec(c.get("discount_pct"), f"{key}.discount_pct", Decimal(0)),
             po_number=c.get("po_number") or "",
+            purchase_order=self.ref(
+                self.purchase_orders, c["purchase_order"], f"{key}.purchase_order", "purchase order"
+            )
+            if c.get("purchase_order")
+            else None,
             payment_terms_days=c.get("payment_terms_days"),
             invoice_per_project=bool(c.get("invoice_per_project")),
             retainer_amount=_dec(c.get("retainer_amount"), f"{key}.retainer_amount"),
@@ -539,10 +585,13 @@ class _Loader:
                 # What approving the change order does (billing.services.change_orders).
                 self._rate(rkey, ContractRate, ro, contract=contract, change_order=change_order)
 
-    def _posted_invoice(self, key: str, contract: Contract, kind: str, subtotal: Decimal, credit_of=None) -> Invoice:
+    def _posted_invoice(
+        self, key: str, contract: Contract, kind: str, subtotal: Decimal, credit_of=None, purchase_order=None
+    ) -> Invoice:
         return self.create(
             key,
             Invoice,
+            purchase_order=purchase_order,
             kind=kind,
             credit_of=credit_of,
             entity=contract.entity,
@@ -603,8 +652,11 @@ def _fmt_price(price: Decimal, currency: str) -> str:
 def invoice_result(invoice: Invoice) -> dict:
     currency = invoice.currency
     exceptions = list(invoice.exceptions.all())
-    return {
-        "contract": _strip(invoice.contract.code),
+    consolidated = invoice.consolidated
+    result = {
+        # A consolidated invoice names its client; each of its lines names its contract (§13).
+        "contract": None if consolidated else _strip(invoice.contract.code),
+        **({"client": _strip(invoice.client.code)} if consolidated else {}),
         "project": _strip(invoice.project.code) if invoice.project else None,
         "status": invoice.status,
         "currency": currency,
@@ -614,6 +666,7 @@ def invoice_result(invoice: Invoice) -> dict:
         "service_end": _iso(invoice.service_end),
         "lines": [
             {
+                **({"contract": _strip(line.contract.code) if line.contract else None} if consolidated else {}),
                 "kind": line.kind,
                 "project": _strip(line.project.code) if line.project else None,
                 "role": _strip(line.role.code) if line.role else None,
@@ -640,6 +693,9 @@ def invoice_result(invoice: Invoice) -> dict:
         "exceptions": sorted(e.code for e in exceptions if e.severity == "blocking"),
         "warnings": sorted(e.code for e in exceptions if e.severity == "warning"),
     }
+    if invoice.purchase_order_id:
+        result["purchase_order"] = _strip(invoice.purchase_order.number)
+    return result
 
 
 def run_scenario(data: dict) -> dict:
@@ -675,8 +731,8 @@ def run_scenario(data: dict) -> dict:
     )
     invoices = (
         Invoice.objects.filter(billing_run=billing_run)
-        .select_related("contract", "project")
-        .prefetch_related("lines__project", "lines__role", "taxes", "exceptions")
+        .select_related("contract", "project", "client", "purchase_order")
+        .prefetch_related("lines__project", "lines__role", "lines__contract", "taxes", "exceptions")
         .order_by("contract__code", "project__code")
     )
     return {
@@ -705,11 +761,18 @@ def _row(row: dict, keys: list[str]) -> tuple:
     return tuple((k, _norm(row.get(k))) for k in keys)
 
 
+def _match_key(invoice: dict) -> tuple:
+    """(contract, project); a consolidated invoice (contract null) by (client, project) (§13)."""
+    if invoice.get("contract") is None and invoice.get("client"):
+        return (f"client {invoice['client']}", invoice.get("project"))
+    return (invoice.get("contract"), invoice.get("project"))
+
+
 def compare(expected: dict, actual: dict) -> list[str]:
     """Differences between expected and actual results, as readable lines (empty = equal)."""
     diffs: list[str] = []
-    exp = {(i["contract"], i.get("project")): i for i in expected.get("invoices", [])}
-    act = {(i["contract"], i.get("project")): i for i in actual.get("invoices", [])}
+    exp = {_match_key(i): i for i in expected.get("invoices", [])}
+    act = {_match_key(i): i for i in actual.get("invoices", [])}
     for key in sorted(set(exp) - set(act), key=str):
         diffs.append(f"missing invoice {key[0]} / project {key[1]}")
     for key in sorted(set(act) - set(exp), key=str):
@@ -718,7 +781,7 @@ def compare(expected: dict, actual: dict) -> list[str]:
         e, a = exp[key], act[key]
         where = f"invoice {key[0]} / project {key[1]}"
         for field_name, value in e.items():
-            if field_name in ("contract", "project"):
+            if field_name in ("contract", "project", "client"):
                 continue
             if field_name in ("lines", "taxes"):
                 keys = sorted({k for row in value for k in row})

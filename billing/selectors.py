@@ -515,3 +515,33 @@ def pm_invoice_list(user: Any, *, status: str = "", limit: int = QUEUE_LIMIT) ->
         qs.select_related("client", "contract", "project", "entity").order_by("-issue_date", "-id")[: limit + 1]
     )
     return rows[:limit], len(rows) > limit
+
+
+def purchase_order_page(pk: int) -> dict | None:
+    """The PO page: the PO, its figures, its contracts and the invoices and credit notes that draw on it."""
+    from billing.models import PurchaseOrder
+    from billing.services.purchase_orders import COMMITTED_STATUSES, ISSUED_STATUSES, po_figures
+
+    po = PurchaseOrder.objects.select_related("client").filter(pk=pk).first()
+    if po is None:
+        return None
+    invoices = list(
+        po.invoices.select_related("contract", "credit_of").order_by("issue_date", "id")
+    )
+    for invoice in invoices:
+        if invoice.currency != po.currency:
+            invoice.po_effect = "draws nothing (other currency)"
+        elif invoice.kind == "credit_note":
+            invoice.po_effect = "gives back" if invoice.status in ISSUED_STATUSES else "gives back once issued"
+        elif invoice.status in COMMITTED_STATUSES:
+            invoice.po_effect = "invoiced"
+        elif invoice.status == "cancelled":
+            invoice.po_effect = "cancelled: given back"
+        else:
+            invoice.po_effect = "holds (draft)"
+    return {
+        "po": po,
+        "figures": po_figures(po),
+        "contracts": list(po.contracts.order_by("code")),
+        "invoices": invoices,
+    }

@@ -23,6 +23,7 @@ urlpatterns = [
     path("invoices/<int:pk>/reject/", views.invoice_action, {"action": "reject"}, name="invoice_reject"),
     path("invoices/<int:pk>/cancel/", views.invoice_action, {"action": "cancel"}, name="invoice_cancel"),
     path("invoices/<int:pk>/resend/", views.invoice_action, {"action": "resend"}, name="invoice_resend"),
+    path("purchase-orders/<int:pk>/", views.purchase_order_detail, name="purchase_order"),
     # project managers: the invoices of their projects, read only
     path("my-projects/invoices/", views_pm.pm_invoice_list, name="pm_invoice_list"),
     path("my-projects/invoices/<int:pk>/", views_pm.pm_invoice_detail, name="pm_invoice_detail"),

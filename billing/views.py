@@ -39,7 +39,7 @@ from portal.errors import ApplicationError
 from portal.http import HttpResponseSeeOther
 from portal.http import forbidden as _forbidden
 from portal.params import int_param
-from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from portal.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 from portal.selectors import user_roles as memoised_user_roles
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
@@ -468,3 +468,16 @@ def invoice_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             messages.error(request, exc.message)
     return HttpResponseSeeOther(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
 
+
+
+# --- purchase orders (docs/rules/billing.md §13) --------------------------------------------------
+
+
+@require_GET
+@finance_view(readers=(*READ_ROLES, BILLING_ADMIN))
+def purchase_order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A PO's amount, invoiced, credited and remaining balance, and the invoices behind it."""
+    page = selectors.purchase_order_page(pk)
+    if page is None:
+        raise Http404("No such purchase order.")
+    return render(request, "billing/purchase_order_detail.html", {**page, "access": _access(request)})

@@ -41,7 +41,9 @@ VIEW = ("view",)
 ADD_CHANGE_VIEW = ("add", "change", "view")
 CHANGE_VIEW = ("change", "view")
 
-MASTER_DATA = ("legalentity", "client", "role", "person", "ratecard", "ratecardline", "taxrule", "fxrate")
+MASTER_DATA = (
+    "legalentity", "client", "role", "person", "ratecard", "ratecardline", "taxrule", "fxrate", "purchaseorder",
+)
 CONTRACT_DATA = ("contract", "contractrate", "changeorder", "changeorderrate", "changeordermilestone", "project")
 WORK = ("timeentry", "expense", "milestone")
 INVOICING = ("invoice", "invoiceline", "invoicetax", "invoiceexception", "payment", "billingrun")
@@ -56,6 +58,7 @@ _CONSULTANT_GRANTS = [
 _FINANCE_GRANTS = [
     ("billing", "*", VIEW),
     *[("billing", m, ADD_CHANGE_VIEW) for m in INVOICING],
+    ("billing", "purchaseorder", ADD_CHANGE_VIEW),  # finance keeps the client's POs current (ADR 0068)
     ("approvals", "*", VIEW),
     ("disputes", "*", ADD_CHANGE_VIEW),
     ("integrations", "*", VIEW),

@@ -28,6 +28,7 @@ from billing.models.masterdata import (
     Role,
     TaxRule,
 )
+from billing.models.purchase_orders import PurchaseOrder
 from billing.models.work import Expense, Milestone, TimeEntry
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Payment",
     "Person",
     "Project",
+    "PurchaseOrder",
     "RateCard",
     "RateCardLine",
     "Role",

@@ -26,13 +26,14 @@ from billing.models.base import (
     supported_currency_constraint,
 )
 from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
+from billing.models.purchase_orders import PurchaseOrder
 from portal.errors import ApplicationError
 
 #: The commercial terms of a contract (docs/rules/approvals.md): once it has left `draft` they change only
 #: through an approved change order (`billing.services.change_orders`).
 CONTRACT_TERMS = (
     "client", "entity", "billing_model", "currency", "rate_card", "cap", "expense_markup_pct", "discount_pct",
-    "po_number", "payment_terms_days", "billing_frequency", "retainer_amount", "included_hours",
+    "po_number", "payment_terms_days", "billing_frequency", "retainer_amount", "included_hours", "purchase_order",
 )
 _TERMS_UNLOCKED: ContextVar[str] = ContextVar("contract_terms_unlocked", default="")
 #: PostgreSQL setting the triggers of migration billing/0021 read (transaction-local).
@@ -108,6 +109,14 @@ class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
         **PERCENT, default=Decimal("0"), validators=[MinValueValidator(0), MaxValueValidator(100)]
     )
     po_number = models.CharField(max_length=60, blank=True, default="")
+    purchase_order = models.ForeignKey(
+        PurchaseOrder,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="contracts",
+        help_text="The client's PO this contract draws on; the PO number then comes from it.",
+    )
     payment_terms_days = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty: the client's.")
     billing_frequency = models.CharField(max_length=20, choices=Frequency.choices, default=Frequency.MONTHLY)
     invoice_per_project = models.BooleanField(default=False)
@@ -193,7 +202,22 @@ class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
                 field_errors={name: ["Changes only through an approved change order."] for name in changed},
             )
 
+    def clean(self) -> None:
+        super().clean()
+        if self.purchase_order_id and self.client_id and self.purchase_order.client_id != self.client_id:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError({"purchase_order": "A contract's PO must belong to its client."})
+
     def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.purchase_order_id:
+            # The PO number comes from the linked purchase order (docs/rules/billing.md §13).
+            self.po_number = self.purchase_order.number
+            if self.client_id and self.purchase_order.client_id != self.client_id:
+                raise ApplicationError(
+                    f"PO {self.purchase_order.number} belongs to another client than contract {self.code}.",
+                    field_errors={"purchase_order": ["A contract's PO must belong to its client."]},
+                )
         update_fields = kwargs.get("update_fields")
         if update_fields is None or set(update_fields) & {*CONTRACT_TERMS, *_term_attnames()}:
             self.check_terms_unchanged()
@@ -321,6 +345,10 @@ class ChangeOrder(FSMModelMixin, TimeStamped):
         max_length=20, choices=Contract.Frequency.choices, blank=True, default="", db_default="",
         help_text="New billing frequency; empty: unchanged.",
     )
+    new_purchase_order = models.ForeignKey(
+        PurchaseOrder, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The client's PO the contract draws on from approval (its PO number follows); empty: unchanged.",
+    )
     signed_document = models.FileField(upload_to="contracts/change_orders/", blank=True)
     signed_on = models.DateField(null=True, blank=True)
     status = FSMField(default=Status.DRAFT, choices=Status.choices, protected=True)
@@ -358,6 +386,8 @@ class ChangeOrder(FSMModelMixin, TimeStamped):
             changes["po_number"] = self.new_po_number
         if self.new_billing_frequency:
             changes["billing_frequency"] = self.new_billing_frequency
+        if self.new_purchase_order_id:
+            changes["purchase_order"] = self.new_purchase_order
         return changes
 
     @fsm_log_by

@@ -154,6 +154,19 @@ class Invoice(FSMModelMixin, TimeStamped):
     due_date = models.DateField()
     currency = currency_field()
     po_number = models.CharField(max_length=60, blank=True, default="")
+    purchase_order = models.ForeignKey(
+        "billing.PurchaseOrder",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+        help_text="The PO this invoice (or credit note) draws on or gives back to.",
+    )
+    consolidated = models.BooleanField(
+        default=False,
+        db_default=False,  # raw-SQL writers (the bench floor) leave it out
+        help_text="One invoice for several contracts of a consolidating client; each line names its contract.",
+    )
     subtotal = models.DecimalField(**MONEY, default=Decimal("0"))
     tax_total = models.DecimalField(**MONEY, default=Decimal("0"))
     total = models.DecimalField(**MONEY, default=Decimal("0"))
@@ -346,6 +359,14 @@ class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=0)
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    contract = models.ForeignKey(
+        Contract,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The contract the line bills (consolidated invoices carry several).",
+    )
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     description = models.CharField(max_length=500, blank=True, default="")

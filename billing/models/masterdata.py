@@ -95,6 +95,11 @@ class Client(ExternallyIdentified, TimeStamped):
         max_length=500, blank=True, default="", help_text="Comma-separated addresses invoices are sent to."
     )
     credit_hold = models.BooleanField(default=False)
+    consolidate_invoices = models.BooleanField(
+        default=False,
+        db_default=False,  # raw-SQL writers (the bench floor) leave it out
+        help_text="One invoice per (entity, currency, PO) per billing run for all the client's contracts.",
+    )
     einvoice_by_email = models.BooleanField(
         default=False, db_default=False, help_text="Attach the UBL e-invoice (EN 16931) to the invoice e-mail."
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from billing.models import Contract, InvoiceException, InvoiceLine, TaxRule
 from billing.money import HUNDRED, ZERO, round_money, round_quantity
@@ -44,6 +45,9 @@ class Code:
     UNAPPROVED_TIME_IN_PERIOD = "UNAPPROVED_TIME_IN_PERIOD"
     LATE_TIME = "LATE_TIME"
     ANOMALY = "ANOMALY"
+    PO_EXCEEDED = "PO_EXCEEDED"
+    PO_EXPIRED = "PO_EXPIRED"
+    PO_CURRENCY_MISMATCH = "PO_CURRENCY_MISMATCH"
 
 
 FIX_HINTS = {
@@ -59,6 +63,9 @@ FIX_HINTS = {
     Code.CLIENT_ON_CREDIT_HOLD: "Work done may be invoiced; a controller reviews the hold.",
     Code.UNAPPROVED_TIME_IN_PERIOD: "Ask the PM to approve or reject the submitted time.",
     Code.LATE_TIME: "Time was submitted after the cut-off; check it with the PM.",
+    Code.PO_EXCEEDED: "Ask the client to raise the PO, update it in Billable, then revalidate.",
+    Code.PO_EXPIRED: "Ask the client to extend the PO's validity, update it in Billable, then revalidate.",
+    Code.PO_CURRENCY_MISMATCH: "Link the contract to a PO in the invoice's currency, then revalidate.",
 }
 
 
@@ -105,6 +112,7 @@ class LineDraft:
     rate_source: str = ""
     rate_source_id: int | None = None
     rate_source_label: str = ""
+    contract_id: int | None = None  # set on every line of a consolidated invoice
     time_entry_ids: list[int] = field(default_factory=list)
     expense_ids: list[int] = field(default_factory=list)
     milestone_ids: list[int] = field(default_factory=list)
@@ -126,10 +134,11 @@ class ExceptionDraft:
     severity: str
     message: str
     amount: Decimal | None = None
+    hint: str = ""  # a hint naming this case's figures (e.g. what is left on the PO); else the code's
 
     @property
     def fix_hint(self) -> str:
-        return FIX_HINTS.get(self.code, "")
+        return self.hint or FIX_HINTS.get(self.code, "")
 
 
 @dataclass
@@ -154,6 +163,8 @@ class InvoiceDraft:
     taxes: list[TaxDraft] = field(default_factory=list)
     exceptions: list[ExceptionDraft] = field(default_factory=list)
     retainer_period: date | None = None
+    purchase_order: Any = None  # the PurchaseOrder the invoice draws on (docs/rules/billing.md §13)
+    consolidated: bool = False  # several contracts of a consolidating client; `contract` is the first
     subtotal: Decimal = ZERO
     tax_total: Decimal = ZERO
     total: Decimal = ZERO
@@ -177,14 +188,16 @@ class InvoiceDraft:
     def is_blocked(self) -> bool:
         return bool(self.blocking_codes)
 
-    def add(self, code: str, severity: str, message: str, amount: Decimal | None = None) -> None:
+    def add(
+        self, code: str, severity: str, message: str, amount: Decimal | None = None, *, hint: str = ""
+    ) -> None:
         """Record a finding once per code (messages of repeats are merged)."""
         for existing in self.exceptions:
             if existing.code == code:
                 if message not in existing.message:
                     existing.message = f"{existing.message} {message}"
                 return
-        self.exceptions.append(ExceptionDraft(code, severity, message, amount))
+        self.exceptions.append(ExceptionDraft(code, severity, message, amount, hint))
 
     @property
     def has_billable_content(self) -> bool:
@@ -222,6 +235,9 @@ class ContractContext:
 
 
 def _invoice_key(contract: Contract, project_id: int) -> int | None:
+    # A consolidating client gets one invoice for all its contracts: per-project invoices do not apply (§13).
+    if contract.client.consolidate_invoices:
+        return None
     if contract.invoice_per_project and contract.billing_model != Contract.BillingModel.RETAINER:
         return project_id
     return None
@@ -256,6 +272,7 @@ def price_contract(
                 due_date=due_date,
                 period_start=period_start,
                 period_end=period_end,
+                purchase_order=contract.purchase_order if contract.purchase_order_id else None,
             )
         return drafts[key]
 

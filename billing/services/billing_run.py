@@ -31,6 +31,7 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
 from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django_fsm_log.models import StateLog
@@ -62,7 +63,9 @@ from billing.services.billing_engine import (
     price_contract,
 )
 from billing.services.billing_frequency import billing_period, quarter_of, split_not_due
+from billing.services.consolidation import chunks_of, consolidate, contract_units
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from billing.services.purchase_orders import apply_po_rules, lock_purchase_orders
 from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
 from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
@@ -119,11 +122,11 @@ def run_billing(
         summary.not_due = [n.as_dict() for n in not_due]
         billing_run.contracts_total = len(candidate_ids)
         _beat(billing_run, contracts_total=billing_run.contracts_total)
-        for offset in range(0, len(candidate_ids), chunk_size):
-            chunk = candidate_ids[offset : offset + chunk_size]
+        # A consolidating client's contracts stay in one chunk: its invoice is never split (§13).
+        for chunk in chunks_of(contract_units(candidate_ids), chunk_size):
             with _gc_paused(), transaction.atomic():
                 _bill_chunk(chunk, billing_run, summary, user=user)
-            billing_run.contracts_done = min(offset + chunk_size, len(candidate_ids))
+            billing_run.contracts_done += len(chunk)
             _beat(billing_run, contracts_done=billing_run.contracts_done, summary=summary.as_dict())
     except RunInterrupted:
         # Declared dead while it was working (a chunk longer than the threshold, a lock wait): what it
@@ -296,7 +299,9 @@ def load_contexts(
     from django.conf import settings
 
     contracts = list(
-        Contract.objects.filter(id__in=contract_ids).select_related("client", "entity", "rate_card").order_by("id")
+        Contract.objects.filter(id__in=contract_ids)
+        .select_related("client", "entity", "rate_card", "purchase_order", "purchase_order__client")
+        .order_by("id")
     )
     ctxs = {
         c.id: ContractContext(
@@ -392,12 +397,19 @@ def load_contexts(
         .distinct()
     ):
         ctxs[contract_id].has_pending_change_order = True
-    prior = Invoice.objects.filter(contract_id__in=contract_ids).exclude(status=Invoice.Status.CANCELLED)
+    prior = (
+        Invoice.objects.filter(contract_id__in=contract_ids, consolidated=False)
+        .exclude(status=Invoice.Status.CANCELLED)
+    )
     if rebuilding is not None:
         prior = prior.exclude(pk=rebuilding.pk)
     for contract_id, kind, total in (
         prior.values("contract_id", "kind").annotate(total=Sum("subtotal")).values_list("contract_id", "kind", "total")
     ):
+        signed = total if kind == Invoice.Kind.INVOICE else -abs(total)
+        ctxs[contract_id].prior_net_invoiced += signed
+    # Consolidated invoices bill several contracts: each contract's part is the sum of its lines (§13).
+    for contract_id, kind, total in consolidated_parts(contract_ids, rebuilding=rebuilding):
         signed = total if kind == Invoice.Kind.INVOICE else -abs(total)
         ctxs[contract_id].prior_net_invoiced += signed
     for contract_id, project_id in (
@@ -417,13 +429,14 @@ def load_contexts(
     if retainer_ids:
         fee_lines = dict(
             InvoiceLine.objects.filter(
-                invoice__contract_id__in=retainer_ids,
+                Q(contract_id__in=retainer_ids) | Q(contract__isnull=True, invoice__contract_id__in=retainer_ids),
                 invoice__retainer_period=start,
                 invoice__kind=Invoice.Kind.INVOICE,
                 kind=InvoiceLine.Kind.RETAINER,
             )
             .exclude(invoice__status__in=[Invoice.Status.CANCELLED, Invoice.Status.CREDITED])
-            .values_list("invoice__contract_id", "id")
+            .annotate(billed_contract=Coalesce("contract_id", "invoice__contract_id"))
+            .values_list("billed_contract", "id")
         )
         covered = dict(
             TimeEntry.objects.filter(
@@ -452,7 +465,33 @@ def load_contexts(
             status__in=[Invoice.Status.DRAFT, Invoice.Status.EXCEPTION],
         ).values_list("contract_id", "project_id")
     )
+    # Every contract an open consolidated draft bills has an open draft (§13).
+    open_keys.update(
+        (contract_id, None)
+        for contract_id in InvoiceLine.objects.filter(
+            contract_id__in=contract_ids,
+            invoice__consolidated=True,
+            invoice__kind=Invoice.Kind.INVOICE,
+            invoice__status__in=[Invoice.Status.DRAFT, Invoice.Status.EXCEPTION],
+        )
+        .values_list("contract_id", flat=True)
+        .distinct()
+    )
     return [ctxs[c.id] for c in contracts], open_keys
+
+
+def consolidated_parts(contract_ids: Sequence[int], *, rebuilding: Invoice | None = None) -> list[tuple]:
+    """(contract id, kind, Σ line amounts) of live consolidated invoices and credit notes, per contract."""
+    lines = InvoiceLine.objects.filter(invoice__consolidated=True).exclude(invoice__status=Invoice.Status.CANCELLED)
+    if rebuilding is not None:
+        lines = lines.exclude(invoice_id=rebuilding.pk)
+    return list(
+        lines.annotate(billed_contract=Coalesce("contract_id", "invoice__contract_id"))
+        .filter(billed_contract__in=list(contract_ids))
+        .values("billed_contract", "invoice__kind")
+        .annotate(total=Sum("amount"))
+        .values_list("billed_contract", "invoice__kind", "total")
+    )
 
 
 def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary, *, user: Any) -> None:
@@ -472,8 +511,10 @@ def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary,
 
     drafts: list[InvoiceDraft] = []
     extra_links: dict[int, list[int]] = {}
+    project_codes: dict[int, str] = {}
     for (start, end), ids in sorted(by_period.items()):
         contexts, open_keys = load_contexts(ids, start, end)
+        project_codes.update({pid: p.code for ctx in contexts for pid, p in ctx.projects.items()})
         rates = RateResolver(ctx.contract for ctx in contexts)
         fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
         fx = FxResolver(fx_pairs, up_to=end)
@@ -497,6 +538,10 @@ def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary,
             for line_id, entry_ids in ctx.covered_by_existing_fee.items():
                 extra_links.setdefault(line_id, []).extend(entry_ids)
     drafts.sort(key=lambda d: d.contract.id)  # the order contracts were locked and billed in before
+    drafts = consolidate(drafts, taxes=taxes, project_codes=project_codes)
+    # POs are locked after the contracts (same order everywhere): drafts of one PO draw in turn (§13).
+    lock_purchase_orders(d.purchase_order.pk for d in drafts if d.purchase_order is not None)
+    apply_po_rules(drafts, project_codes=project_codes)
     write_drafts(drafts, run=run, user=user, summary=summary)
     if extra_links:
         _link_items(TimeEntry, [(i, line) for line, ids in extra_links.items() for i in ids], user, run)
@@ -531,6 +576,8 @@ def write_drafts(
             due_date=d.due_date,
             currency=d.currency,
             po_number=d.contract.po_number,
+            purchase_order=d.purchase_order,
+            consolidated=d.consolidated,
             subtotal=d.subtotal,
             tax_total=d.tax_total,
             total=d.total,
@@ -579,6 +626,7 @@ def write_invoice_contents(
                 invoice=invoice,
                 position=position,
                 kind=ld.kind,
+                contract_id=ld.contract_id or draft.contract.id,
                 project_id=ld.project_id,
                 role_id=ld.role_id,
                 description=ld.description[:500],

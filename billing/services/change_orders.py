@@ -74,6 +74,12 @@ def _check_amendable(change_order: ChangeOrder) -> None:
             code="invalid_change_order",
             field_errors={"new_billing_frequency": ["On milestone is for fixed-fee contracts only."]},
         )
+    if "purchase_order" in terms and terms["purchase_order"].client_id != contract.client_id:
+        raise ApplicationError(
+            f"PO {terms['purchase_order'].number} belongs to another client than contract {contract.code}.",
+            code="invalid_change_order",
+            field_errors={"new_purchase_order": ["A contract's PO must belong to its client."]},
+        )
     if "cap" in terms and contract.cap is not None:
         raise ApplicationError(
             f"Contract {contract.code} already has a cap of {contract.cap}; {_label(change_order)} must change it "
@@ -224,6 +230,7 @@ def change_order_draft(
     new_payment_terms_days: int | None = None,
     new_po_number: str = "",
     new_billing_frequency: str = "",
+    new_purchase_order: Any = None,
     rates: list[RateChange] | tuple[RateChange, ...] = (),
 ) -> ChangeOrder:
     """Draft a change order of the contract's terms; it changes nothing until submitted and approved by another.
@@ -249,6 +256,7 @@ def change_order_draft(
             new_payment_terms_days=new_payment_terms_days,
             new_po_number=(new_po_number or "")[:60],
             new_billing_frequency=new_billing_frequency or "",
+            new_purchase_order=new_purchase_order,
         )
         if not change_order.term_changes() and not rates and not cap_delta:
             raise ApplicationError("The change order changes nothing.", code="invalid_change_order")

@@ -230,6 +230,8 @@ def credit_note_create(
         due_date=today,
         currency=currency,
         po_number=invoice.po_number,
+        purchase_order_id=invoice.purchase_order_id,  # an issued credit note gives its amount back to the PO
+        consolidated=invoice.consolidated,
         subtotal=subtotal,
         tax_total=tax_total,
         total=subtotal + tax_total,
@@ -264,6 +266,7 @@ def _credit_line(original: InvoiceLine, value: Decimal, *, quantity: Decimal, un
     what = original.description or original.get_kind_display()
     return InvoiceLine(
         kind=InvoiceLine.Kind.CREDIT,
+        contract_id=original.contract_id,
         project=original.project,
         role=original.role,
         quantity=quantity,

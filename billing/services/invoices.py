@@ -35,9 +35,11 @@ from billing.money import HUNDRED, ZERO, round_money
 from billing.services.audit import save_audited
 from billing.services.billing_engine import Code, price_contract
 from billing.services.billing_run import load_contexts, write_invoice_contents
+from billing.services.consolidation import consolidate
 from billing.services.credit_notes import credit_note_issued, credit_note_rejected
 from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from billing.services.purchase_orders import PO_CODES, apply_po_rules, lock_purchase_orders
 from billing.services.work import (
     Route,
     apply_transition,
@@ -118,7 +120,14 @@ def release_items(invoice: Invoice, *, user: Any, reason: str) -> int:
 def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
     """Re-price and re-check a draft after upstream data was fixed (`exception → draft → …`)."""
     _require_finance(user, "revalidate invoices")
-    Contract.objects.select_for_update().filter(pk=invoice.contract_id).first()
+    # A consolidated invoice is re-priced over every contract it bills (§13); contracts are locked in id order.
+    contract_ids = sorted(
+        {invoice.contract_id}
+        | set(InvoiceLine.objects.filter(invoice=invoice, contract__isnull=False).values_list("contract_id", flat=True))
+        if invoice.consolidated
+        else {invoice.contract_id}
+    )
+    list(Contract.objects.select_for_update().filter(pk__in=contract_ids).order_by("pk").values_list("pk"))
     invoice = _lock(invoice)
     _require_editable(invoice)
     if invoice.kind != Invoice.Kind.INVOICE:
@@ -141,21 +150,33 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
 
     period_start = invoice.period_start or invoice.issue_date
     period_end = invoice.period_end or invoice.issue_date
-    contexts, _open = load_contexts([invoice.contract_id], period_start, period_end, rebuilding=invoice)
-    ctx = contexts[0]
-    if invoice.contract.billing_model == Contract.BillingModel.RETAINER:
-        ctx.retainer_fee_due = invoice.retainer_period is not None
-        ctx.existing_fee_line_id = None
-    drafts = price_contract(
-        ctx,
-        period_start=period_start,
-        period_end=period_end,
-        run_date=invoice.issue_date,
-        rates=RateResolver([ctx.contract]),
-        fx=FxResolver({(e.currency, ctx.contract.currency) for e in ctx.expense_items}, up_to=period_end),
-        taxes=TaxRuleResolver(),
-    )
-    draft = next((d for d in drafts if d.project_id == invoice.project_id), None)
+    contexts, _open = load_contexts(contract_ids, period_start, period_end, rebuilding=invoice)
+    if not invoice.consolidated:
+        ctx = contexts[0]
+        if invoice.contract.billing_model == Contract.BillingModel.RETAINER:
+            ctx.retainer_fee_due = invoice.retainer_period is not None
+            ctx.existing_fee_line_id = None
+    taxes = TaxRuleResolver()
+    drafts = []
+    for ctx in contexts:
+        drafts += price_contract(
+            ctx,
+            period_start=period_start,
+            period_end=period_end,
+            run_date=invoice.issue_date,
+            rates=RateResolver([ctx.contract]),
+            fx=FxResolver({(e.currency, ctx.contract.currency) for e in ctx.expense_items}, up_to=period_end),
+            taxes=taxes,
+        )
+    project_codes = {pid: p.code for ctx in contexts for pid, p in ctx.projects.items()}
+    if invoice.consolidated:
+        drafts = [d for d in consolidate(drafts, taxes=taxes, project_codes=project_codes) if d.consolidated]
+        draft = drafts[0] if drafts else None
+    else:
+        draft = next((d for d in drafts if d.project_id == invoice.project_id), None)
+    if draft is not None and draft.purchase_order is not None:
+        lock_purchase_orders([draft.purchase_order.pk])
+        apply_po_rules([draft], project_codes=project_codes, exclude_invoice_id=invoice.pk)
     if draft is None:
         # Nothing left to bill (items were un-approved meanwhile): the draft has no purpose.
         apply_transition(invoice, "cancel", user=user, reason="Nothing left to bill", label=invoice.display_number)
@@ -165,6 +186,7 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
     invoice.due_date = draft.due_date
     invoice.service_start, invoice.service_end = draft.service_start, draft.service_end
     invoice.po_number = invoice.contract.po_number
+    invoice.purchase_order = draft.purchase_order
     write_invoice_contents([(invoice, draft)], actor=user, reason=reason, run=None)
     _score_draft(invoice)
     if draft.is_blocked:
@@ -196,6 +218,16 @@ def invoice_override(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     invoice = _lock(invoice)
     if invoice.prepared_by_id and invoice.prepared_by_id == user.pk:
         raise SegregationOfDutiesError("You prepared this invoice; another controller must override it.")
+    po_blocks = sorted(
+        invoice.exceptions.filter(state=InvoiceException.State.OPEN, code__in=PO_CODES).values_list("code", flat=True)
+    )
+    if po_blocks:
+        # No invoice beyond, outside or beside its PO (ADR 0068): the client's AP would reject it anyway.
+        raise ApplicationError(
+            f"{invoice.display_number} is blocked by {', '.join(po_blocks)}, which no override lets through: "
+            "have the PO raised, extended or corrected, then revalidate.",
+            code="po_not_overridable",
+        )
     apply_transition(invoice, "override", user=user, reason=f"Override: {reason}", label=invoice.display_number)
     invoice.exceptions.filter(state=InvoiceException.State.OPEN, severity=InvoiceException.Severity.BLOCKING).update(
         state=InvoiceException.State.OVERRIDDEN, resolved_by=user, resolved_at=timezone.now(), resolution_reason=reason

@@ -26,7 +26,18 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from billing.models import ChangeOrder, Client, Contract, ContractRate, Expense, Milestone, Person, Project, TimeEntry
+from billing.models import (
+    ChangeOrder,
+    Client,
+    Contract,
+    ContractRate,
+    Expense,
+    Milestone,
+    Person,
+    Project,
+    PurchaseOrder,
+    TimeEntry,
+)
 from billing.models.work import WorkStatus
 from integrations.api import sync_serializers as s
 from integrations.api.base import ApiListView, ApiView, client_of
@@ -38,7 +49,7 @@ from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
 #: Refusals that mean "not in this state" (409) rather than "bad input" (400).
 STATE_CODES = frozenset({"already_invoiced", "milestone_locked", "change_order_locked", "invalid_transition",
                          "project_not_active", "contract_not_active", "person_inactive", "project_closed",
-                         "contract_closed", "contract_locked", "contract_terms_locked"})
+                         "contract_closed", "contract_locked", "contract_terms_locked", "po_locked"})
 
 
 def _source(client: Any, data: Any) -> str:
@@ -83,7 +94,7 @@ def _filterset(model: type, **extra: Any) -> type:
 
 
 def _contracts() -> QuerySet[Contract]:
-    return Contract.objects.select_related("client", "entity", "rate_card").prefetch_related(
+    return Contract.objects.select_related("client", "entity", "rate_card", "purchase_order").prefetch_related(
         Prefetch("rates", queryset=ContractRate.objects.select_related("role", "person", "change_order")),
         Prefetch("change_orders", queryset=ChangeOrder.objects.order_by("code")),
     )
@@ -107,6 +118,12 @@ RESOURCES: dict[str, _Resource] = {
                   queryset=lambda: Person.objects.select_related("role", "home_entity"),
                   filterset=_filterset(Person, code=CodeListFilter(field_name="code"),
                                        active=django_filters.BooleanFilter()), tag="sync: people"),
+        _Resource(name="purchase_orders", path="purchase-orders", model=PurchaseOrder, out=s.PurchaseOrderOut,
+                  inp=s.PurchaseOrderIn, write="write:masterdata", read="read:masterdata",
+                  queryset=lambda: PurchaseOrder.objects.select_related("client"),
+                  filterset=_filterset(PurchaseOrder, number=CodeListFilter(field_name="number"),
+                                       client=CodeListFilter(field_name="client__code")),
+                  tag="sync: purchase orders"),
         _Resource(name="contracts", path="contracts", model=Contract, out=s.ContractOut, inp=s.ContractIn,
                   write="write:masterdata", read="read:masterdata", queryset=_contracts,
                   filterset=_filterset(Contract, code=CodeListFilter(field_name="code"),

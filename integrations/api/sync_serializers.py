@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from billing.models import ChangeOrder, Client, Contract, ContractRate, Expense, Milestone, Person, Project, TimeEntry
+from billing.models import (
+    ChangeOrder,
+    Client,
+    Contract,
+    ContractRate,
+    Expense,
+    Milestone,
+    Person,
+    Project,
+    PurchaseOrder,
+    TimeEntry,
+)
 
 
 class _Synced(serializers.ModelSerializer):
@@ -23,9 +34,26 @@ class ClientOut(_Synced):
         fields = [
             "id", "source", "external_id", "code", "legal_name", "address_line1", "address_line2", "city",
             "postal_code", "country", "vat_id", "currency", "payment_terms_days", "po_required", "billing_emails",
-            "credit_hold", "einvoice_by_email", "erp_id", "updated_at",
+            "credit_hold", "einvoice_by_email", "consolidate_invoices", "erp_id", "updated_at",
         ]
         read_only_fields = fields
+
+
+class PurchaseOrderOut(_Synced):
+    client_code = serializers.CharField(source="client.code", read_only=True)
+    invoiced = serializers.SerializerMethodField(help_text="Committed: invoices from approval onwards, less "
+                                                           "issued credit notes (before tax).")
+
+    class Meta:
+        model = PurchaseOrder
+        fields = ["id", "source", "external_id", "number", "client_code", "currency", "amount", "valid_from",
+                  "valid_to", "raised_by", "notes", "invoiced", "updated_at"]
+        read_only_fields = fields
+
+    def get_invoiced(self, po: PurchaseOrder) -> str:
+        from billing.services.purchase_orders import committed_drawdown
+
+        return str(committed_drawdown([po.pk])[po.pk])
 
 
 class PersonOut(_Synced):
@@ -65,12 +93,15 @@ class ContractOut(_Synced):
     rate_card_code = serializers.CharField(source="rate_card.code", read_only=True, allow_null=True, default=None)
     rates = ContractRateOut(many=True, read_only=True)
     change_orders = ChangeOrderOut(many=True, read_only=True)
+    purchase_order_number = serializers.CharField(source="purchase_order.number", read_only=True, allow_null=True,
+                                                  default=None)
 
     class Meta:
         model = Contract
         fields = [
             "id", "source", "external_id", "code", "name", "client_code", "entity_code", "billing_model",
             "currency", "rate_card_code", "cap", "expense_markup_pct", "discount_pct", "po_number",
+            "purchase_order_number",
             "payment_terms_days", "billing_frequency", "invoice_per_project", "retainer_amount", "included_hours",
             "status", "rates", "change_orders", "updated_at",
         ]
@@ -162,6 +193,18 @@ ClientIn = type("ClientIn", (serializers.Serializer,), _doc(
     payment_terms_days=serializers.IntegerField(required=False, min_value=0),
     po_required=serializers.BooleanField(required=False), billing_emails=_opt_str("Comma-separated."),
     credit_hold=serializers.BooleanField(required=False), einvoice_by_email=serializers.BooleanField(required=False),
+    consolidate_invoices=serializers.BooleanField(
+        required=False, help_text="One invoice per (entity, currency, PO) per billing run for all its contracts."
+    ),
+))
+PurchaseOrderIn = type("PurchaseOrderIn", (serializers.Serializer,), _doc(
+    number=serializers.CharField(max_length=60, help_text="The PO number the client's AP expects."),
+    client_external_id=_opt_str("The client by external id, or"), client_code=_opt_str("by code."),
+    currency=serializers.CharField(max_length=3),
+    amount=serializers.DecimalField(max_digits=18, decimal_places=2, coerce_to_string=True,
+                                    help_text="Before tax; never below what is already invoiced on it."),
+    valid_from=serializers.DateField(), valid_to=serializers.DateField(required=False, allow_null=True),
+    raised_by=_opt_str("Who at the client raises the PO (named in the PO_EXCEEDED fix hint)."), notes=_opt_str(),
 ))
 PersonIn = type("PersonIn", (serializers.Serializer,), _doc(
     code=serializers.CharField(max_length=60), name=serializers.CharField(max_length=200), email=_opt_str(),
@@ -195,6 +238,8 @@ ContractIn = type("ContractIn", (serializers.Serializer,), _doc(
     entity_code=serializers.CharField(), billing_model=serializers.ChoiceField(choices=Contract.BillingModel.choices),
     currency=serializers.CharField(max_length=3), rate_card_code=_opt_str(), cap=_opt_dec(),
     expense_markup_pct=_opt_dec(), discount_pct=_opt_dec(), po_number=_opt_str(),
+    purchase_order_number=_opt_str("A PO of the contract's client it draws on (sync the PO first); its number "
+                                   "becomes the contract's PO number."),
     payment_terms_days=serializers.IntegerField(required=False, allow_null=True, min_value=0),
     billing_frequency=serializers.ChoiceField(choices=Contract.Frequency.choices, required=False),
     invoice_per_project=serializers.BooleanField(required=False), retainer_amount=_opt_dec(),

@@ -60,6 +60,7 @@ from billing.models import (
     Milestone,
     Person,
     Project,
+    PurchaseOrder,
     RateCard,
     Role,
     TimeEntry,
@@ -80,7 +81,7 @@ else:
 
 MAX_BULK_RECORDS = 1000
 ZERO_HOURS = Decimal("0")
-RESOURCES = ("clients", "people", "contracts", "projects", "time_entries", "expenses", "milestones")
+RESOURCES = ("clients", "people", "purchase_orders", "contracts", "projects", "time_entries", "expenses", "milestones")
 
 
 class Result:
@@ -369,6 +370,7 @@ CLIENT_FIELDS = (
     "billing_emails",
     "credit_hold",
     "einvoice_by_email",
+    "consolidate_invoices",
 )
 
 
@@ -744,7 +746,7 @@ def _apply_contract(record: dict, existing: Contract | None, ctx: _Ctx, index: i
     _upper(record, "currency")
     existing = _find_or_adopt(ctx, Contract, record, index)
     obj = existing or Contract(source=ctx.source, external_id=record["external_id"])
-    tracked = (*CONTRACT_FIELDS, "client", "entity", "rate_card", "source", "external_id")
+    tracked = (*CONTRACT_FIELDS, "client", "entity", "rate_card", "purchase_order", "source", "external_id")
     before = _snapshot(obj, tracked) if existing else {}
     _assign(obj, record, CONTRACT_FIELDS)
     obj.source, obj.external_id = ctx.source, record["external_id"]
@@ -755,6 +757,11 @@ def _apply_contract(record: dict, existing: Contract | None, ctx: _Ctx, index: i
     if "rate_card_code" in record:
         code = _text(record.get("rate_card_code"))
         obj.rate_card = _ref(ctx, "rate_card", "code", code, "rate_card_code", "Rate card") if code else None
+    if "purchase_order_number" in record:  # the client's PO the contract draws on (docs/rules/billing.md §13)
+        number = _text(record.get("purchase_order_number"))
+        obj.purchase_order = _resolve_purchase_order(obj.client, number) if number else None
+        if obj.purchase_order is not None:
+            obj.po_number = obj.purchase_order.number
     _validate(obj)
     if obj.billing_model == Contract.BillingModel.RETAINER and (obj.retainer_amount is None
                                                                 or obj.included_hours is None):
@@ -787,6 +794,43 @@ def _apply_contract(record: dict, existing: Contract | None, ctx: _Ctx, index: i
     if existing is None:
         return obj, Result.CREATED
     return obj, Result.UPDATED if (changed or moved) else Result.UNCHANGED
+
+
+def _resolve_purchase_order(client: Client, number: str) -> PurchaseOrder:
+    po = PurchaseOrder.objects.filter(client=client, number=number).first()
+    if po is None:
+        raise _error(f"Client {client.code} has no purchase order {number!r}; sync the PO first.",
+                     code="not_found", field_errors={"purchase_order_number": ["Unknown PO of this client."]})
+    return po
+
+
+# --- purchase orders (docs/rules/billing.md §13) -------------------------------------------------------
+
+PURCHASE_ORDER_FIELDS = ("number", "currency", "amount", "valid_from", "valid_to", "raised_by", "notes")
+
+
+def _prefetch_purchase_orders(ctx: _Ctx, records: Sequence[dict]) -> None:
+    _prefetch_by_external_id(ctx, PurchaseOrder, records)
+    _prefetch_client_refs(ctx, records)
+
+
+def _apply_purchase_order(record: dict, existing: PurchaseOrder | None, ctx: _Ctx, index: int) -> tuple[Any, str]:
+    """Upsert a PO by (source, external id); its amount never drops below what is invoiced on it (ADR 0068)."""
+    from billing.services.purchase_orders import purchase_order_check
+
+    _upper(record, "currency")
+    obj = existing or PurchaseOrder(source=ctx.source, external_id=record["external_id"])
+    before = _snapshot(obj, (*PURCHASE_ORDER_FIELDS, "client", "source", "external_id")) if existing else {}
+    _assign(obj, record, PURCHASE_ORDER_FIELDS)
+    obj.source, obj.external_id = ctx.source, record["external_id"]
+    if existing is None or any(k in record for k in ("client_code", "client_external_id")):
+        obj.client = _resolve_client(record, ctx)
+    _validate(obj)
+    if existing and not _changed(before, obj):
+        return obj, Result.UNCHANGED
+    purchase_order_check(obj)  # under the PO's row lock; refuses a change below what is invoiced
+    save_audited(obj, user=ctx.user, reason=ctx.reason)
+    return obj, Result.UPDATED if existing else Result.CREATED
 
 
 PROJECT_FIELDS = ("code", "name", "business_unit")
@@ -1133,10 +1177,12 @@ _PROJECT_KEYS = ("project_code", "project_external_id")
 SPECS: dict[str, _Spec] = {
     "clients": _Spec(Client, _prefetch_clients, _apply_client, _keys(*CLIENT_FIELDS)),
     "people": _Spec(Person, _prefetch_people, _apply_person, _keys(*PERSON_FIELDS, "role_code", "home_entity_code")),
+    "purchase_orders": _Spec(PurchaseOrder, _prefetch_purchase_orders, _apply_purchase_order,
+                             _keys(*PURCHASE_ORDER_FIELDS, "client_code", "client_external_id")),
     "contracts": _Spec(
         Contract, _prefetch_contracts, _apply_contract,
         _keys(*CONTRACT_FIELDS, "client_code", "client_external_id", "entity_code", "rate_card_code", "status",
-              "rates", "change_orders"),
+              "rates", "change_orders", "purchase_order_number"),
     ),
     "projects": _Spec(
         Project, _prefetch_projects, _apply_project,

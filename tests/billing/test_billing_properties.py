@@ -96,3 +96,79 @@ def test_billing_invariants(firm, entries):
         run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
         assert (Invoice.objects.count(), InvoiceLine.objects.count(), billed.count()) == snapshot
         transaction.set_rollback(True)
+
+
+# --- purchase orders: Σ committed drawdown ≤ PO amount at every step (docs/rules/billing.md §13) -----------
+
+po_step_strategy = st.one_of(
+    st.tuples(st.just("work"), st.integers(0, 2), st.integers(1, 24)),  # contract, half hours at 100.00
+    st.tuples(st.just("run"), st.just(0), st.just(0)),
+    st.tuples(st.just("approve"), st.integers(0, 20), st.just(0)),
+    st.tuples(st.just("cancel"), st.integers(0, 20), st.just(0)),
+    st.tuples(st.just("credit"), st.integers(0, 20), st.integers(1, 100)),  # percent of the invoice credited
+    st.tuples(st.just("raise"), st.just(0), st.integers(0, 800)),
+    st.tuples(st.just("revalidate"), st.integers(0, 20), st.just(0)),
+)
+
+
+def _committed(po) -> Decimal:
+    """Independently of the service: Σ invoices from approval onwards − Σ issued credit notes."""
+    committed = ("pending_approval", "approved", "posted", "sent", "partially_paid", "paid", "disputed", "credited")
+    invoices = Invoice.objects.filter(purchase_order=po, currency=po.currency)
+    drawn = sum((i.subtotal for i in invoices.filter(kind="invoice", status__in=committed)), Decimal(0))
+    given_back = sum(
+        (i.subtotal for i in invoices.filter(kind="credit_note", status__in=committed[1:])), Decimal(0)
+    )
+    return drawn - given_back
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amount=st.integers(0, 3000), steps=st.lists(po_step_strategy, min_size=1, max_size=14))
+def test_po_drawdown_never_exceeds_the_po_amount(db, amount, steps):
+    from billing.services.credit_notes import credit_note_create
+    from billing.services.invoices import invoice_cancel, invoice_reject, invoice_revalidate
+    from billing.services.purchase_orders import committed_drawdown, purchase_order_save
+    from portal.errors import ApplicationError
+    from tests.billing.po_helpers import bill_hours, client, po_contract, purchase_order
+    from tests.disputes.factories import approve_fully
+    from tests.factories import UserFactory
+
+    with transaction.atomic():
+        po = purchase_order(client(), amount=f"{amount}.00")
+        contracts = [po_contract(f"C-HYP-{i}", po) for i in range(3)]
+        analyst = UserFactory(groups=["finance_analyst"])
+        month = 0
+        for action, index, value in steps:
+            start = datetime.date(2025, 1 + month, 1)
+            end = (start.replace(day=28) + datetime.timedelta(days=4)).replace(day=1) - datetime.timedelta(days=1)
+            invoices = list(Invoice.objects.filter(purchase_order=po, kind="invoice").order_by("id"))
+            pick = invoices[index % len(invoices)] if invoices else None
+            try:
+                if action == "work":
+                    bill_hours(contracts[index], str(Decimal(value) / 2), day=start + datetime.timedelta(days=9))
+                elif action == "run" and month < 10:
+                    run_billing(period_start=start, period_end=end, run_date=end + datetime.timedelta(days=1))
+                    month += 1
+                elif action == "approve" and pick and pick.status == "pending_approval":
+                    approve_fully(pick, UserFactory(groups=["finance_analyst"]))
+                elif action == "cancel" and pick and pick.status in ("exception", "pending_approval"):
+                    if pick.status == "pending_approval":
+                        pick = invoice_reject(invoice=pick, user=analyst, reason="Not now")
+                    invoice_cancel(invoice=pick, user=analyst, reason="Not now")
+                elif action == "credit" and pick and pick.number and pick.status in ("posted", "sent"):
+                    gross = (pick.total * value / 100).quantize(Decimal("0.01"))
+                    if gross > 0:
+                        note = credit_note_create(invoice=pick, user=analyst, reason="Correction", amount=gross)
+                        approve_fully(note, UserFactory(groups=["finance_controller"]))
+                elif action == "raise":
+                    po.refresh_from_db()
+                    po.amount += Decimal(value)
+                    purchase_order_save(po=po, user=analyst, reason="Raised")
+                elif action == "revalidate" and pick and pick.status == "exception":
+                    invoice_revalidate(invoice=pick, user=analyst)
+            except ApplicationError:
+                pass  # a refusal is an outcome too; the invariant must hold after it
+            po.refresh_from_db()
+            assert _committed(po) == committed_drawdown([po.pk])[po.pk]
+            assert _committed(po) <= po.amount, (action, _committed(po), po.amount)
+        transaction.set_rollback(True)
