@@ -607,6 +607,9 @@ class _Block:
                 code=f"CL{n:05d}", legal_name=name, address_line1=street, city=city, postal_code=postcode,
                 country=country, vat_id=vat, currency=CURRENCY_OF_COUNTRY[country],
                 peppol_id=demo_peppol_id(country, vat, n),
+                # Belgian B2B invoices go over Peppol (mandatory since January 2026).
+                delivery_channel="peppol" if country == "BE" and vat else "email",
+                not_vat_registered="no_vat" in tags and country != "US",
                 payment_terms_days=rng.choice((14, 30, 30, 30, 45, 60)),
                 po_required="po" in tags, credit_hold="credit_hold" in tags,
                 billing_emails=f"accounts.payable@{domain}.example",
