@@ -117,14 +117,23 @@ ENTITIES = (
          address_line1="Große Elbstraße 145", city="Hamburg", postal_code="22767", invoice_prefix="NWB",
          bank_name="Hamburger Handelsbank", iban="DE89370400440532013000", bic="COBADEFFXXX",
          contact_name="Debitorenbuchhaltung", contact_phone="+49 40 3005 1000",
-         contact_email="rechnung@nordwind.example"),
+         contact_email="rechnung@nordwind.example",
+         register_court="Amtsgericht Hamburg", register_number="HRB 187342",
+         managing_directors="Dr. Jana Petersen, Malte Ohlsen"),
     dict(code="TLL", name="Thames Ledger Ltd", country="GB", currency="GBP", vat_id="GB980780684",
          address_line1="1 Paternoster Lane", city="London", postal_code="EC4M 7BQ", invoice_prefix="TLL",
          bank_name="City & Thames Bank", iban="GB29NWBK60161331926819", bic="NWBKGB2L",
-         contact_name="Accounts receivable", contact_phone="+44 20 7946 0100", contact_email="ar@thamesledger.example"),
+         contact_name="Accounts receivable", contact_phone="+44 20 7946 0100", contact_email="ar@thamesledger.example",
+         register_court="Registered in England and Wales", register_number="09876543",
+         registered_office="1 Paternoster Lane, London EC4M 7BQ", managing_directors="Eleanor Whitcombe"),
     dict(code="HUD", name="Hudson Advisory Inc", country="US", currency="USD", vat_id="",
          address_line1="350 Fifth Avenue", city="New York, NY", postal_code="10118", invoice_prefix="HUD",
          bank_name="First Hudson Bank", peppol_id="9959:041234567",
+         bank_account_number="483920174415", bank_routing_number="021000021",
+         remittance_address="Remittance advice to ar@hudson.example; checks payable to Hudson Advisory Inc, "
+         "PO Box 4410, New York, NY 10163",
+         sales_tax_statement="Consulting services are not subject to New York State sales tax; no sales tax "
+         "is charged.",
          contact_name="Accounts receivable", contact_phone="+1 212 555 0100", contact_email="ar@hudson.example"),
 )
 ENTITY_FOR_CURRENCY = {"EUR": "NWB", "GBP": "TLL", "USD": "HUD"}

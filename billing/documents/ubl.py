@@ -122,8 +122,13 @@ class UblWriter:
         else:
             _cbc(root, "DueDate", c.due_date.isoformat())
             _cbc(root, "InvoiceTypeCode", "380")
+        notes = []  # one document note at most (PEPPOL-EN16931-R002)
         if self.credit_note and c.original_number:
-            _cbc(root, "Note", f"Credit note for invoice {c.original_number} of {c.original_issue_date:%Y-%m-%d}.")
+            notes.append(f"Credit note for invoice {c.original_number} of {c.original_issue_date:%Y-%m-%d}.")
+        if c.vat_charged_note:
+            notes.append(c.vat_charged_note)
+        if notes:
+            _cbc(root, "Note", " ".join(notes))
         _cbc(root, "DocumentCurrencyCode", c.currency)
         _cbc(root, "BuyerReference", c.po_number or c.contract_code)
         if c.period_start or c.period_end:
@@ -195,7 +200,12 @@ class UblWriter:
         self.address(party_el, seller)
         if seller.vat_id and self.vat_ids_allowed:
             self.vat_scheme(party_el, seller.vat_id, seller.country)
-        _cbc(_cac(party_el, "PartyLegalEntity"), "RegistrationName", seller.name)
+        legal = _cac(party_el, "PartyLegalEntity")
+        _cbc(legal, "RegistrationName", seller.name)
+        if seller.register_number:  # BT-30 seller legal registration identifier
+            _cbc(legal, "CompanyID", seller.register_number)
+        if seller.legal_lines:  # BT-33 seller additional legal information
+            _cbc(legal, "CompanyLegalForm", "; ".join(seller.legal_lines))
         if seller.contact_name or seller.contact_phone or seller.contact_email:
             contact = _cac(party_el, "Contact")  # BG-6; DE-R-002, DE-R-005..007 for German domestic invoices
             for name, value in (
@@ -221,17 +231,21 @@ class UblWriter:
 
     def payment(self, root: etree._Element) -> None:
         c = self.c
-        if c.iban:  # also on credit notes (DE-R-001; as Peppol's own credit note example)
+        if c.iban or c.bank_account_number:  # also on credit notes (DE-R-001; as Peppol's own credit note example)
             means = _cac(root, "PaymentMeans")
-            sepa = c.currency == "EUR" and c.iban[:2] in SEPA_COUNTRIES
+            sepa = bool(c.iban) and c.currency == "EUR" and c.iban[:2] in SEPA_COUNTRIES
             _cbc(means, "PaymentMeansCode", SEPA_CREDIT_TRANSFER if sepa else CREDIT_TRANSFER)
             _cbc(means, "PaymentID", c.number)
             account = _cac(means, "PayeeFinancialAccount")
-            _cbc(account, "ID", c.iban)
+            _cbc(account, "ID", c.iban or c.bank_account_number)  # BT-84: IBAN, else the account number
             _cbc(account, "Name", c.seller.name)
-            if c.bic:
-                _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", c.bic)
-        _cbc(_cac(root, "PaymentTerms"), "Note", payment_terms_text(c))
+            branch = c.bic if c.iban else (c.bank_routing_number or c.bic)  # BT-86: BIC, or the US ABA number
+            if branch:
+                _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", branch)
+        terms = payment_terms_text(c)
+        if c.remittance_address:
+            terms = f"{terms} {c.remittance_address}"
+        _cbc(_cac(root, "PaymentTerms"), "Note", terms)
 
     # --- allowances, taxes, totals, lines -------------------------------------------------------
 
@@ -251,8 +265,12 @@ class UblWriter:
         _cbc(allowance, "ChargeIndicator", "false")
         if line.kind == "discount":
             _cbc(allowance, "AllowanceChargeReasonCode", ALLOWANCE_DISCOUNT)
-        _cbc(allowance, "AllowanceChargeReason", line.label)
+        _cbc(allowance, "AllowanceChargeReason", f"{line.label} {line.note}" if line.note else line.label)
+        if line.discount_pct is not None:
+            _cbc(allowance, "MultiplierFactorNumeric", self.number(line.discount_pct))  # BT-94
         self.money(allowance, "Amount", -line.amount)
+        if line.discount_base is not None:
+            self.money(allowance, "BaseAmount", line.discount_base)  # BT-93: the fees
         self.tax_category(allowance, "TaxCategory")
 
     def tax_total(self, root: etree._Element) -> None:
@@ -277,6 +295,8 @@ class UblWriter:
     def line(self, root: etree._Element, line) -> None:
         element = _cac(root, "CreditNoteLine" if self.credit_note else "InvoiceLine")
         _cbc(element, "ID", line.position)
+        if line.note:
+            _cbc(element, "Note", line.note)  # BT-127: what a credit-note line credits
         _cbc(
             element,
             "CreditedQuantity" if self.credit_note else "InvoicedQuantity",
