@@ -17,7 +17,10 @@ Mapping decisions (EN 16931 business terms in brackets):
   code list (`billing.peppol`): the party's Peppol participant id, else its VAT
   number under its country's scheme (e.g. 9930 for DE); never e-mail (`EM` fails
   PEPPOL-EN16931-CL008). A party with neither gets no e-invoice (ADR 0056).
-- Buyer reference [BT-10] is the PO number, else the contract number; the PO is
+- A client with a Leitweg-ID (German public buyer) gets an XRechnung 3.0: the German CIUS's
+  CustomizationID and the Leitweg-ID as buyer reference [BT-10] (BR-DE-15); validated with KoSIT's
+  XRechnung rules instead of Peppol's BIS rules (ADR 0072).
+- Otherwise the buyer reference [BT-10] is the PO number, else the contract number; the PO is
   also the order reference [BT-13] and the contract the contract reference [BT-12].
 - Amounts carry the currency's minor unit (JPY none, EUR two).
 """
@@ -34,6 +37,8 @@ from billing.peppol import endpoint_for, vat_id_with_prefix
 from portal.errors import ApplicationError
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+# XRechnung 3.0 (the German CIUS) for German public buyers: sent over Peppol with the Peppol billing profile.
+XRECHNUNG_CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
 GENERATOR = "billable ubl 1 (UBL 2.1, Peppol BIS Billing 3.0 / EN 16931)"
 
@@ -113,7 +118,7 @@ class UblWriter:
             f"{{{root_ns}}}{'CreditNote' if self.credit_note else 'Invoice'}",
             nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC},
         )
-        _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+        _cbc(root, "CustomizationID", XRECHNUNG_CUSTOMIZATION_ID if c.leitweg_id else CUSTOMIZATION_ID)
         _cbc(root, "ProfileID", PROFILE_ID)
         _cbc(root, "ID", c.number)
         _cbc(root, "IssueDate", c.issue_date.isoformat())
@@ -130,7 +135,8 @@ class UblWriter:
         if notes:
             _cbc(root, "Note", " ".join(notes))
         _cbc(root, "DocumentCurrencyCode", c.currency)
-        _cbc(root, "BuyerReference", c.po_number or c.contract_code)
+        # BT-10: an XRechnung's buyer reference is the Leitweg-ID (BR-DE-15); the PO stays the order reference.
+        _cbc(root, "BuyerReference", c.leitweg_id or c.po_number or c.contract_code)
         if c.period_start or c.period_end:
             period = _cac(root, "InvoicePeriod")
             if c.period_start:
