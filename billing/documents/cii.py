@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from billing.documents.content import InvoiceContent, Party
-from billing.documents.ubl import ALLOWANCE_DISCOUNT, CREDIT_TRANSFER, SEPA_COUNTRIES, SEPA_CREDIT_TRANSFER, \
-    UNIT_HOUR, UNIT_ONE, VATEX_CODES, payment_terms_text
+from billing.documents.ubl import (
+    ALLOWANCE_DISCOUNT,
+    CREDIT_TRANSFER,
+    SEPA_COUNTRIES,
+    SEPA_CREDIT_TRANSFER,
+    UNIT_HOUR,
+    UNIT_ONE,
+    VATEX_CODES,
+    payment_terms_text,
+)
 from billing.money import quantum
 from billing.peppol import endpoint_for, vat_id_with_prefix
 from portal.errors import ApplicationError
