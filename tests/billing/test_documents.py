@@ -607,7 +607,8 @@ def test_validate_einvoice_issued_checks_every_numbered_document_and_its_total(
     call_command("validate_einvoice", "--issued")
     output = capsys.readouterr().out
     assert "2 issued document(s) checked (1 invoices, 1 credit notes): 2 valid with totals equal, 0 failed." in output
-    assert "Peppol BIS 3.0: 0 with a fatal finding" in output
+    assert "Peppol BIS 3.0: 2 checked, 0 with a fatal finding" in output
+    assert "XRechnung: 0 checked" in output and "Factur-X: 0 checked" in output
     with pytest.raises(CommandError, match="not both"):
         call_command("validate_einvoice", "x.xml", "--issued")
 

@@ -69,3 +69,26 @@ def test_other_clients_keep_the_plain_pdf():
     invoice = bill_and_approve(contract, UserFactory(groups=["finance_analyst"]))
     pdf = bytes(invoice_document(invoice=invoice, kind="pdf").content)
     assert get_xml_from_pdf(pdf, check_xsd=False) == (False, False)  # no embedded e-invoice
+
+
+def test_validate_einvoice_counts_every_layer(facturx_invoice, tmp_path, capsys):
+    """--issued: the Factur-X client's invoice runs XSD, EN 16931, Peppol (its UBL) and Factur-X; an XRechnung
+    client's runs XRechnung too. A Factur-X PDF file is checked through its embedded XML."""
+    from django.core.management import call_command
+
+    client = ClientFactory(leitweg_id="991-33333TEST-33")
+    contract, consultant, _ = time_contract(client=client)
+    book(ProjectFactory(contract=contract), consultant, "4.00")
+    bill_and_approve(contract, UserFactory(groups=["finance_analyst"]))
+    call_command("validate_einvoice", "--issued")
+    output = capsys.readouterr().out
+    assert "2 issued document(s) checked (2 invoices, 0 credit notes): 2 valid with totals equal, 0 failed." in output
+    assert "XSD (UBL 2.1, Factur-X CII): 3 checked, 0 with errors" in output
+    assert "EN 16931: 2 checked, 0 with a fatal finding" in output
+    assert "Peppol BIS 3.0: 2 checked, 0 with a fatal finding" in output
+    assert "XRechnung: 1 checked, 0 with a fatal finding" in output
+    assert "Factur-X: 1 checked, 0 with a fatal finding" in output
+    pdf = tmp_path / "fx.pdf"
+    pdf.write_bytes(bytes(invoice_document(invoice=facturx_invoice, kind="pdf").content))
+    call_command("validate_einvoice", str(pdf))
+    assert "valid CrossIndustryInvoice (Factur-X XSD, Factur-X" in capsys.readouterr().out
