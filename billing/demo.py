@@ -159,7 +159,7 @@ FX_PAIRS = tuple((f, t) for f in ("EUR", "GBP", "USD", "CHF") for t in ("EUR", "
 CLIENTS = (
     ("Hanse Kontor Logistik GmbH", "DE", "Am Sandtorkai 12", "20457", "Hamburg", ""),
     ("Bergmann Maschinenbau AG", "DE", "Königstraße 28", "70173", "Stuttgart", "pending_co"),
-    ("Elbtal Energie GmbH", "DE", "Ostra-Allee 9", "01067", "Dresden", "foreign_expense"),
+    ("Elbtal Energie GmbH", "DE", "Ostra-Allee 9", "01067", "Dresden", "foreign_expense,public_buyer"),
     ("Rheinblick Versicherung AG", "DE", "Hohe Straße 41", "50667", "Köln", "po"),
     ("Isarwerk Software GmbH", "DE", "Sendlinger Straße 7", "80331", "München", "small_cap"),
     ("Spreepark Immobilien GmbH", "DE", "Friedrichstraße 95", "10117", "Berlin", "approved_co"),
@@ -339,6 +339,14 @@ def demo_peppol_id(country: str, vat_id: str, n: int) -> str:
         check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
         return f"0088:{body}{check}"
     return ""
+
+
+def demo_leitweg_id(n: int) -> str:
+    """A well-formed Leitweg-ID (coarse address of Dresden, fine address from the client number)."""
+    from stdnum.iso7064 import mod_97_10
+
+    body = f"14612000-{n:05d}"
+    return f"{body}-{mod_97_10.calc_check_digits(body.replace('-', ''))}"
 
 
 def _slug(text: str) -> str:
@@ -619,6 +627,10 @@ class _Block:
                 # Belgian B2B invoices go over Peppol (mandatory since January 2026).
                 delivery_channel="peppol" if country == "BE" and vat else "email",
                 not_vat_registered="no_vat" in tags and country != "US",
+                # A municipal utility: a German public buyer, invoiced with an XRechnung under its Leitweg-ID.
+                leitweg_id=demo_leitweg_id(n) if "public_buyer" in tags else "",
+                # French buyers get Factur-X PDFs (the CII e-invoice inside the PDF).
+                facturx=country == "FR",
                 payment_terms_days=rng.choice((14, 30, 30, 30, 45, 60)),
                 po_required="po" in tags, credit_hold="credit_hold" in tags,
                 billing_emails=f"accounts.payable@{domain}.example",
