@@ -310,10 +310,15 @@ def _line_note(line: InvoiceLine, invoice: Invoice) -> str:
         return ""
     what = original.description or original.get_kind_display()
     number = invoice.credit_of.number if invoice.credit_of else ""
+    decimals = minor_unit(invoice.currency)
+
+    def money(value: Decimal) -> str:
+        return f"{value:,.{decimals}f} {invoice.currency}"
+
     quantity = f"{original.quantity.normalize():f} h, " if original.kind in TIME_KINDS else ""
-    part = "in full" if line.amount == original.amount else f"{line.amount} of {original.amount} {invoice.currency}"
-    return f"Credits line {original.position} of invoice {number} ({what}; {quantity}{original.amount} " \
-           f"{invoice.currency}) {part}."
+    part = "in full" if line.amount == original.amount else f"{money(line.amount)} of it"
+    return f"Credits line {original.position} of invoice {number} ({what}; {quantity}{money(original.amount)}), " \
+           f"{part}."
 
 
 def invoice_content(invoice: Invoice) -> InvoiceContent:

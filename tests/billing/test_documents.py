@@ -281,7 +281,7 @@ def test_pdf_of_a_credit_note_names_the_original_invoice(credit_note, multi_proj
     assert f"This credit note refers to invoice {original}" in text
     # The line says what it credits: the original line, its hours and amount, and how much of it.
     assert (f"Hours booked twice on 11 March · Credit Credits line 1 of invoice {original} (CONSULTANT time; "
-            "12.5 h, 1250.00 EUR) 200.00 of 1250.00 EUR. 200.00") in text
+            "12.5 h, 1,250.00 EUR), 200.00 EUR of it. 200.00") in text
     assert "Total credited 238.00 EUR" in text
     assert "Due date" not in text  # nothing to pay
     # Bank details and the reference on credit notes too (a refund or a set-off quotes them).
