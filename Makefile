@@ -14,6 +14,7 @@ DEMO_ADDR ?= 127.0.0.1:8000
 # The demo's ERP: the simulator (integrations/simulator.py), documents kept in var/erp-simulator.json.
 # Faults by hand, e.g. DEMO_ERP_ARGS='--latency-ms 50 --fail-rate 0.2' (docs/manual/erp-posting.md).
 DEMO_ERP_PORT ?= 8765
+DEMO_PEPPOL_PORT ?= 8766
 DEMO_ERP_ARGS ?= --latency-ms 50
 PYTEST_ARGS ?=
 # Browser tests drive Debian's Chromium. `make test` installs it (and WeasyPrint's pango) when
@@ -49,19 +50,23 @@ demo: venv
 	# ERP posting on, against the ERP simulator started below (retries after seconds, not minutes).
 	export ERP_POSTING_ENABLED=1 ERP_BASE_URL="http://127.0.0.1:$(DEMO_ERP_PORT)" ERP_AUTH=none
 	export OUTBOX_BACKOFF_BASE_S="$${OUTBOX_BACKOFF_BASE_S:-5}" OUTBOX_BACKOFF_CAP_S="$${OUTBOX_BACKOFF_CAP_S:-120}"
+	# Peppol delivery (the Belgian clients) through the access-point simulator, which signs its receipts.
+	export PEPPOL_AP_BASE_URL="http://127.0.0.1:$(DEMO_PEPPOL_PORT)" PEPPOL_AP_WEBHOOK_SECRET="demo-peppol-secret"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --scale 1
 	echo
 	echo "Billable demo: http://$(DEMO_ADDR)/  (admin: http://$(DEMO_ADDR)/admin/)"
 	echo "ERP simulator: http://127.0.0.1:$(DEMO_ERP_PORT)/__admin/documents (approved invoices post there)."
-	echo "Web server, django-q2 worker and ERP simulator running; Ctrl-C stops all three."
+	echo "Web server, django-q2 worker, ERP and Peppol access-point simulators running; Ctrl-C stops them all."
 	# All run in the background (own process groups); Ctrl-C, or any one ending, stops them all:
 	# SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
 	set -m
 	$(PY) manage.py erp_simulator --port $(DEMO_ERP_PORT) --store var/erp-simulator.json $(DEMO_ERP_ARGS) & erp=$$!
+	$(PY) manage.py peppol_simulator --port $(DEMO_PEPPOL_PORT) --webhook-secret demo-peppol-secret \
+		--callback-url "http://$(DEMO_ADDR)/api/v1/webhooks/peppol/" & ap=$$!
 	$(PY) manage.py runserver --noreload $(DEMO_ADDR) & web=$$!
 	$(PY) manage.py qcluster & worker=$$!
-	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" "$$erp" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
+	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" "$$erp" "$$ap" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
 	trap stop INT TERM EXIT
 	wait -n || true
 

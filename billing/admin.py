@@ -352,7 +352,10 @@ class LegalEntityAdmin(BillableHistoryAdmin):
     fieldsets = (
         (None, {"fields": ("code", "name", "country", "currency", "vat_id", "invoice_prefix")}),
         ("Address", {"fields": ("address_line1", "postal_code", "city")}),
-        ("Bank", {"fields": ("bank_name", "iban", "bic")}),
+        ("Bank and remittance", {"fields": ("bank_name", "iban", "bic", "bank_account_number", "bank_routing_number",
+                                            "remittance_address")}),
+        ("Legal details printed on invoices", {"fields": ("register_court", "register_number", "registered_office",
+                                                          "managing_directors", "sales_tax_statement")}),
         ("E-invoicing", {"fields": ("peppol_id", "contact_name", "contact_phone", "contact_email")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
@@ -362,15 +365,17 @@ class LegalEntityAdmin(BillableHistoryAdmin):
 class ClientAdmin(BillableHistoryAdmin):
     list_display = ("code", "legal_name", "country", "currency", "vat_id", "num_payment_terms_days",
                     "po_required", "credit_hold", "master_data")
-    list_filter = ("country", "currency", "po_required", "credit_hold", "source")
+    list_filter = ("country", "currency", "delivery_channel", "po_required", "credit_hold", "source")
     search_fields = ("code", "legal_name", "vat_id", "external_id", "erp_id", "billing_emails")
     readonly_fields = ("master_data_problems_display", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("code", "legal_name", "country", "currency", "vat_id", "master_data_problems_display")}),
+        (None, {"fields": ("code", "legal_name", "country", "currency", "vat_id", "not_vat_registered",
+                           "master_data_problems_display")}),
         ("Billing", {"fields": ("payment_terms_days", "po_required", "consolidate_invoices", "billing_emails",
                                 "credit_hold")}),
         ("Address", {"fields": ("address_line1", "address_line2", "postal_code", "city")}),
-        ("E-invoicing", {"fields": ("peppol_id", "einvoice_by_email")}),
+        ("Delivery and e-invoicing", {"fields": ("delivery_channel", "peppol_id", "einvoice_by_email", "leitweg_id",
+                                                 "facturx")}),
         ("External ids", {"fields": ("source", "external_id", "erp_id")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
@@ -999,8 +1004,8 @@ class _ServiceWrittenAdmin:
 class DeliveryAttemptAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     """The delivery log: every e-mail of an issued invoice, written by the delivery service only."""
 
-    list_display = ("invoice", "to", "attempted_at", "result", "message_id", "triggered_by")
-    list_filter = ("result",)
+    list_display = ("invoice", "channel", "to", "attempted_at", "result", "receipt", "message_id", "triggered_by")
+    list_filter = ("channel", "result", "receipt")
     search_fields = ("invoice__number", "to", "message_id")
     list_select_related = ("invoice", "triggered_by")
     date_hierarchy = "attempted_at"

@@ -117,14 +117,23 @@ ENTITIES = (
          address_line1="Große Elbstraße 145", city="Hamburg", postal_code="22767", invoice_prefix="NWB",
          bank_name="Hamburger Handelsbank", iban="DE89370400440532013000", bic="COBADEFFXXX",
          contact_name="Debitorenbuchhaltung", contact_phone="+49 40 3005 1000",
-         contact_email="rechnung@nordwind.example"),
+         contact_email="rechnung@nordwind.example",
+         register_court="Amtsgericht Hamburg", register_number="HRB 187342",
+         managing_directors="Dr. Jana Petersen, Malte Ohlsen"),
     dict(code="TLL", name="Thames Ledger Ltd", country="GB", currency="GBP", vat_id="GB980780684",
          address_line1="1 Paternoster Lane", city="London", postal_code="EC4M 7BQ", invoice_prefix="TLL",
          bank_name="City & Thames Bank", iban="GB29NWBK60161331926819", bic="NWBKGB2L",
-         contact_name="Accounts receivable", contact_phone="+44 20 7946 0100", contact_email="ar@thamesledger.example"),
+         contact_name="Accounts receivable", contact_phone="+44 20 7946 0100", contact_email="ar@thamesledger.example",
+         register_court="Registered in England and Wales", register_number="09876543",
+         registered_office="1 Paternoster Lane, London EC4M 7BQ", managing_directors="Eleanor Whitcombe"),
     dict(code="HUD", name="Hudson Advisory Inc", country="US", currency="USD", vat_id="",
          address_line1="350 Fifth Avenue", city="New York, NY", postal_code="10118", invoice_prefix="HUD",
          bank_name="First Hudson Bank", peppol_id="9959:041234567",
+         bank_account_number="483920174415", bank_routing_number="021000021",
+         remittance_address="Remittance advice to ar@hudson.example; checks payable to Hudson Advisory Inc, "
+         "PO Box 4410, New York, NY 10163",
+         sales_tax_statement="Consulting services are not subject to New York State sales tax; no sales tax "
+         "is charged.",
          contact_name="Accounts receivable", contact_phone="+1 212 555 0100", contact_email="ar@hudson.example"),
 )
 ENTITY_FOR_CURRENCY = {"EUR": "NWB", "GBP": "TLL", "USD": "HUD"}
@@ -150,7 +159,7 @@ FX_PAIRS = tuple((f, t) for f in ("EUR", "GBP", "USD", "CHF") for t in ("EUR", "
 CLIENTS = (
     ("Hanse Kontor Logistik GmbH", "DE", "Am Sandtorkai 12", "20457", "Hamburg", ""),
     ("Bergmann Maschinenbau AG", "DE", "Königstraße 28", "70173", "Stuttgart", "pending_co"),
-    ("Elbtal Energie GmbH", "DE", "Ostra-Allee 9", "01067", "Dresden", "foreign_expense"),
+    ("Elbtal Energie GmbH", "DE", "Ostra-Allee 9", "01067", "Dresden", "foreign_expense,public_buyer"),
     ("Rheinblick Versicherung AG", "DE", "Hohe Straße 41", "50667", "Köln", "po"),
     ("Isarwerk Software GmbH", "DE", "Sendlinger Straße 7", "80331", "München", "small_cap"),
     ("Spreepark Immobilien GmbH", "DE", "Friedrichstraße 95", "10117", "Berlin", "approved_co"),
@@ -330,6 +339,14 @@ def demo_peppol_id(country: str, vat_id: str, n: int) -> str:
         check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
         return f"0088:{body}{check}"
     return ""
+
+
+def demo_leitweg_id(n: int) -> str:
+    """A well-formed Leitweg-ID (coarse address of Dresden, fine address from the client number)."""
+    from stdnum.iso7064 import mod_97_10
+
+    body = f"14612000-{n:05d}"
+    return f"{body}-{mod_97_10.calc_check_digits(body.replace('-', ''))}"
 
 
 def _slug(text: str) -> str:
@@ -607,6 +624,13 @@ class _Block:
                 code=f"CL{n:05d}", legal_name=name, address_line1=street, city=city, postal_code=postcode,
                 country=country, vat_id=vat, currency=CURRENCY_OF_COUNTRY[country],
                 peppol_id=demo_peppol_id(country, vat, n),
+                # Belgian B2B invoices go over Peppol (mandatory since January 2026).
+                delivery_channel="peppol" if country == "BE" and vat else "email",
+                not_vat_registered="no_vat" in tags and country != "US",
+                # A municipal utility: a German public buyer, invoiced with an XRechnung under its Leitweg-ID.
+                leitweg_id=demo_leitweg_id(n) if "public_buyer" in tags else "",
+                # French buyers get Factur-X PDFs (the CII e-invoice inside the PDF).
+                facturx=country == "FR",
                 payment_terms_days=rng.choice((14, 30, 30, 30, 45, 60)),
                 po_required="po" in tags, credit_hold="credit_hold" in tags,
                 billing_emails=f"accounts.payable@{domain}.example",

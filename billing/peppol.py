@@ -116,3 +116,29 @@ def endpoint_for(*, peppol_id: str, vat_id: str, country: str) -> Endpoint | Non
     if vat_id and scheme:
         return Endpoint(scheme, vat_id_with_prefix(vat_id, country))
     return None
+
+
+# Leitweg-ID of a German public buyer [BT-10 of an XRechnung]: coarse address (2-12 digits), optional fine
+# address (up to 30 letters or digits), two check digits (ISO 7064 mod 97-10 over the whole id, letters as numbers).
+LEITWEG_ID = re.compile(r"^\d{2,12}(-[0-9A-Za-z]{1,30})?-\d{2}$")
+
+
+def leitweg_id_problem(leitweg_id: str) -> str:
+    """Why a Leitweg-ID is not well formed ("" when it is)."""
+    from stdnum.iso7064 import mod_97_10
+
+    value = leitweg_id.strip()
+    if not LEITWEG_ID.match(value):
+        return f"Leitweg-ID {value!r} must look like 991-33333TEST-33 (coarse address, fine address, check digits)."
+    if not mod_97_10.is_valid(value.replace("-", "").upper()):
+        return f"Leitweg-ID {value}: the check digits do not match."
+    return ""
+
+
+def validate_leitweg_id(value: str) -> None:
+    """Model field validator for a Leitweg-ID."""
+    from django.core.exceptions import ValidationError
+
+    problem = leitweg_id_problem(value) if value else ""
+    if problem:
+        raise ValidationError(problem)

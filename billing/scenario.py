@@ -388,6 +388,9 @@ class _Loader:
                 country=c["country"],
                 currency=c["currency"],
                 vat_id=c.get("vat_id") or "",
+                # The scenario format has no VAT-registration flag: a client without a VAT id is one that is
+                # not registered (a private person or public body), as its cases describe them.
+                not_vat_registered=not c.get("vat_id"),
                 address_line1=address.get("line1") or "",
                 city=address.get("city") or "",
                 postal_code=address.get("postal_code") or "",

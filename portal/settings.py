@@ -279,6 +279,15 @@ OUTBOX_SWEEP_GRACE_S = env.float("OUTBOX_SWEEP_GRACE_S", default=120.0)
 # Circuit breaker per endpoint: opens after N consecutive failures, one probe after the cool-down.
 ERP_CIRCUIT_FAILURES = env.int("ERP_CIRCUIT_FAILURES", default=5)
 ERP_CIRCUIT_COOLDOWN_S = env.float("ERP_CIRCUIT_COOLDOWN_S", default=60.0)
+
+# Peppol delivery through an access-point provider (ADR 0070, docs/manual/delivery.md). The simulator:
+# `manage.py peppol_simulator --webhook-secret <PEPPOL_AP_WEBHOOK_SECRET>`.
+PEPPOL_AP_ADAPTER = env("PEPPOL_AP_ADAPTER", default="billing.access_point.http.HttpAccessPointAdapter")
+PEPPOL_AP_BASE_URL = env("PEPPOL_AP_BASE_URL", default="http://127.0.0.1:8766")
+PEPPOL_AP_TOKEN = env("PEPPOL_AP_TOKEN", default="")
+PEPPOL_AP_TIMEOUT_S = env.float("PEPPOL_AP_TIMEOUT_S", default=15.0)
+# Signs the provider's delivery-receipt webhooks (HMAC-SHA256); empty: every receipt is refused.
+PEPPOL_AP_WEBHOOK_SECRET = env("PEPPOL_AP_WEBHOOK_SECRET", default="")
 # Collections: reminder levels at +N days after the due date (a client's collections profile may override),
 # and whether each reminder carries the invoice PDF (docs/decisions/0025-collections.md).
 DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]

@@ -20,6 +20,9 @@ from billing.money import ZERO, minor_unit
 from portal.errors import ApplicationError
 
 TIME_KINDS = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.OVERAGE)
+# The lines a contract discount is a percentage of (the billing engine's DISCOUNTED_KINDS): "fees".
+FEE_KINDS = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.MILESTONE, InvoiceLine.Kind.RETAINER, InvoiceLine.Kind.OVERAGE)
+POSTCODE_AFTER_CITY = frozenset({"US", "CA", "AU", "GB"} - {"GB"})  # GB prints the postcode on its own line
 
 # UNCL 5305 category → the words printed and sent when the invoice carries no legal note of its own.
 CATEGORY_LABELS = {
@@ -46,16 +49,58 @@ class Party:
     contact_name: str = ""  # the seller's contact [BG-6] (German domestic e-invoices need it)
     contact_phone: str = ""
     contact_email: str = ""
+    # Seller only: the register details its country's law wants on the invoice (master data).
+    register_court: str = ""
+    register_number: str = ""
+    registered_office: str = ""
+    managing_directors: str = ""
+    # Buyer only: not a business for VAT (private person / public body), ticked in master data.
+    not_vat_registered: bool = False
 
     @property
     def country_name(self) -> str:
         return Locale("en").territories.get(self.country, self.country)
 
     @property
+    def city_line(self) -> str:
+        """`postal code city` in Europe; `City, ST ZIP` in the US (the city field holds "New York, NY")."""
+        if self.country in POSTCODE_AFTER_CITY:
+            return f"{self.city} {self.postal_code}".strip()
+        return f"{self.postal_code} {self.city}".strip()
+
+    @property
     def address_lines(self) -> list[str]:
-        """Street, city line and country name, as printed."""
-        lines = [self.street, self.additional_street, f"{self.postal_code} {self.city}".strip(), self.country_name]
+        """Street, city line and country name, as printed (US: the country in capitals, as USPS asks)."""
+        country = self.country_name.upper() if self.country in POSTCODE_AFTER_CITY else self.country_name
+        lines = [self.street, self.additional_street, self.city_line, country]
         return [line for line in lines if line]
+
+    @property
+    def legal_lines(self) -> list[str]:
+        """The seller's register details as its country requires them on every invoice (DE, GB), else what
+        master data gives."""
+        lines = []
+        if self.country == "DE":
+            if self.register_court or self.register_number:
+                lines.append(f"Register court {self.register_court or '—'}, {self.register_number or '—'}")
+            lines.append(f"Registered office {self.city}")
+            if self.managing_directors:
+                lines.append(f"Managing directors: {self.managing_directors}")
+        elif self.country == "GB":
+            if self.register_court or self.register_number:
+                lines.append(" · ".join(filter(None, (self.register_court,
+                                                      self.register_number and
+                                                      f"Company number {self.register_number}"))))
+            office = self.registered_office or ", ".join(self.address_lines[:-1])
+            lines.append(f"Registered office: {office}")
+            if self.managing_directors:
+                lines.append(f"Directors: {self.managing_directors}")
+        else:
+            if self.register_number:
+                lines.append(" ".join(filter(None, (self.register_court, self.register_number))))
+            if self.managing_directors:
+                lines.append(f"Officers: {self.managing_directors}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -72,6 +117,9 @@ class DocumentLine:
     service_start: datetime.date | None = None  # the dates the line bills (docs/rules/billing.md §13)
     service_end: datetime.date | None = None
     shows_period: bool = False  # printed (and sent) only where it differs from the invoice's service period
+    note: str = ""  # what a discount is a percentage of; what a credit-note line credits
+    discount_pct: Decimal | None = None
+    discount_base: Decimal | None = None
 
     @property
     def is_time(self) -> bool:
@@ -171,6 +219,12 @@ class InvoiceContent:
     @property
     def watermark(self) -> str:
         return "PROFORMA — not a tax invoice" if self.proforma else ""
+    bank_account_number: str = ""
+    bank_routing_number: str = ""
+    remittance_address: str = ""
+    sales_tax_statement: str = ""
+    leitweg_id: str = ""  # German public buyer: the e-invoice is an XRechnung
+    facturx: bool = False  # the PDF is a Factur-X (PDF/A-3 with the CII XML embedded)
 
     @property
     def title(self) -> str:
@@ -206,7 +260,28 @@ class InvoiceContent:
 
     @property
     def legal_notes(self) -> list[str]:
-        return [tax.legal_note for tax in self.taxes if tax.legal_note]
+        notes = [tax.legal_note for tax in self.taxes if tax.legal_note]
+        if self.vat_charged_note:
+            notes.append(self.vat_charged_note)
+        return notes
+
+    @property
+    def vat_charged_note(self) -> str:
+        """Why a client without a VAT id in another country is charged the seller's VAT (master-data flag)."""
+        buyer = self.buyer
+        if buyer.vat_id or not buyer.not_vat_registered or not any(t.category == "S" for t in self.taxes):
+            return ""
+        return (f"The customer is not registered for VAT (private person or public body): "
+                f"{self.seller.country_name} VAT is charged.")
+
+    @property
+    def has_bank_details(self) -> bool:
+        return bool(self.iban or self.bank_account_number)
+
+    @property
+    def us_sales_tax(self) -> bool:
+        """A US entity billing a US client: taxes are "sales tax" and the entity's statement is printed."""
+        return self.seller.country == "US" and self.buyer.country == "US"
 
 
 def _as_of(obj: models.Model, when: datetime.datetime | None) -> Any:
@@ -234,7 +309,30 @@ def _party(record: Any, *, name: str, emails: tuple[str, ...] = ()) -> Party:
         contact_name=getattr(record, "contact_name", ""),
         contact_phone=getattr(record, "contact_phone", ""),
         contact_email=getattr(record, "contact_email", ""),
+        register_court=getattr(record, "register_court", ""),
+        register_number=getattr(record, "register_number", ""),
+        registered_office=getattr(record, "registered_office", ""),
+        managing_directors=getattr(record, "managing_directors", ""),
+        not_vat_registered=bool(getattr(record, "not_vat_registered", False)),
     )
+
+
+def _line_note(line: InvoiceLine, invoice: Invoice) -> str:
+    """What a credit-note line credits (the original line, its quantity and amount)."""
+    original = line.credited_line
+    if original is None:
+        return ""
+    what = original.description or original.get_kind_display()
+    number = invoice.credit_of.number if invoice.credit_of else ""
+    decimals = minor_unit(invoice.currency)
+
+    def money(value: Decimal) -> str:
+        return f"{value:,.{decimals}f} {invoice.currency}"
+
+    quantity = f"{original.quantity.normalize():f} h, " if original.kind in TIME_KINDS else ""
+    part = "in full" if line.amount == original.amount else f"{money(line.amount)} of it"
+    return f"Credits line {original.position} of invoice {number} ({what}; {quantity}{money(original.amount)}), " \
+           f"{part}."
 
 
 def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceContent:
@@ -260,8 +358,17 @@ def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceConte
     issued_at = invoice.approved_at
     entity = _as_of(invoice.entity, issued_at)
     client = _as_of(invoice.client, issued_at)
-    lines = [
-        DocumentLine(
+    rows = list(invoice.lines.select_related("project", "credited_line").order_by("position", "id"))
+    fees = sum((line.amount for line in rows if line.kind in FEE_KINDS), ZERO)
+    contract = _as_of(invoice.contract, issued_at)
+    lines = []
+    for index, line in enumerate(rows, start=1):
+        note, pct, base = _line_note(line, invoice), None, None
+        if line.kind == InvoiceLine.Kind.DISCOUNT and fees and contract.discount_pct:
+            pct, base = Decimal(contract.discount_pct).normalize(), fees
+            note = f"of fees (time, milestones, retainer) of {fees:,.{minor_unit(invoice.currency)}f} " \
+                   f"{invoice.currency}; expenses are not discounted"
+        lines.append(DocumentLine(
             position=index,
             kind=line.kind,
             kind_label=line.get_kind_display(),
@@ -275,9 +382,10 @@ def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceConte
             service_end=line.service_end,
             shows_period=bool(line.service_start or line.service_end)
             and (line.service_start, line.service_end) != (invoice.service_start, invoice.service_end),
-        )
-        for index, line in enumerate(invoice.lines.select_related("project").order_by("position", "id"), start=1)
-    ]
+            note=note,
+            discount_pct=pct,
+            discount_base=base,
+        ))
     groups: dict[str, LineGroup] = {}
     for line in lines:
         group = groups.get(line.project_code)
@@ -320,4 +428,10 @@ def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceConte
         service_start=invoice.service_start,
         service_end=invoice.service_end,
         proforma=proforma,
+        bank_account_number=entity.bank_account_number.replace(" ", ""),
+        bank_routing_number=entity.bank_routing_number.replace(" ", ""),
+        remittance_address=entity.remittance_address,
+        sales_tax_statement=entity.sales_tax_statement,
+        leitweg_id=getattr(client, "leitweg_id", "").strip(),
+        facturx=bool(getattr(client, "facturx", False)),
     )

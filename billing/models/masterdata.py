@@ -18,8 +18,8 @@ from billing.models.base import (
     currency_field,
     supported_currency_constraint,
 )
-from billing.peppol import endpoint_for, participant_id_problem, validate_participant_id
-from billing.vat import vat_id_is_valid
+from billing.peppol import endpoint_for, participant_id_problem, validate_leitweg_id, validate_participant_id
+from billing.vat import EU_MEMBER_STATES, vat_id_is_valid
 
 
 class LegalEntity(TimeStamped):
@@ -52,6 +52,39 @@ class LegalEntity(TimeStamped):
     bank_name = models.CharField(max_length=100, blank=True, default="")
     iban = models.CharField(max_length=34, blank=True, default="")
     bic = models.CharField(max_length=11, blank=True, default="")
+    # Where there is no IBAN (US): the account number and the ABA routing number [BT-84, BT-86].
+    bank_account_number = models.CharField(max_length=34, blank=True, default="", db_default="")
+    bank_routing_number = models.CharField(
+        "ABA routing number", max_length=20, blank=True, default="", db_default="",
+    )
+    remittance_address = models.CharField(
+        max_length=300, blank=True, default="", db_default="",
+        help_text="Where cheques and remittance advice go (printed under the bank details), e.g. "
+        "'Remittance advice to ar@hudson.example; cheques to Hudson Advisory Inc, PO Box 1234, New York, NY 10008'.",
+    )
+    # Legal content of the letterhead and footer, per the entity's country (docs/rules/einvoicing.md).
+    register_court = models.CharField(
+        max_length=100, blank=True, default="", db_default="",
+        help_text="DE: the register court, e.g. 'Amtsgericht Hamburg'. GB: where registered, e.g. "
+        "'Registered in England and Wales'.",
+    )
+    register_number = models.CharField(
+        max_length=50, blank=True, default="", db_default="",
+        help_text="DE: commercial register number (HRB 123456). GB: company number.",
+    )
+    registered_office = models.CharField(
+        max_length=300, blank=True, default="", db_default="",
+        help_text="GB: the registered office address, when it differs from the address above (else the address).",
+    )
+    managing_directors = models.CharField(
+        max_length=300, blank=True, default="", db_default="",
+        help_text="DE: Geschäftsführer / Vorstand, comma-separated. GB: directors, if printed.",
+    )
+    sales_tax_statement = models.CharField(
+        max_length=300, blank=True, default="", db_default="",
+        help_text="US entities: the sales-tax statement printed on invoices to US clients, e.g. 'Consulting "
+        "services are not subject to New York State sales tax.'",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -69,6 +102,11 @@ class LegalEntity(TimeStamped):
 
 class Client(ExternallyIdentified, TimeStamped):
     """A customer; `master_data_problems()` lists what blocks invoicing it."""
+
+    class DeliveryChannel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        PEPPOL = "peppol", "Peppol (access point)"
+        PORTAL = "portal", "Customer portal"
 
     code = models.CharField(max_length=40, unique=True)
     legal_name = models.CharField(max_length=200)
@@ -104,6 +142,26 @@ class Client(ExternallyIdentified, TimeStamped):
         default=False, db_default=False, help_text="Attach the UBL e-invoice (EN 16931) to the invoice e-mail."
     )
     erp_id = models.CharField(max_length=100, blank=True, default="")
+    delivery_channel = models.CharField(
+        max_length=10, choices=DeliveryChannel.choices, default=DeliveryChannel.EMAIL,
+        db_default=DeliveryChannel.EMAIL,
+        help_text="How issued invoices reach the client. Peppol needs the client's Peppol participant id.",
+    )
+    not_vat_registered = models.BooleanField(
+        "not VAT-registered (private person / public body)", default=False, db_default=False,
+        help_text="The client is not a business for VAT (a private person, or a public body acting as such): "
+        "without a VAT id it is charged the seller's VAT, and the invoice says why.",
+    )
+    leitweg_id = models.CharField(
+        "Leitweg-ID", max_length=46, blank=True, default="", db_default="",
+        validators=[validate_leitweg_id],
+        help_text="German public buyers: their Leitweg-ID (e.g. 991-33333TEST-33). Set: the e-invoice is an "
+        "XRechnung with the Leitweg-ID as buyer reference.",
+    )
+    facturx = models.BooleanField(
+        "Factur-X / ZUGFeRD PDF", default=False, db_default=False,
+        help_text="The invoice PDF is a PDF/A-3 with the EN 16931 CII e-invoice embedded (Factur-X / ZUGFeRD).",
+    )
     history = HistoricalRecords()
 
     class Meta(ExternallyIdentified.Meta):
@@ -112,10 +170,34 @@ class Client(ExternallyIdentified, TimeStamped):
             *ExternallyIdentified.Meta.constraints,
             models.UniqueConstraint(fields=["erp_id"], condition=~Q(erp_id=""), name="billing_client_unique_erp_id"),
             supported_currency_constraint("client"),
+            models.CheckConstraint(
+                condition=~Q(delivery_channel="peppol") | ~Q(peppol_id=""),
+                name="billing_client_peppol_channel_needs_peppol_id",
+                violation_error_message="The Peppol delivery channel needs the client's Peppol participant id.",
+            ),
+            models.CheckConstraint(
+                condition=Q(delivery_channel__in=["email", "peppol", "portal"]),
+                name="billing_client_delivery_channel_valid",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.legal_name}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        super().clean()
+        if self.delivery_channel == self.DeliveryChannel.PEPPOL and not self.peppol_id.strip():
+            raise ValidationError({"delivery_channel": "The Peppol channel needs the client's Peppol participant id "
+                                   "(SCHEME:VALUE): set it first, or choose e-mail or the customer portal."})
+        if self.leitweg_id and self.country != "DE":
+            raise ValidationError({"leitweg_id": "A Leitweg-ID belongs to German public buyers (country DE)."})
+
+    @property
+    def is_xrechnung_buyer(self) -> bool:
+        """A German public buyer: its e-invoice is an XRechnung."""
+        return bool(self.leitweg_id.strip())
 
     @property
     def has_valid_vat_id(self) -> bool:
@@ -152,6 +234,13 @@ class Client(ExternallyIdentified, TimeStamped):
                 problems.append(f"Billing e-mail {email!r} is not a valid address.")
         if self.vat_id and not vat_id_is_valid(self.vat_id, self.country):
             problems.append(f"VAT id {self.vat_id} is not valid for {self.country}.")
+        if not self.vat_id and self.country in EU_MEMBER_STATES and not self.not_vat_registered:
+            problems.append(
+                "No VAT id: if the client is a business, enter its VAT id (reverse charge may apply); if it is "
+                "a private person or a public body not registered for VAT, tick 'not VAT-registered'."
+            )
+        if self.delivery_channel == self.DeliveryChannel.PEPPOL and not self.peppol_id.strip():
+            problems.append("The Peppol delivery channel needs the client's Peppol participant id.")
         if self.peppol_id and (problem := participant_id_problem(self.peppol_id)):
             problems.append(problem)
         elif (

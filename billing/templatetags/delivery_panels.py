@@ -36,8 +36,17 @@ def delivery_panel(context: Any, invoice: Any) -> str:
             "invoice": invoice,
             "attempts": attempts,
             "can_resend": can_resend,
-            "recipients": invoice.client.billing_email_list,
+            "recipients": _recipients(invoice.client),
             "here": request.get_full_path() if request else "",
         },
         request=request,
     )
+
+
+def _recipients(client: Any) -> list[str]:
+    """Who a (re)send reaches, per the client's delivery channel."""
+    if client.delivery_channel == "peppol":
+        return [f"Peppol {client.peppol_id}"]
+    if client.delivery_channel == "portal":
+        return ["the customer portal"]
+    return client.billing_email_list

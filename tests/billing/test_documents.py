@@ -242,7 +242,7 @@ def test_pdf_of_a_multi_project_invoice_carries_the_legal_content(multi_project_
         "SENIOR time 6.00 h 200.00 1,200.00",
         "Subtotal project ALPHA 18.50 h 2,450.00",
         "Train Berlin–München · Expense 120.00",
-        "Discount 5 % −158.75",
+        "Discount 5 % of fees (time, milestones, retainer) of 3,175.00 EUR; expenses are not discounted −158.75",
         "S · Standard rate 19 % 3,136.25 595.89",
         "Net amount 3,136.25",
         "Total due 3,732.14 EUR",
@@ -279,9 +279,13 @@ def test_pdf_of_a_credit_note_names_the_original_invoice(credit_note, multi_proj
     assert credit_note.number in text
     assert f"Credits invoice {original} of 1 April 2025" in text
     assert f"This credit note refers to invoice {original}" in text
-    assert "Hours booked twice on 11 March · Credit 200.00" in text
+    # The line says what it credits: the original line, its hours and amount, and how much of it.
+    assert (f"Hours booked twice on 11 March · Credit Credits line 1 of invoice {original} (CONSULTANT time; "
+            "12.5 h, 1,250.00 EUR), 200.00 EUR of it. 200.00") in text
     assert "Total credited 238.00 EUR" in text
-    assert "Due date" not in text and "IBAN" not in text  # nothing to pay
+    assert "Due date" not in text  # nothing to pay
+    # Bank details and the reference on credit notes too (a refund or a set-off quotes them).
+    assert "IBAN DE89 3704 0044 0532 0130 00" in text and f"Reference {credit_note.number}" in text
 
 
 def test_us_entities_print_on_letter_and_every_layout_fits_both_sizes(analyst):
@@ -603,7 +607,8 @@ def test_validate_einvoice_issued_checks_every_numbered_document_and_its_total(
     call_command("validate_einvoice", "--issued")
     output = capsys.readouterr().out
     assert "2 issued document(s) checked (1 invoices, 1 credit notes): 2 valid with totals equal, 0 failed." in output
-    assert "Peppol BIS 3.0: 0 with a fatal finding" in output
+    assert "Peppol BIS 3.0: 2 checked, 0 with a fatal finding" in output
+    assert "XRechnung: 0 checked" in output and "Factur-X: 0 checked" in output
     with pytest.raises(CommandError, match="not both"):
         call_command("validate_einvoice", "x.xml", "--issued")
 

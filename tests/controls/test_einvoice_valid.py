@@ -41,7 +41,8 @@ def test_an_e_invoice_with_an_e_mail_endpoint_is_never_issued(analyst, monkeypat
 
 
 def test_a_client_without_a_peppol_address_cannot_get_an_e_invoice(analyst):
-    client = ClientFactory(country="AT", vat_id="", peppol_id="", city="Wien", postal_code="1070")
+    client = ClientFactory(country="AT", vat_id="", peppol_id="", city="Wien", postal_code="1070",
+                           not_vat_registered=True)
     contract, consultant, _ = time_contract(client=client)
     book(ProjectFactory(contract=contract), consultant, "3.00")
     invoice = bill_and_approve(contract, analyst)

@@ -1,4 +1,6 @@
-"""Check UBL 2.1 Invoices and CreditNotes: UBL XSD, CEN EN 16931 rules, Peppol BIS Billing 3.0 rules.
+"""Check e-invoices: UBL XSD, CEN EN 16931, Peppol BIS Billing 3.0, XRechnung; Factur-X (CII in PDF/A-3).
+
+Files: a UBL Invoice or CreditNote (.xml), a Factur-X CII XML, or a Factur-X PDF (its embedded XML).
 
 `validate_einvoice FILE.xml …` checks files; `validate_einvoice --issued` renders
 (without storing) and checks the e-invoice of every numbered invoice and credit note
@@ -18,7 +20,14 @@ from lxml import etree
 
 from billing.documents.content import invoice_content
 from billing.documents.ubl import render_ubl
-from billing.documents.validation import LAYERS, PEPPOL_RELEASE, ValidationReport, validate_ubl
+from billing.documents.validation import (
+    FACTURX,
+    LAYERS,
+    PEPPOL_RELEASE,
+    ValidationReport,
+    validate_facturx,
+    validate_ubl,
+)
 from billing.models import Invoice
 from portal.errors import ApplicationError
 
@@ -48,15 +57,31 @@ class Command(BaseCommand):
                 xml = path.read_bytes()
             except OSError as exc:
                 raise CommandError(f"Cannot read {path}: {exc.strerror}") from exc
-            if not self._report(str(path), validate_ubl(xml)):
+            if not self._report(str(path), self._validate_file(xml)):
                 failed += 1
         if failed:
             raise CommandError(f"{failed} of {len(files)} file(s) failed validation.")
 
+    @staticmethod
+    def _validate_file(data: bytes) -> ValidationReport:
+        """A Factur-X PDF or CII XML gets the Factur-X checks; anything else is read as UBL."""
+        if data.startswith(b"%PDF"):
+            from facturx import get_xml_from_pdf
+
+            _name, xml = get_xml_from_pdf(data, check_xsd=False)
+            if not xml:
+                return ValidationReport(xsd_errors=["A PDF without an embedded Factur-X / ZUGFeRD XML."])
+            return validate_facturx(xml)
+        if b"CrossIndustryInvoice" in data[:2000]:
+            return validate_facturx(data)
+        return validate_ubl(data)
+
     def _report(self, name: str, report: ValidationReport, *, quiet_warnings: bool = False) -> bool:
         if report.is_valid:
+            syntax = "Factur-X XSD" if report.layers == (FACTURX,) else "UBL 2.1 XSD"
+            rules = ", ".join(f"{layer} {PEPPOL_RELEASE}" if "Peppol" in layer else layer for layer in report.layers)
             self.stdout.write(
-                f"{name}: valid {report.document} (UBL 2.1 XSD, EN 16931, Peppol BIS 3.0 {PEPPOL_RELEASE}: "
+                f"{name}: valid {report.document} ({syntax}, {rules}: "
                 f"no fatal rule; {len(report.warnings)} warning(s))"
             )
             if not quiet_warnings:
@@ -72,34 +97,49 @@ class Command(BaseCommand):
         return False
 
     def _issued(self, limit: int) -> None:
-        invoices = Invoice.objects.filter(number__isnull=False).order_by("-approved_at", "-id")
+        invoices = (Invoice.objects.filter(number__isnull=False).select_related("client")
+                    .order_by("-approved_at", "-id"))
         if limit:
             invoices = invoices[:limit]
-        checked = failed = unrenderable = xsd_failed = 0
+        checked = failed = unrenderable = 0
         kinds = {Invoice.Kind.INVOICE: 0, Invoice.Kind.CREDIT_NOTE: 0}
-        per_layer = {layer: [0, 0] for layer in LAYERS}  # documents with a fatal, with a warning
+        xsd = [0, 0]  # documents checked, with errors
+        per_layer = {layer: [0, 0, 0] for layer in LAYERS}  # documents checked, with a fatal, with a warning
         for invoice in invoices.iterator(chunk_size=200):
             checked += 1
             kinds[invoice.kind] += 1
             try:
-                xml = render_ubl(invoice_content(invoice))
+                content = invoice_content(invoice)
+                xml = render_ubl(content)
             except ApplicationError as exc:
                 unrenderable += 1
                 failed += 1
                 self.stdout.write(f"{invoice.number}: no e-invoice: {exc}")
                 continue
-            report = validate_ubl(xml)
-            xsd_failed += bool(report.xsd_errors)
-            for layer, (fatal, warning) in report.counts().items():
-                per_layer[layer][0] += bool(fatal)
-                per_layer[layer][1] += bool(warning)
-            ok = report.is_valid
+            reports = [validate_ubl(xml)]
+            if content.facturx:
+                from billing.documents.cii import render_cii
+
+                try:
+                    reports.append(validate_facturx(render_cii(content)))
+                except Exception as exc:  # factur-x raises bare exceptions: a finding, not a crash
+                    reports.append(ValidationReport(document="CrossIndustryInvoice", layers=(FACTURX,),
+                                                    xsd_errors=[str(exc)]))
+            ok = True
+            for report in reports:
+                xsd[0] += 1
+                xsd[1] += bool(report.xsd_errors)
+                for layer, (fatal, warning) in report.counts().items():
+                    per_layer[layer][0] += 1
+                    per_layer[layer][1] += bool(fatal)
+                    per_layer[layer][2] += bool(warning)
+                if not report.is_valid:
+                    ok = False
+                    self._report(invoice.number, report)
             payable = Decimal(etree.fromstring(xml).find(PAYABLE.replace("//", ".//")).text)
             if payable != invoice.total:
                 ok = False
                 self.stdout.write(f"{invoice.number}: payable {payable} ≠ invoice total {invoice.total}")
-            if not report.is_valid:
-                self._report(invoice.number, report)
             failed += not ok
         self.stdout.write(
             f"{checked} issued document(s) checked ({kinds[Invoice.Kind.INVOICE]} invoices, "
@@ -107,8 +147,8 @@ class Command(BaseCommand):
             f"{failed} failed."
         )
         self.stdout.write(f"  not renderable (no e-invoice possible): {unrenderable}")
-        self.stdout.write(f"  UBL 2.1 XSD: {xsd_failed} with errors")
-        for layer, (fatal, warning) in per_layer.items():
-            self.stdout.write(f"  {layer}: {fatal} with a fatal finding, {warning} with a warning")
+        self.stdout.write(f"  XSD (UBL 2.1, Factur-X CII): {xsd[0]} checked, {xsd[1]} with errors")
+        for layer, (run, fatal, warning) in per_layer.items():
+            self.stdout.write(f"  {layer}: {run} checked, {fatal} with a fatal finding, {warning} with a warning")
         if failed:
             raise CommandError(f"{failed} of {checked} issued document(s) failed.")
