@@ -21,13 +21,18 @@ PYTEST_ARGS ?=
 # with one notice). CHROMIUM_PATH: the executable the check and tests/browser.py look for.
 CHROMIUM_PATH ?= /usr/bin/chromium
 CHROMIUM_INSTALL ?= auto
+# Tryton 8.2 for the ERP integration tests (tests/integrations/tryton): `make test` installs it into
+# .tryton-venv and builds its template database once (ops/tryton/setup.sh; cached while the pins hold).
+# TRYTON=no skips that (those tests then skip with a notice, or fail with CI=true).
+TRYTON ?= auto
 
-.PHONY: help venv demo test lint
+.PHONY: help venv demo test lint tryton
 
 help:
 	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
 	@echo "make lint   ruff check ."
+	@echo "make tryton install Tryton 8.2 into .tryton-venv and build its template database (ERP integration tests)"
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
 
 venv: $(STAMP)
@@ -104,9 +109,15 @@ test: venv
 	elif [[ ! -x "$$CHROMIUM_PATH" ]]; then
 	  echo "make test: NOTICE no Chromium at $$CHROMIUM_PATH: every browser test is skipped (only root with apt-get installs it; not with CHROMIUM_INSTALL=no)."
 	fi
+	if [[ "$(TRYTON)" != no ]]; then
+	  ops/tryton/setup.sh >/dev/null || echo "make test: NOTICE setting Tryton up failed: the Tryton tests skip (fail with CI=true)." >&2
+	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv
+
+tryton:
+	ops/tryton/setup.sh
 	$(VENV)/bin/ruff check .
 
 # Billing-run benchmark (bench/README.md): seeds scale data into its own PostgreSQL
