@@ -83,6 +83,9 @@ def tryton_server(tmp_path_factory):
     conf.write_text(
         f"[database]\nuri = {uri}/\npath = {directory}/filestore\n"
         f"[session]\ntimeout = 3600\n[web]\nlisten = 127.0.0.1:{port}\n"
+        # Queued tasks (the invoice report Tryton renders on posting) wait for a trytond-worker instead of
+        # running inside the posting request; the tests run none.
+        "[queue]\nworker = True\n"
     )
     log = (directory / "trytond.log").open("ab")
     # -d loads the database's modules at start (and spares trytond listing every database on the server)
@@ -151,3 +154,38 @@ def tryton_settings(settings, tryton_server):
     if erp_base._ADAPTER is not None:
         erp_base._ADAPTER[1].close()
     erp_base._ADAPTER = None
+
+
+@pytest.fixture
+def tryton_proxy(tryton_server, tryton_settings):
+    """The adapter talks to Tryton through a fault-injecting proxy (tests/integrations/tryton/proxy.py)."""
+    from tests.integrations.tryton.proxy import TrytonProxy
+
+    proxy = TrytonProxy(tryton_server.url, hang_s=60).start()
+    tryton_settings.ERP_BASE_URL = proxy.url
+    erp_base._ADAPTER = None
+    yield proxy
+    proxy.stop()
+
+
+def tryton_pay(tryton: TrytonClient, invoice_id: int, amount, date, *, partial: bool) -> None:
+    """What a Tryton user does: the invoice's Pay wizard (account.invoice.pay), for `amount` on `date`."""
+    (invoice,) = tryton.call("model.account.invoice.read", [invoice_id], ["company"])
+    company = invoice["company"]
+    context = {"company": company, "companies": [company], "active_model": "account.invoice",
+               "active_id": invoice_id, "active_ids": [invoice_id]}
+    (method,) = tryton.call("model.account.invoice.payment.method.search", [("company", "=", company)], 0, 1, None,
+                            context=context)
+    session, _start, _end = tryton.call("wizard.account.invoice.pay.create", context=context)
+    view = tryton.call("wizard.account.invoice.pay.execute", session, {}, "start", context=context)
+    start = {**view["view"]["defaults"], "amount": amount, "date": date, "payment_method": method,
+             "description": "Bank transfer"}
+    start = {k: v for k, v in start.items() if "." not in k}
+    data = {"start": start}
+    answer = tryton.call("wizard.account.invoice.pay.execute", session, data, "choice", context=context)
+    if partial:
+        assert answer.get("view", {}).get("state") == "ask", answer
+        ask = {k: v for k, v in answer["view"]["defaults"].items() if "." not in k}
+        data["ask"] = {**ask, "type": "partial"}
+        tryton.call("wizard.account.invoice.pay.execute", session, data, "pay", context=context)
+    tryton.call("wizard.account.invoice.pay.delete", session, context=context)
