@@ -15,6 +15,8 @@ DEMO_ADDR ?= 127.0.0.1:8000
 # Faults by hand, e.g. DEMO_ERP_ARGS='--latency-ms 50 --fail-rate 0.2' (docs/manual/erp-posting.md).
 DEMO_ERP_PORT ?= 8765
 DEMO_ERP_ARGS ?= --latency-ms 50
+# ERP=tryton: the demo posts to a real Tryton 8.2 instead (docs/manual/erp-mapping.md).
+ERP ?= simulator
 PYTEST_ARGS ?=
 # Browser tests drive Debian's Chromium. `make test` installs it (and WeasyPrint's pango) when
 # missing, as root with apt-get; CHROMIUM_INSTALL=no never installs (the browser tests then skip
@@ -30,6 +32,7 @@ TRYTON ?= auto
 
 help:
 	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
+	@echo "            (ERP=tryton: against a real Tryton 8.2, installed and started by ops/tryton/setup.sh)"
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
 	@echo "make lint   ruff check ."
 	@echo "make tryton install Tryton 8.2 into .tryton-venv and build its template database (ERP integration tests)"
@@ -51,22 +54,42 @@ $(STAMP): pyproject.toml
 demo: venv
 	@export DEBUG=1
 	unset DATABASE_URL Q_REDIS_URL
-	# ERP posting on, against the ERP simulator started below (retries after seconds, not minutes).
-	export ERP_POSTING_ENABLED=1 ERP_BASE_URL="http://127.0.0.1:$(DEMO_ERP_PORT)" ERP_AUTH=none
 	export OUTBOX_BACKOFF_BASE_S="$${OUTBOX_BACKOFF_BASE_S:-5}" OUTBOX_BACKOFF_CAP_S="$${OUTBOX_BACKOFF_CAP_S:-120}"
+	if [[ "$(ERP)" == tryton ]]; then
+	  # ERP posting on, against a real Tryton 8.2 (ops/tryton/setup.sh: installed once, a fresh demo database
+	  # cloned from its template, trytond on a free port); payments registered in Tryton come back every 15 min.
+	  ops/tryton/setup.sh start >/dev/null
+	  set -a; source var/tryton/env; set +a
+	  export ERP_POSTING_ENABLED=1 ERP_ADAPTER=integrations.erp.tryton.TrytonErpAdapter ERP_BASE_URL="$$TRYTON_URL"
+	  export ERP_PAYMENTS_READBACK=1 ERP_TIMEOUT_S="$${ERP_TIMEOUT_S:-60}"
+	else
+	  # ERP posting on, against the ERP simulator started below (retries after seconds, not minutes).
+	  export ERP_POSTING_ENABLED=1 ERP_BASE_URL="http://127.0.0.1:$(DEMO_ERP_PORT)" ERP_AUTH=none
+	fi
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --scale 1
 	echo
 	echo "Billable demo: http://$(DEMO_ADDR)/  (admin: http://$(DEMO_ADDR)/admin/)"
-	echo "ERP simulator: http://127.0.0.1:$(DEMO_ERP_PORT)/__admin/documents (approved invoices post there)."
-	echo "Web server, django-q2 worker and ERP simulator running; Ctrl-C stops all three."
-	# All run in the background (own process groups); Ctrl-C, or any one ending, stops them all:
-	# SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
 	set -m
-	$(PY) manage.py erp_simulator --port $(DEMO_ERP_PORT) --store var/erp-simulator.json $(DEMO_ERP_ARGS) & erp=$$!
+	if [[ "$(ERP)" == tryton ]]; then
+	  $(PY) manage.py erp_check --demo-mappings
+	  echo "Tryton: $$TRYTON_URL database $$TRYTON_DATABASE (user $$TRYTON_USER, password $$TRYTON_PASSWORD); approved invoices post there."
+	  echo "Web server, django-q2 worker and Tryton running; Ctrl-C stops all three."
+	  erp=""
+	else
+	  echo "ERP simulator: http://127.0.0.1:$(DEMO_ERP_PORT)/__admin/documents (approved invoices post there)."
+	  echo "Web server, django-q2 worker and ERP simulator running; Ctrl-C stops all three."
+	  # All run in the background (own process groups); Ctrl-C, or any one ending, stops them all:
+	  # SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
+	  $(PY) manage.py erp_simulator --port $(DEMO_ERP_PORT) --store var/erp-simulator.json $(DEMO_ERP_ARGS) & erp=$$!
+	fi
 	$(PY) manage.py runserver --noreload $(DEMO_ADDR) & web=$$!
 	$(PY) manage.py qcluster & worker=$$!
-	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" "$$erp" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
+	stop() {
+	  trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" $$erp 2>/dev/null || true; wait || true
+	  if [[ "$(ERP)" == tryton ]]; then ops/tryton/setup.sh stop >/dev/null; fi
+	  echo "Demo stopped."
+	}
 	trap stop INT TERM EXIT
 	wait -n || true
 

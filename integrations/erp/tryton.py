@@ -355,8 +355,15 @@ class TrytonErpAdapter(ErpAdapter):
                                                          for e in emails]]] if emails else []}
             if identifier:
                 values["identifiers"] = [["create", [identifier]]]
-            (party_id,) = self._acknowledged("model.party.party.create", [values], company=None)
-        else:
+            try:
+                (party_id,) = self._acknowledged("model.party.party.create", [values], company=None)
+            except ErpError as error:
+                # Another worker created the party meanwhile (its code is unique in Tryton): use that one.
+                found = self._search("party.party", [("code", "=", code)], limit=1)
+                if not found:
+                    raise
+                logger.info("tryton: party %s was created concurrently (%s)", code, error.message)
+        if found:
             party_id = found[0]
             (row,) = self._read("party.party", [party_id], ["addresses", "identifiers", "name"])
             changes: dict[str, Any] = {}
@@ -373,6 +380,15 @@ class TrytonErpAdapter(ErpAdapter):
             self._acknowledged("model.party.party.write", [party_id], changes, company=None)
         (row,) = self._read("party.party", [party_id], ["addresses"])
         return party_id, row["addresses"][0]
+
+    def _party_for_invoice(self, customer: dict[str, Any]) -> tuple[int, int]:
+        """The invoice's party as Tryton has it (the customer message keeps it up to date), created when new."""
+        found = self._search("party.party", [("code", "=", customer["code"])], limit=1)
+        if found:
+            (row,) = self._read("party.party", found, ["addresses"])
+            if row["addresses"]:
+                return found[0], row["addresses"][0]
+        return self._upsert_party(customer)
 
     def upsert_customer(self, document: dict[str, Any], *, idempotency_key: str) -> ErpResult:
         party_id, _address = self._upsert_party(document["customer"])
@@ -436,7 +452,7 @@ class TrytonErpAdapter(ErpAdapter):
             raise MappingError(f"{number} is in {document['currency']}, the Tryton company of {entity_code} "
                                f"books {company.currency}.")
         sign = -1 if document["type"] == "credit_note" else 1
-        party_id, address_id = self._upsert_party(document["buyer"])
+        party_id, address_id = self._party_for_invoice(document["buyer"])
         currencies = self._search("currency.currency", [("code", "=", document["currency"])], limit=1)
         if not currencies:
             raise MappingError(f"Tryton has no currency {document['currency']}.")
