@@ -3,8 +3,8 @@
 #
 #   ops/tryton/setup.sh          install Tryton (pinned, ops/tryton/requirements.txt) into .tryton-venv and
 #                                build the template database once; prints the env file it wrote
-#   ops/tryton/setup.sh start    the same, then (re)create the database TRYTON_DATABASE (billable_tryton_demo)
-#                                from the template and start trytond serving it on a free local port (or
+#   ops/tryton/setup.sh start    the same, then create the database TRYTON_DATABASE (billable_tryton_demo)
+#                                from the template when missing (TRYTON_FRESH=1: anew) and start trytond serving it on a free local port (or
 #                                TRYTON_PORT) in the background; its URL, database and pid go to var/tryton/env
 #   ops/tryton/setup.sh stop     stop the trytond that `start` started
 #
@@ -101,8 +101,9 @@ if [[ "${1:-}" == start ]]; then
   sed -i "s/^listen = .*/listen = 127.0.0.1:$port/" "$var/trytond.conf"
   "$0" stop >/dev/null 2>&1 || true
   database="${TRYTON_DATABASE:-billable_tryton_demo}"
-  psql_ "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)"
-  psql_ "CREATE DATABASE \"$database\" TEMPLATE \"$template\""
+  if [[ "${TRYTON_FRESH:-}" == 1 ]]; then psql_ "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)"; fi
+  # Kept between runs, like the demo's own database (TRYTON_FRESH=1 starts it afresh from the template).
+  exists "$database" || psql_ "CREATE DATABASE \"$database\" TEMPLATE \"$template\""
   nohup "$venv/bin/trytond" -c "$var/trytond.conf" -d "$database" > "$var/trytond.log" 2>&1 &
   echo $! > "$var/trytond.pid"
   for _ in $(seq 1 60); do
