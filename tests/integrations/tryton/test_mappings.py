@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
 def _entities() -> list[LegalEntity]:
-    return [LegalEntity.objects.update_or_create(code=s["code"], defaults={k: v for k, v in s.items() if k != "code"})[0]
-            for s in ENTITIES]
+    return [LegalEntity.objects.update_or_create(
+        code=spec["code"], defaults={k: v for k, v in spec.items() if k != "code"})[0] for spec in ENTITIES]
 
 
 def test_erp_check_enters_the_demo_mappings_and_finds_them_all_in_tryton(tryton, tryton_settings, capsys):
@@ -45,7 +45,7 @@ def test_a_billing_admin_edits_the_tax_mapping_in_admin_with_history(client):
     client.force_login(admin_user)
     response = client.post(reverse("admin:integrations_erptaxmapping_add"), {
         "entity": nwb.pk, "category": "S", "rate": "19.00", "erp_tax": "VAT 19% (S)", "_save": "Save"})
-    assert response.status_code == 302 and response.url.endswith("/erptaxmapping/"), (response.status_code, response.get("Location"))
+    assert response.status_code == 302 and response.url.endswith("/erptaxmapping/"), response.get("Location")
     mapping = ErpTaxMapping.objects.get(entity=nwb, category="S")
     assert mapping.history.get().history_user == admin_user
     analyst = UserFactory(username="fa-erp", groups=["finance_analyst"], is_staff=True)
