@@ -16,19 +16,27 @@ DEMO_ADDR ?= 127.0.0.1:8000
 DEMO_ERP_PORT ?= 8765
 DEMO_PEPPOL_PORT ?= 8766
 DEMO_ERP_ARGS ?= --latency-ms 50
+# ERP=tryton: the demo posts to a real Tryton 8.2 instead (docs/manual/erp-mapping.md).
+ERP ?= simulator
 PYTEST_ARGS ?=
 # Browser tests drive Debian's Chromium. `make test` installs it (and WeasyPrint's pango) when
 # missing, as root with apt-get; CHROMIUM_INSTALL=no never installs (the browser tests then skip
 # with one notice). CHROMIUM_PATH: the executable the check and tests/browser.py look for.
 CHROMIUM_PATH ?= /usr/bin/chromium
 CHROMIUM_INSTALL ?= auto
+# Tryton 8.2 for the ERP integration tests (tests/integrations/tryton): `make test` installs it into
+# .tryton-venv and builds its template database once (ops/tryton/setup.sh; cached while the pins hold).
+# TRYTON=no skips that (those tests then skip with a notice, or fail with CI=true).
+TRYTON ?= auto
 
-.PHONY: help venv demo test lint
+.PHONY: help venv demo test lint tryton
 
 help:
 	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
+	@echo "            (ERP=tryton: against a real Tryton 8.2, installed and started by ops/tryton/setup.sh)"
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
 	@echo "make lint   ruff check ."
+	@echo "make tryton install Tryton 8.2 into .tryton-venv and build its template database (ERP integration tests)"
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
 
 venv: $(STAMP)
@@ -47,26 +55,47 @@ $(STAMP): pyproject.toml
 demo: venv
 	@export DEBUG=1
 	unset DATABASE_URL Q_REDIS_URL
-	# ERP posting on, against the ERP simulator started below (retries after seconds, not minutes).
-	export ERP_POSTING_ENABLED=1 ERP_BASE_URL="http://127.0.0.1:$(DEMO_ERP_PORT)" ERP_AUTH=none
 	export OUTBOX_BACKOFF_BASE_S="$${OUTBOX_BACKOFF_BASE_S:-5}" OUTBOX_BACKOFF_CAP_S="$${OUTBOX_BACKOFF_CAP_S:-120}"
 	# Peppol delivery (the Belgian clients) through the access-point simulator, which signs its receipts.
 	export PEPPOL_AP_BASE_URL="http://127.0.0.1:$(DEMO_PEPPOL_PORT)" PEPPOL_AP_WEBHOOK_SECRET="demo-peppol-secret"
+	if [[ "$(ERP)" == tryton ]]; then
+	  # ERP posting on, against a real Tryton 8.2 (ops/tryton/setup.sh: installed once, a fresh demo database
+	  # cloned from its template, trytond on a free port); payments registered in Tryton come back every 15 min.
+	  ops/tryton/setup.sh start >/dev/null
+	  set -a; source var/tryton/env; set +a
+	  export ERP_POSTING_ENABLED=1 ERP_ADAPTER=integrations.erp.tryton.TrytonErpAdapter ERP_BASE_URL="$$TRYTON_URL"
+	  export ERP_PAYMENTS_READBACK=1 ERP_TIMEOUT_S="$${ERP_TIMEOUT_S:-60}"
+	else
+	  # ERP posting on, against the ERP simulator started below (retries after seconds, not minutes).
+	  export ERP_POSTING_ENABLED=1 ERP_BASE_URL="http://127.0.0.1:$(DEMO_ERP_PORT)" ERP_AUTH=none
+	fi
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --scale 1
 	echo
 	echo "Billable demo: http://$(DEMO_ADDR)/  (admin: http://$(DEMO_ADDR)/admin/)"
-	echo "ERP simulator: http://127.0.0.1:$(DEMO_ERP_PORT)/__admin/documents (approved invoices post there)."
-	echo "Web server, django-q2 worker, ERP and Peppol access-point simulators running; Ctrl-C stops them all."
-	# All run in the background (own process groups); Ctrl-C, or any one ending, stops them all:
-	# SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
 	set -m
-	$(PY) manage.py erp_simulator --port $(DEMO_ERP_PORT) --store var/erp-simulator.json $(DEMO_ERP_ARGS) & erp=$$!
+	# Peppol access-point simulator: signs its delivery receipts to the portal's webhook.
 	$(PY) manage.py peppol_simulator --port $(DEMO_PEPPOL_PORT) --webhook-secret demo-peppol-secret \
 		--callback-url "http://$(DEMO_ADDR)/api/v1/webhooks/peppol/" & ap=$$!
+	if [[ "$(ERP)" == tryton ]]; then
+	  $(PY) manage.py erp_check --demo-mappings
+	  echo "Tryton: $$TRYTON_URL database $$TRYTON_DATABASE (user $$TRYTON_USER, password $$TRYTON_PASSWORD); approved invoices post there."
+	  echo "Web server, django-q2 worker, Tryton and the Peppol access-point simulator running; Ctrl-C stops them all."
+	  erp=""
+	else
+	  echo "ERP simulator: http://127.0.0.1:$(DEMO_ERP_PORT)/__admin/documents (approved invoices post there)."
+	  echo "Web server, django-q2 worker, ERP and Peppol access-point simulators running; Ctrl-C stops them all."
+	  # All run in the background (own process groups); Ctrl-C, or any one ending, stops them all:
+	  # SIGTERM lets the django-q2 sentinel stop its own worker processes gracefully.
+	  $(PY) manage.py erp_simulator --port $(DEMO_ERP_PORT) --store var/erp-simulator.json $(DEMO_ERP_ARGS) & erp=$$!
+	fi
 	$(PY) manage.py runserver --noreload $(DEMO_ADDR) & web=$$!
 	$(PY) manage.py qcluster & worker=$$!
-	stop() { trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" "$$erp" "$$ap" 2>/dev/null || true; wait || true; echo "Demo stopped."; }
+	stop() {
+	  trap - INT TERM EXIT; kill -TERM "$$web" "$$worker" "$$ap" $$erp 2>/dev/null || true; wait || true
+	  if [[ "$(ERP)" == tryton ]]; then ops/tryton/setup.sh stop >/dev/null; fi
+	  echo "Demo stopped."
+	}
 	trap stop INT TERM EXIT
 	wait -n || true
 
@@ -109,9 +138,15 @@ test: venv
 	elif [[ ! -x "$$CHROMIUM_PATH" ]]; then
 	  echo "make test: NOTICE no Chromium at $$CHROMIUM_PATH: every browser test is skipped (only root with apt-get installs it; not with CHROMIUM_INSTALL=no)."
 	fi
+	if [[ "$(TRYTON)" != no ]]; then
+	  ops/tryton/setup.sh >/dev/null || echo "make test: NOTICE setting Tryton up failed: the Tryton tests skip (fail with CI=true)." >&2
+	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv
+
+tryton:
+	ops/tryton/setup.sh
 	$(VENV)/bin/ruff check .
 
 # Billing-run benchmark (bench/README.md): seeds scale data into its own PostgreSQL

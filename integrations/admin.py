@@ -13,13 +13,15 @@ from django.utils.html import format_html
 
 from integrations.models import (
     EndpointCircuit,
+    ErpEntityMapping,
+    ErpTaxMapping,
     IdempotencyRecord,
     ImportBatch,
     IntegrationClient,
     OutboxMessage,
     WebhookEvent,
 )
-from portal.admin import AuditorReadOnlyMixin, TransitionLogInline, service_action_with_reason
+from portal.admin import AuditorReadOnlyMixin, BillableHistoryAdmin, TransitionLogInline, service_action_with_reason
 
 
 class ServiceWrittenAdmin(AuditorReadOnlyMixin, admin.ModelAdmin):
@@ -115,3 +117,20 @@ class ImportBatchAdmin(ServiceWrittenAdmin):
     search_fields = ("filename", "resource", "correlation_id")
     date_hierarchy = "started_at"
     raw_id_fields = ("submitted_by", "integration_client")
+
+
+@admin.register(ErpEntityMapping)
+class ErpEntityMappingAdmin(BillableHistoryAdmin):
+    """Billing admins say which ERP company books each entity; checked against the ERP before posting."""
+
+    list_display = ("entity", "erp_company", "receivable_account", "revenue_account", "journal")
+    search_fields = ("entity__code", "erp_company")
+
+
+@admin.register(ErpTaxMapping)
+class ErpTaxMappingAdmin(BillableHistoryAdmin):
+    """Billable tax (entity, category, rate) → the ERP tax that books it."""
+
+    list_display = ("entity", "category", "rate", "erp_tax")
+    list_filter = ("entity", "category")
+    search_fields = ("erp_tax",)

@@ -23,11 +23,13 @@ def seed_demo_extension(*, scale: int, seed: int, log: Callable[[str], None] = p
     from django_q.models import Schedule
 
     from integrations.models import IntegrationClient
-    from integrations.schedules import SWEEP_FUNC, schedule_outbox_sweep
+    from integrations.schedules import PAYMENTS_FUNC, SWEEP_FUNC, schedule_erp_payments, schedule_outbox_sweep
 
     made: Counter = Counter()
     if not Schedule.objects.filter(func=SWEEP_FUNC).exists():
         schedule_outbox_sweep(Schedule)
+    if not Schedule.objects.filter(func=PAYMENTS_FUNC).exists():
+        schedule_erp_payments(Schedule)
         made["outbox sweep schedule"] += 1
     if not IntegrationClient.objects.filter(name=DEMO_CLIENT).exists():
         try:

@@ -255,3 +255,50 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.filename or self.resource} ({self.status})"
+
+
+class ErpEntityMapping(models.Model):
+    """Which company of the ERP books a legal entity's invoices, and with which accounts (Tryton adapter).
+
+    Editable in admin by billing admins; the adapter checks it (and the tax mapping) against the ERP
+    before it posts (`manage.py erp_check` does the same on demand). Blank accounts use the ERP
+    company's defaults (the party's receivable account, the chart's first revenue account).
+    """
+
+    entity = models.OneToOneField("billing.LegalEntity", on_delete=models.CASCADE, related_name="erp_mapping")
+    erp_company = models.CharField(
+        max_length=200, help_text="The ERP company's name (Tryton: the company's party name)."
+    )
+    receivable_account = models.CharField(
+        max_length=50, blank=True, default="", help_text="Account code for customer receivables (blank: the party's)."
+    )
+    revenue_account = models.CharField(
+        max_length=50, blank=True, default="", help_text="Account code invoice lines are booked to (blank: default)."
+    )
+    journal = models.CharField(max_length=50, blank=True, default="", help_text="Journal code (blank: revenue).")
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "ERP company mapping"
+
+    def __str__(self) -> str:
+        return f"{self.entity.code} → {self.erp_company}"
+
+
+class ErpTaxMapping(models.Model):
+    """One Billable tax (category and rate) of one legal entity → the ERP tax that books it."""
+
+    entity = models.ForeignKey("billing.LegalEntity", on_delete=models.CASCADE, related_name="erp_tax_mappings")
+    category = models.CharField(max_length=2, help_text="Billable's tax category (S, AE, O, Z, E, …).")
+    rate = models.DecimalField(max_digits=5, decimal_places=2, help_text="Rate in percent, as on the invoice.")
+    erp_tax = models.CharField(max_length=200, help_text="The ERP tax's name (Tryton: account.tax name).")
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "ERP tax mapping"
+        constraints = [
+            models.UniqueConstraint(fields=["entity", "category", "rate"], name="integrations_erptaxmapping_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity.code} {self.category} {self.rate}% → {self.erp_tax}"

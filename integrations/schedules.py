@@ -15,3 +15,18 @@ def schedule_outbox_sweep(schedule_model) -> None:
         defaults={"name": SWEEP_NAME, "schedule_type": "I", "minutes": 1, "repeats": -1,
                   "next_run": timezone.now()},
     )
+
+
+PAYMENTS_FUNC = "integrations.tasks.pull_erp_payments"
+PAYMENTS_NAME = "ERP payment read-back"
+
+
+def schedule_erp_payments(schedule_model) -> None:
+    """Every 15 minutes: payments recorded in the ERP are read back (the task does nothing unless enabled)."""
+    from django.utils import timezone
+
+    schedule_model.objects.get_or_create(
+        func=PAYMENTS_FUNC,
+        defaults={"name": PAYMENTS_NAME, "schedule_type": "I", "minutes": 15, "repeats": -1,
+                  "next_run": timezone.now()},
+    )

@@ -21,3 +21,15 @@ def deliver_outbox_message(message_id: int, token: int | None = None) -> str:
 def sweep_outbox() -> int:
     """Every minute: queue due retries and messages whose task was lost."""
     return outbox_sweep()
+
+
+def pull_erp_payments() -> str:
+    """Every 15 minutes: payments recorded in the ERP come back (when ERP_PAYMENTS_READBACK is on)."""
+    from django.conf import settings
+
+    if not (settings.ERP_POSTING_ENABLED and getattr(settings, "ERP_PAYMENTS_READBACK", False)):
+        return "off"
+    from integrations.services.erp_payments import erp_payments_pull
+
+    result = erp_payments_pull()
+    return f"{result.recorded} recorded, {result.seen} seen, {len(result.errors)} errors"

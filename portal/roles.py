@@ -100,6 +100,7 @@ ROLE_GRANTS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("approvals", "approvalpolicy*", ADD_CHANGE_VIEW),
         ("approvals", "*step", ADD_CHANGE_VIEW),
         ("approvals", "*", VIEW),
+        ("integrations", "erp*mapping", ADD_CHANGE_VIEW),  # which ERP company and taxes an entity posts to
     ],
     # Auditors read everything, including history and transition logs, and change nothing.
     AUDITOR: [("*", "*", VIEW)],

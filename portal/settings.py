@@ -269,6 +269,14 @@ ERP_OAUTH_CLIENT_ID = env("ERP_OAUTH_CLIENT_ID", default="")
 ERP_OAUTH_CLIENT_SECRET = env("ERP_OAUTH_CLIENT_SECRET", default="")
 ERP_OAUTH_SCOPE = env("ERP_OAUTH_SCOPE", default="")
 ERP_TIMEOUT_S = env.float("ERP_TIMEOUT_S", default=10.0)
+# Tryton as the ERP (ERP_ADAPTER=integrations.erp.tryton.TrytonErpAdapter, docs/manual/erp-mapping.md):
+# ERP_BASE_URL is trytond's URL, these name the database and the (dedicated) user it posts as.
+TRYTON_DATABASE = env("TRYTON_DATABASE", default="")
+TRYTON_USER = env("TRYTON_USER", default="admin")
+TRYTON_PASSWORD = env("TRYTON_PASSWORD", default="")
+# Payment read-back from the ERP (a django-q2 schedule): the integration client whose service user records them.
+ERP_PAYMENTS_CLIENT = env("ERP_PAYMENTS_CLIENT", default="erp-payments")
+ERP_PAYMENTS_READBACK = env.bool("ERP_PAYMENTS_READBACK", default=False)
 # Delivery: attempts before the dead letter, full-jitter exponential backoff, the lease of a claim.
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 OUTBOX_BACKOFF_BASE_S = env.float("OUTBOX_BACKOFF_BASE_S", default=30.0)

@@ -33,6 +33,17 @@ class ErpResult:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class ErpPayment:
+    """Cash the ERP applied to one of Billable's invoices: `payment_id` is the ERP's, stable across reads."""
+
+    payment_id: str
+    invoice_erp_id: str
+    date: Any
+    amount: Any
+    currency: str
+
+
 class ErpError(Exception):
     """A call that did not deliver; `outcome` tells the outbox what to do next."""
 
@@ -69,6 +80,10 @@ class ErpAdapter(ABC):
     def invoice_status(self, *, idempotency_key: str = "", number: str = "") -> ErpResult | None:
         """The ERP's record of a document, by idempotency key (or number); None when it has none."""
 
+    def invoice_payments(self, erp_ids: list[str]) -> list[ErpPayment]:
+        """Payments the ERP recorded against these invoices (adapters that read payments back override it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not read payments back.")
+
     def close(self) -> None:  # optional: adapters with connections override it
         return None
 
@@ -77,7 +92,8 @@ def get_adapter() -> ErpAdapter:
     """The configured adapter (`settings.ERP_ADAPTER`), one per process, reused across deliveries."""
     global _ADAPTER
     path = settings.ERP_ADAPTER
-    key = (path, settings.ERP_BASE_URL, settings.ERP_AUTH, settings.ERP_TIMEOUT_S)
+    key = (path, settings.ERP_BASE_URL, settings.ERP_AUTH, settings.ERP_TIMEOUT_S,
+           getattr(settings, "TRYTON_DATABASE", ""))
     if _ADAPTER is None or _ADAPTER[0] != key:
         if _ADAPTER is not None:
             _ADAPTER[1].close()
