@@ -69,6 +69,8 @@ class DocumentLine:
     quantity: Decimal
     unit_price: Decimal
     amount: Decimal
+    contract_code: str = ""  # set on consolidated invoices: the contract the line bills (§13)
+    po_number: str = ""
 
     @property
     def is_time(self) -> bool:
@@ -93,11 +95,12 @@ class LineGroup:
     project_code: str
     project_name: str
     lines: list[DocumentLine] = field(default_factory=list)
+    contract_code: str = ""  # consolidated invoices group by contract, then project (§13)
 
     @property
     def heading(self) -> str:
         if not self.project_code:
-            return ""
+            return f"Contract {self.contract_code}" if self.contract_code else ""
         name = self.project_name
         shown = name and name not in (self.project_code, f"Project {self.project_code}")
         return f"Project {self.project_code}" + (f" · {name}" if shown else "")
@@ -249,16 +252,22 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
             quantity=line.quantity,
             unit_price=line.unit_price,
             amount=line.amount,
+            contract_code=line.contract.code if invoice.consolidated and line.contract else "",
+            po_number=invoice.po_number if invoice.consolidated else "",
         )
-        for index, line in enumerate(invoice.lines.select_related("project").order_by("position", "id"), start=1)
+        for index, line in enumerate(
+            invoice.lines.select_related("project", "contract").order_by("position", "id"), start=1
+        )
     ]
-    groups: dict[str, LineGroup] = {}
+    groups: dict[tuple[str, str], LineGroup] = {}
     for line in lines:
-        group = groups.get(line.project_code)
+        key = (line.contract_code, line.project_code)
+        group = groups.get(key)
         if group is None:
-            group = groups[line.project_code] = LineGroup(line.project_code, line.project_name)
+            group = groups[key] = LineGroup(line.project_code, line.project_name, contract_code=line.contract_code)
         group.lines.append(line)
-    ordered = sorted(groups.values(), key=lambda g: (not g.project_code, g.project_code))
+    # By contract (consolidated invoices only), then by project; contract-level lines close their contract.
+    ordered = sorted(groups.values(), key=lambda g: (g.contract_code, not g.project_code, g.project_code))
     taxes = [
         TaxBreakdown(category=t.category, rate=t.rate, base=t.base, amount=t.amount, legal_note=t.legal_note)
         for t in sorted(invoice.taxes.all(), key=lambda t: (t.category, t.rate))
@@ -275,8 +284,11 @@ def invoice_content(invoice: Invoice) -> InvoiceContent:
         issued_at=issued_at or invoice.updated_at,
         currency=invoice.currency,
         po_number=invoice.po_number,
-        contract_code=invoice.contract.code,
-        contract_name=invoice.contract.name,
+        # A consolidated invoice names all its contracts; its lines name each one (§13).
+        contract_code=", ".join(dict.fromkeys(line.contract_code for line in lines if line.contract_code))
+        if invoice.consolidated
+        else invoice.contract.code,
+        contract_name="" if invoice.consolidated else invoice.contract.name,
         project_code=invoice.project.code if invoice.project else "",
         seller=_party(entity, name=entity.name),
         buyer=_party(client, name=client.legal_name, emails=tuple(client.billing_email_list)),

@@ -277,6 +277,9 @@ class UblWriter:
     def line(self, root: etree._Element, line) -> None:
         element = _cac(root, "CreditNoteLine" if self.credit_note else "InvoiceLine")
         _cbc(element, "ID", line.position)
+        if line.contract_code:  # a consolidated invoice: each line names its contract and PO [BT-127]
+            reference = f"Contract {line.contract_code}" + (f", PO {line.po_number}" if line.po_number else "")
+            _cbc(element, "Note", reference)
         _cbc(
             element,
             "CreditedQuantity" if self.credit_note else "InvoicedQuantity",
