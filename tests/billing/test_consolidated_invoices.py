@@ -17,7 +17,14 @@ from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import invoice_revalidate
 from tests.billing.po_helpers import END, RUN_DATE, START, bill_hours, client, po_contract
 from tests.disputes.factories import approve_fully
-from tests.factories import PersonFactory, ProjectFactory, RoleFactory, TimeEntryFactory, UserFactory
+from tests.factories import (
+    LegalEntityFactory,
+    PersonFactory,
+    ProjectFactory,
+    RoleFactory,
+    TimeEntryFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +33,10 @@ pytestmark = pytest.mark.django_db
 def consolidating():
     """Client CONS with three T&M contracts: B splits per project (ignored), C has a 10 % discount and 45 days."""
     the_client = client(code="CONS", consolidate_invoices=True, payment_terms_days=30)
-    a = po_contract("C-CONS-A", None, client=the_client, po_number="4500012345")
-    b = po_contract("C-CONS-B", None, client=the_client, po_number="4500012345", invoice_per_project=True)
-    c = po_contract("C-CONS-C", None, client=the_client, po_number="4500012345", discount_pct=Decimal("10"),
-                    payment_terms_days=45)
+    same = {"client": the_client, "po_number": "4500012345", "entity": LegalEntityFactory()}
+    a = po_contract("C-CONS-A", None, **same)
+    b = po_contract("C-CONS-B", None, invoice_per_project=True, **same)
+    c = po_contract("C-CONS-C", None, discount_pct=Decimal("10"), payment_terms_days=45, **same)
     ProjectFactory(contract=b, code="P-C-CONS-B2")
     bill_hours(a, "3.33")  # 333.00
     bill_hours(b, "2.00")  # 200.00
@@ -90,14 +97,14 @@ def test_credit_notes_work_on_its_lines_and_caps_see_each_contracts_part(consoli
     assert list(note.lines.values_list("contract__code", flat=True)) == ["C-CONS-A"]
     assert note.consolidated
 
-    # A's cap sees only A's own lines on the consolidated invoice (333.00), not the whole subtotal.
+    # A's cap sees only A's own lines on the consolidated invoice (333.00, less the 33.00 credited), not the
+    # whole subtotal; as for any invoice, a credit note counts from its creation (docs/rules/billing.md §8).
     from billing.services.billing_run import load_contexts
 
     contexts, _open = load_contexts([a.pk], START, END)
-    assert contexts[0].prior_net_invoiced == Decimal("333.00") - Decimal("33.00") * 0  # pending note not issued
-    approve_fully(note, UserFactory(groups=["finance_controller"]))
-    contexts, _open = load_contexts([a.pk], START, END)
     assert contexts[0].prior_net_invoiced == Decimal("300.00")
+    contexts, _open = load_contexts([_b.pk], START, END)
+    assert contexts[0].prior_net_invoiced == Decimal("300.00")  # B: 200.00 + 100.00
 
 
 def test_documents_group_by_contract_then_project_and_name_each_lines_contract(consolidating):
@@ -113,6 +120,7 @@ def test_documents_group_by_contract_then_project_and_name_each_lines_contract(c
     xml = etree.fromstring(render_ubl(content))
     ns = {"cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
           "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"}
-    assert len(xml.findall(".//cac:InvoiceLine", ns)) == 5  # one document
+    # One document: four charge lines; C's discount is a document-level allowance (EN 16931).
+    assert len(xml.findall(".//cac:InvoiceLine", ns)) == 4
     notes = [n.text for n in xml.findall(".//cac:InvoiceLine/cbc:Note", ns)]
     assert notes[0] == "Contract C-CONS-A, PO 4500012345" and notes[-1] == "Contract C-CONS-C, PO 4500012345"
