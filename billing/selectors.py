@@ -379,18 +379,20 @@ class LineGroup:
     lines: list[InvoiceLine]
     subtotal: Decimal
     hours: Decimal
+    contract: Any = None  # set on consolidated invoices: groups by contract, then project (§13)
 
 
 def get_invoice(pk: int) -> Invoice:
     """The invoice with everything its page shows, in a fixed number of queries."""
     return (
         Invoice.objects.select_related(
-            "entity", "client", "contract", "project", "billing_run", "prepared_by", "approved_by", "credit_of"
+            "entity", "client", "contract", "project", "billing_run", "prepared_by", "approved_by", "credit_of",
+            "purchase_order",
         )
         .prefetch_related(
             Prefetch(
                 "lines",
-                queryset=InvoiceLine.objects.select_related("project", "role")
+                queryset=InvoiceLine.objects.select_related("project", "role", "contract")
                 .prefetch_related(
                     Prefetch(
                         "time_entries", queryset=TimeEntry.objects.select_related("person").order_by("date", "id")
@@ -416,11 +418,12 @@ def invoice_line_groups(invoice: Invoice) -> list[LineGroup]:
     """Lines grouped by project (project code order), contract-level lines last."""
     by_project: dict[Any, list[InvoiceLine]] = defaultdict(list)
     for line in invoice.lines.all():
-        by_project[line.project_id].append(line)
+        by_project[(line.contract_id if invoice.consolidated else None, line.project_id)].append(line)
     groups = []
-    for project_id, lines in by_project.items():
+    for (contract_id, project_id), lines in by_project.items():
         groups.append(
             LineGroup(
+                contract=lines[0].contract if contract_id else None,
                 project=lines[0].project if project_id else None,
                 lines=lines,
                 subtotal=sum((line.amount for line in lines), ZERO),
@@ -430,7 +433,9 @@ def invoice_line_groups(invoice: Invoice) -> list[LineGroup]:
                 ),
             )
         )
-    groups.sort(key=lambda g: (g.project is None, g.project.code if g.project else ""))
+    groups.sort(
+        key=lambda g: (g.contract.code if g.contract else "", g.project is None, g.project.code if g.project else "")
+    )
     return groups
 
 

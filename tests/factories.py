@@ -42,6 +42,7 @@ from billing.models import (
     Payment,
     Person,
     Project,
+    PurchaseOrder,
     RateCard,
     RateCardLine,
     Role,
@@ -199,6 +200,20 @@ class FxRateFactory(DjangoModelFactory):
     to_currency = "EUR"
     date = WORK_DATE
     rate = Decimal("0.92000000")
+
+
+class PurchaseOrderFactory(DjangoModelFactory):
+    """A client's PO of 50,000.00 EUR valid through 2025 (docs/rules/billing.md §13)."""
+
+    class Meta:
+        model = PurchaseOrder
+
+    client = factory.SubFactory(ClientFactory)
+    number = factory.Sequence(lambda n: f"PO-{n:06d}")
+    currency = "EUR"
+    amount = Decimal("50000.00")
+    valid_from = datetime.date(2025, 1, 1)
+    valid_to = datetime.date(2025, 12, 31)
 
 
 class ContractFactory(DjangoModelFactory):

@@ -15,7 +15,7 @@ from typing import Any
 from babel import Locale
 from django.db import models
 
-from billing.models import Invoice, InvoiceLine
+from billing.models import Contract, Invoice, InvoiceLine
 from billing.money import ZERO, minor_unit
 from portal.errors import ApplicationError
 
@@ -120,6 +120,8 @@ class DocumentLine:
     note: str = ""  # what a discount is a percentage of; what a credit-note line credits
     discount_pct: Decimal | None = None
     discount_base: Decimal | None = None
+    contract_code: str = ""  # set on consolidated invoices: the contract the line bills (§13)
+    po_number: str = ""
 
     @property
     def is_time(self) -> bool:
@@ -144,11 +146,12 @@ class LineGroup:
     project_code: str
     project_name: str
     lines: list[DocumentLine] = field(default_factory=list)
+    contract_code: str = ""  # consolidated invoices group by contract, then project (§13)
 
     @property
     def heading(self) -> str:
         if not self.project_code:
-            return ""
+            return f"Contract {self.contract_code}" if self.contract_code else ""
         name = self.project_name
         shown = name and name not in (self.project_code, f"Project {self.project_code}")
         return f"Project {self.project_code}" + (f" · {name}" if shown else "")
@@ -358,13 +361,20 @@ def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceConte
     issued_at = invoice.approved_at
     entity = _as_of(invoice.entity, issued_at)
     client = _as_of(invoice.client, issued_at)
-    rows = list(invoice.lines.select_related("project", "credited_line").order_by("position", "id"))
-    fees = sum((line.amount for line in rows if line.kind in FEE_KINDS), ZERO)
-    contract = _as_of(invoice.contract, issued_at)
+    rows = list(invoice.lines.select_related("project", "contract", "credited_line").order_by("position", "id"))
+
+    def contract_of(line: InvoiceLine) -> Contract:
+        # A consolidated invoice's lines each bill their own contract (its own discount).
+        return line.contract if invoice.consolidated and line.contract else invoice.contract
+
     lines = []
     for index, line in enumerate(rows, start=1):
         note, pct, base = _line_note(line, invoice), None, None
-        if line.kind == InvoiceLine.Kind.DISCOUNT and fees and contract.discount_pct:
+        contract, fees = None, ZERO
+        if line.kind == InvoiceLine.Kind.DISCOUNT:
+            contract = _as_of(contract_of(line), issued_at)
+            fees = sum((r.amount for r in rows if r.kind in FEE_KINDS and contract_of(r).pk == contract.pk), ZERO)
+        if contract is not None and fees and contract.discount_pct:
             pct, base = Decimal(contract.discount_pct).normalize(), fees
             note = f"of fees (time, milestones, retainer) of {fees:,.{minor_unit(invoice.currency)}f} " \
                    f"{invoice.currency}; expenses are not discounted"
@@ -385,14 +395,18 @@ def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceConte
             note=note,
             discount_pct=pct,
             discount_base=base,
+            contract_code=line.contract.code if invoice.consolidated and line.contract else "",
+            po_number=invoice.po_number if invoice.consolidated else "",
         ))
-    groups: dict[str, LineGroup] = {}
+    groups: dict[tuple[str, str], LineGroup] = {}
     for line in lines:
-        group = groups.get(line.project_code)
+        key = (line.contract_code, line.project_code)
+        group = groups.get(key)
         if group is None:
-            group = groups[line.project_code] = LineGroup(line.project_code, line.project_name)
+            group = groups[key] = LineGroup(line.project_code, line.project_name, contract_code=line.contract_code)
         group.lines.append(line)
-    ordered = sorted(groups.values(), key=lambda g: (not g.project_code, g.project_code))
+    # By contract (consolidated invoices only), then by project; contract-level lines close their contract.
+    ordered = sorted(groups.values(), key=lambda g: (g.contract_code, not g.project_code, g.project_code))
     taxes = [
         TaxBreakdown(category=t.category, rate=t.rate, base=t.base, amount=t.amount, legal_note=t.legal_note)
         for t in sorted(invoice.taxes.all(), key=lambda t: (t.category, t.rate))
@@ -409,8 +423,11 @@ def invoice_content(invoice: Invoice, *, proforma: bool = False) -> InvoiceConte
         issued_at=issued_at or invoice.updated_at,
         currency=invoice.currency,
         po_number=invoice.po_number,
-        contract_code=invoice.contract.code,
-        contract_name=invoice.contract.name,
+        # A consolidated invoice names all its contracts; its lines name each one (§13).
+        contract_code=", ".join(dict.fromkeys(line.contract_code for line in lines if line.contract_code))
+        if invoice.consolidated
+        else invoice.contract.code,
+        contract_name="" if invoice.consolidated else invoice.contract.name,
         project_code=invoice.project.code if invoice.project else "",
         seller=_party(entity, name=entity.name),
         buyer=_party(client, name=client.legal_name, emails=tuple(client.billing_email_list)),

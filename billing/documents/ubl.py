@@ -297,8 +297,13 @@ class UblWriter:
     def line(self, root: etree._Element, line) -> None:
         element = _cac(root, "CreditNoteLine" if self.credit_note else "InvoiceLine")
         _cbc(element, "ID", line.position)
-        if line.note:
-            _cbc(element, "Note", line.note)  # BT-127: what a credit-note line credits
+        # BT-127 (one note per line): a consolidated invoice's line names its contract and PO; a credit-note
+        # line says what it credits.
+        reference = f"Contract {line.contract_code}" + (f", PO {line.po_number}" if line.po_number else "") \
+            if line.contract_code else ""
+        note = " ".join(part for part in (reference + "." if reference else "", line.note) if part)
+        if note:
+            _cbc(element, "Note", note)
         _cbc(
             element,
             "CreditedQuantity" if self.credit_note else "InvoicedQuantity",

@@ -898,6 +898,10 @@ def fix_url(code: str, draft: InvoiceDraft) -> str:
         Code.MISSING_FX_RATE: ("admin:billing_fxrate_changelist", None),
         Code.TAX_RULE_MISSING: ("admin:billing_taxrule_changelist", None),
     }
+    po = draft.purchase_order
+    if po is not None:  # the PO to raise, extend or correct (docs/rules/billing.md §13)
+        for po_code in (Code.PO_EXCEEDED, Code.PO_EXPIRED, Code.PO_CURRENCY_MISMATCH):
+            targets[po_code] = ("admin:billing_purchaseorder_change", po.pk)
     target = targets.get(code)
     if target is None:
         return ""

@@ -438,7 +438,7 @@ def invoice_reissue(*, invoice: Invoice, user: Any) -> list[Invoice]:
     period_end = invoice.period_end or invoice.issue_date
     run = run_billing(
         period_start=period_start, period_end=period_end, run_date=max(today, period_start), user=user,
-        contracts=[invoice.contract.code],
+        contracts=_reissue_contracts(invoice),
     )
     drafts = list(Invoice.objects.filter(billing_run=run, contract_id=invoice.contract_id).order_by("id"))
     if not drafts:
@@ -449,3 +449,11 @@ def invoice_reissue(*, invoice: Invoice, user: Any) -> list[Invoice]:
             code="nothing_to_reissue",
         )
     return drafts
+
+
+def _reissue_contracts(invoice: Invoice) -> list[str]:
+    """The contracts a reissue bills: the invoice's, or every contract on a consolidated invoice (§13)."""
+    if not invoice.consolidated:
+        return [invoice.contract.code]
+    codes = set(invoice.lines.filter(contract__isnull=False).values_list("contract__code", flat=True))
+    return sorted(codes | {invoice.contract.code})

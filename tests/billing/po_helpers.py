@@ -34,8 +34,8 @@ def po_contract(code: str, po: PurchaseOrder | None, *, client=None, currency: s
     """An active T&M contract of the PO's client at 100.00/h, drawing on `po`, with one project."""
     client = client or po.client
     with contract_terms_unlocked("test data: contract as signed"):
-        contract = ContractFactory(code=code, client=client, currency=currency, purchase_order=po, po_number="",
-                                   **terms)
+        contract = ContractFactory(code=code, client=client, currency=currency, purchase_order=po,
+                                   **{"po_number": "", **terms})
     role = RoleFactory(code="CONSULTANT")
     RateCardLineFactory(rate_card=contract.rate_card, role=role, rate=RATE)
     ProjectFactory(contract=contract, code=f"P-{code}")

@@ -43,6 +43,7 @@ from tests.factories import (
     PaymentFactory,
     PersonFactory,
     ProjectFactory,
+    PurchaseOrderFactory,
     RateCardLineFactory,
     TaxRuleFactory,
     TimeEntryFactory,
@@ -90,6 +91,7 @@ def one_of_each(db):
     TimeEntryFactory()
     ExpenseFactory()
     MilestoneFactory()
+    PurchaseOrderFactory()
     missing = [m.__name__ for m in BILLING_MODELS if not m._default_manager.exists()]
     assert not missing
 
