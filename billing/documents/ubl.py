@@ -301,7 +301,7 @@ class UblWriter:
         # line says what it credits.
         reference = f"Contract {line.contract_code}" + (f", PO {line.po_number}" if line.po_number else "") \
             if line.contract_code else ""
-        note = " ".join(part for part in (reference + "." if reference else "", line.note) if part)
+        note = "; ".join(part for part in (reference, line.note) if part)
         if note:
             _cbc(element, "Note", note)
         _cbc(
