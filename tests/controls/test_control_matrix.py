@@ -112,11 +112,34 @@ def looks_like_a_writer(name: str, listed_writers: set[str]) -> list[str]:
     return reasons
 
 
+_CONTAINER_FACTORIES = {"dict", "set", "list", "defaultdict", "Counter", "OrderedDict", "fromkeys"}
+
+
+def _local_containers(node: ast.AST) -> set[str]:
+    """Names bound to an in-memory dict/set/list in this function: their .update()/.add() write nothing."""
+    names = set()
+    for assign in ast.walk(node):
+        if isinstance(assign, ast.Assign | ast.AnnAssign) and assign.value is not None:
+            value = assign.value
+            built = isinstance(value, ast.Dict | ast.Set | ast.List | ast.DictComp | ast.SetComp | ast.ListComp) or (
+                isinstance(value, ast.Call)
+                and ast.unparse(value.func).rsplit(".", 1)[-1] in _CONTAINER_FACTORIES
+            )
+            targets = assign.targets if isinstance(assign, ast.Assign) else [assign.target]
+            if built:
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
 def _called_names(node: ast.AST) -> set[str]:
     names = set()
+    containers = _local_containers(node)
     for call in ast.walk(node):
         if isinstance(call, ast.Call):
             if isinstance(call.func, ast.Attribute):
+                receiver = call.func.value
+                if isinstance(receiver, ast.Name) and receiver.id in containers:
+                    continue  # an in-memory container, not the database
                 names.add(call.func.attr)
             elif isinstance(call.func, ast.Name):
                 names.add(call.func.id)
