@@ -149,17 +149,17 @@ def seed_statements(contracts: int, entries: int) -> list[tuple[str | sql.Compos
                        'Boston', '02108', '', '', '', '')""",
             p,
         ),
-        # Clients: DE entity → DE, FR/NL (reverse charge), AT (no VAT id), CH (export);
+        # Clients: DE entity → DE, FR/NL (reverse charge), AT (no VAT id: not VAT-registered), CH (export);
         # GB entity → GB, DE/US (export); US entity → US. Some invalid VAT ids, credit holds, PO required.
         (
             """INSERT INTO billing_client (id, created_at, updated_at, source, external_id, code, legal_name,
                  address_line1, address_line2, city, postal_code, country, vat_id, currency, payment_terms_days,
-                 po_required, billing_emails, credit_hold, erp_id, einvoice_by_email)
+                 po_required, billing_emails, credit_hold, erp_id, einvoice_by_email, not_vat_registered)
                SELECT s.i, %(ts)s, %(ts)s, '', '', 'CL' || lpad(s.i::text, 6, '0'), 'Client ' || s.i,
                       s.i || ' Market Street', '', 'Springfield', '10115', s.country,
                       CASE WHEN mod(s.i, 97) = 0 THEN 'DE000000000' ELSE coalesce(v.vat, '') END,
                       s.currency, 30, mod(s.i, 40) = 0, 'ap' || s.i || '@client.example', mod(s.i, 50) = 0, '',
-                      false
+                      false, s.country = 'AT'
                FROM (SELECT i,
                             CASE mod(i - 1, 3)
                               WHEN 0 THEN (ARRAY['DE','DE','DE','DE','DE','DE','FR','NL','AT','CH'])[mod(i / 3, 10) + 1]

@@ -430,7 +430,10 @@ def _resend(invoice: Invoice, request: HttpRequest, form: ReasonForm) -> None:
     reason = form.cleaned_data["reason"] or "Resent from the invoice page"
     attempt = invoice_deliver(invoice=invoice, user=request.user, reason=reason)
     if attempt.result == DeliveryAttempt.Result.SENT:
-        messages.success(request, f"{invoice.number} e-mailed to {attempt.to}.")
+        verb = {"peppol": "handed to the Peppol access point for", "portal": "published to"}.get(attempt.channel,
+                                                                                            "e-mailed to")
+        what = attempt.to.removeprefix("Peppol ") if attempt.channel == "peppol" else attempt.to
+        messages.success(request, f"{invoice.number} {verb} {what}.")
     else:
         messages.error(request, f"{invoice.number} could not be sent: {attempt.error} It is in the exception queue.")
 

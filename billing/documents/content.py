@@ -22,7 +22,7 @@ from portal.errors import ApplicationError
 TIME_KINDS = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.OVERAGE)
 # The lines a contract discount is a percentage of (the billing engine's DISCOUNTED_KINDS): "fees".
 FEE_KINDS = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.MILESTONE, InvoiceLine.Kind.RETAINER, InvoiceLine.Kind.OVERAGE)
-POSTCODE_AFTER_CITY = frozenset({"US", "CA", "AU", "GB"} - {"GB"})  # GB prints the postcode on its own line
+POSTCODE_AFTER_CITY = frozenset({"US", "CA", "AU"})  # "City, ST ZIP"
 
 # UNCL 5305 category → the words printed and sent when the invoice carries no legal note of its own.
 CATEGORY_LABELS = {

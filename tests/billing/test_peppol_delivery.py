@@ -192,3 +192,18 @@ def test_portal_delivery_issues_the_documents_and_logs_the_publication(analyst):
     assert InvoiceDocument.objects.filter(invoice=invoice).count() == 2
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.SENT
+
+
+def test_the_invoice_page_resends_over_peppol_and_shows_the_receipt(simulator, analyst, client):
+    from django.urls import reverse
+
+    invoice = posted_invoice(analyst, belgian_client())
+    client.force_login(analyst)
+    url = reverse("billing:invoice_detail", args=[invoice.pk])
+    assert f"Send now to Peppol {BE_PEPPOL}" in client.get(url).content.decode()
+    response = client.post(reverse("billing:invoice_resend", args=[invoice.pk]), {"reason": ""}, follow=True)
+    assert f"{invoice.number} handed to the Peppol access point for {BE_PEPPOL}." in response.content.decode()
+    post_receipts(simulator)
+    page = client.get(url).content.decode()
+    assert "Receipt: Delivered to the buyer&#x27;s access point" in page
+    assert "Transmission <code>TX-" in page
