@@ -144,6 +144,12 @@ class Migration(migrations.Migration):
             model_name='purchaseorder',
             constraint=models.CheckConstraint(condition=models.Q(('valid_to__isnull', True), ('valid_to__gte', models.F('valid_from')), _connector='OR'), name='billing_purchaseorder_validity_ordered'),
         ),
+        migrations.AddIndex(
+            model_name="invoice",
+            index=models.Index(
+                condition=models.Q(("consolidated", True)), fields=["status"], name="billing_invoice_consolidated"
+            ),
+        ),
     ]
 
 

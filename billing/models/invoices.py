@@ -223,7 +223,11 @@ class Invoice(FSMModelMixin, TimeStamped):
                 name="billing_invoice_one_retainer_fee_per_period",
             ),
         ]
-        indexes = [models.Index(fields=["status"], name="billing_invoice_status")]
+        indexes = [
+            models.Index(fields=["status"], name="billing_invoice_status"),
+            # Runs look up the (few) consolidated invoices per chunk (§13): never a scan of all invoices.
+            models.Index(fields=["status"], condition=Q(consolidated=True), name="billing_invoice_consolidated"),
+        ]
 
     def __str__(self) -> str:
         return self.number or f"Draft {self.pk}"

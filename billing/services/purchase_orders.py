@@ -72,9 +72,8 @@ def engine_drawn(po_ids: Iterable[int], *, exclude_invoice_id: int | None = None
         .annotate(drawn=Sum(_signed_subtotal()))
         .values_list("purchase_order_id", "drawn")
     )
-    drawn = dict.fromkeys(ids, ZERO)
-    drawn.update({po_id: value or ZERO for po_id, value in rows})
-    return drawn
+    found = {po_id: value or ZERO for po_id, value in rows}
+    return {po_id: found.get(po_id, ZERO) for po_id in ids}
 
 
 def _signed_subtotal() -> Case:
@@ -130,9 +129,8 @@ def committed_drawdown(po_ids: Iterable[int]) -> dict[int, Decimal]:
         .annotate(drawn=Sum(_signed_subtotal()))
         .values_list("purchase_order_id", "drawn")
     )
-    drawn = dict.fromkeys(ids, ZERO)
-    drawn.update({po_id: value or ZERO for po_id, value in rows})
-    return drawn
+    found = {po_id: value or ZERO for po_id, value in rows}
+    return {po_id: found.get(po_id, ZERO) for po_id in ids}
 
 
 # --- the rules the engine applies -------------------------------------------------------------------
