@@ -20,6 +20,7 @@ from pypdf import PdfReader
 
 from billing.documents.content import invoice_content
 from billing.documents.ubl import render_ubl
+from billing.documents.validation import validate_ubl
 from billing.models import Client, Contract, Expense, Invoice, InvoiceDocument, InvoiceLine, TimeEntry
 from billing.money import minor_unit, round_money
 from billing.services.billing_frequency import billing_period, is_quarter_end, quarter_of
@@ -241,7 +242,10 @@ def test_ubl_carries_the_service_period_and_line_periods_where_they_differ(firm,
     for _ in range(2):
         if invoice.status == Invoice.Status.PENDING_APPROVAL:
             invoice = invoice_approve(invoice=invoice, user=UserFactory(groups=["finance_controller"]))
-    root = etree.fromstring(render_ubl(invoice_content(invoice)))
+    xml = render_ubl(invoice_content(invoice))
+    report = validate_ubl(xml)  # UBL 2.1 XSD, EN 16931 and Peppol rules: line periods in their place
+    assert report.is_valid, "\n".join(report.summary())
+    root = etree.fromstring(xml)
     assert root.findtext("cac:InvoicePeriod/cbc:StartDate", namespaces=NS) == "2025-02-26"
     assert root.findtext("cac:InvoicePeriod/cbc:EndDate", namespaces=NS) == "2025-03-12"
     periods = {

@@ -238,10 +238,10 @@ def test_pdf_of_a_multi_project_invoice_carries_the_legal_content(multi_project_
         f"Contract {invoice.contract.code}",
         "Project ALPHA · Finance transformation",
         "Project BETA · Data platform",
-        "CONSULTANT time 12.50 h 100.00 1,250.00",
-        "SENIOR time 6.00 h 200.00 1,200.00",
+        "CONSULTANT time 10 Mar 2025 – 11 Mar 2025 12.50 h 100.00 1,250.00",  # with its service period
+        "SENIOR time 12 Mar 2025 6.00 h 200.00 1,200.00",
         "Subtotal project ALPHA 18.50 h 2,450.00",
-        "Train Berlin–München · Expense 120.00",
+        "Train Berlin–München · Expense 10 Mar 2025 120.00",
         "Discount 5 % of fees (time, milestones, retainer) of 3,175.00 EUR; expenses are not discounted −158.75",
         "S · Standard rate 19 % 3,136.25 595.89",
         "Net amount 3,136.25",
