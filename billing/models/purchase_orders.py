@@ -8,7 +8,13 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import MONEY, ExternallyIdentified, TimeStamped, currency_field
+from billing.models.base import (
+    MONEY,
+    ExternallyIdentified,
+    TimeStamped,
+    currency_field,
+    supported_currency_constraint,
+)
 from billing.models.masterdata import Client
 
 
@@ -42,6 +48,7 @@ class PurchaseOrder(ExternallyIdentified, TimeStamped):
             *ExternallyIdentified.Meta.constraints,
             models.UniqueConstraint(fields=["client", "number"], name="billing_purchaseorder_unique_number"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="billing_purchaseorder_amount_non_negative"),
+            supported_currency_constraint("purchaseorder"),
             models.CheckConstraint(
                 condition=Q(valid_to__isnull=True) | Q(valid_to__gte=models.F("valid_from")),
                 name="billing_purchaseorder_validity_ordered",

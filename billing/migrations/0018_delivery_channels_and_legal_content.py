@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0018_purchase_order_currency_choices'),
+        ('billing', '0017_purchase_orders_and_consolidation'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
