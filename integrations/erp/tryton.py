@@ -187,11 +187,12 @@ class TrytonClient:
             message = args[0] if args else str(error)
             description = args[1] if len(args) > 1 and args[1] else ""
             text = f"{message} {description}".strip()
-            raise ErpError(f"Tryton rejected it: {text}", outcome=Outcome.PERMANENT, status_code=code)
+            # (JSON-RPC errors come with HTTP 200; recorded as 422/409 so the monitor reads them as refusals)
+            raise ErpError(f"Tryton rejected it: {text}", outcome=Outcome.PERMANENT, status_code=422)
         if kind == "ConcurrencyException":
-            raise ErpError(f"Tryton: concurrent change ({args})", outcome=Outcome.RETRYABLE, status_code=code)
+            raise ErpError(f"Tryton: concurrent change ({args})", outcome=Outcome.RETRYABLE, status_code=409)
         # Any other server exception: its transaction was rolled back, nothing was stored.
-        raise ErpError(f"Tryton failed on {method}: {str(kind)[:300]}", outcome=Outcome.RETRYABLE, status_code=code)
+        raise ErpError(f"Tryton failed on {method}: {str(kind)[:300]}", outcome=Outcome.RETRYABLE, status_code=500)
 
 
 # =====================================================================================================
@@ -547,8 +548,8 @@ class TrytonErpAdapter(ErpAdapter):
                 return None  # a customer upsert is sent again: it is idempotent by the party's code
             number = rest
         found = self._find_invoice(None, number)
-        if found is None or found["state"] in ("draft", "validated"):
-            return None
+        if found is None or found["state"] in ("draft", "validated", "cancelled"):
+            return None  # (a cancelled one: the post that follows says so, as a rejection)
         return ErpResult(erp_id=str(found["id"]), replayed=True)
 
     # --- payments -----------------------------------------------------------------------------------
