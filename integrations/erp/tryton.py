@@ -562,11 +562,16 @@ class TrytonErpAdapter(ErpAdapter):
                                   ["payment_lines", "currency.code", "type", "company"])
             line_ids = [line for inv in invoices for line in inv["payment_lines"]]
             lines = {row["id"]: row for row in self._read(
-                "account.move.line", line_ids, ["date", "debit", "credit", "amount_second_currency"])}
+                "account.move.line", line_ids, ["date", "debit", "credit", "amount_second_currency", "move_origin"])}
             for inv in invoices:
                 currency = inv["currency."]["code"] if isinstance(inv.get("currency."), dict) else ""
                 for line_id in inv["payment_lines"]:
                     line = lines[line_id]
+                    origin = str(line.get("move_origin") or "")
+                    if origin.startswith("account.invoice,") and origin != f"account.invoice,{inv['id']}":
+                        # Another invoice's move (a credit note set off against this one): not cash, and
+                        # Billable credits the invoice itself. (The pay wizard's moves name this invoice.)
+                        continue
                     amount = line["amount_second_currency"]
                     amount = -amount if amount else line["credit"] - line["debit"]
                     payments.append(ErpPayment(payment_id=f"tryton-line-{line_id}", invoice_erp_id=str(inv["id"]),
