@@ -1,1 +1,1 @@
-"""ERP adapters: one small interface (`base.ErpAdapter`), the HTTP adapter, the canonical documents."""
+"""ERP adapters: one small interface (`base.ErpAdapter`), the HTTP adapter, the Tryton adapter, the canonical documents."""
