@@ -1,1 +1,1 @@
-"""ERP adapters: one small interface (`base.ErpAdapter`), the HTTP adapter, the canonical documents."""
+"""ERP adapters: the interface (`base.ErpAdapter`), the HTTP and Tryton adapters, the canonical documents."""

@@ -187,11 +187,12 @@ class TrytonClient:
             message = args[0] if args else str(error)
             description = args[1] if len(args) > 1 and args[1] else ""
             text = f"{message} {description}".strip()
-            raise ErpError(f"Tryton rejected it: {text}", outcome=Outcome.PERMANENT, status_code=code)
+            # (JSON-RPC errors come with HTTP 200; recorded as 422/409 so the monitor reads them as refusals)
+            raise ErpError(f"Tryton rejected it: {text}", outcome=Outcome.PERMANENT, status_code=422)
         if kind == "ConcurrencyException":
-            raise ErpError(f"Tryton: concurrent change ({args})", outcome=Outcome.RETRYABLE, status_code=code)
+            raise ErpError(f"Tryton: concurrent change ({args})", outcome=Outcome.RETRYABLE, status_code=409)
         # Any other server exception: its transaction was rolled back, nothing was stored.
-        raise ErpError(f"Tryton failed on {method}: {str(kind)[:300]}", outcome=Outcome.RETRYABLE, status_code=code)
+        raise ErpError(f"Tryton failed on {method}: {str(kind)[:300]}", outcome=Outcome.RETRYABLE, status_code=500)
 
 
 # =====================================================================================================
@@ -547,8 +548,8 @@ class TrytonErpAdapter(ErpAdapter):
                 return None  # a customer upsert is sent again: it is idempotent by the party's code
             number = rest
         found = self._find_invoice(None, number)
-        if found is None or found["state"] in ("draft", "validated"):
-            return None
+        if found is None or found["state"] in ("draft", "validated", "cancelled"):
+            return None  # (a cancelled one: the post that follows says so, as a rejection)
         return ErpResult(erp_id=str(found["id"]), replayed=True)
 
     # --- payments -----------------------------------------------------------------------------------
@@ -561,11 +562,16 @@ class TrytonErpAdapter(ErpAdapter):
                                   ["payment_lines", "currency.code", "type", "company"])
             line_ids = [line for inv in invoices for line in inv["payment_lines"]]
             lines = {row["id"]: row for row in self._read(
-                "account.move.line", line_ids, ["date", "debit", "credit", "amount_second_currency"])}
+                "account.move.line", line_ids, ["date", "debit", "credit", "amount_second_currency", "move_origin"])}
             for inv in invoices:
                 currency = inv["currency."]["code"] if isinstance(inv.get("currency."), dict) else ""
                 for line_id in inv["payment_lines"]:
                     line = lines[line_id]
+                    origin = str(line.get("move_origin") or "")
+                    if origin.startswith("account.invoice,") and origin != f"account.invoice,{inv['id']}":
+                        # Another invoice's move (a credit note set off against this one): not cash, and
+                        # Billable credits the invoice itself. (The pay wizard's moves name this invoice.)
+                        continue
                     amount = line["amount_second_currency"]
                     amount = -amount if amount else line["credit"] - line["debit"]
                     payments.append(ErpPayment(payment_id=f"tryton-line-{line_id}", invoice_erp_id=str(inv["id"]),

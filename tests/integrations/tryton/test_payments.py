@@ -67,3 +67,26 @@ def test_a_partial_then_a_final_payment_in_tryton_are_read_back_once_each(tryton
     assert Payment.objects.filter(invoice=invoice).count() == 2
     assert erp_payments_pull().invoices == 0  # paid: no longer asked about
     assert dunning_due(today=reminder_day, invoice_ids=[invoice.pk]) == []  # dunning stops
+
+
+def test_a_credit_note_set_off_in_tryton_is_not_read_back_as_cash(tryton, tryton_settings):
+    invoice = _posted_invoice("TLL", 0)
+    credit = approved_document(invoice.entity, invoice.client, category="S", rate="20.00",
+                               lines=[("Consulting", "2.00", "150.0000")], kind=Invoice.Kind.CREDIT_NOTE,
+                               credit_of=invoice)
+    outbox_enqueue_document(invoice=credit, user=UserFactory())
+    for pending in OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING).order_by("pk"):
+        assert outbox_deliver(pending.pk) == "delivered"
+    credit.refresh_from_db()
+    (row,) = tryton.call("model.account.invoice.read", [int(credit.erp_id)], ["lines_to_pay", "company"])
+    context = {"company": row["company"], "companies": [row["company"]]}
+    # A Tryton user offsets the credit note against the invoice (what "credit with refund" does).
+    tryton.call("model.account.invoice.write", [int(invoice.erp_id)], {"payment_lines": [["add", row["lines_to_pay"]]]},
+                context=context)
+    (target,) = tryton.call("model.account.invoice.read", [int(invoice.erp_id)], ["payment_lines", "amount_to_pay"],
+                            context=context)
+    assert target["payment_lines"] and target["amount_to_pay"] == invoice.total - credit.total
+
+    result = erp_payments_pull()
+    assert (result.seen, result.recorded, result.errors) == (0, 0, [])
+    assert not Payment.objects.filter(invoice=invoice).exists()
