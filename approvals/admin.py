@@ -29,6 +29,7 @@ from approvals.models import (
     Reminder,
 )
 from approvals.services.subjects import subject_label, subject_prefetch
+from kernel.errors import ApplicationError
 from portal.admin import (
     AuditorReadOnlyMixin,
     BillableHistoryAdmin,
@@ -38,7 +39,6 @@ from portal.admin import (
     service_action,
     service_action_with_reason,
 )
-from portal.errors import ApplicationError
 
 
 class ApprovalStepInline(AuditorReadOnlyMixin, admin.TabularInline):

@@ -22,7 +22,7 @@ from simple_history.models import HistoricalRecords
 
 from billing.models.base import MONEY, PERCENT, TimeStamped
 from billing.models.contracts import Contract
-from portal import roles
+from kernel import roles
 
 ROLE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in roles.ALL_ROLES]
 

@@ -85,10 +85,9 @@ from billing.services.work import (
     work_submit,
     work_submit_bulk,
 )
-from portal.errors import ApplicationError, ConflictError
-from portal.http import HttpResponseSeeOther
-from portal.params import int_param
-from portal.roles import (
+from kernel.errors import ApplicationError, ConflictError
+from kernel.http import HttpResponseSeeOther
+from kernel.roles import (
     AUDITOR,
     BILLING_ADMIN,
     CONSULTANT,
@@ -97,6 +96,7 @@ from portal.roles import (
     PROJECT_MANAGER,
     has_role,
 )
+from portal.params import int_param
 from portal.selectors import user_roles as memoised_user_roles
 
 PAGE_SIZE = 50

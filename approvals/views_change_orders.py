@@ -23,10 +23,10 @@ from billing.services.change_orders import (
     change_order_draft_save,
     change_order_submit,
 )
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.roles import PROJECT_MANAGER
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther
+from kernel.http import forbidden as _forbidden
+from kernel.roles import PROJECT_MANAGER
 from portal.selectors import user_roles
 
 

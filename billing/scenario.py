@@ -40,9 +40,9 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import contract_terms_unlocked
-from billing.money import minor_unit, quantum
 from billing.services.billing_run import run_billing
 from billing.tax_defaults import create_default_tax_rules
+from kernel.money import minor_unit, quantum
 
 PREFIX = "~"
 

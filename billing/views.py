@@ -35,11 +35,11 @@ from billing.services.invoices import (
     invoice_revalidate,
     invoice_write_down_to_cap,
 )
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther
+from kernel.http import forbidden as _forbidden
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 from portal.params import int_param
-from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 from portal.selectors import user_roles as memoised_user_roles
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET
 
 from billing import selectors
 from billing.models import Invoice, InvoiceException
-from portal.http import forbidden
-from portal.roles import PROJECT_MANAGER
+from kernel.http import forbidden
+from kernel.roles import PROJECT_MANAGER
 from portal.selectors import user_roles
 
 

@@ -24,7 +24,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.models import Client, Invoice
-from billing.money import round_money
 from disputes import selectors_collections as sel
 from disputes import services_collections as svc
 from disputes.forms_collections import (
@@ -35,11 +34,12 @@ from disputes.forms_collections import (
     StatementForm,
 )
 from disputes.models import CollectionsHandoff
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther
+from kernel.http import forbidden as _forbidden
+from kernel.money import round_money
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.csv_export import csv_writer
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import user_roles as memoised_user_roles
 
 READ_ROLES = frozenset({COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR})

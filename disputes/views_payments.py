@@ -22,10 +22,10 @@ from billing.models import InvoiceException, Payment
 from billing.services.payments import find_invoice, payment_apply, payment_exception_resolve, payment_record
 from disputes import selectors_payments as selectors
 from disputes.forms_payments import PaymentApplyForm, PaymentFilterForm, PaymentForm, ResolveForm
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther
+from kernel.http import forbidden as _forbidden
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import user_roles as memoised_user_roles
 
 ACT_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER})

@@ -30,8 +30,8 @@ from insights.services.sow import (
     sow_suggestion_reject,
     sow_upload,
 )
-from portal.errors import ApplicationError
-from portal.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.errors import ApplicationError
+from kernel.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import user_roles
 
 MODEL_READERS = {FINANCE_ANALYST, FINANCE_CONTROLLER, COLLECTIONS, BILLING_ADMIN, AUDITOR}

@@ -27,8 +27,8 @@ from insights import charts, drilldown, selectors
 from insights.charts import Point
 from insights.params import parse_filters
 from insights.selectors import KpiFilters
+from kernel.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.csv_export import csv_writer
-from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import screen_url, user_roles
 from portal.templatetags.portal_tags import money
 

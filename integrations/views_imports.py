@@ -25,8 +25,8 @@ from integrations.services.csv_import import (
     stored_file_exists,
 )
 from integrations.services.inbound import UpsertOutcome
-from portal.errors import ApplicationError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.errors import ApplicationError
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 
 def _can_import(request: HttpRequest) -> bool:

@@ -19,9 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 from integrations import selectors
 from integrations.models import OutboxMessage
 from integrations.services.outbox import can_retry_dead_letters, outbox_retry_dead
-from portal.errors import ApplicationError
-from portal.http import forbidden as _forbidden
-from portal.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.errors import ApplicationError
+from kernel.http import forbidden as _forbidden
+from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN, AUDITOR)
 

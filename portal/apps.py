@@ -8,7 +8,7 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         # Grant the role groups their permissions on models migrated after portal.0001.
-        from portal.roles import sync_roles_after_migrate
+        from kernel.roles import sync_roles_after_migrate
 
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="portal.sync_roles")
 

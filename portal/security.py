@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
 
-from portal import roles
+from kernel import roles
 
 #: Roles whose members must pass MFA (superusers too, whatever their groups).
 MFA_ROLES = frozenset({roles.FINANCE_CONTROLLER, roles.BILLING_ADMIN})

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from portal.roles import (
+from kernel.roles import (
     ALL_ROLES,
     AUDITOR,
     BILLING_ADMIN,

@@ -48,6 +48,7 @@ THIRD_PARTY_APPS = [
     "csp",
 ]
 LOCAL_APPS = [
+    "kernel",
     "portal",
     "billing",
     "approvals",

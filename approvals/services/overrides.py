@@ -29,10 +29,10 @@ from approvals.services.requests import (
     display_name,
 )
 from approvals.services.subjects import apply_approval, lock_subject, subject_label, subject_model
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, refresh_caller, require_reason
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
-from portal.roles import FINANCE_CONTROLLER, user_roles
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.roles import FINANCE_CONTROLLER, user_roles
+from kernel.workflow import apply_transition, refresh_caller, require_reason
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

@@ -28,7 +28,7 @@ from approvals.services.requests import approval_request_escalate
 from approvals.services.routing import delegates_of
 from approvals.services.subjects import subject_label, subject_prefetch
 from billing.models import Invoice, InvoiceException, Person, Project, TimeEntry
-from portal.roles import FINANCE_ANALYST
+from kernel.roles import FINANCE_ANALYST
 
 logger = logging.getLogger(__name__)
 

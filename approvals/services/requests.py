@@ -43,16 +43,16 @@ from approvals.services.subjects import (
     subject_label,
     subject_model,
 )
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, refresh_caller, require_reason
-from portal.errors import (
+from kernel.audit import save_audited
+from kernel.errors import (
     ApplicationError,
     ConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
     SegregationOfDutiesError,
 )
-from portal.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
+from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
+from kernel.workflow import apply_transition, refresh_caller, require_reason
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

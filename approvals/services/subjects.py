@@ -29,8 +29,8 @@ from django.utils import timezone
 
 from approvals.models import SubjectType
 from billing.models import ChangeOrder, Expense, FxRate, Invoice, InvoiceException, Milestone, Project, TimeEntry
-from billing.money import round_money
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
+from kernel.money import round_money
 
 HUNDRED = Decimal("100")
 

@@ -25,7 +25,7 @@ from django.template import Context, Engine
 
 from billing.documents.content import InvoiceContent
 from billing.documents.ubl import payment_terms_text
-from billing.money import minor_unit, quantum, round_money
+from kernel.money import minor_unit, quantum, round_money
 
 register = template.Library()
 

@@ -29,9 +29,9 @@ from decimal import Decimal
 from lxml import etree
 
 from billing.documents.content import InvoiceContent
-from billing.money import quantum
 from billing.peppol import endpoint_for, vat_id_with_prefix
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
+from kernel.money import quantum
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"

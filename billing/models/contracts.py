@@ -18,7 +18,7 @@ from simple_history.models import HistoricalRecords
 
 from billing.models.base import MONEY, PERCENT, RATE, ExternallyIdentified, TimeStamped, currency_field
 from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 #: The commercial terms of a contract (docs/rules/approvals.md): once it has left `draft` they change only
 #: through an approved change order (`billing.services.change_orders`).

@@ -50,7 +50,6 @@ from billing.models import (
     Project,
     TimeEntry,
 )
-from billing.money import ZERO
 from billing.services.billing_engine import (
     Code,
     ContractContext,
@@ -62,8 +61,9 @@ from billing.services.billing_engine import (
     price_contract,
 )
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.money import ZERO
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 logger = logging.getLogger(__name__)
 

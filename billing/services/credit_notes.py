@@ -34,11 +34,12 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from billing.models import Contract, Expense, Invoice, InvoiceLine, InvoiceTax, Milestone, TimeEntry
-from billing.money import HUNDRED, ZERO, quantum, round_money
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, open_approval, require_reason
-from portal.errors import ApplicationError, PermissionDeniedError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from billing.services.work import open_approval
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError
+from kernel.money import HUNDRED, ZERO, quantum, round_money
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.workflow import apply_transition, require_reason
 
 #: Invoices a credit note may correct: issued ones (numbered and posted onwards).
 CREDITABLE = (

@@ -29,11 +29,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import DeliveryAttempt, Invoice, InvoiceDocument, InvoiceException
-from billing.money import round_money
-from billing.services.audit import save_audited
 from billing.services.documents import invoice_document
-from billing.services.work import apply_transition
-from portal.errors import ApplicationError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError
+from kernel.money import round_money
+from kernel.workflow import apply_transition
 
 logger = logging.getLogger(__name__)
 Status = Invoice.Status

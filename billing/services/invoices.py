@@ -31,22 +31,17 @@ from billing.models import (
     Milestone,
     TimeEntry,
 )
-from billing.money import HUNDRED, ZERO, round_money
-from billing.services.audit import save_audited
 from billing.services.billing_engine import Code, price_contract
 from billing.services.billing_run import load_contexts, write_invoice_contents
 from billing.services.credit_notes import credit_note_issued, credit_note_rejected
 from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
-from billing.services.work import (
-    Route,
-    apply_transition,
-    open_approval,
-    require_reason,
-    route_decision,
-)
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, has_role
+from billing.services.work import Route, open_approval, route_decision
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.money import HUNDRED, ZERO, round_money
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, has_role
+from kernel.workflow import apply_transition, require_reason
 
 APPROVER_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
 Status = Invoice.Status

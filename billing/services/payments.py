@@ -40,11 +40,11 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from billing.models import Client, Invoice, InvoiceException, Payment
-from billing.money import ZERO, is_valid_currency, round_money
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, require_reason
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
-from portal.roles import FINANCE_ROLES, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.money import ZERO, is_valid_currency, round_money
+from kernel.roles import FINANCE_ROLES, has_any_role
+from kernel.workflow import apply_transition, require_reason
 
 Status = Invoice.Status
 Source = Payment.Source

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 
 from billing.models import DeliveryAttempt
 from billing.services.delivery import DELIVERABLE
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 register = template.Library()
 

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from billing.models import Invoice
 from billing.services.payments import PAYABLE
 from disputes import selectors_payments as selectors
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER
 from portal.selectors import user_roles
 
 register = template.Library()

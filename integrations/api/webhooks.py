@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from billing.services.payments import MAX_REFERENCE
 from integrations.api.errors import ApiErrorSerializer, error_response
 from integrations.services import webhooks
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from portal.security import client_ip
 
 

@@ -66,12 +66,13 @@ from billing.models import (
 )
 from billing.models.contracts import CONTRACT_TERMS
 from billing.models.work import WorkStatus
-from billing.services.audit import save_audited
 from billing.services.posting import erp_posting_enabled
-from billing.services.work import MAX_HOURS_PER_DAY, apply_transition
+from billing.services.work import MAX_HOURS_PER_DAY
 from billing.vat import vat_id_is_valid
 from integrations.models import ImportBatch, IntegrationClient
-from portal.errors import ApplicationError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError
+from kernel.workflow import apply_transition
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User
@@ -192,7 +193,7 @@ def _text(value: Any) -> str:
 def _validate(obj: models.Model, *, exclude: Iterable[str] = ()) -> None:
     """Model validation (field types, lengths, choices, validators, `clean()`) as a record error.
 
-    Unlike `billing.services.work.full_clean_or_raise` it skips the unique and check
+    Unlike `kernel.workflow.full_clean_or_raise` it skips the unique and check
     constraints and the foreign-key existence checks, which cost a query each per record:
     the batch look-ups resolve references and uniqueness, and the database enforces the
     constraints under the record's savepoint.

@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from django import template
 from django.utils.html import format_html
 
-from billing.money import round_money
+from kernel.money import round_money
 from portal import security, selectors
 
 register = template.Library()

@@ -20,7 +20,7 @@ from billing.documents.content import invoice_content
 from billing.documents.ubl import render_ubl
 from billing.documents.validation import LAYERS, PEPPOL_RELEASE, ValidationReport, validate_ubl
 from billing.models import Invoice
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 PAYABLE = "//{*}LegalMonetaryTotal/{*}PayableAmount"
 
