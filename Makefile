@@ -27,7 +27,7 @@ CHROMIUM_INSTALL ?= auto
 help:
 	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
-	@echo "make lint   ruff check ."
+	@echo "make lint   ruff check . and lint-imports (the layer contracts)"
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
 
 venv: $(STAMP)
@@ -108,6 +108,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Billing-run benchmark (bench/README.md): seeds scale data into its own PostgreSQL
 # databases (billable_bench*, dropped and recreated), times the run against a plain-SQL

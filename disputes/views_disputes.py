@@ -51,9 +51,9 @@ from disputes.services import (
 from kernel.errors import ApplicationError
 from kernel.http import forbidden as _forbidden
 from kernel.money import ZERO, round_money
+from kernel.params import int_param
 from kernel.roles import AUDITOR
-from portal.params import int_param
-from portal.selectors import user_roles as memoised_user_roles
+from kernel.roles import cached_user_roles as memoised_user_roles
 
 READ_ROLES = frozenset({*DISPUTE_ROLES, AUDITOR})
 

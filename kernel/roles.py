@@ -110,6 +110,34 @@ def user_roles(user: Any) -> set[str]:
     return set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
 
 
+ROLE_LABELS = {
+    CONSULTANT: "Consultant",
+    PROJECT_MANAGER: "Project manager",
+    FINANCE_ANALYST: "Finance analyst",
+    FINANCE_CONTROLLER: "Finance controller",
+    COLLECTIONS: "Collections",
+    BILLING_ADMIN: "Billing admin",
+    AUDITOR: "Auditor",
+}
+
+_ROLES_ATTR = "_portal_roles"
+
+
+def cached_user_roles(user: Any) -> frozenset[str]:
+    """`user_roles` for a request's user: one query, memoised on the user object (screens ask often)."""
+    if user is None:
+        return frozenset()
+    cached = getattr(user, _ROLES_ATTR, None)
+    if cached is None:
+        cached = frozenset(user_roles(user))
+        setattr(user, _ROLES_ATTR, cached)
+    return cached
+
+
+def is_auditor(user: Any) -> bool:
+    return AUDITOR in cached_user_roles(user)
+
+
 def has_role(user: Any, role: str) -> bool:
     return role in user_roles(user)
 

@@ -12,9 +12,9 @@ class PortalConfig(AppConfig):
 
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="portal.sync_roles")
 
-        # Two-factor: whether the user enrolled a device, noted in the session at login (portal/security.py).
+        # Two-factor: whether the user enrolled a device, noted in the session at login (kernel/security.py).
         from django.contrib.auth.signals import user_logged_in
 
-        from portal.security import remember_enrolment
+        from kernel.security import remember_enrolment
 
         user_logged_in.connect(remember_enrolment, dispatch_uid="portal.remember_enrolment")

@@ -24,9 +24,10 @@ from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, ApprovalStep, Reminder
+from approvals.registry import subject_label
 from approvals.services.requests import approval_request_escalate
 from approvals.services.routing import delegates_of
-from approvals.services.subjects import subject_label, subject_prefetch
+from approvals.services.subjects import subject_prefetch
 from billing.models import Invoice, InvoiceException, Person, Project, TimeEntry
 from kernel.roles import FINANCE_ANALYST
 

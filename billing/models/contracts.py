@@ -16,9 +16,9 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import MONEY, PERCENT, RATE, ExternallyIdentified, TimeStamped, currency_field
 from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
 from kernel.errors import ApplicationError
+from kernel.fields import MONEY, PERCENT, RATE, ExternallyIdentified, TimeStamped, currency_field
 
 #: The commercial terms of a contract (docs/rules/approvals.md): once it has left `draft` they change only
 #: through an approved change order (`billing.services.change_orders`).

@@ -8,17 +8,9 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import (
-    FX,
-    PERCENT,
-    RATE,
-    ExternallyIdentified,
-    TimeStamped,
-    country_field,
-    currency_field,
-)
 from billing.peppol import endpoint_for, participant_id_problem, validate_participant_id
 from billing.vat import vat_id_is_valid
+from kernel.fields import FX, PERCENT, RATE, ExternallyIdentified, TimeStamped, country_field, currency_field
 
 
 class LegalEntity(TimeStamped):

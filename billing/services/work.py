@@ -56,8 +56,7 @@ from django.utils import timezone
 
 from billing import rules as billing_rules
 from billing.models import Expense, Person, Project, TimeEntry
-from billing.models.contracts import Contract
-from billing.models.work import SubmittedWork, WorkStatus
+from billing.models.work import MAX_HOURS_PER_DAY, SubmittedWork, WorkStatus, booking_refusal
 from kernel.audit import save_audited
 from kernel.errors import (
     ApplicationError,
@@ -75,7 +74,6 @@ else:
 M = TypeVar("M", bound=models.Model)
 WorkItem = TimeEntry | Expense
 
-MAX_HOURS_PER_DAY = Decimal("24")
 
 
 def _kind(item: SubmittedWork) -> str:
@@ -142,22 +140,11 @@ def _check_bookable(*, person: Person, project: Project, user: User, item: Submi
             f"You may not record work for {person} on project {project.code}: only the person, "
             "the project's manager or finance can."
         )
-    if not person.active:
-        raise ApplicationError(f"{person} is inactive and cannot book work.", code="person_inactive")
-    if project.status != Project.Status.ACTIVE:
-        raise ApplicationError(
-            f"Project {project.code} is {project.get_status_display().lower()}; work can only be booked "
-            "on an active project.",
-            code="project_not_active",
-            field_errors={"project": ["Project is not active."]},
-        )
-    if project.contract.status != Contract.Status.ACTIVE:
-        raise ApplicationError(
-            f"Contract {project.contract.code} is {project.contract.get_status_display().lower()}; "
-            "work can only be booked under an active contract.",
-            code="contract_not_active",
-            field_errors={"project": ["Contract is not active."]},
-        )
+    refusal = booking_refusal(person, project)
+    if refusal is not None:
+        code, message, party, short = refusal
+        # The portal's forms choose the project; the person is the login's own record.
+        raise ApplicationError(message, code=code, field_errors={"project": [short]} if party == "project" else None)
 
 
 def _as_decimal(value: Any, field: str) -> Decimal:

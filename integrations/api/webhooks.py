@@ -21,7 +21,7 @@ from billing.services.payments import MAX_REFERENCE
 from integrations.api.errors import ApiErrorSerializer, error_response
 from integrations.services import webhooks
 from kernel.errors import ApplicationError
-from portal.security import client_ip
+from kernel.security import client_ip
 
 
 class PaymentEventDataSerializer(serializers.Serializer):

@@ -65,9 +65,8 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import CONTRACT_TERMS
-from billing.models.work import WorkStatus
+from billing.models.work import MAX_HOURS_PER_DAY, WorkStatus, booking_refusal
 from billing.services.posting import erp_posting_enabled
-from billing.services.work import MAX_HOURS_PER_DAY
 from billing.vat import vat_id_is_valid
 from integrations.models import ImportBatch, IntegrationClient
 from kernel.audit import save_audited
@@ -932,17 +931,11 @@ def _resolve_project(record: dict, ctx: _Ctx) -> Project:
 
 def _check_bookable(person: Person, project: Project) -> None:
     """New or changed work needs an active person on an active project of an active contract."""
-    if not person.active:
-        raise _error(f"{person} is inactive and cannot book work.", code="person_inactive",
-                     field_errors={"person_external_id": ["Person is inactive."]})
-    if project.status != Project.Status.ACTIVE:
-        raise _error(f"Project {project.code} is {project.get_status_display().lower()}; work can only be booked "
-                     "on an active project.", code="project_not_active",
-                     field_errors={"project_code": ["Project is not active."]})
-    if project.contract.status != Contract.Status.ACTIVE:
-        raise _error(f"Contract {project.contract.code} is {project.contract.get_status_display().lower()}; work "
-                     "can only be booked under an active contract.", code="contract_not_active",
-                     field_errors={"project_code": ["Contract is not active."]})
+    refusal = booking_refusal(person, project)
+    if refusal is not None:
+        code, message, party, short = refusal
+        field = "person_external_id" if party == "person" else "project_code"
+        raise _error(message, code=code, field_errors={field: [short]})
 
 
 def _wanted_work_status(record: dict) -> str:

@@ -1,13 +1,11 @@
 """Template helpers of the portal shell: navigation with counts, money, role labels."""
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django import template
-from django.utils.html import format_html
 
-from kernel.money import round_money
-from portal import security, selectors
+from kernel import security
+from kernel.money import money
+from portal import selectors
 
 register = template.Library()
 
@@ -51,7 +49,7 @@ def _mark_current(items, request) -> None:
 @register.simple_tag(takes_context=True)
 def user_role_labels(context) -> str:
     request = context.get("request")
-    roles = selectors.user_roles(getattr(request, "user", None))
+    roles = selectors.cached_user_roles(getattr(request, "user", None))
     return ", ".join(selectors.ROLE_LABELS[r] for r in selectors.ROLES if r in roles)
 
 
@@ -59,35 +57,13 @@ def user_role_labels(context) -> str:
 def user_role_summary(context) -> str:
     """Short form for the top bar: the role, or "N roles" (the full list goes in a tooltip)."""
     request = context.get("request")
-    roles = selectors.user_roles(getattr(request, "user", None))
+    roles = selectors.cached_user_roles(getattr(request, "user", None))
     if len(roles) <= 1:
         return user_role_labels(context)
     return f"{len(roles)} roles"
 
 
-def format_amount(amount, currency: str) -> str:
-    """`1234.5, EUR` → `1,234.50`; rounded half up to the currency's minor unit."""
-    try:
-        value = round_money(Decimal(amount), currency)
-    except (InvalidOperation, TypeError, ValueError):
-        return ""
-    return f"{value:,}".replace("-", "−")
-
-
-@register.filter
-def money(amount, currency: str = "") -> str:
-    """Render an amount as money: currency code, grouped digits, minus sign and a label if negative."""
-    if amount is None or amount == "":
-        return ""
-    text = format_amount(amount, currency or "EUR")
-    negative = text.startswith("−")
-    return format_html(
-        '<span class="money{}">{}{}<span class="money-ccy">{}</span></span>',
-        " money-neg" if negative else "",
-        text,
-        " " if currency else "",
-        currency,
-    )
+register.filter("money", money)
 
 
 @register.simple_tag(takes_context=True)

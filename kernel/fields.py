@@ -1,4 +1,4 @@
-"""Shared field definitions and mixins for the billing models."""
+"""Shared field definitions and abstract model mixins (money, rates, hours, FX, percentages, timestamps)."""
 
 from __future__ import annotations
 

@@ -117,6 +117,6 @@ class MfaRequiredMiddleware:
         if user.is_superuser or request.session.get(SESSION_ENROLLED_KEY):
             return True
         # The roles memoised on the user: the views that check roles reuse this query.
-        from portal.selectors import user_roles
+        from kernel.roles import cached_user_roles
 
-        return bool(user_roles(user) & MFA_ROLES)
+        return bool(cached_user_roles(user) & MFA_ROLES)
