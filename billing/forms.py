@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing import selectors
 from billing.services.billing_engine import FIX_HINTS
-from kernel.periods import month_of
+from kernel.periods import month_of, previous_month
 
 
 class MonthInput(forms.DateInput):
@@ -47,8 +47,7 @@ class BillingRunForm(forms.Form):
         super().__init__(*args, **kwargs)
         today = today or timezone.localdate()
         if not self.is_bound:
-            last_month_end = today.replace(day=1) - datetime.timedelta(days=1)
-            self.initial.setdefault("period", last_month_end.replace(day=1))
+            self.initial.setdefault("period", previous_month(today)[0])
             self.initial.setdefault("run_date", today)
 
     def clean_contract_codes(self) -> list[str]:

@@ -39,13 +39,13 @@ from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, safe_next
 from kernel.http import forbidden as _forbidden
 from kernel.params import int_param
-from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, FINANCE_ROLES, has_any_role
 from kernel.roles import cached_user_roles as memoised_user_roles
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
 #: Collections follow issued invoices (aging, dunning, disputes): they read the invoice page and its documents.
 INVOICE_READ_ROLES = (*READ_ROLES, COLLECTIONS)
-ACT_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+ACT_ROLES = FINANCE_ROLES
 Status = Invoice.Status
 
 

@@ -24,10 +24,10 @@ from disputes.forms_payments import PaymentApplyForm, PaymentFilterForm, Payment
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, safe_next
 from kernel.http import forbidden as _forbidden
-from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ROLES
 from kernel.roles import cached_user_roles as memoised_user_roles
 
-ACT_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER})
+ACT_ROLES = FINANCE_ROLES
 READ_ROLES = ACT_ROLES | {COLLECTIONS, AUDITOR}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date
+from datetime import date, timedelta
 
 
 def month_bounds(year: int, month: int) -> tuple[date, date]:
@@ -14,3 +14,9 @@ def month_bounds(year: int, month: int) -> tuple[date, date]:
 def month_of(day: date) -> tuple[date, date]:
     """First and last day of the month `day` falls in."""
     return month_bounds(day.year, day.month)
+
+
+def previous_month(today: date) -> tuple[date, date]:
+    """First and last day of the month before `today`'s (what a monthly run bills, a reminder checks)."""
+    end = today.replace(day=1) - timedelta(days=1)
+    return end.replace(day=1), end

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from kernel.errors import PermissionDeniedError
+
 CONSULTANT = "consultant"
 PROJECT_MANAGER = "project_manager"
 FINANCE_ANALYST = "finance_analyst"
@@ -136,6 +138,17 @@ def cached_user_roles(user: Any) -> frozenset[str]:
 
 def is_auditor(user: Any) -> bool:
     return AUDITOR in cached_user_roles(user)
+
+
+def is_finance(user: Any) -> bool:
+    """A finance analyst or controller (or a superuser): who prepares, approves and corrects invoices."""
+    return bool(getattr(user, "is_superuser", False)) or has_any_role(user, FINANCE_ROLES)
+
+
+def require_finance(user: Any, message: str) -> None:
+    """Refuse anyone but finance (`is_finance`) with `message`."""
+    if not is_finance(user):
+        raise PermissionDeniedError(message)
 
 
 def has_role(user: Any, role: str) -> bool:

@@ -162,7 +162,7 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
             .count()
         )
 
-    if roles & {FINANCE_ANALYST, FINANCE_CONTROLLER}:
+    if roles & FINANCE_ROLES:
         agg = Invoice.objects.filter(status__in=["draft", "exception", "pending_approval"]).aggregate(
             draft=Count("pk", filter=Q(status="draft")),
             exception=Count("pk", filter=Q(status="exception")),

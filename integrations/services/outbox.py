@@ -40,7 +40,7 @@ from integrations.models import OutboxMessage
 from integrations.services.circuit import circuit_permit, circuit_record_failure, circuit_record_success
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError
-from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import FINANCE_ROLES, has_any_role
 from kernel.workflow import apply_transition
 
 logger = logging.getLogger(__name__)
@@ -361,7 +361,7 @@ def _release_expired_lease(message_id: int, now: datetime.datetime) -> None:
 # Dead letters
 # =====================================================================================================
 
-RETRY_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+RETRY_ROLES = FINANCE_ROLES
 
 
 def can_retry_dead_letters(user: Any) -> bool:

@@ -5,6 +5,7 @@ from django import template
 
 from kernel import security
 from kernel.money import money
+from kernel.roles import ALL_ROLES, ROLE_LABELS, cached_user_roles, is_auditor
 from portal import selectors
 
 register = template.Library()
@@ -49,15 +50,15 @@ def _mark_current(items, request) -> None:
 @register.simple_tag(takes_context=True)
 def user_role_labels(context) -> str:
     request = context.get("request")
-    roles = selectors.cached_user_roles(getattr(request, "user", None))
-    return ", ".join(selectors.ROLE_LABELS[r] for r in selectors.ROLES if r in roles)
+    roles = cached_user_roles(getattr(request, "user", None))
+    return ", ".join(ROLE_LABELS[r] for r in ALL_ROLES if r in roles)
 
 
 @register.simple_tag(takes_context=True)
 def user_role_summary(context) -> str:
     """Short form for the top bar: the role, or "N roles" (the full list goes in a tooltip)."""
     request = context.get("request")
-    roles = selectors.cached_user_roles(getattr(request, "user", None))
+    roles = cached_user_roles(getattr(request, "user", None))
     if len(roles) <= 1:
         return user_role_labels(context)
     return f"{len(roles)} roles"
@@ -70,4 +71,4 @@ register.filter("money", money)
 def is_auditor_user(context) -> bool:
     request = context.get("request")
     user = getattr(request, "user", None)
-    return bool(user is not None and selectors.is_auditor(user))
+    return bool(user is not None and is_auditor(user))
