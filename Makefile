@@ -35,7 +35,7 @@ help:
 	@echo "make demo   migrate + seed the SQLite demo, then serve http://$(DEMO_ADDR)/ with a django-q2 worker and the ERP simulator"
 	@echo "            (ERP=tryton: against a real Tryton 8.2, installed and started by ops/tryton/setup.sh)"
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
-	@echo "make lint   ruff check ."
+	@echo "make lint   ruff check . and lint-imports (the layer contracts)"
 	@echo "make tryton install Tryton 8.2 into .tryton-venv and build its template database (ERP integration tests)"
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
 
@@ -144,10 +144,11 @@ test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 tryton:
 	ops/tryton/setup.sh
-	$(VENV)/bin/ruff check .
 
 # Billing-run benchmark (bench/README.md): seeds scale data into its own PostgreSQL
 # databases (billable_bench*, dropped and recreated), times the run against a plain-SQL

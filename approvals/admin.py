@@ -8,7 +8,7 @@
   read-only: nobody fakes a decision or an override confirmation in admin.
 - Delegations are created through `delegation_create` (eligible delegates only)
   and cannot be edited here; "End" is an action calling `delegation_end`.
-- Auditors see everything and change nothing (portal.admin building blocks).
+- Auditors see everything and change nothing (kernel.admin building blocks).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from approvals.models import (
     Delegation,
     Reminder,
 )
-from approvals.services.subjects import subject_label, subject_prefetch
-from portal.admin import (
+from approvals.registry import subject_label
+from approvals.services.subjects import subject_prefetch
+from kernel.admin import (
     AuditorReadOnlyMixin,
     BillableHistoryAdmin,
     BillableModelAdmin,
@@ -38,7 +39,7 @@ from portal.admin import (
     service_action,
     service_action_with_reason,
 )
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 
 class ApprovalStepInline(AuditorReadOnlyMixin, admin.TabularInline):

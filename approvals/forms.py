@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from approvals.services.delegations import delegate_choices
 from billing.models import Expense, Project
+from billing.models.work import MAX_HOURS_PER_DAY
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{1,2})$")
 MAX_RECEIPT_BYTES = 10 * 1024 * 1024
@@ -61,7 +62,7 @@ def parse_hours(raw: str | None) -> Decimal | None:
         value = Decimal(text)
     except ArithmeticError:
         return None
-    if not value.is_finite() or value < 0 or value > 24 or value.as_tuple().exponent < -2:
+    if not value.is_finite() or value < 0 or value > MAX_HOURS_PER_DAY or value.as_tuple().exponent < -2:
         return None
     return value
 

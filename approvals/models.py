@@ -20,9 +20,9 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import MONEY, PERCENT, TimeStamped
 from billing.models.contracts import Contract
-from portal import roles
+from kernel import roles
+from kernel.fields import MONEY, PERCENT, TimeStamped
 
 ROLE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in roles.ALL_ROLES]
 

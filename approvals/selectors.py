@@ -22,8 +22,8 @@ from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
 from approvals.services.subjects import subject_prefetch
 from billing.models import Project
-from portal.errors import ApplicationError
-from portal.roles import PROJECT_MANAGER
+from kernel.errors import ApplicationError
+from kernel.roles import PROJECT_MANAGER
 
 Kind = ApprovalStep.ApproverKind
 

@@ -34,7 +34,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_fsm_log.models import StateLog
 
@@ -49,6 +49,7 @@ from approvals.forms import (
     week_key,
 )
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation, SubjectType
+from approvals.registry import subject_label
 from approvals.selectors import approvals_of, my_approvals
 from approvals.services import (
     approval_decide,
@@ -57,7 +58,6 @@ from approvals.services import (
     delegation_create,
     delegation_end,
 )
-from approvals.services.subjects import subject_label
 from billing.models import (
     ChangeOrder,
     ChangeOrderMilestone,
@@ -70,7 +70,7 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import Contract
-from billing.models.work import WorkStatus
+from billing.models.work import MAX_HOURS_PER_DAY, WorkStatus
 from billing.services.change_orders import change_order_approve, change_order_reject
 from billing.services.milestones import milestone_approve, milestone_complete, milestone_resubmit
 from billing.services.work import (
@@ -85,10 +85,10 @@ from billing.services.work import (
     work_submit,
     work_submit_bulk,
 )
-from portal.errors import ApplicationError, ConflictError
-from portal.http import HttpResponseSeeOther
-from portal.params import int_param
-from portal.roles import (
+from kernel.errors import ApplicationError, ConflictError
+from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.params import int_param
+from kernel.roles import (
     AUDITOR,
     BILLING_ADMIN,
     CONSULTANT,
@@ -97,11 +97,10 @@ from portal.roles import (
     PROJECT_MANAGER,
     has_role,
 )
-from portal.selectors import user_roles as memoised_user_roles
+from kernel.roles import cached_user_roles as memoised_user_roles
 
 PAGE_SIZE = 50
 ZERO = Decimal("0")
-MAX_DAY = Decimal("24")
 RECENT_WEEKS = 8
 READ_ALL_ROLES = {FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR, BILLING_ADMIN}
 
@@ -681,15 +680,6 @@ def _render(request: HttpRequest, template: str, context: dict) -> HttpResponse:
     return response
 
 
-def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
-
-
 
 def consultant_view(view: Callable) -> Callable:
     """Login required and a consultant record (Person) linked to the login: `request.person`."""
@@ -840,7 +830,7 @@ def _save_timesheet(sheet: Timesheet, post: Any, user: Any, *, submit: bool) -> 
     for _, _row, cell, value in operations:
         day_totals[cell.day] += value - cell.hours
     for day, base in sheet.day_totals:
-        if base + day_totals[day] > MAX_DAY:
+        if base + day_totals[day] > MAX_HOURS_PER_DAY:
             errors.append(f"{day:%a %d %b}: {base + day_totals[day]} h booked; at most 24 h a day.")
     if errors:
         return errors, done
@@ -1092,7 +1082,7 @@ def expense_submit(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         _expense_saved(request, expense)
-    return HttpResponseSeeOther(_safe_next(request, reverse("approvals:expense_list")))
+    return HttpResponseSeeOther(safe_next(request, reverse("approvals:expense_list")))
 
 
 @require_GET
@@ -1175,7 +1165,7 @@ def _ids(values: list[str]) -> list[int]:
 @pm_view
 def pm_time_approve_week(request: HttpRequest) -> HttpResponse:
     """Approve the week the PM saw (its listed items), all or nothing, through the approval engine."""
-    back = _safe_next(request, reverse("approvals:pm_time"))
+    back = safe_next(request, reverse("approvals:pm_time"))
     entries = _items_of_pm(request, TimeEntry, _ids(request.POST.getlist("time")))
     if isinstance(entries, HttpResponse):
         return entries
@@ -1222,7 +1212,7 @@ def pm_work_reject(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     if not items:
         raise Http404("No such item.")
     item = items[0]
-    back = _safe_next(request, reverse("approvals:pm_time"))
+    back = safe_next(request, reverse("approvals:pm_time"))
     form = ReasonForm(request.POST)
     form.is_valid()
     try:
@@ -1306,7 +1296,7 @@ def pm_milestone_action(request: HttpRequest, pk: int, action: str) -> HttpRespo
     if milestone.project.project_manager_id != request.user.pk:
         return forbidden(request, f"Milestone '{milestone.name}' is on project {milestone.project.code}, which "
                                   "someone else manages.")
-    back = _safe_next(request, reverse("approvals:pm_milestones"))
+    back = safe_next(request, reverse("approvals:pm_milestones"))
     form = ReasonForm(request.POST)
     form.is_valid()
     reason, evidence = form.cleaned_data.get("reason", ""), form.cleaned_data.get("evidence", "")
@@ -1388,7 +1378,7 @@ def pm_change_order_action(request: HttpRequest, pk: int, action: str) -> HttpRe
         raise Http404("No such change order.")
     if not managed_contracts(request.user).filter(contract_id=change_order.contract_id).exists():
         return forbidden(request, f"Change order {change_order} is on a contract none of whose projects you manage.")
-    back = _safe_next(request, reverse("approvals:pm_change_orders"))
+    back = safe_next(request, reverse("approvals:pm_change_orders"))
     form = ReasonForm(request.POST)
     form.is_valid()
     reason = form.cleaned_data.get("reason", "")
@@ -1546,7 +1536,7 @@ def request_decide(request: HttpRequest, pk: int) -> HttpResponse:
     approval = _get_request(pk)
     if not _may_view_request(request, approval):
         return forbidden(request, "This approval is about work you neither prepared, manage nor may decide.")
-    back = _safe_next(request, reverse("approvals:request_detail", args=[pk]))
+    back = safe_next(request, reverse("approvals:request_detail", args=[pk]))
     form = DecisionForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose approve or reject.")

@@ -23,15 +23,14 @@ from billing.services.change_orders import (
     change_order_draft_save,
     change_order_submit,
 )
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.roles import PROJECT_MANAGER
-from portal.selectors import user_roles
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther
+from kernel.http import forbidden as _forbidden
+from kernel.roles import PROJECT_MANAGER, cached_user_roles
 
 
 def _is_pm(request: HttpRequest) -> bool:
-    return request.user.is_superuser or PROJECT_MANAGER in user_roles(request.user)
+    return request.user.is_superuser or PROJECT_MANAGER in cached_user_roles(request.user)
 
 
 def _my_contracts(user) -> QuerySet[Contract]:
@@ -136,7 +135,7 @@ def _form_page(request: HttpRequest, change_order: ChangeOrder | None) -> HttpRe
             "milestone_rows": milestone_rows,
             "change_order": change_order,
             "drafts": _drafts(request.user),
-            "ap_roles": user_roles(request.user),
+            "ap_roles": cached_user_roles(request.user),
             "here": request.get_full_path(),
         },
     )

@@ -16,11 +16,11 @@ from django.views.decorators.http import require_POST
 
 from approvals.forms import ReasonForm
 from approvals.models import ApprovalOverride, ApprovalRequest
+from approvals.registry import subject_label
 from approvals.services import approval_override_confirm, approval_override_request, approval_override_withdraw
-from approvals.services.subjects import subject_label
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther, forbidden
-from portal.roles import FINANCE_CONTROLLER, user_roles
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther, forbidden
+from kernel.roles import FINANCE_CONTROLLER, user_roles
 
 CONTROLLERS_ONLY = "Only finance controllers request or confirm an override of an approval route."
 

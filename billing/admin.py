@@ -1,6 +1,6 @@
 """Django admin for the billing domain: master data, contracts, work, invoices.
 
-Rules kept here (see portal/admin.py for the shared building blocks):
+Rules kept here (see kernel/admin.py for the shared building blocks):
 - Status fields are read-only; state changes are admin actions that call the
   services, so segregation of duties and the audit trail apply in admin too.
 - Records that others already rely on are locked: submitted/approved work,
@@ -51,7 +51,8 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import CONTRACT_TERMS, ContractTermsLockedError
-from portal.admin import (
+from billing.selectors import OPEN_RECEIVABLE_STATUSES
+from kernel.admin import (
     AuditorReadOnlyMixin,
     BillableHistoryAdmin,
     BillableModelAdmin,
@@ -60,8 +61,7 @@ from portal.admin import (
     service_action,
     service_action_with_reason,
 )
-from portal.selectors import OPEN_RECEIVABLE_STATUSES
-from portal.templatetags.portal_tags import money
+from kernel.money import money
 
 # --- list filters used by the portal's links -------------------------------------------------
 
@@ -463,7 +463,7 @@ class PurchaseOrderAdmin(BillableHistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         from billing.services.purchase_orders import purchase_order_save
-        from portal.errors import ApplicationError
+        from kernel.errors import ApplicationError
 
         reason = (form.cleaned_data.get("change_reason") or "").strip() or "Changed in admin"
         try:

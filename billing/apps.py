@@ -28,3 +28,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(ensure_billing_defaults, sender=self, dispatch_uid="billing.defaults")
+        # Invoices, credit notes, work, milestones and change orders go through the approval engine.
+        from billing.approval_handlers import register_billing_subjects
+
+        register_billing_subjects()

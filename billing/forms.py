@@ -1,7 +1,6 @@
 """Forms of the billing screens: input shape only; the services decide what is allowed."""
 from __future__ import annotations
 
-import calendar
 import datetime
 
 from django import forms
@@ -9,6 +8,7 @@ from django.utils import timezone
 
 from billing import selectors
 from billing.services.billing_engine import FIX_HINTS
+from kernel.periods import month_of, previous_month
 
 
 class MonthInput(forms.DateInput):
@@ -47,8 +47,7 @@ class BillingRunForm(forms.Form):
         super().__init__(*args, **kwargs)
         today = today or timezone.localdate()
         if not self.is_bound:
-            last_month_end = today.replace(day=1) - datetime.timedelta(days=1)
-            self.initial.setdefault("period", last_month_end.replace(day=1))
+            self.initial.setdefault("period", previous_month(today)[0])
             self.initial.setdefault("run_date", today)
 
     def clean_contract_codes(self) -> list[str]:
@@ -62,8 +61,7 @@ class BillingRunForm(forms.Form):
         data = super().clean()
         period, run_date = data.get("period"), data.get("run_date")
         if period:
-            data["period_start"] = period.replace(day=1)
-            data["period_end"] = period.replace(day=calendar.monthrange(period.year, period.month)[1])
+            data["period_start"], data["period_end"] = month_of(period)
             if run_date and run_date < data["period_start"]:
                 self.add_error("run_date", "The run date (issue date) cannot be before the period start.")
         return data

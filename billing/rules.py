@@ -4,7 +4,7 @@ These predicates are the one definition of "who may act on this object"; the
 services call them and raise their own errors (segregation of duties first, so
 the message says why), while admin, views and the API ask `user.has_perm(
 "billing.approve_work", item)` to decide what to show. Role membership is
-read from `portal.roles`.
+read from `kernel.roles`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import rules
 
-from portal import roles
+from kernel import roles
 
 
 def _project_ids_of(obj: Any) -> set[int] | None:

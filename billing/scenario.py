@@ -41,9 +41,9 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import contract_terms_unlocked
-from billing.money import minor_unit, quantum, unsupported_currency_reason
 from billing.services.billing_run import run_billing
 from billing.tax_defaults import create_default_tax_rules
+from kernel.money import minor_unit, quantum, unsupported_currency_reason
 
 PREFIX = "~"
 

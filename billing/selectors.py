@@ -51,6 +51,9 @@ INVOICE_TABS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("all", "All", ()),
 )
 
+#: Invoice statuses that are open receivables (money the client owes us).
+OPEN_RECEIVABLE_STATUSES = ("posted", "sent", "partially_paid")
+
 
 @dataclass(frozen=True)
 class Money:

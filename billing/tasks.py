@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 from django.utils import timezone
 
 from billing.models import BillingRun
 from billing.services.billing_run import billing_runs_interrupt_stale, run_billing
+from kernel.periods import previous_month
 
 
 def run_billing_task(billing_run_id: int) -> dict:
@@ -30,11 +29,6 @@ def run_billing_task(billing_run_id: int) -> dict:
 def sweep_stale_billing_runs() -> int:
     """Scheduled every minute: runs whose worker died (no heartbeat) become `interrupted`."""
     return len(billing_runs_interrupt_stale())
-
-
-def previous_month(today: date) -> tuple[date, date]:
-    end = today.replace(day=1) - timedelta(days=1)
-    return end.replace(day=1), end
 
 
 def monthly_billing_run() -> dict:

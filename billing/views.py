@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import selectors
@@ -35,17 +35,25 @@ from billing.services.invoices import (
     invoice_revalidate,
     invoice_write_down_to_cap,
 )
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.params import int_param
-from portal.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
-from portal.selectors import user_roles as memoised_user_roles
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.http import forbidden as _forbidden
+from kernel.params import int_param
+from kernel.roles import (
+    AUDITOR,
+    BILLING_ADMIN,
+    COLLECTIONS,
+    FINANCE_ANALYST,
+    FINANCE_CONTROLLER,
+    FINANCE_ROLES,
+    has_any_role,
+)
+from kernel.roles import cached_user_roles as memoised_user_roles
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
 #: Collections follow issued invoices (aging, dunning, disputes): they read the invoice page and its documents.
 INVOICE_READ_ROLES = (*READ_ROLES, COLLECTIONS)
-ACT_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+ACT_ROLES = FINANCE_ROLES
 Status = Invoice.Status
 
 
@@ -101,15 +109,6 @@ def finance_view(*, act: bool = False, readers: tuple[str, ...] = READ_ROLES) ->
 
 def _is_htmx(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true"
-
-
-def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
 
 
 def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
@@ -469,7 +468,7 @@ def invoice_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             handler(invoice, request, form)
         except ApplicationError as exc:
             messages.error(request, exc.message)
-    return HttpResponseSeeOther(_safe_next(request, reverse("billing:invoice_detail", args=[pk])))
+    return HttpResponseSeeOther(safe_next(request, reverse("billing:invoice_detail", args=[pk])))
 
 
 

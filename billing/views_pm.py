@@ -13,13 +13,12 @@ from django.views.decorators.http import require_GET
 
 from billing import selectors
 from billing.models import Invoice, InvoiceException
-from portal.http import forbidden
-from portal.roles import PROJECT_MANAGER
-from portal.selectors import user_roles
+from kernel.http import forbidden
+from kernel.roles import PROJECT_MANAGER, cached_user_roles
 
 
 def _is_pm(request: HttpRequest) -> bool:
-    return request.user.is_superuser or PROJECT_MANAGER in user_roles(request.user)
+    return request.user.is_superuser or PROJECT_MANAGER in cached_user_roles(request.user)
 
 
 @require_GET

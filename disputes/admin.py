@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from disputes.models import Dispute, DisputeLine, DisputeNote
-from portal.admin import AuditorReadOnlyMixin, BillableHistoryAdmin, ReadOnlyInlineMixin, TransitionLogInline
+from kernel.admin import AuditorReadOnlyMixin, BillableHistoryAdmin, ReadOnlyInlineMixin, TransitionLogInline
 
 
 class DisputeLineInline(ReadOnlyInlineMixin, AuditorReadOnlyMixin, admin.TabularInline):

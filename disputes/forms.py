@@ -11,7 +11,7 @@ from django.db.models import Q
 
 from billing.models import InvoiceLine
 from disputes.models import Dispute
-from portal.roles import COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
 
 MONEY_FIELD = {"max_digits": 18, "decimal_places": 2, "min_value": Decimal("0.01")}
 

@@ -37,8 +37,8 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from billing.models import Client, Invoice, InvoiceException, LegalEntity, Payment
-from billing.money import ZERO
 from disputes.models import CollectionsHandoff, CollectionsProfile, Dispute, DunningNotice
+from kernel.money import ZERO
 
 Status = Invoice.Status
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Sum, Value, When
 
 from billing.models import Invoice, InvoiceException, Payment
-from billing.money import ZERO
+from kernel.money import ZERO
 
 LIST_LIMIT = 200
 UNAPPLIED_LIMIT = 100

@@ -26,17 +26,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceLine
-from billing.money import ZERO, round_money
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, require_reason
 from disputes.models import Dispute, DisputeLine, DisputeNote
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
-from portal.roles import COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.money import ZERO, round_money
+from kernel.roles import COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, FINANCE_ROLES, has_any_role
+from kernel.workflow import apply_transition, require_reason
 
 #: Who opens and works disputes (auditors read only).
 DISPUTE_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, COLLECTIONS)
 #: Who may resolve with a credit (a credit note is finance's document).
-CREDIT_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+CREDIT_ROLES = FINANCE_ROLES
 #: Invoice states a customer can dispute.
 DISPUTABLE = (Invoice.Status.POSTED, Invoice.Status.SENT, Invoice.Status.PARTIALLY_PAID)
 DEFAULT_SLA_DAYS = 14

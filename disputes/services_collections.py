@@ -29,13 +29,13 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.models import Client, Invoice
-from billing.money import round_money
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, require_reason
 from disputes import selectors_collections as sel
 from disputes.models import CollectionsHandoff, CollectionsProfile, DunningNotice
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
-from portal.roles import COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.money import round_money
+from kernel.roles import COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.workflow import apply_transition, require_reason
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.models import Client, Invoice
-from billing.money import round_money
 from disputes import selectors_collections as sel
 from disputes import services_collections as svc
 from disputes.forms_collections import (
@@ -35,12 +33,13 @@ from disputes.forms_collections import (
     StatementForm,
 )
 from disputes.models import CollectionsHandoff
-from portal.csv_export import csv_writer
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
-from portal.selectors import user_roles as memoised_user_roles
+from kernel.csv_export import csv_writer
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.http import forbidden as _forbidden
+from kernel.money import round_money
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import cached_user_roles as memoised_user_roles
 
 READ_ROLES = frozenset({COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR})
 
@@ -83,15 +82,6 @@ def collections_view(*, act: str | None = None) -> Callable:
         return wrapped
 
     return decorator
-
-
-def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
 
 
 def _date_param(request: HttpRequest, name: str, default: datetime.date) -> datetime.date:
@@ -260,14 +250,14 @@ def handoff_new(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             to = f" to {handoff.assignee}" if handoff.assignee else ""
             messages.success(request, f"{invoice.number} handed off{to}; reminders stop while it is open.")
-            return HttpResponseSeeOther(_safe_next(request, reverse("disputes:handoff_list")))
+            return HttpResponseSeeOther(safe_next(request, reverse("disputes:handoff_list")))
     return render(
         request,
         "disputes/collections/handoff_new.html",
         {
             "invoice": invoice,
             "form": form,
-            "next": _safe_next(request, ""),
+            "next": safe_next(request, ""),
             "open_handoff": CollectionsHandoff.objects.filter(
                 invoice=invoice, status=CollectionsHandoff.Status.OPEN
             ).first(),
@@ -289,7 +279,7 @@ def handoff_close(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Hand-off of {handoff.invoice.number} closed.")
-    return HttpResponseSeeOther(_safe_next(request, reverse("disputes:handoff_list")))
+    return HttpResponseSeeOther(safe_next(request, reverse("disputes:handoff_list")))
 
 
 # --- client statement and collections profile -------------------------------------------------------------
@@ -358,4 +348,4 @@ def collections_profile(request: HttpRequest, client_id: int) -> HttpResponse:
             plan = "in a payment plan (no reminders)" if profile.in_payment_plan else "not in a payment plan"
             offsets = ", ".join(map(str, sel.offsets_for(profile)))
             messages.success(request, f"{client.legal_name}: {plan}; reminders at +{offsets} days after due.")
-    return HttpResponseSeeOther(_safe_next(request, reverse("disputes:client_statement", args=[client.pk])))
+    return HttpResponseSeeOther(safe_next(request, reverse("disputes:client_statement", args=[client.pk])))

@@ -25,7 +25,6 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.models import Invoice, InvoiceLine
-from billing.money import ZERO, round_money
 from billing.services.credit_notes import credit_note_cancel, credit_note_create, invoice_reissue
 from disputes import selectors
 from disputes.forms import (
@@ -49,11 +48,12 @@ from disputes.services import (
     dispute_sla_days,
     dispute_withdraw,
 )
-from portal.errors import ApplicationError
-from portal.http import forbidden as _forbidden
-from portal.params import int_param
-from portal.roles import AUDITOR
-from portal.selectors import user_roles as memoised_user_roles
+from kernel.errors import ApplicationError
+from kernel.http import forbidden as _forbidden
+from kernel.money import ZERO, round_money
+from kernel.params import int_param
+from kernel.roles import AUDITOR
+from kernel.roles import cached_user_roles as memoised_user_roles
 
 READ_ROLES = frozenset({*DISPUTE_ROLES, AUDITOR})
 

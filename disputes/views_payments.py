@@ -15,20 +15,19 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.models import InvoiceException, Payment
 from billing.services.payments import find_invoice, payment_apply, payment_exception_resolve, payment_record
 from disputes import selectors_payments as selectors
 from disputes.forms_payments import PaymentApplyForm, PaymentFilterForm, PaymentForm, ResolveForm
-from portal.errors import ApplicationError
-from portal.http import HttpResponseSeeOther
-from portal.http import forbidden as _forbidden
-from portal.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
-from portal.selectors import user_roles as memoised_user_roles
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.http import forbidden as _forbidden
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ROLES
+from kernel.roles import cached_user_roles as memoised_user_roles
 
-ACT_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER})
+ACT_ROLES = FINANCE_ROLES
 READ_ROLES = ACT_ROLES | {COLLECTIONS, AUDITOR}
 
 
@@ -55,14 +54,6 @@ def payments_view(*, act: bool = False) -> Callable:
         return wrapped
 
     return decorator
-
-
-def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                                  require_https=request.is_secure()):
-        return target
-    return default
 
 
 @require_GET
@@ -119,7 +110,7 @@ def payment_new(request: HttpRequest) -> HttpResponse:
             else:
                 level, text = _outcome_message(payment)
                 messages.add_message(request, level, text)
-                return HttpResponseSeeOther(_safe_next(request, default_next))
+                return HttpResponseSeeOther(safe_next(request, default_next))
     else:
         initial = {}
         invoice = find_invoice(request.GET.get("invoice", ""))
@@ -129,7 +120,7 @@ def payment_new(request: HttpRequest) -> HttpResponse:
                 initial["amount"] = invoice.balance
         form = PaymentForm(initial=initial)
     return render(request, "disputes/payments/payment_form.html", {
-        "form": form, "next": _safe_next(request, ""), "can_act": True,
+        "form": form, "next": safe_next(request, ""), "can_act": True,
     })
 
 
@@ -157,7 +148,7 @@ def payment_apply_view(request: HttpRequest, pk: int) -> HttpResponse:
                 else:
                     messages.success(request, f"Payment {payment.external_reference} of {payment.amount} "
                                               f"{payment.currency} applied to {invoice.number}.")
-                    return HttpResponseSeeOther(_safe_next(request, reverse("disputes:payment_list")))
+                    return HttpResponseSeeOther(safe_next(request, reverse("disputes:payment_list")))
     else:
         form = PaymentApplyForm(initial={"invoice_number": request.GET.get("invoice", "")[:100]})
     return render(request, "disputes/payments/payment_apply.html", {
@@ -185,4 +176,4 @@ def payment_exception_resolve_view(request: HttpRequest, pk: int) -> HttpRespons
             messages.error(request, exc.message)
         else:
             messages.success(request, f"{exception.code} closed: {form.cleaned_data['reason']}")
-    return HttpResponseSeeOther(_safe_next(request, reverse("disputes:payment_list")))
+    return HttpResponseSeeOther(safe_next(request, reverse("disputes:payment_list")))

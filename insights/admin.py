@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from insights.models import InvoiceScore, RiskModel, SowSuggestion
-from portal.admin import AuditorReadOnlyMixin, service_action, service_action_with_reason
+from kernel.admin import AuditorReadOnlyMixin, service_action, service_action_with_reason
 
 
 class _ServiceWritten(AuditorReadOnlyMixin, admin.ModelAdmin):

@@ -30,16 +30,15 @@ from insights.services.sow import (
     sow_suggestion_reject,
     sow_upload,
 )
-from portal.errors import ApplicationError
-from portal.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
-from portal.selectors import user_roles
+from kernel.errors import ApplicationError
+from kernel.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, cached_user_roles
 
 MODEL_READERS = {FINANCE_ANALYST, FINANCE_CONTROLLER, COLLECTIONS, BILLING_ADMIN, AUDITOR}
 SOW_READERS = {FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN, AUDITOR}
 
 
 def _has(request: HttpRequest, allowed: set[str]) -> bool:
-    return bool(request.user.is_superuser or user_roles(request.user) & allowed)
+    return bool(request.user.is_superuser or cached_user_roles(request.user) & allowed)
 
 
 def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:

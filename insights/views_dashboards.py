@@ -27,10 +27,10 @@ from insights import charts, drilldown, selectors
 from insights.charts import Point
 from insights.params import parse_filters
 from insights.selectors import KpiFilters
-from portal.csv_export import csv_writer
-from portal.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER
-from portal.selectors import screen_url, user_roles
-from portal.templatetags.portal_tags import money
+from kernel.csv_export import csv_writer
+from kernel.http import screen_url
+from kernel.money import money
+from kernel.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER, cached_user_roles
 
 READ_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR})
 
@@ -438,7 +438,7 @@ DASHBOARDS: dict[str, tuple[str, str, Callable[[Ctx], list[Section]]]] = {
 
 
 def _allowed(request: HttpRequest) -> bool:
-    return bool(request.user.is_superuser or user_roles(request.user) & READ_ROLES)
+    return bool(request.user.is_superuser or cached_user_roles(request.user) & READ_ROLES)
 
 
 def _forbidden(request: HttpRequest) -> HttpResponse:

@@ -21,7 +21,7 @@ from integrations.models import (
     OutboxMessage,
     WebhookEvent,
 )
-from portal.admin import AuditorReadOnlyMixin, BillableHistoryAdmin, TransitionLogInline, service_action_with_reason
+from kernel.admin import AuditorReadOnlyMixin, BillableHistoryAdmin, TransitionLogInline, service_action_with_reason
 
 
 class ServiceWrittenAdmin(AuditorReadOnlyMixin, admin.ModelAdmin):

@@ -25,12 +25,12 @@ from integrations.services.csv_import import (
     stored_file_exists,
 )
 from integrations.services.inbound import UpsertOutcome
-from portal.errors import ApplicationError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.errors import ApplicationError
+from kernel.roles import is_finance
 
 
 def _can_import(request: HttpRequest) -> bool:
-    return request.user.is_superuser or has_any_role(request.user, (FINANCE_ANALYST, FINANCE_CONTROLLER))
+    return is_finance(request.user)
 
 
 def _nav(request: HttpRequest) -> dict:

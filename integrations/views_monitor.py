@@ -19,9 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 from integrations import selectors
 from integrations.models import OutboxMessage
 from integrations.services.outbox import can_retry_dead_letters, outbox_retry_dead
-from portal.errors import ApplicationError
-from portal.http import forbidden as _forbidden
-from portal.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.errors import ApplicationError
+from kernel.http import forbidden as _forbidden
+from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, is_finance
 
 READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN, AUDITOR)
 
@@ -63,7 +63,7 @@ def monitor(request: HttpRequest) -> HttpResponse:
         "can_retry": can_retry_dead_letters(request.user),
         "imports_url": _imports_url(),
         "monitor_url": reverse("integrations:monitor"),
-        "can_import": request.user.is_superuser or has_any_role(request.user, (FINANCE_ANALYST, FINANCE_CONTROLLER)),
+        "can_import": is_finance(request.user),
     }
     return render(request, "integrations/monitor.html", context)
 

@@ -48,7 +48,7 @@ def may_open(user: Any, url_name: str, method: str = "GET") -> bool:
         return False
     if user.is_superuser:
         return True
-    return bool(roles_allowed(url_name, method) & selectors.user_roles(user))
+    return bool(roles_allowed(url_name, method) & selectors.cached_user_roles(user))
 
 
 def may_follow(user: Any, url: str) -> bool:

@@ -8,13 +8,13 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         # Grant the role groups their permissions on models migrated after portal.0001.
-        from portal.roles import sync_roles_after_migrate
+        from kernel.roles import sync_roles_after_migrate
 
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="portal.sync_roles")
 
-        # Two-factor: whether the user enrolled a device, noted in the session at login (portal/security.py).
+        # Two-factor: whether the user enrolled a device, noted in the session at login (kernel/security.py).
         from django.contrib.auth.signals import user_logged_in
 
-        from portal.security import remember_enrolment
+        from kernel.security import remember_enrolment
 
         user_logged_in.connect(remember_enrolment, dispatch_uid="portal.remember_enrolment")

@@ -31,7 +31,7 @@ import importlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-from portal import roles
+from kernel import roles
 
 ANONYMOUS = "anonymous"
 COLUMNS: tuple[str, ...] = (ANONYMOUS, *roles.ALL_ROLES)

@@ -17,7 +17,9 @@ from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from portal.roles import (
+from billing.selectors import OPEN_RECEIVABLE_STATUSES
+from kernel.http import screen_url
+from kernel.roles import (
     ALL_ROLES,
     AUDITOR,
     BILLING_ADMIN,
@@ -27,39 +29,12 @@ from portal.roles import (
     FINANCE_CONTROLLER,
     FINANCE_ROLES,
     PROJECT_MANAGER,
+    cached_user_roles,
+    is_auditor,
 )
 
 ROLES = ALL_ROLES
-ROLE_LABELS = {
-    CONSULTANT: "Consultant",
-    PROJECT_MANAGER: "Project manager",
-    FINANCE_ANALYST: "Finance analyst",
-    FINANCE_CONTROLLER: "Finance controller",
-    COLLECTIONS: "Collections",
-    BILLING_ADMIN: "Billing admin",
-    AUDITOR: "Auditor",
-}
-
-# Invoice statuses that are open receivables (money the client owes us).
-OPEN_RECEIVABLE_STATUSES = ("posted", "sent", "partially_paid")
-
-_ROLES_ATTR = "_portal_roles"
 _COUNTS_ATTR = "_portal_work_counts"
-
-
-def user_roles(user) -> frozenset[str]:
-    """The portal roles (group names) of `user`; one query, memoised on the user."""
-    if not getattr(user, "is_authenticated", False):
-        return frozenset()
-    cached = getattr(user, _ROLES_ATTR, None)
-    if cached is None:
-        cached = frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-        setattr(user, _ROLES_ATTR, cached)
-    return cached
-
-
-def is_auditor(user) -> bool:
-    return AUDITOR in user_roles(user)
 
 
 def week_bounds(day: datetime.date) -> tuple[datetime.date, datetime.date]:
@@ -144,7 +119,7 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
     if cached is not None and cached.today == today:
         return cached
 
-    roles = user_roles(user)
+    roles = cached_user_roles(user)
     week_start, week_end = week_bounds(today)
     counts = WorkCounts(today=today, week_start=week_start, week_end=week_end, roles=roles)
     is_consultant = CONSULTANT in roles
@@ -187,7 +162,7 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
             .count()
         )
 
-    if roles & {FINANCE_ANALYST, FINANCE_CONTROLLER}:
+    if roles & FINANCE_ROLES:
         agg = Invoice.objects.filter(status__in=["draft", "exception", "pending_approval"]).aggregate(
             draft=Count("pk", filter=Q(status="draft")),
             exception=Count("pk", filter=Q(status="exception")),
@@ -308,15 +283,6 @@ def _admin_url(user, model: str, params: dict | None = None, *, view: str = "cha
         return None
     try:
         url = reverse(f"admin:billing_{model}_{view}")
-    except NoReverseMatch:
-        return None
-    return f"{url}?{urlencode(params)}" if params else url
-
-
-def screen_url(name: str, params: dict | None = None) -> str | None:
-    """URL of a portal screen by its URL name, or None while that screen does not exist yet."""
-    try:
-        url = reverse(name)
     except NoReverseMatch:
         return None
     return f"{url}?{urlencode(params)}" if params else url

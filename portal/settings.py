@@ -48,6 +48,7 @@ THIRD_PARTY_APPS = [
     "csp",
 ]
 LOCAL_APPS = [
+    "kernel",
     "portal",
     "billing",
     "approvals",
@@ -69,9 +70,9 @@ MIDDLEWARE = [
     # Oversized bodies answered 413 from Content-Length, before anything reads them (portal/uploads.py).
     "portal.uploads.RequestSizeLimitMiddleware",
     # Controllers, billing admins, superusers (and anyone enrolled) must pass MFA before any page.
-    "portal.security.MfaRequiredMiddleware",
+    "kernel.security.MfaRequiredMiddleware",
     # 400 with the error shape for out-of-range integers / NUL bytes in the query string (never a 500).
-    "portal.params.QueryParameterGuardMiddleware",
+    "kernel.params.QueryParameterGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -336,7 +337,7 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60  # hour
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "portal.security.client_ip"
+AXES_CLIENT_IP_CALLABLE = "kernel.security.client_ip"
 AXES_SENSITIVE_PARAMETERS = ["password", "token"]
 # Behind N reverse proxies that each append to X-Forwarded-For, the client is the Nth address from the
 # right; 0 (default) uses the socket's address (REMOTE_ADDR).

@@ -10,9 +10,9 @@ from django.shortcuts import render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
+from kernel.security import SESSION_ENROLLED_KEY, mfa_enforced, mfa_required, session_verified
 from portal import mfa as mfa_services
 from portal import selectors
-from portal.security import SESSION_ENROLLED_KEY, mfa_enforced, mfa_required, session_verified
 
 
 @require_GET

@@ -25,7 +25,7 @@ def _force_login_passes_mfa():
     """
     from django.test.client import ClientMixin
 
-    from portal.security import mfa_required
+    from kernel.security import mfa_required
     from tests.login import mark_session_verified
 
     original = ClientMixin.force_login

@@ -1,7 +1,7 @@
 """Logging in as a user who must pass two-factor (MFA), for tests.
 
 Controllers, billing admins and superusers must pass a TOTP check before any page
-(portal/security.py). The MFA itself is proven through the real login flow in
+(kernel/security.py). The MFA itself is proven through the real login flow in
 tests/controls/test_mfa.py; other tests log in as someone who has passed it:
 
 - `client.force_login(user)` does so by itself: tests/conftest.py wraps it so that, for a
@@ -20,7 +20,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal.security import mfa_required
+from kernel.security import mfa_required
 from tests.factories import DEFAULT_PASSWORD
 
 TEST_DEVICE_NAME = "Test authenticator"

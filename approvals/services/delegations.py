@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from approvals.models import Delegation
 from approvals.services.eligibility import delegate_refusal, eligible_delegates
-from billing.services.audit import save_audited
-from portal.errors import ApplicationError, PermissionDeniedError
-from portal.roles import BILLING_ADMIN, FINANCE_CONTROLLER, has_any_role, user_roles
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError
+from kernel.roles import BILLING_ADMIN, FINANCE_CONTROLLER, has_any_role, user_roles
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from approvals.models import ApprovalStep
-from portal.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, PROJECT_MANAGER
+from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, PROJECT_MANAGER
 
 Kind = ApprovalStep.ApproverKind
 

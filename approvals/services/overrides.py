@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalRequest
+from approvals.registry import subject_label
 from approvals.services.eligibility import service_account_ids
 from approvals.services.requests import (
     _barred,
@@ -28,11 +29,11 @@ from approvals.services.requests import (
     _require_awaiting_subject,
     display_name,
 )
-from approvals.services.subjects import apply_approval, lock_subject, subject_label, subject_model
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, refresh_caller, require_reason
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
-from portal.roles import FINANCE_CONTROLLER, user_roles
+from approvals.services.subjects import apply_approval, lock_subject, subject_model
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.roles import FINANCE_CONTROLLER, user_roles
+from kernel.workflow import apply_transition, refresh_caller, require_reason
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

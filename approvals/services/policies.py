@@ -15,7 +15,8 @@ from typing import Any
 from django.db.models import Prefetch
 
 from approvals.models import ApprovalPolicy, ApprovalStep
-from approvals.services.subjects import SubjectFacts, collect_facts
+from approvals.registry import SubjectFacts
+from approvals.services.subjects import collect_facts
 
 
 def active_policies(subject_types: Iterable[str] | None = None) -> list[ApprovalPolicy]:

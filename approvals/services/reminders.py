@@ -24,11 +24,13 @@ from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, ApprovalStep, Reminder
+from approvals.registry import subject_label
 from approvals.services.requests import approval_request_escalate
 from approvals.services.routing import delegates_of
-from approvals.services.subjects import subject_label, subject_prefetch
+from approvals.services.subjects import subject_prefetch
 from billing.models import Invoice, InvoiceException, Person, Project, TimeEntry
-from portal.roles import FINANCE_ANALYST
+from kernel.periods import previous_month
+from kernel.roles import FINANCE_ANALYST
 
 logger = logging.getLogger(__name__)
 
@@ -186,11 +188,6 @@ def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]
 
 
 # --- missing time -----------------------------------------------------------------------------------
-
-
-def previous_month(today: date) -> tuple[date, date]:
-    end = today.replace(day=1) - timedelta(days=1)
-    return end.replace(day=1), end
 
 
 def working_days(start: date, end: date) -> int:

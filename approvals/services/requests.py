@@ -21,6 +21,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalPolicy, ApprovalRequest, ApprovalStep
+from approvals.registry import SubjectFacts, subject_label
 from approvals.services.eligibility import accepted_delegate_roles, delegate_refusal, service_account_ids
 from approvals.services.policies import active_policies, match_policy
 from approvals.services.routing import (
@@ -31,28 +32,26 @@ from approvals.services.routing import (
     user_roles_by_id,
 )
 from approvals.services.subjects import (
-    AWAITING_STATUS,
-    SubjectFacts,
     apply_approval,
     apply_rejection,
+    awaiting_status,
     collect_facts,
     is_awaiting,
     lock_subject,
     preparer_id,
     preparer_phrase,
-    subject_label,
     subject_model,
 )
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, refresh_caller, require_reason
-from portal.errors import (
+from kernel.audit import save_audited
+from kernel.errors import (
     ApplicationError,
     ConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
     SegregationOfDutiesError,
 )
-from portal.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
+from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
+from kernel.workflow import apply_transition, refresh_caller, require_reason
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User
@@ -495,7 +494,7 @@ def _check_subject_left_the_route(request: ApprovalRequest) -> None:
     """
     model = subject_model(request.content_type_id)
     subject = model._default_manager.get(pk=request.object_id)
-    if subject.status == AWAITING_STATUS[model]:
+    if subject.status == awaiting_status(model):
         raise InvalidTransitionError(
             f"{subject_label(subject).capitalize()} still awaits approval: its route cannot be cancelled on its own "
             "(that would let it be decided outside its policy). Cancel, withdraw or decide the subject instead.",

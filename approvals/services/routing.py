@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 
 from approvals.models import ApprovalRequest, ApprovalStep, Delegation
 from billing.models import Project
-from portal.roles import ALL_ROLES
+from kernel.roles import ALL_ROLES
 
 Kind = ApprovalStep.ApproverKind
 
@@ -79,7 +79,7 @@ def designated_all_barred(step: ApprovalStep, *, pm_ids: Iterable[int], barred: 
 
 
 def user_roles_by_id(user_ids: Iterable[int]) -> dict[int, set[str]]:
-    """Billable roles of active users, in one query (inactive users have none, as in portal.roles)."""
+    """Billable roles of active users, in one query (inactive users have none, as in kernel.roles)."""
     user_ids = set(user_ids)
     found: dict[int, set[str]] = defaultdict(set)
     if not user_ids:

@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalRequest, ApprovalStep
 from approvals.services.overrides import override_confirm_refusal, override_request_refusal
-from portal.roles import FINANCE_CONTROLLER, user_roles
+from kernel.roles import FINANCE_CONTROLLER, user_roles
 
 register = template.Library()
 

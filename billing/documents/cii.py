@@ -29,9 +29,9 @@ from billing.documents.ubl import (
     VATEX_CODES,
     payment_terms_text,
 )
-from billing.money import quantum
 from billing.peppol import endpoint_for, vat_id_with_prefix
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
+from kernel.money import quantum
 
 LEVEL = "en16931"
 FILENAME = "factur-x.xml"

@@ -16,8 +16,8 @@ from babel import Locale
 from django.db import models
 
 from billing.models import Contract, Invoice, InvoiceLine
-from billing.money import ZERO, minor_unit
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
+from kernel.money import ZERO, minor_unit
 
 TIME_KINDS = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.OVERAGE)
 # The lines a contract discount is a percentage of (the billing engine's DISCOUNTED_KINDS): "fees".

@@ -25,7 +25,7 @@ from django.template import Context, Engine
 
 from billing.documents.content import InvoiceContent
 from billing.documents.ubl import payment_terms_text
-from billing.money import minor_unit, quantum, round_money
+from kernel.money import minor_unit, quantum, round_money
 
 register = template.Library()
 
@@ -145,7 +145,7 @@ def render_pdf(content: InvoiceContent, *, paper: str | None = None) -> bytes:
         return pdf_from_html(render_html(content, paper=paper), identifier=content.number.encode("utf-8"))
     from billing.documents.cii import facturx_pdf, render_cii
     from billing.documents.validation import validate_facturx
-    from portal.errors import ApplicationError
+    from kernel.errors import ApplicationError
 
     xml = render_cii(content)
     report = validate_facturx(xml)

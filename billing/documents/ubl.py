@@ -32,9 +32,9 @@ from decimal import Decimal
 from lxml import etree
 
 from billing.documents.content import InvoiceContent
-from billing.money import quantum
 from billing.peppol import endpoint_for, vat_id_with_prefix
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
+from kernel.money import quantum
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 # XRechnung 3.0 (the German CIUS) for German public buyers: sent over Peppol with the Peppol billing profile.

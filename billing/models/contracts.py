@@ -16,7 +16,10 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import (
+from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
+from billing.models.purchase_orders import PurchaseOrder
+from kernel.errors import ApplicationError
+from kernel.fields import (
     MONEY,
     PERCENT,
     RATE,
@@ -25,9 +28,6 @@ from billing.models.base import (
     currency_field,
     supported_currency_constraint,
 )
-from billing.models.masterdata import Client, LegalEntity, Person, RateCard, Role
-from billing.models.purchase_orders import PurchaseOrder
-from portal.errors import ApplicationError
 
 #: The commercial terms of a contract (docs/rules/approvals.md): once it has left `draft` they change only
 #: through an approved change order (`billing.services.change_orders`).

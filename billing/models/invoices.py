@@ -11,9 +11,9 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import MONEY, PERCENT, RATE, TimeStamped, currency_field
 from billing.models.contracts import Contract, Project
 from billing.models.masterdata import Client, LegalEntity, Role
+from kernel.fields import MONEY, PERCENT, RATE, TimeStamped, currency_field
 
 
 class BillingRun(FSMModelMixin, TimeStamped):

@@ -8,7 +8,9 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import (
+from billing.peppol import endpoint_for, participant_id_problem, validate_leitweg_id, validate_participant_id
+from billing.vat import EU_MEMBER_STATES, vat_id_is_valid
+from kernel.fields import (
     FX,
     PERCENT,
     RATE,
@@ -18,8 +20,6 @@ from billing.models.base import (
     currency_field,
     supported_currency_constraint,
 )
-from billing.peppol import endpoint_for, participant_id_problem, validate_leitweg_id, validate_participant_id
-from billing.vat import EU_MEMBER_STATES, vat_id_is_valid
 
 
 class LegalEntity(TimeStamped):

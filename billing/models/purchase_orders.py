@@ -8,14 +8,14 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import (
+from billing.models.masterdata import Client
+from kernel.fields import (
     MONEY,
     ExternallyIdentified,
     TimeStamped,
     currency_field,
     supported_currency_constraint,
 )
-from billing.models.masterdata import Client
 
 
 class PurchaseOrder(ExternallyIdentified, TimeStamped):

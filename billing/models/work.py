@@ -17,7 +17,9 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.base import (
+from billing.models.contracts import Project
+from billing.models.masterdata import Person
+from kernel.fields import (
     HOURS,
     MONEY,
     ExternallyIdentified,
@@ -25,8 +27,39 @@ from billing.models.base import (
     currency_field,
     supported_currency_constraint,
 )
-from billing.models.contracts import Project
-from billing.models.masterdata import Person
+
+#: Nobody works more than a day: the hours one person books on one date never exceed this.
+MAX_HOURS_PER_DAY = Decimal("24")
+
+
+
+def booking_refusal(person: Person, project: Project) -> tuple[str, str, str, str] | None:
+    """Why `person` may not book work on `project` now, or None: the one home of "work must be bookable".
+
+    New work needs an active person on an active project of an active contract. Returns
+    `(code, message, party, short)`: `party` is "person" or "project" (which input is wrong) and
+    `short` the field error; each caller names the field in its own input shape.
+    """
+    if not person.active:
+        return "person_inactive", f"{person} is inactive and cannot book work.", "person", "Person is inactive."
+    if project.status != Project.Status.ACTIVE:
+        return (
+            "project_not_active",
+            f"Project {project.code} is {project.get_status_display().lower()}; work can only be booked "
+            "on an active project.",
+            "project",
+            "Project is not active.",
+        )
+    contract = project.contract
+    if contract.status != contract.Status.ACTIVE:
+        return (
+            "contract_not_active",
+            f"Contract {contract.code} is {contract.get_status_display().lower()}; "
+            "work can only be booked under an active contract.",
+            "project",
+            "Contract is not active.",
+        )
+    return None
 
 
 class WorkStatus(models.TextChoices):

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from billing.models import Contract, InvoiceException, InvoiceLine, TaxRule
-from billing.money import HUNDRED, ZERO, round_money, round_quantity
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from kernel.money import HUNDRED, ZERO, round_money, round_quantity
 
 BLOCKING = InvoiceException.Severity.BLOCKING
 WARNING = InvoiceException.Severity.WARNING

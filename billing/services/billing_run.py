@@ -51,7 +51,6 @@ from billing.models import (
     Project,
     TimeEntry,
 )
-from billing.money import ZERO
 from billing.services.billing_engine import (
     Code,
     ContractContext,
@@ -66,8 +65,9 @@ from billing.services.billing_frequency import billing_period, quarter_of, split
 from billing.services.consolidation import chunks_of, consolidate, contract_units
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
 from billing.services.purchase_orders import apply_po_rules, lock_purchase_orders
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.money import ZERO
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 logger = logging.getLogger(__name__)
 

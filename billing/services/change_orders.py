@@ -38,17 +38,10 @@ from billing.models import (
     Role,
 )
 from billing.models.contracts import contract_terms_unlocked
-from billing.services.audit import save_audited
-from billing.services.work import (
-    Route,
-    apply_transition,
-    lock_for_update,
-    open_approval,
-    refresh_caller,
-    require_reason,
-    route_decision,
-)
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from billing.services.work import Route, open_approval, route_decision
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.workflow import apply_transition, lock_for_update, refresh_caller, require_reason
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

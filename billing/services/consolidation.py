@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from billing.money import ZERO
 from billing.services.billing_engine import Code, InvoiceDraft, _apply_tax, _check_total
 from billing.services.pricing import TaxRuleResolver
+from kernel.money import ZERO
 
 #: Findings recomputed on the merged invoice rather than carried from each contract's part.
 RECOMPUTED = {Code.NON_POSITIVE_TOTAL, Code.TAX_RULE_MISSING}

@@ -12,9 +12,9 @@ from django.db import transaction
 
 from billing import rules as billing_rules
 from billing.models import ChangeOrder, Contract, Project
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, lock_for_update, refresh_caller
-from portal.errors import ApplicationError, PermissionDeniedError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError
+from kernel.workflow import apply_transition, lock_for_update, refresh_caller
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

@@ -34,11 +34,12 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from billing.models import Contract, Expense, Invoice, InvoiceLine, InvoiceTax, Milestone, TimeEntry
-from billing.money import HUNDRED, ZERO, quantum, round_money
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, open_approval, require_reason
-from portal.errors import ApplicationError, PermissionDeniedError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from billing.services.work import open_approval
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError
+from kernel.money import HUNDRED, ZERO, quantum, round_money
+from kernel.roles import require_finance
+from kernel.workflow import apply_transition, require_reason
 
 #: Invoices a credit note may correct: issued ones (numbered and posted onwards).
 CREDITABLE = (
@@ -48,11 +49,6 @@ CREDITABLE = (
     Invoice.Status.PAID,
     Invoice.Status.DISPUTED,
 )
-
-
-def _require_finance(user: Any) -> None:
-    if not (getattr(user, "is_superuser", False) or has_any_role(user, (FINANCE_ANALYST, FINANCE_CONTROLLER))):
-        raise PermissionDeniedError("Only finance may create credit notes.")
 
 
 #: A credit note counts (reserves its amount) while awaiting approval and once issued; a rejected one
@@ -111,7 +107,7 @@ def credit_note_create(
     By lines: one `credit` line per original line (`credited_line` set), tax at the invoice's rates.
     By amount (gross, tax included): one line, the tax split like the original's categories.
     """
-    _require_finance(user)
+    require_finance(user, "Only finance may create credit notes.")
     reason = require_reason(reason, "create a credit note")
     if lines and amount is not None:
         raise ApplicationError("Credit either lines or an amount, not both.", field_errors={"amount": ["Or lines."]})
@@ -398,7 +394,7 @@ def credit_note_cancel(*, credit_note: Invoice, user: Any, reason: str) -> Invoi
     from approvals.models import ApprovalRequest
     from approvals.services import approval_request_cancel
 
-    _require_finance(user)
+    require_finance(user, "Only finance may create credit notes.")
     reason = require_reason(reason, "cancel a credit note")
     credit_note = _lock_invoice(credit_note)
     if credit_note.kind != Invoice.Kind.CREDIT_NOTE or credit_note.status != Invoice.Status.PENDING_APPROVAL:
@@ -425,7 +421,7 @@ def invoice_reissue(*, invoice: Invoice, user: Any) -> list[Invoice]:
     """
     from billing.services.billing_run import run_billing
 
-    _require_finance(user)
+    require_finance(user, "Only finance may create credit notes.")
     if invoice.kind != Invoice.Kind.INVOICE or not invoice.number:
         raise ApplicationError("Only an issued invoice can be reissued.", code="not_reissuable")
     if not live_credit_notes(invoice).filter(number__isnull=False).exists():

@@ -38,12 +38,12 @@ from django.utils import timezone
 
 from billing.access_point import AccessPointError, PeppolError, Transmission, access_point
 from billing.models import Client, DeliveryAttempt, Invoice, InvoiceDocument, InvoiceException
-from billing.money import round_money
 from billing.peppol import endpoint_for
-from billing.services.audit import save_audited
 from billing.services.documents import invoice_document, invoice_documents_render
-from billing.services.work import apply_transition
-from portal.errors import ApplicationError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError
+from kernel.money import round_money
+from kernel.workflow import apply_transition
 
 logger = logging.getLogger(__name__)
 Status = Invoice.Status

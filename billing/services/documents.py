@@ -23,7 +23,7 @@ from billing.documents.ubl import GENERATOR as UBL_GENERATOR
 from billing.documents.ubl import render_ubl
 from billing.documents.validation import validate_ubl
 from billing.models import Invoice, InvoiceDocument
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 Kind = InvoiceDocument.Kind

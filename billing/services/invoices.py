@@ -31,8 +31,6 @@ from billing.models import (
     Milestone,
     TimeEntry,
 )
-from billing.money import HUNDRED, ZERO, round_money
-from billing.services.audit import save_audited
 from billing.services.billing_engine import Code, price_contract
 from billing.services.billing_run import load_contexts, write_invoice_contents
 from billing.services.consolidation import consolidate
@@ -40,17 +38,13 @@ from billing.services.credit_notes import credit_note_issued, credit_note_reject
 from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
 from billing.services.purchase_orders import PO_CODES, apply_po_rules, lock_purchase_orders
-from billing.services.work import (
-    Route,
-    apply_transition,
-    open_approval,
-    require_reason,
-    route_decision,
-)
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, has_role
+from billing.services.work import Route, open_approval, route_decision
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.money import HUNDRED, ZERO, round_money
+from kernel.roles import FINANCE_CONTROLLER, has_role, require_finance
+from kernel.workflow import apply_transition, require_reason
 
-APPROVER_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
 Status = Invoice.Status
 
 
@@ -61,11 +55,6 @@ def _lock(invoice: Invoice) -> Invoice:
         .get(pk=invoice.pk)
     )
     return locked
-
-
-def _require_finance(user: Any, action: str) -> None:
-    if not has_any_role(user, APPROVER_ROLES) and not getattr(user, "is_superuser", False):
-        raise PermissionDeniedError(f"Only finance may {action}.")
 
 
 def _require_controller(user: Any, action: str) -> None:
@@ -119,7 +108,7 @@ def release_items(invoice: Invoice, *, user: Any, reason: str) -> int:
 @transaction.atomic
 def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
     """Re-price and re-check a draft after upstream data was fixed (`exception → draft → …`)."""
-    _require_finance(user, "revalidate invoices")
+    require_finance(user, "Only finance may revalidate invoices.")
     # A consolidated invoice is re-priced over every contract it bills (§13); contracts are locked in id order.
     contract_ids = sorted(
         {invoice.contract_id}
@@ -325,7 +314,7 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     if route == Route.ENGINE:
         invoice.refresh_from_db()
         return invoice  # an earlier step, or the engine has called back and approved it
-    _require_finance(user, "approve invoices")
+    require_finance(user, "Only finance may approve invoices.")
     apply_transition(invoice, "approve", user=user, reason=comment or "Approved", label=invoice.display_number)
     invoice.number = next_number(
         entity_id=invoice.entity_id,
@@ -351,7 +340,7 @@ def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     if route == Route.ENGINE:
         invoice.refresh_from_db()
         return invoice  # the engine recorded the rejection and called back
-    _require_finance(user, "reject invoices")
+    require_finance(user, "Only finance may reject invoices.")
     apply_transition(invoice, "reject", user=user, reason=reason, label=invoice.display_number)
     save_audited(invoice, user=user, reason=f"Rejected: {reason}")
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
@@ -363,7 +352,7 @@ def invoice_reject(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
 def invoice_cancel(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
     """Cancel a draft: its items become billable again (nothing is lost)."""
     reason = require_reason(reason, "cancel a draft invoice")
-    _require_finance(user, "cancel invoices")
+    require_finance(user, "Only finance may cancel invoices.")
     Contract.objects.select_for_update().filter(pk=invoice.contract_id).first()
     invoice = _lock(invoice)
     _require_editable(invoice)

@@ -21,16 +21,15 @@ from django.utils import timezone
 
 from billing import rules as billing_rules
 from billing.models import Milestone, Project
-from billing.services.audit import save_audited
-from billing.services.work import (
-    Route,
-    apply_transition,
-    lock_for_update,
-    open_approval,
-    refresh_caller,
-    route_decision,
+from billing.services.work import Route, open_approval, route_decision
+from kernel.audit import save_audited
+from kernel.errors import (
+    ApplicationError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
 )
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.workflow import apply_transition, lock_for_update, refresh_caller
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

@@ -40,11 +40,11 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from billing.models import Client, Invoice, InvoiceException, Payment
-from billing.money import ZERO, is_valid_currency, round_money
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition, require_reason
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
-from portal.roles import FINANCE_ROLES, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.money import ZERO, is_valid_currency, round_money
+from kernel.roles import is_finance, require_finance
+from kernel.workflow import apply_transition, require_reason
 
 Status = Invoice.Status
 Source = Payment.Source
@@ -79,10 +79,6 @@ MAX_AMOUNT = Decimal("1e15")
 # --- who --------------------------------------------------------------------------------------------
 
 
-def _is_finance(user: Any) -> bool:
-    return bool(getattr(user, "is_superuser", False)) or has_any_role(user, FINANCE_ROLES)
-
-
 def _integration_client(user: Any) -> Any:
     """The active integration client whose service user this is (API, webhook), or None."""
     client = getattr(user, "integration_client", None) if getattr(user, "pk", None) else None
@@ -90,18 +86,13 @@ def _integration_client(user: Any) -> Any:
 
 
 def can_record_payments(user: Any) -> bool:
-    return _is_finance(user) or _integration_client(user) is not None
+    return is_finance(user) or _integration_client(user) is not None
 
 
 def _require_recorder(user: Any) -> None:
     if not can_record_payments(user):
         raise PermissionDeniedError("Only finance analysts and controllers (or the payment integrations) "
                                     "may record payments.")
-
-
-def _require_finance(user: Any, action: str) -> None:
-    if not _is_finance(user):
-        raise PermissionDeniedError(f"Only finance analysts and controllers may {action}.")
 
 
 # --- input ------------------------------------------------------------------------------------------
@@ -399,7 +390,7 @@ def payment_apply(*, payment: Payment, invoice: Invoice, user: Any, reason: str)
 
     Resolves the payment's open exception; a remainder gets its own `OVERPAYMENT` exception.
     """
-    _require_finance(user, "apply payments")
+    require_finance(user, "Only finance analysts and controllers may apply payments.")
     reason = require_reason(reason, "apply a payment")
     invoice = _lock_invoice(invoice)
     payment = Payment.objects.select_for_update(of=("self",)).order_by().get(pk=payment.pk)
@@ -446,7 +437,7 @@ def payment_apply(*, payment: Payment, invoice: Invoice, user: Any, reason: str)
 @transaction.atomic
 def payment_exception_resolve(*, exception: InvoiceException, user: Any, reason: str) -> InvoiceException:
     """Close a payment's exception with a reason (refund made, returned by the bank, written off)."""
-    _require_finance(user, "resolve payment exceptions")
+    require_finance(user, "Only finance analysts and controllers may resolve payment exceptions.")
     reason = require_reason(reason, "resolve a payment exception")
     exception = InvoiceException.objects.select_for_update(of=("self",)).order_by().get(pk=exception.pk)
     if exception.payment_id is None or exception.code not in PAYMENT_CODES:

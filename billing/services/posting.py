@@ -15,8 +15,8 @@ from typing import Any
 from django.conf import settings
 
 from billing.models import Invoice
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition
+from kernel.audit import save_audited
+from kernel.workflow import apply_transition
 
 
 def erp_posting_enabled() -> bool:

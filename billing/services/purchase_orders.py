@@ -25,11 +25,11 @@ from django.db import transaction
 from django.db.models import Case, DecimalField, F, Q, Sum, When
 
 from billing.models import Invoice, PurchaseOrder
-from billing.money import ZERO
-from billing.services.audit import save_audited
 from billing.services.billing_engine import BLOCKING, Code, InvoiceDraft
-from portal.errors import ApplicationError, PermissionDeniedError
-from portal.roles import BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError
+from kernel.money import ZERO
+from kernel.roles import BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
 
 #: An invoice in one of these has passed validation (or an override): it draws on its PO for good.
 COMMITTED_STATUSES = (

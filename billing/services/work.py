@@ -6,8 +6,8 @@ user and reason) and leaves a django-fsm-log StateLog row. Who may act is
 decided by `billing.rules`; segregation of duties is checked first so the
 refusal names the real reason.
 
-`lock_for_update`, `apply_transition` and `require_reason` are shared with the
-other workflow services (milestones, change orders, projects, contracts).
+`lock_for_update`, `apply_transition` and `require_reason` (in `kernel.workflow`) are
+shared with every other workflow service.
 
 Approvals (docs/rules/approvals.md) — every approvable subject goes through the one engine in
 `approvals.services`:
@@ -49,19 +49,22 @@ from datetime import date as date_type
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import models, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from django_fsm import FSMFieldMixin, TransitionNotAllowed
 
 from billing import rules as billing_rules
 from billing.models import Expense, Person, Project, TimeEntry
-from billing.models.contracts import Contract
-from billing.models.work import SubmittedWork, WorkStatus
-from billing.services.audit import save_audited
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+from billing.models.work import MAX_HOURS_PER_DAY, SubmittedWork, WorkStatus, booking_refusal
+from kernel.audit import save_audited
+from kernel.errors import (
+    ApplicationError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
+)
+from kernel.workflow import apply_transition, full_clean_or_raise, lock_for_update, refresh_caller, require_reason
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User
@@ -71,64 +74,6 @@ else:
 M = TypeVar("M", bound=models.Model)
 WorkItem = TimeEntry | Expense
 
-MAX_HOURS_PER_DAY = Decimal("24")
-
-
-# --- helpers shared by the workflow services -------------------------------------------------
-
-
-def lock_for_update(obj: M, *related: str) -> M:
-    """Re-read `obj` under a row lock so concurrent transitions of it serialize.
-
-    Only the object's own row is locked (`of=self`), related rows are just read.
-    """
-    qs = type(obj)._default_manager.select_for_update(of=("self",))
-    if related:
-        qs = qs.select_related(*related)
-    return qs.get(pk=obj.pk)
-
-
-def refresh_caller(original: models.Model, updated: models.Model) -> None:
-    """Keep the caller's instance in step with the saved row (FSM fields cannot be assigned)."""
-    if original is not updated:
-        original.refresh_from_db()
-
-
-def apply_transition(obj: Any, transition: str, *, user: User, reason: str = "", label: str = "") -> None:
-    """Run FSM transition `transition` on `obj` with the django-fsm-log actor and description."""
-    method = getattr(obj, transition)
-    try:
-        method(by=user, description=reason or None)
-    except TransitionNotAllowed as exc:
-        what = label or f"{obj._meta.verbose_name} {obj.pk}"
-        raise InvalidTransitionError(
-            f"Cannot {transition.replace('_', ' ')} {what}: it is {obj.get_status_display().lower()}.",
-        ) from exc
-
-
-def require_reason(reason: str | None, action: str) -> str:
-    """A rejection or reopening without a reason cannot be audited: refuse it."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ApplicationError(
-            f"A reason is required to {action}.", code="reason_required", field_errors={"reason": ["Required."]}
-        )
-    return reason
-
-
-def full_clean_or_raise(obj: models.Model, *, exclude: Iterable[str] = ()) -> None:
-    """Model validation as an ApplicationError with field errors (one error shape).
-
-    Protected FSM fields are skipped: `clean_fields` re-assigns every field, which
-    django-fsm refuses for them (and transitions, not validation, guard the state).
-    """
-    fsm_fields = [f.name for f in obj._meta.concrete_fields if isinstance(f, FSMFieldMixin) and f.protected]
-    try:
-        obj.full_clean(exclude=[*exclude, *fsm_fields])
-    except ValidationError as exc:
-        field_errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
-        message = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in field_errors.items())
-        raise ApplicationError(message, code="invalid", field_errors=field_errors) from exc
 
 
 def _kind(item: SubmittedWork) -> str:
@@ -195,22 +140,11 @@ def _check_bookable(*, person: Person, project: Project, user: User, item: Submi
             f"You may not record work for {person} on project {project.code}: only the person, "
             "the project's manager or finance can."
         )
-    if not person.active:
-        raise ApplicationError(f"{person} is inactive and cannot book work.", code="person_inactive")
-    if project.status != Project.Status.ACTIVE:
-        raise ApplicationError(
-            f"Project {project.code} is {project.get_status_display().lower()}; work can only be booked "
-            "on an active project.",
-            code="project_not_active",
-            field_errors={"project": ["Project is not active."]},
-        )
-    if project.contract.status != Contract.Status.ACTIVE:
-        raise ApplicationError(
-            f"Contract {project.contract.code} is {project.contract.get_status_display().lower()}; "
-            "work can only be booked under an active contract.",
-            code="contract_not_active",
-            field_errors={"project": ["Contract is not active."]},
-        )
+    refusal = booking_refusal(person, project)
+    if refusal is not None:
+        code, message, party, short = refusal
+        # The portal's forms choose the project; the person is the login's own record.
+        raise ApplicationError(message, code=code, field_errors={"project": [short]} if party == "project" else None)
 
 
 def _as_decimal(value: Any, field: str) -> Decimal:

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 
 from billing.models import DeliveryAttempt
 from billing.services.delivery import DELIVERABLE
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import is_finance
 
 register = template.Library()
 
@@ -28,7 +28,7 @@ def delivery_panel(context: Any, invoice: Any) -> str:
         DeliveryAttempt.objects.filter(invoice_id=invoice.pk).select_related("triggered_by").order_by("-attempted_at")
     )
     can_resend = invoice.status in DELIVERABLE and user is not None and (
-        user.is_superuser or has_any_role(user, (FINANCE_ANALYST, FINANCE_CONTROLLER))
+        is_finance(user)
     )
     return render_to_string(
         "billing/_delivery_panel.html",

@@ -14,8 +14,7 @@ from django.template.loader import render_to_string
 from billing.models import Invoice
 from billing.services.payments import PAYABLE
 from disputes import selectors_payments as selectors
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER
-from portal.selectors import user_roles
+from kernel.roles import FINANCE_ROLES, cached_user_roles
 
 register = template.Library()
 
@@ -30,7 +29,7 @@ def payment_panel(context: Any, invoice: Any) -> str:
         user is not None
         and invoice.status in PAYABLE
         and invoice.balance > 0
-        and (user.is_superuser or bool(user_roles(user) & {FINANCE_ANALYST, FINANCE_CONTROLLER}))
+        and (user.is_superuser or bool(cached_user_roles(user) & FINANCE_ROLES))
     )
     return render_to_string(
         "disputes/payments/_payment_panel.html",

@@ -23,13 +23,14 @@ from django.db.models import Case, DecimalField, ExpressionWrapper, F, OuterRef,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from kernel.periods import month_of
+
 MONEY = DecimalField(max_digits=24, decimal_places=6)
 
 
 def urgency_today(today: datetime.date) -> tuple[datetime.date, datetime.date, Decimal]:
     """(first day of this month, last day of this month, urgency of an invoice dated this month)."""
-    first = today.replace(day=1)
-    last = (first + datetime.timedelta(days=32)).replace(day=1) - datetime.timedelta(days=1)
+    first, last = month_of(today)
     days_left = (last - today).days
     return first, last, (Decimal(1) + Decimal(1) / Decimal(1 + days_left)).quantize(Decimal("0.000001"))
 

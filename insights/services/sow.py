@@ -47,12 +47,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import ChangeOrder, Contract, ContractRate, Role
-from billing.services.audit import save_audited
 from billing.services.change_orders import RateChange, change_order_draft
-from billing.services.work import require_reason
 from insights.models import SowReading, SowSuggestion
-from portal.errors import ApplicationError, PermissionDeniedError
-from portal.roles import BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError
+from kernel.roles import BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.workflow import require_reason
 
 Field = SowSuggestion.Field
 DECIDER_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN)

@@ -21,7 +21,7 @@ How to add an endpoint
    (`IntegrationTokenAuthentication`), `HasScopes` (fails closed without `required_scopes`),
    per-client throttling, cursor pagination (`cursor_ordering` on the view), django-filter,
    JSON only, and the error shape `{"code", "message", "field_errors"}` for every error
-   (raise `portal.errors.ApplicationError` & co. — 400/403/404/409 — or DRF exceptions).
+   (raise `kernel.errors.ApplicationError` & co. — 400/403/404/409 — or DRF exceptions).
 3. POST is idempotent automatically (`IdempotentPostMixin` in the base views): the client must
    send `Idempotency-Key`; the view body runs inside one transaction with the idempotency record,
    so do not commit or catch-and-swallow errors yourself. Views whose POST carries its own

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from integrations.api.idempotency import IdempotentPostMixin
 from integrations.api.permissions import integration_client
 from integrations.models import IntegrationClient
-from portal.errors import PermissionDeniedError
+from kernel.errors import PermissionDeniedError
 
 
 class ApiView(IdempotentPostMixin, APIView):

@@ -25,7 +25,7 @@ from integrations.api.serializers import (
     InvoiceSerializer,
     PaymentSerializer,
 )
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 READ = {"GET": ["read:billing"]}
 

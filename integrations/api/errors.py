@@ -19,7 +19,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from integrations.middleware import current_correlation_id
-from portal.errors import ApplicationError, ConflictError, InvalidTransitionError, PermissionDeniedError
+from kernel.errors import ApplicationError, ConflictError, InvalidTransitionError, PermissionDeniedError
 
 logger = logging.getLogger("integrations.api")
 

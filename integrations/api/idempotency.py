@@ -23,7 +23,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from integrations.models import IdempotencyRecord
-from portal.errors import ApplicationError, ConflictError
+from kernel.errors import ApplicationError, ConflictError
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 
 from integrations.api.errors import ApiErrorSerializer, error_response
 from integrations.services import peppol_receipts, webhooks
-from portal.errors import ApplicationError
-from portal.security import client_ip
+from kernel.errors import ApplicationError
+from kernel.security import client_ip
 
 
 class PeppolReceiptWebhookView(APIView):

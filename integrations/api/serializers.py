@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
-import datetime
 from decimal import Decimal
 
 from django.urls import reverse
@@ -12,6 +10,7 @@ from rest_framework import serializers
 
 from billing.models import BillingRun, Invoice, InvoiceException, InvoiceLine, InvoiceTax, Payment
 from disputes.models import Dispute, DisputeLine
+from kernel.periods import month_bounds
 
 
 class BillingRunSerializer(serializers.ModelSerializer):
@@ -55,8 +54,7 @@ class BillingRunStartSerializer(serializers.Serializer):
         year, month = (int(part) for part in attrs["period"].split("-"))
         if year < 2000 or year > 2100:
             raise serializers.ValidationError({"period": ["Choose a month between 2000 and 2100."]})
-        attrs["period_start"] = datetime.date(year, month, 1)
-        attrs["period_end"] = datetime.date(year, month, calendar.monthrange(year, month)[1])
+        attrs["period_start"], attrs["period_end"] = month_bounds(year, month)
         return attrs
 
 

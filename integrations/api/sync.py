@@ -44,7 +44,7 @@ from integrations.api.base import ApiListView, ApiView, client_of
 from integrations.api.filters import CodeListFilter, UtcIsoDateTimeFilter
 from integrations.middleware import current_correlation_id
 from integrations.services.inbound import MAX_BULK_RECORDS, Result, upsert_record, upsert_records
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 
 #: Refusals that mean "not in this state" (409) rather than "bad input" (400).
 STATE_CODES = frozenset({"already_invoiced", "milestone_locked", "change_order_locked", "invalid_transition",

@@ -20,8 +20,8 @@ from rest_framework.views import APIView
 from billing.services.payments import MAX_REFERENCE
 from integrations.api.errors import ApiErrorSerializer, error_response
 from integrations.services import webhooks
-from portal.errors import ApplicationError
-from portal.security import client_ip
+from kernel.errors import ApplicationError
+from kernel.security import client_ip
 
 
 class PaymentEventDataSerializer(serializers.Serializer):

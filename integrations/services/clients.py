@@ -25,10 +25,10 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.services.audit import save_audited
 from integrations.models import IdempotencyRecord, IntegrationClient
-from portal.errors import ApplicationError, ConflictError
-from portal.roles import BILLING_ADMIN, FINANCE_ANALYST
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError
+from kernel.roles import BILLING_ADMIN, FINANCE_ANALYST
 
 TOKEN_PREFIX = "bk"  # noqa: S105 - the public marker of a token, not a secret
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from integrations.models import ImportBatch
 from integrations.services.inbound import UpsertOutcome, upsert_records
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User

@@ -66,13 +66,13 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import CONTRACT_TERMS
-from billing.models.work import WorkStatus
-from billing.services.audit import save_audited
+from billing.models.work import MAX_HOURS_PER_DAY, WorkStatus, booking_refusal
 from billing.services.posting import erp_posting_enabled
-from billing.services.work import MAX_HOURS_PER_DAY, apply_transition
 from billing.vat import vat_id_is_valid
 from integrations.models import ImportBatch, IntegrationClient
-from portal.errors import ApplicationError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError
+from kernel.workflow import apply_transition
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser as User
@@ -193,7 +193,7 @@ def _text(value: Any) -> str:
 def _validate(obj: models.Model, *, exclude: Iterable[str] = ()) -> None:
     """Model validation (field types, lengths, choices, validators, `clean()`) as a record error.
 
-    Unlike `billing.services.work.full_clean_or_raise` it skips the unique and check
+    Unlike `kernel.workflow.full_clean_or_raise` it skips the unique and check
     constraints and the foreign-key existence checks, which cost a query each per record:
     the batch look-ups resolve references and uniqueness, and the database enforces the
     constraints under the record's savepoint.
@@ -975,17 +975,11 @@ def _resolve_project(record: dict, ctx: _Ctx) -> Project:
 
 def _check_bookable(person: Person, project: Project) -> None:
     """New or changed work needs an active person on an active project of an active contract."""
-    if not person.active:
-        raise _error(f"{person} is inactive and cannot book work.", code="person_inactive",
-                     field_errors={"person_external_id": ["Person is inactive."]})
-    if project.status != Project.Status.ACTIVE:
-        raise _error(f"Project {project.code} is {project.get_status_display().lower()}; work can only be booked "
-                     "on an active project.", code="project_not_active",
-                     field_errors={"project_code": ["Project is not active."]})
-    if project.contract.status != Contract.Status.ACTIVE:
-        raise _error(f"Contract {project.contract.code} is {project.contract.get_status_display().lower()}; work "
-                     "can only be booked under an active contract.", code="contract_not_active",
-                     field_errors={"project_code": ["Contract is not active."]})
+    refusal = booking_refusal(person, project)
+    if refusal is not None:
+        code, message, party, short = refusal
+        field = "person_external_id" if party == "person" else "project_code"
+        raise _error(message, code=code, field_errors={field: [short]})
 
 
 def _wanted_work_status(record: dict) -> str:

@@ -34,14 +34,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import Client, Invoice
-from billing.services.audit import save_audited
-from billing.services.work import apply_transition
 from integrations.erp.base import ErpAdapter, ErpError, ErpResult, Outcome, get_adapter
 from integrations.erp.documents import customer_document, document_fingerprint, invoice_document
 from integrations.models import OutboxMessage
 from integrations.services.circuit import circuit_permit, circuit_record_failure, circuit_record_success
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError
+from kernel.roles import FINANCE_ROLES, has_any_role
+from kernel.workflow import apply_transition
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ def _release_expired_lease(message_id: int, now: datetime.datetime) -> None:
 # Dead letters
 # =====================================================================================================
 
-RETRY_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+RETRY_ROLES = FINANCE_ROLES
 
 
 def can_retry_dead_letters(user: Any) -> bool:

@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 from billing.access_point import PeppolError
 from billing.services.delivery import peppol_receipt_apply
 from integrations.services.webhooks import _NO_SECRET, SIGNATURE_HEADER, WebhookRejected, verify_signature
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from billing.models import Client, InvoiceException, Payment
 from billing.services.payments import payment_family, payment_record
 from integrations.middleware import current_correlation_id
 from integrations.models import IntegrationClient, WebhookEvent
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 

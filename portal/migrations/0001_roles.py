@@ -1,4 +1,4 @@
-"""Create the Billable role groups with their model permissions (portal.roles.ROLE_GRANTS).
+"""Create the Billable role groups with their model permissions (kernel.roles.ROLE_GRANTS).
 
 Permissions are normally created by a post_migrate signal, i.e. after every
 migration ran; we create them here first so the groups can be granted them.
@@ -9,7 +9,7 @@ from django.db import migrations
 
 
 def create_roles(apps, schema_editor):
-    from portal.roles import sync_role_permissions
+    from kernel.roles import sync_role_permissions
 
     using = schema_editor.connection.alias
     for app_config in apps.get_app_configs():
@@ -20,7 +20,7 @@ def create_roles(apps, schema_editor):
 
 
 def remove_roles(apps, schema_editor):
-    from portal.roles import ALL_ROLES
+    from kernel.roles import ALL_ROLES
 
     apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias).filter(name__in=ALL_ROLES).delete()
 

@@ -1,13 +1,12 @@
 """Template helpers of the portal shell: navigation with counts, money, role labels."""
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django import template
-from django.utils.html import format_html
 
-from billing.money import round_money
-from portal import security, selectors
+from kernel import security
+from kernel.money import money
+from kernel.roles import ALL_ROLES, ROLE_LABELS, cached_user_roles, is_auditor
+from portal import selectors
 
 register = template.Library()
 
@@ -51,47 +50,25 @@ def _mark_current(items, request) -> None:
 @register.simple_tag(takes_context=True)
 def user_role_labels(context) -> str:
     request = context.get("request")
-    roles = selectors.user_roles(getattr(request, "user", None))
-    return ", ".join(selectors.ROLE_LABELS[r] for r in selectors.ROLES if r in roles)
+    roles = cached_user_roles(getattr(request, "user", None))
+    return ", ".join(ROLE_LABELS[r] for r in ALL_ROLES if r in roles)
 
 
 @register.simple_tag(takes_context=True)
 def user_role_summary(context) -> str:
     """Short form for the top bar: the role, or "N roles" (the full list goes in a tooltip)."""
     request = context.get("request")
-    roles = selectors.user_roles(getattr(request, "user", None))
+    roles = cached_user_roles(getattr(request, "user", None))
     if len(roles) <= 1:
         return user_role_labels(context)
     return f"{len(roles)} roles"
 
 
-def format_amount(amount, currency: str) -> str:
-    """`1234.5, EUR` → `1,234.50`; rounded half up to the currency's minor unit."""
-    try:
-        value = round_money(Decimal(amount), currency)
-    except (InvalidOperation, TypeError, ValueError):
-        return ""
-    return f"{value:,}".replace("-", "−")
-
-
-@register.filter
-def money(amount, currency: str = "") -> str:
-    """Render an amount as money: currency code, grouped digits, minus sign and a label if negative."""
-    if amount is None or amount == "":
-        return ""
-    text = format_amount(amount, currency or "EUR")
-    negative = text.startswith("−")
-    return format_html(
-        '<span class="money{}">{}{}<span class="money-ccy">{}</span></span>',
-        " money-neg" if negative else "",
-        text,
-        " " if currency else "",
-        currency,
-    )
+register.filter("money", money)
 
 
 @register.simple_tag(takes_context=True)
 def is_auditor_user(context) -> bool:
     request = context.get("request")
     user = getattr(request, "user", None)
-    return bool(user is not None and selectors.is_auditor(user))
+    return bool(user is not None and is_auditor(user))

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalStep, Delegation, Reminder
 from approvals.services import approval_decide, approval_override_request, approval_request_open
-from portal.roles import sync_role_permissions
+from kernel.roles import sync_role_permissions
 from tests.approvals.conftest import credit_note, pending_invoice
 from tests.factories import UserFactory
 

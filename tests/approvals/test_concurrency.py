@@ -10,7 +10,7 @@ from django.db import connection
 from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.services import approval_decide, approval_request_open, approval_requests_open_bulk
 from billing.models import Invoice
-from portal.errors import ConflictError
+from kernel.errors import ConflictError
 from tests.approvals.conftest import pending_invoice
 from tests.factories import UserFactory
 

@@ -24,7 +24,7 @@ from approvals.services import (
     delegation_create,
 )
 from billing.models import ChangeOrder, Milestone, TimeEntry
-from portal.errors import (
+from kernel.errors import (
     ApplicationError,
     ConflictError,
     InvalidTransitionError,

@@ -36,7 +36,12 @@ from billing.services.work import (
     work_submit,
     work_submit_bulk,
 )
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import (
+    ApplicationError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
+)
 from tests.factories import (
     ChangeOrderFactory,
     ChangeOrderRateFactory,

@@ -14,11 +14,11 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django_fsm_log.models import StateLog
 
-from billing.services.audit import save_audited
 from billing.services.change_orders import change_order_approve, change_order_submit
 from billing.services.milestones import milestone_approve, milestone_complete
 from billing.services.work import time_entry_create, work_approve, work_reject, work_reopen, work_submit
-from portal.errors import ApplicationError, PermissionDeniedError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, PermissionDeniedError
 from tests.factories import (
     ChangeOrderFactory,
     ChangeOrderRateFactory,

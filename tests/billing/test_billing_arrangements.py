@@ -22,10 +22,10 @@ from billing.documents.content import invoice_content
 from billing.documents.ubl import render_ubl
 from billing.documents.validation import validate_ubl
 from billing.models import Client, Contract, Expense, Invoice, InvoiceDocument, InvoiceLine, TimeEntry
-from billing.money import minor_unit, round_money
 from billing.services.billing_frequency import billing_period, is_quarter_end, quarter_of
 from billing.services.billing_run import run_billing
 from billing.services.invoices import invoice_approve
+from kernel.money import minor_unit, round_money
 from tests.factories import (
     ClientFactory,
     ContractFactory,

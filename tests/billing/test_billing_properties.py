@@ -128,7 +128,7 @@ def test_po_drawdown_never_exceeds_the_po_amount(db, amount, steps):
     from billing.services.credit_notes import credit_note_create
     from billing.services.invoices import invoice_cancel, invoice_reject, invoice_revalidate
     from billing.services.purchase_orders import committed_drawdown, purchase_order_save
-    from portal.errors import ApplicationError
+    from kernel.errors import ApplicationError
     from tests.billing.po_helpers import bill_hours, client, po_contract, purchase_order
     from tests.disputes.factories import approve_fully
     from tests.factories import UserFactory

@@ -19,7 +19,7 @@ from billing.services.invoices import (
     invoice_revalidate,
     invoice_write_down_to_cap,
 )
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
 from tests.factories import (
     ContractFactory,
     PersonFactory,

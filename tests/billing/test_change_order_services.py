@@ -10,7 +10,12 @@ from django_fsm_log.models import StateLog
 
 from billing.models import ContractRate, Milestone
 from billing.services.change_orders import change_order_approve, change_order_reject, change_order_submit
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import (
+    ApplicationError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
+)
 from tests.factories import (
     ChangeOrderFactory,
     ChangeOrderMilestoneFactory,

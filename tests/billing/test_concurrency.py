@@ -12,7 +12,7 @@ from django.db import connection
 from billing.models import Invoice, InvoiceLine, TimeEntry
 from billing.services.billing_run import run_billing
 from billing.services.invoices import invoice_approve
-from portal.errors import ConflictError
+from kernel.errors import ConflictError
 from tests.factories import (
     ContractFactory,
     LegalEntityFactory,

@@ -17,7 +17,7 @@ from billing.models import DeliveryAttempt, Invoice, InvoiceDocument, InvoiceExc
 from billing.selectors import follow_up_queue
 from billing.services.delivery import DELIVERY_FAILED, invoice_deliver
 from billing.tasks import deliver_invoice_task
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.billing.test_documents import bill_and_approve, book, time_contract
 from tests.factories import ClientFactory, ProjectFactory, UserFactory
 

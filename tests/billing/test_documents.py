@@ -33,7 +33,7 @@ from billing.services.documents import (
 )
 from billing.services.invoices import invoice_approve
 from billing.tax_defaults import REVERSE_CHARGE_NOTE
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.factories import (
     ClientFactory,
     ContractFactory,

@@ -7,7 +7,12 @@ from django_fsm_log.models import StateLog
 
 from billing.models import Milestone
 from billing.services.milestones import milestone_approve, milestone_complete
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import (
+    ApplicationError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
+)
 from tests.factories import InvoiceLineFactory, MilestoneFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from lxml import etree
 from billing.documents.validation import EN16931, PEPPOL, validate_ubl
 from billing.peppol import endpoint_for, participant_id_problem
 from billing.services.documents import invoice_document
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.billing.test_documents import NS, bill_and_approve, book, time_contract
 from tests.factories import ClientFactory, LegalEntityFactory, ProjectFactory, UserFactory
 

@@ -7,7 +7,7 @@ from django_fsm_log.models import StateLog
 
 from billing.services.contracts import contract_activate, contract_close, contract_resume, contract_suspend
 from billing.services.projects import project_activate, project_close, project_complete, project_hold
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError
+from kernel.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError
 from tests.factories import (
     ChangeOrderFactory,
     ContractFactory,

@@ -14,7 +14,7 @@ from billing.services.billing_run import run_billing
 from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import invoice_cancel, invoice_override, invoice_reject, invoice_revalidate
 from billing.services.purchase_orders import committed_drawdown, po_figures, purchase_order_save
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.billing.po_helpers import END, RUN_DATE, START, bill_hours, client, po_contract, purchase_order
 from tests.disputes.factories import approve_fully
 from tests.factories import UserFactory

@@ -138,7 +138,7 @@ def test_every_persona_finds_work_in_their_queues():
     from approvals.services import check_decider
     from billing.models import BillingRun, Invoice
     from insights.models import InvoiceScore, RiskModel
-    from portal.errors import SegregationOfDutiesError
+    from kernel.errors import SegregationOfDutiesError
 
     seed_demo(scale=1, log=_quiet)
     users = {u.username: u for u in get_user_model().objects.filter(username__in=[u.username for u in DEMO_USERS])}

@@ -25,7 +25,12 @@ from billing.services.work import (
     work_reopen,
     work_submit,
 )
-from portal.errors import ApplicationError, InvalidTransitionError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import (
+    ApplicationError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    SegregationOfDutiesError,
+)
 from tests.factories import (
     ContractFactory,
     ExpenseFactory,

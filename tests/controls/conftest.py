@@ -19,8 +19,8 @@ import pytest
 from django.test import Client
 
 from approvals.services.defaults import ensure_approval_defaults
+from kernel.roles import ALL_ROLES
 from portal.permissions_matrix import STAFF_ROLES
-from portal.roles import ALL_ROLES
 from tests.factories import UserFactory
 
 #: control id → outcome → count, over the tests of this directory that ran in this session.
@@ -121,7 +121,7 @@ def attempt(action: Callable[[], Any]) -> Exception | None:
     """
     from django.db import DatabaseError, transaction
 
-    from portal.errors import ApplicationError
+    from kernel.errors import ApplicationError
 
     try:
         with transaction.atomic():

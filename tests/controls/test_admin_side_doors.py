@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from approvals.models import ApprovalDecision, ApprovalPolicy
 from billing.models import BillingRun, Invoice, InvoiceLine, InvoiceNumberSequence, Payment, TimeEntry
-from portal.roles import ALL_ROLES, BILLING_ADMIN
+from kernel.roles import ALL_ROLES, BILLING_ADMIN
 from tests.controls.conftest import log_in, pending_invoice
 from tests.factories import (
     BillingRunFactory,

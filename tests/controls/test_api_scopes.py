@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from billing.models import BillingRun, Client, Payment, TimeEntry
 from disputes.models import Dispute
 from integrations.services.clients import SCOPES, integration_client_create, integration_client_revoke
-from portal.roles import FINANCE_CONTROLLER
+from kernel.roles import FINANCE_CONTROLLER
 from tests.controls.conftest import log_in
 from tests.factories import ClientFactory, PersonFactory, ProjectFactory, UserFactory
 from tests.integrations.api.factories import posted_invoice

@@ -37,7 +37,7 @@ from billing.services.billing_run import (
     run_billing,
 )
 from billing.tasks import run_billing_task, sweep_stale_billing_runs
-from portal.errors import ConflictError, PermissionDeniedError
+from kernel.errors import ConflictError, PermissionDeniedError
 from tests.factories import (
     BillingRunFactory,
     ContractFactory,

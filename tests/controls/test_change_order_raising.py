@@ -12,7 +12,7 @@ import pytest
 
 from billing.models import ChangeOrder, Contract
 from billing.services.change_orders import MilestoneTerm, change_order_draft_save
-from portal.errors import ApplicationError, PermissionDeniedError
+from kernel.errors import ApplicationError, PermissionDeniedError
 from tests.factories import ChangeOrderFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.control("change-order-raising")]

@@ -21,7 +21,7 @@ from approvals.tasks import escalate_overdue
 from billing.models import BillingRun, Invoice, InvoiceLine, TimeEntry
 from billing.services.invoices import invoice_approve
 from billing.tasks import deliver_invoice_task, run_billing_task
-from portal.roles import FINANCE_ANALYST
+from kernel.roles import FINANCE_ANALYST
 from tests.controls.conftest import attempt, pending_invoice, pending_request
 from tests.factories import (
     BillingRunFactory,

@@ -31,7 +31,7 @@ from billing.services.contracts import contract_suspend
 from insights.models import SowSuggestion
 from insights.services.sow import sow_suggestion_accept
 from integrations.services.clients import integration_client_create
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
 from tests.factories import (
     ChangeOrderFactory,
     ClientFactory,

@@ -4,7 +4,8 @@ cites exists, and every control the adversarial suite attacks is a row of the ma
 The rule (also written in docs/controls.md, "How this document is checked"):
 
 - A *service module* is `<app>/services/**/*.py`, `<app>/services.py` or `<app>/services_*.py` of every
-  Django app of the project (a directory with an `apps.py`).
+  Django app of the project (a directory with an `apps.py`), and the kernel's workflow and audit helpers
+  (`kernel/workflow.py`, `kernel/audit.py`), which every service calls to lock, transition and save.
 - Every public (no leading `_`) module-level function of a service module is listed exactly once: in
   "Services covered" (it changes state; the row names its controls) or in "Read-only helpers" (it does not).
 - A read-only helper may not write: no `transaction.atomic`, no `save()`/`delete()`/`update()`/`create()`/
@@ -51,6 +52,7 @@ def service_modules() -> list[Path]:
         found += sorted(app.glob("services/**/*.py"))
         found += sorted(app.glob("services.py"))
         found += sorted(app.glob("services_*.py"))
+    found += [ROOT / "kernel" / "workflow.py", ROOT / "kernel" / "audit.py"]
     return found
 
 

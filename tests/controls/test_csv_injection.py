@@ -1,7 +1,7 @@
 """Finding 7 of issue 12: CSV exports never hand a spreadsheet a formula (CSV injection, OWASP).
 
 Before: a client named `=HYPERLINK(...)` went into the AR-aging and dashboard CSVs as it was, and
-Excel ran it. Now every CSV the portal writes goes through `portal.csv_export.csv_writer`: a cell
+Excel ran it. Now every CSV the portal writes goes through `kernel.csv_export.csv_writer`: a cell
 starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`; plain numbers stay numbers.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from portal.csv_export import FORMULA_TRIGGERS, csv_writer, neutralise_cell
+from kernel.csv_export import FORMULA_TRIGGERS, csv_writer, neutralise_cell
 from tests.disputes.collections.factories import TODAY, issued_invoice
 from tests.factories import ClientFactory, ContractFactory, LegalEntityFactory, UserFactory
 from tests.insights.kpis.factories import issued
@@ -98,4 +98,4 @@ def test_every_csv_writer_of_the_portal_is_the_safe_one():
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "csv"
                     and node.attr in {"writer", "DictWriter"}):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert offenders and all(o.startswith("portal/csv_export.py:") for o in offenders), offenders
+    assert offenders and all(o.startswith("kernel/csv_export.py:") for o in offenders), offenders

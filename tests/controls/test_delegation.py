@@ -24,8 +24,8 @@ from approvals.services import approval_decide, approval_request_open, delegatio
 from approvals.services.defaults import ensure_approval_defaults
 from billing.models import Invoice
 from integrations.services.clients import integration_client_create
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
-from portal.roles import sync_role_permissions
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.roles import sync_role_permissions
 from tests.factories import InvoiceFactory, MilestoneFactory, ProjectFactory, TimeEntryFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.control("delegation")]

@@ -11,7 +11,7 @@ import pytest
 from billing.documents import ubl
 from billing.services import documents as service
 from billing.services.documents import invoice_document
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.billing.test_documents import bill_and_approve, book, time_contract
 from tests.factories import ClientFactory, ProjectFactory, UserFactory
 

@@ -16,7 +16,7 @@ from django.db import connection
 
 from billing.models import Invoice, InvoiceDocument, InvoiceLine, InvoiceTax, TimeEntry
 from billing.services.invoices import invoice_approve, invoice_cancel, invoice_revalidate, invoice_write_down_to_cap
-from portal.roles import FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER
 from tests.controls.conftest import attempt, pending_invoice
 from tests.factories import InvoiceFactory, InvoiceLineFactory, InvoiceTaxFactory, TimeEntryFactory, UserFactory
 

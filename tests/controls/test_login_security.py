@@ -129,7 +129,7 @@ def test_api_tokens_are_not_password_logins():
 
 
 def test_client_address_behind_trusted_proxies(settings, rf):
-    from portal.security import client_ip
+    from kernel.security import client_ip
 
     request = rf.get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7, 10.1.1.1", REMOTE_ADDR="10.0.0.2")
     settings.TRUSTED_PROXY_HOPS = 0

@@ -32,8 +32,8 @@ from billing.models import Invoice
 from billing.services.invoices import invoice_approve, invoice_reject
 from billing.services.work import work_approve
 from insights.selectors import KpiFilters, route_overrides
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
-from portal.roles import sync_role_permissions
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.roles import sync_role_permissions
 from tests.factories import InvoiceFactory, TimeEntryFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.control("override")]

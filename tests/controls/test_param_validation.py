@@ -2,7 +2,7 @@
 
 Before: `?owner=` with 30 digits on /disputes/, `?client=` on the aging page, `?person=` on /approvals/time/
 (and `?run=` on the invoice list) ended in a 500 (the number overflowed the database's integers);
-`?min_age=` with 19 digits overflowed a date on any database. Now `portal.params` refuses such values
+`?min_age=` with 19 digits overflowed a date on any database. Now `kernel.params` refuses such values
 in one place (a middleware for every request, `int_param` for the integer parameters of the views).
 
 The fuzz test takes every list page of the permissions matrix (GET, no object), learns which query
@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from django.utils.datastructures import MultiValueDict
 
+from kernel.params import MAX_ID
 from portal import permissions_matrix as pm
-from portal.params import MAX_ID
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.control("param-validation")]
@@ -131,7 +131,7 @@ def test_the_integer_parser_names_the_parameter(name, value):
 def test_the_guard_refuses_any_parameter_out_of_range(value):
     from django.http import QueryDict
 
-    from portal.params import BadQueryParameter, check_query
+    from kernel.params import BadQueryParameter, check_query
 
     query = QueryDict(mutable=True)
     query.setlist("anything", ["1", value])

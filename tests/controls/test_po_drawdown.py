@@ -21,7 +21,7 @@ from billing.services.billing_run import run_billing
 from billing.services.invoices import invoice_override
 from billing.services.purchase_orders import committed_drawdown
 from integrations.services.clients import integration_client_create
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.billing.po_helpers import END, RUN_DATE, START, bill_hours, po_contract, purchase_order
 from tests.controls.conftest import log_in
 from tests.factories import ClientFactory, UserFactory

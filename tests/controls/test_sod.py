@@ -3,7 +3,7 @@
 Each test is one bypass attempt (docs/controls.md: `sod`, `policy-route`, `reason-required`). The person
 who prepared, booked, completed or submitted something tries to approve it themselves — through the
 service, the approval engine, the portal and Django admin — while holding, on top of the role that
-would let them approve, each role of portal/roles.py (and as a superuser). The assertion is always on
+would let them approve, each role of kernel/roles.py (and as a superuser). The assertion is always on
 the database: the subject is still waiting, nothing was numbered or approved.
 """
 
@@ -25,7 +25,7 @@ from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import invoice_approve, invoice_reject
 from billing.services.milestones import milestone_approve, milestone_complete
 from billing.services.work import time_entry_create, work_approve, work_reject, work_submit
-from portal.roles import ALL_ROLES, FINANCE_ANALYST, FINANCE_CONTROLLER, PROJECT_MANAGER
+from kernel.roles import ALL_ROLES, FINANCE_ANALYST, FINANCE_CONTROLLER, PROJECT_MANAGER
 from tests.controls.conftest import attempt, log_in, pending_invoice, pending_request
 from tests.factories import (
     ChangeOrderFactory,

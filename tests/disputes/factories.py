@@ -6,10 +6,10 @@ import datetime
 from decimal import Decimal
 
 from billing.models import Invoice, InvoiceLine, TimeEntry
-from billing.services.audit import save_audited
 from billing.services.billing_run import run_billing
 from billing.services.invoices import invoice_approve
-from billing.services.work import apply_transition
+from kernel.audit import save_audited
+from kernel.workflow import apply_transition
 from tests.factories import (
     ContractFactory,
     ExpenseFactory,

@@ -11,7 +11,7 @@ from django_fsm_log.models import StateLog
 from billing.models import Invoice, TimeEntry
 from billing.services.credit_notes import credit_note_cancel, credit_note_create, invoice_reissue
 from billing.services.invoices import invoice_approve, invoice_reject
-from portal.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
+from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
 from tests.disputes.factories import billed_items, issued_invoice, lines_of
 
 pytestmark = pytest.mark.django_db

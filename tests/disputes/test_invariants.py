@@ -21,7 +21,7 @@ from billing.services.billing_run import run_billing
 from billing.services.credit_notes import credit_note_create, credit_note_issued
 from billing.services.invoices import invoice_approve, invoice_reject
 from billing.services.payments import payment_record
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.disputes.factories import END, START, billed_items, issued_invoice, lines_of, work_contract
 from tests.factories import TimeEntryFactory
 

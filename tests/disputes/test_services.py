@@ -11,10 +11,8 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from billing.models import Invoice, TimeEntry
-from billing.services.audit import save_audited
 from billing.services.credit_notes import invoice_reissue
 from billing.services.invoices import invoice_approve
-from billing.services.work import apply_transition
 from disputes.models import Dispute
 from disputes.services import (
     dispute_add_note,
@@ -23,7 +21,9 @@ from disputes.services import (
     dispute_resolve,
     dispute_withdraw,
 )
-from portal.errors import ApplicationError, ConflictError, InvalidTransitionError, PermissionDeniedError
+from kernel.audit import save_audited
+from kernel.errors import ApplicationError, ConflictError, InvalidTransitionError, PermissionDeniedError
+from kernel.workflow import apply_transition
 from tests.disputes.factories import billed_items, issued_invoice, lines_of
 
 pytestmark = pytest.mark.django_db

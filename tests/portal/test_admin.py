@@ -25,7 +25,7 @@ from billing.models import (
     Payment,
     TimeEntry,
 )
-from portal.errors import SegregationOfDutiesError
+from kernel.errors import SegregationOfDutiesError
 from tests.factories import (
     BillingRunFactory,
     ChangeOrderFactory,

@@ -24,8 +24,8 @@ from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import Resolver404, resolve, reverse
 
+from kernel.roles import ALL_ROLES
 from portal import access
-from portal.roles import ALL_ROLES
 from tests.portal.test_permissions_matrix import FAST_HASHERS, World, build_world
 
 pytestmark = pytest.mark.django_db

@@ -47,9 +47,9 @@ from billing.services.documents import invoice_documents_render
 from billing.services.invoices import invoice_approve
 from billing.services.milestones import milestone_complete
 from billing.services.work import expense_create, time_entry_create, work_submit
+from kernel.roles import ALL_ROLES, FINANCE_ANALYST, PROJECT_MANAGER
 from portal import permissions_matrix as pm
 from portal.permissions_matrix import ANONYMOUS, COLUMNS, MATRIX, Outcome, Rule
-from portal.roles import ALL_ROLES, FINANCE_ANALYST, PROJECT_MANAGER
 from tests.factories import (
     DEFAULT_PASSWORD,
     ChangeOrderFactory,

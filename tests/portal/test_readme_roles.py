@@ -19,10 +19,10 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
+from kernel.roles import ALL_ROLES, AUDITOR
+from kernel.security import mfa_required
 from portal import access
 from portal.permissions_matrix import MATRIX, Outcome
-from portal.roles import ALL_ROLES, AUDITOR
-from portal.security import mfa_required
 from tests.factories import UserFactory
 from tests.login import mark_session_verified
 

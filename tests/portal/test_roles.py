@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import AnonymousUser, Group, Permission
 
-from portal import roles
+from kernel import roles
 from tests.factories import (
     ChangeOrderFactory,
     MilestoneFactory,

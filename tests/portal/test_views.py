@@ -357,7 +357,7 @@ def test_home_page_queries_are_bounded_whatever_the_row_count(client, django_ass
     ],
 )
 def test_money_filter_rounds_to_the_minor_unit_and_marks_negatives(amount, currency, text):
-    from portal.templatetags.portal_tags import money
+    from kernel.money import money
 
     html = money(amount, currency)
     assert f"{text} <span class=\"money-ccy\">{currency}</span>" in html

@@ -10,14 +10,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from billing.services.billing_run import run_billing
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
+from kernel.periods import month_bounds
 
 
 def parse_period(value: str) -> tuple[date, date]:
     try:
         year, month = (int(part) for part in value.split("-"))
-        last = calendar.monthrange(year, month)[1]
-        return date(year, month, 1), date(year, month, last)
+        return month_bounds(year, month)
     except (ValueError, calendar.IllegalMonthError) as exc:
         raise CommandError(f"--period must look like 2026-10, not {value!r}.") from exc
 

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.models import Invoice, InvoiceDocument
 from billing.services.documents import invoice_document, invoice_document_matches_rerender
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 
 class Command(BaseCommand):

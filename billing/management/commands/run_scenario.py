@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from billing.scenario import ScenarioError, compare, run_scenario
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 
 class Command(BaseCommand):

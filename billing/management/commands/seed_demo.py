@@ -6,7 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.demo import DEFAULT_SEED, demo_logins, seed_demo
-from portal.security import mfa_enforced
+from kernel.security import mfa_enforced
 
 
 class Command(BaseCommand):

@@ -29,7 +29,7 @@ from billing.documents.validation import (
     validate_ubl,
 )
 from billing.models import Invoice
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 PAYABLE = "//{*}LegalMonetaryTotal/{*}PayableAmount"
 

@@ -14,7 +14,7 @@ from integrations.services.clients import (
     integration_client_rotate,
     integration_client_update,
 )
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 
 class Command(BaseCommand):

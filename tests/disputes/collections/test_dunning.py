@@ -25,7 +25,7 @@ from disputes.models import DunningNotice
 from disputes.selectors_collections import dunning_due
 from disputes.services_collections import dunning_run, handoff_create
 from disputes.tasks import daily_dunning
-from portal.errors import PermissionDeniedError
+from kernel.errors import PermissionDeniedError
 from tests.disputes.collections.factories import TODAY, issued_invoice, live_dispute, payment, payment_plan
 from tests.factories import ClientFactory, UserFactory
 

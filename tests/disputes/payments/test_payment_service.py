@@ -24,7 +24,7 @@ from billing.services.payments import (
     payment_status_settle,
     unapplied_total,
 )
-from portal.errors import ApplicationError, ConflictError, PermissionDeniedError
+from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from tests.disputes.payments.factories import finance_user, issued_invoice
 from tests.factories import ClientFactory, UserFactory
 

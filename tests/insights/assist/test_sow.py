@@ -20,7 +20,7 @@ from insights.services.sow import (
     sow_suggestion_reject,
     sow_upload,
 )
-from portal.errors import ApplicationError, PermissionDeniedError
+from kernel.errors import ApplicationError, PermissionDeniedError
 from tests.factories import ContractFactory, RoleFactory, UserFactory
 
 SAMPLE = Path(__file__).parent / "samples" / "sow_acme.txt"

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 
 from integrations.models import IntegrationClient
 from integrations.services.clients import SCOPE_ROLES, SCOPES, integration_client_create
-from portal.errors import ApplicationError, ConflictError
-from portal.roles import FINANCE_ANALYST, user_roles
+from kernel.errors import ApplicationError, ConflictError
+from kernel.roles import FINANCE_ANALYST, user_roles
 
 from .conftest import bearer
 

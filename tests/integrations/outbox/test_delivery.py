@@ -17,7 +17,7 @@ from integrations.services.outbox import (
     outbox_retry_dead,
     outbox_sweep,
 )
-from portal.errors import PermissionDeniedError
+from kernel.errors import PermissionDeniedError
 from tests.factories import UserFactory
 from tests.integrations.outbox.factories import approved_invoices
 

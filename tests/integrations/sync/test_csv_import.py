@@ -16,7 +16,7 @@ from integrations.services.csv_import import (
     parse_time_csv,
     stored_file_exists,
 )
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.factories import PersonFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from approvals.models import ApprovalRequest
 from billing.models import Expense, TimeEntry
 from integrations.models import ImportBatch
 from integrations.services.inbound import MAX_BULK_RECORDS, Result, upsert_record, upsert_records
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tests.factories import InvoiceLineFactory, ProjectFactory, TimeEntryFactory
 
 pytestmark = pytest.mark.django_db

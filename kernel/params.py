@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from portal.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 #: The largest id a database row can have (signed 64-bit, BigAutoField).
 MAX_ID = 2**63 - 1

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
 
-from portal import roles
+from kernel import roles
 
 #: Roles whose members must pass MFA (superusers too, whatever their groups).
 MFA_ROLES = frozenset({roles.FINANCE_CONTROLLER, roles.BILLING_ADMIN})
@@ -117,6 +117,6 @@ class MfaRequiredMiddleware:
         if user.is_superuser or request.session.get(SESSION_ENROLLED_KEY):
             return True
         # The roles memoised on the user: the views that check roles reuse this query.
-        from portal.selectors import user_roles
+        from kernel.roles import cached_user_roles
 
-        return bool(user_roles(user) & MFA_ROLES)
+        return bool(cached_user_roles(user) & MFA_ROLES)

@@ -25,8 +25,8 @@ from django_fsm_log.admin import StateLogInline
 from django_fsm_log.models import StateLog
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.errors import ApplicationError
-from portal.selectors import is_auditor
+from kernel.errors import ApplicationError
+from kernel.roles import is_auditor
 
 admin.site.site_header = "Billable administration"
 admin.site.site_title = "Billable admin"

@@ -1,4 +1,4 @@
-"""Shared field definitions and mixins for the billing models."""
+"""Shared field definitions and abstract model mixins (money, rates, hours, FX, percentages, timestamps)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from billing.money import unsupported_currencies, unsupported_currency_reason
+from kernel.money import unsupported_currencies, unsupported_currency_reason
 
 MONEY = {"max_digits": 18, "decimal_places": 2}
 RATE = {"max_digits": 18, "decimal_places": 4}

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from kernel.errors import PermissionDeniedError
+
 CONSULTANT = "consultant"
 PROJECT_MANAGER = "project_manager"
 FINANCE_ANALYST = "finance_analyst"
@@ -112,6 +114,45 @@ def user_roles(user: Any) -> set[str]:
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return set()
     return set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+
+
+ROLE_LABELS = {
+    CONSULTANT: "Consultant",
+    PROJECT_MANAGER: "Project manager",
+    FINANCE_ANALYST: "Finance analyst",
+    FINANCE_CONTROLLER: "Finance controller",
+    COLLECTIONS: "Collections",
+    BILLING_ADMIN: "Billing admin",
+    AUDITOR: "Auditor",
+}
+
+_ROLES_ATTR = "_portal_roles"
+
+
+def cached_user_roles(user: Any) -> frozenset[str]:
+    """`user_roles` for a request's user: one query, memoised on the user object (screens ask often)."""
+    if user is None:
+        return frozenset()
+    cached = getattr(user, _ROLES_ATTR, None)
+    if cached is None:
+        cached = frozenset(user_roles(user))
+        setattr(user, _ROLES_ATTR, cached)
+    return cached
+
+
+def is_auditor(user: Any) -> bool:
+    return AUDITOR in cached_user_roles(user)
+
+
+def is_finance(user: Any) -> bool:
+    """A finance analyst or controller (or a superuser): who prepares, approves and corrects invoices."""
+    return bool(getattr(user, "is_superuser", False)) or has_any_role(user, FINANCE_ROLES)
+
+
+def require_finance(user: Any, message: str) -> None:
+    """Refuse anyone but finance (`is_finance`) with `message`."""
+    if not is_finance(user):
+        raise PermissionDeniedError(message)
 
 
 def has_role(user: Any, role: str) -> bool:

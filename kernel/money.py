@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 
 from babel.numbers import is_currency
+from django.utils.html import format_html
 from iso4217 import Currency
 
 HUNDRED = Decimal("100")
@@ -68,3 +69,27 @@ def round_quantity(quantity: Decimal) -> Decimal:
 
 def is_valid_currency(code: str) -> bool:
     return bool(code) and len(code) == 3 and code.isupper() and is_currency(code)
+
+
+def format_amount(amount, currency: str) -> str:
+    """`1234.5, EUR` → `1,234.50`; rounded half up to the currency's minor unit."""
+    try:
+        value = round_money(Decimal(amount), currency)
+    except (InvalidOperation, TypeError, ValueError):
+        return ""
+    return f"{value:,}".replace("-", "−")
+
+
+def money(amount, currency: str = "") -> str:
+    """Render an amount as money: currency code, grouped digits, minus sign and a label if negative."""
+    if amount is None or amount == "":
+        return ""
+    text = format_amount(amount, currency or "EUR")
+    negative = text.startswith("−")
+    return format_html(
+        '<span class="money{}">{}{}<span class="money-ccy">{}</span></span>',
+        " money-neg" if negative else "",
+        text,
+        " " if currency else "",
+        currency,
+    )

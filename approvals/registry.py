@@ -1,0 +1,142 @@
+"""The approvable subjects the engine knows, each through a handler registered at start-up.
+
+The engine never imports the apps whose objects it approves. An app that has
+approvable objects (billing: invoices, credit notes, time entries, expenses,
+milestones, change orders) describes each model with a `SubjectHandler` and
+registers it from its `AppConfig.ready()`:
+
+    register_subject(MyModel, MyHandler())
+
+Adding a kind of subject is then the handler and that one call (plus its
+approval policies); nothing in `approvals` changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+
+from kernel.errors import ApplicationError
+
+
+@dataclass
+class SubjectFacts:
+    """A subject as the policy matcher and the router see it."""
+
+    subject: Any
+    subject_type: str
+    awaiting: bool
+    amount: Decimal | None = None
+    currency: str = ""
+    #: In the entity's currency; None with `amount_unconvertible` = no FX rate (highest band).
+    entity_amount: Decimal | None = None
+    amount_unconvertible: bool = False
+    entity_id: int | None = None
+    client_id: int | None = None
+    contract_id: int | None = None
+    project_id: int | None = None
+    billing_model: str = ""
+    warnings: frozenset[str] = frozenset()
+    cap_growth_pct: Decimal | None = None
+    prepared_by_id: int | None = None
+    pm_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def label(self) -> str:
+        return subject_label(self.subject)
+
+
+#: Loads the facts of many subjects (already reloaded with the handler's `related`) in bulk,
+#: in order; handlers that share a loader are loaded together in one call.
+FactsLoader = Callable[[Sequence[Any], date], list[SubjectFacts]]
+
+
+class SubjectHandler:
+    """What the engine needs to know about one model of approvable subject.
+
+    Override what differs; the defaults suit a subject without amount or scope.
+    """
+
+    #: The policy subject type (`approvals.models.SubjectType`) of this model's subjects.
+    subject_type: str = ""
+    #: The status in which a subject waits for approval.
+    awaiting_status: str = ""
+    #: `select_related` paths the facts and the outcome need (used when locking and reloading).
+    related: tuple[str, ...] = ()
+    #: `select_related` paths that make `str(subject)` free of queries (queues, e-mails).
+    display_related: tuple[str, ...] = ()
+    #: Bulk loader of the facts; None: `default_facts` one by one (no extra query).
+    facts_loader: FactsLoader | None = None
+
+    def type_of(self, subject: Any) -> str:
+        """The policy subject type of this subject (a model may carry two, e.g. invoice/credit note)."""
+        return self.subject_type
+
+    def label(self, subject: Any) -> str:
+        """How messages name the subject: 'invoice DRAFT-12', 'time entry 5'."""
+        return str(subject)
+
+    def preparer_id(self, subject: Any) -> int | None:
+        """The user who may never approve the subject (preparer, owner, submitter)."""
+        return None
+
+    def preparer_phrase(self, subject: Any, *, name: str | None) -> str:
+        """The segregation-of-duties reason: 'You prepared invoice DRAFT-3' (no name) or 'Ann prepared …'."""
+        return f"{name or 'You'} prepared {self.label(subject)}"
+
+    def default_facts(self, subject: Any) -> SubjectFacts:
+        return SubjectFacts(
+            subject=subject,
+            subject_type=self.type_of(subject),
+            awaiting=subject.status == self.awaiting_status,
+            prepared_by_id=self.preparer_id(subject),
+        )
+
+    def apply_approved(self, subject: Any, *, user: Any, comment: str) -> None:
+        """Apply a settled approval through the subject's own service."""
+        raise NotImplementedError
+
+    def apply_rejected(self, subject: Any, *, user: Any, reason: str) -> bool:
+        """Apply a settled rejection; False when the subject has no way back (it stays as it is)."""
+        return False
+
+
+_HANDLERS: dict[type[models.Model], SubjectHandler] = {}
+
+
+def register_subject(model: type[models.Model], handler: SubjectHandler) -> None:
+    """Make `model` approvable (call from the owning app's `AppConfig.ready()`); idempotent per model."""
+    _HANDLERS[model] = handler
+
+
+def unregister_subject(model: type[models.Model]) -> None:
+    """Forget a model (tests that register a subject of their own)."""
+    _HANDLERS.pop(model, None)
+
+
+def registered_models() -> tuple[type[models.Model], ...]:
+    return tuple(_HANDLERS)
+
+
+def is_registered(model: type[models.Model]) -> bool:
+    return model in _HANDLERS
+
+
+def handler_for(subject_or_model: Any) -> SubjectHandler:
+    """The handler of a subject (or model); refuses anything that is not approvable."""
+    model = subject_or_model if isinstance(subject_or_model, type) else type(subject_or_model)
+    try:
+        return _HANDLERS[model]
+    except KeyError:
+        raise ApplicationError(f"{model.__name__} is not an approvable subject.", code="not_approvable") from None
+
+
+def subject_label(subject: Any) -> str:
+    """How messages name the subject; `str()` for anything unregistered."""
+    handler = _HANDLERS.get(type(subject))
+    return handler.label(subject) if handler else str(subject)
