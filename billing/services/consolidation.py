@@ -76,13 +76,7 @@ def merge(members: Sequence[InvoiceDraft], *, taxes: TaxRuleResolver, project_co
             if message != finding.message:
                 message += finding.message
             merged.add(finding.code, finding.severity, message, finding.amount, hint=finding.hint)
-    # Invoice-level service period, where drafts carry one: min/max over the contracts' parts (§13).
-    starts = [d.service_start for d in members if getattr(d, "service_start", None)]
-    ends = [d.service_end for d in members if getattr(d, "service_end", None)]
-    if starts:
-        merged.service_start = min(starts)
-    if ends:
-        merged.service_end = max(ends)
+    # The merged invoice's service period follows from its lines (min/max of theirs, §14).
     merged.subtotal = sum((line.amount for line in merged.lines), ZERO)
     _apply_tax(merged, first.contract, taxes)
     _check_total(merged)
