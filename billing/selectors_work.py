@@ -18,10 +18,6 @@ from django.db.models.functions import TruncWeek
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
-from approvals.views.common import (
-    age_label,
-    paginate,
-)
 from billing.forms_work import cell_name, week_key
 from billing.models import (
     ChangeOrder,
@@ -36,6 +32,7 @@ from billing.models import (
 )
 from billing.models.contracts import Contract
 from billing.models.work import WorkStatus
+from kernel.listing import age_label, paginate
 
 ZERO = Decimal("0")
 RECENT_WEEKS = 8

@@ -21,10 +21,7 @@ from approvals.selectors import pending_request, routings
 from approvals.services import (
     approval_reject,
 )
-from approvals.views.common import (
-    forbidden,
-    render_screen,
-)
+from approvals.views.common import forbidden, render_screen
 from billing.forms_work import parse_week, week_key
 from billing.models import (
     ChangeOrder,

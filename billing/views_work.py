@@ -25,14 +25,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from approvals.views.common import (
-    READ_ALL_ROLES,
-    forbidden,
-    form_errors,
-    paginate,
-    render_screen,
-    screen_roles,
-)
+from approvals.views.common import READ_ALL_ROLES, forbidden, form_errors, render_screen, screen_roles
 from billing.forms_work import ExpenseForm, parse_hours, parse_week
 from billing.models import (
     Expense,
@@ -55,6 +48,7 @@ from billing.services.work import (
 )
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.listing import paginate
 from kernel.roles import (
     PROJECT_MANAGER,
 )

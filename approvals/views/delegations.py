@@ -15,16 +15,10 @@ from approvals.services import (
     delegation_create,
     delegation_end,
 )
-from approvals.views.common import (
-    PAGE_SIZE,
-    display_name,
-    forbidden,
-    form_errors,
-    paginate,
-    render_screen,
-)
+from approvals.views.common import forbidden, form_errors, render_screen
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther
+from kernel.listing import PAGE_SIZE, display_name, paginate
 from kernel.roles import (
     AUDITOR,
     has_role,

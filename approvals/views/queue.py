@@ -17,12 +17,8 @@ from django.views.decorators.http import require_GET
 from approvals.models import ApprovalRequest, ApprovalStep, Delegation, SubjectType
 from approvals.registry import subject_label
 from approvals.selectors import my_approvals
-from approvals.views.common import (
-    age_label,
-    paginate,
-    render_screen,
-    screen_roles,
-)
+from approvals.views.common import render_screen, screen_roles
+from kernel.listing import age_label, paginate
 from kernel.roles import (
     CONSULTANT,
     PROJECT_MANAGER,

@@ -18,15 +18,10 @@ from approvals.services import (
     approval_decide,
     check_decider,
 )
-from approvals.views.common import (
-    READ_ALL_ROLES,
-    age_label,
-    forbidden,
-    render_screen,
-    screen_roles,
-)
+from approvals.views.common import READ_ALL_ROLES, forbidden, render_screen, screen_roles
 from kernel.errors import ApplicationError, ConflictError
 from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.listing import age_label
 
 
 def _may_view_request(request: HttpRequest, approval: ApprovalRequest) -> bool:
