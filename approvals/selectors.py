@@ -156,6 +156,9 @@ def overdue_approvals(*, now: datetime | None = None) -> QuerySet[ApprovalReques
     )
 
 
+# --- the approval requests of listed subjects (work queues show where each stands) ----------------
+
+
 @dataclass
 class Routing:
     """Where a subject's approval stands, for a queue row."""
@@ -203,11 +206,6 @@ def routings(user: Any, model: type, ids: list[int]) -> dict[int, Routing]:
         my_approvals(user).filter(content_type=content_type, object_id__in=ids).values_list("object_id", flat=True)
     )
     return {pk: Routing(latest.get(pk), pk in decidable) for pk in ids}
-
-
-# --- timesheet ------------------------------------------------------------------------------------------
-
-
 
 
 def pending_request(subject: Any) -> ApprovalRequest | None:

@@ -38,7 +38,6 @@ ZERO = Decimal("0")
 RECENT_WEEKS = 8
 
 
-
 @dataclass
 class CapFigures:
     """Cap = contract cap + approved change-order deltas; used = net invoiced.
@@ -91,10 +90,6 @@ def contract_caps(contracts: Iterable[Contract]) -> dict[int, CapFigures]:
     return {
         pk: CapFigures(c.currency, c.cap, deltas.get(pk) or ZERO, invoiced[pk]) for pk, c in by_id.items()
     }
-
-
-# --- approval requests of listed subjects ----------------------------------------------------------------
-
 
 
 @dataclass
@@ -505,10 +500,3 @@ def pm_change_orders(user: Any, *, contract: Contract | None, page_number: str |
     if contract is not None:
         qs = qs.filter(contract=contract)
     return paginate(qs, page_number)
-
-
-# =====================================================================================================
-# Access
-# =====================================================================================================
-
-

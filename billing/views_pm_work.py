@@ -172,8 +172,6 @@ def pm_work_reject(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
 # --- PM: milestones ---------------------------------------------------------------------------------------
 
 
-
-
 MILESTONE_TABS = (
     (Milestone.Status.COMPLETED.value, "Awaiting approval"),
     (Milestone.Status.PLANNED.value, "Planned · to complete"),
@@ -221,8 +219,6 @@ def pm_milestone_queue(request: HttpRequest) -> HttpResponse:
     )
 
 
-
-
 @require_POST
 @pm_view
 def pm_milestone_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
@@ -265,8 +261,6 @@ def pm_milestone_action(request: HttpRequest, pk: int, action: str) -> HttpRespo
 
 
 # --- PM: change orders ---------------------------------------------------------------------------------------
-
-
 
 
 @require_GET

@@ -27,12 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from approvals.views.common import READ_ALL_ROLES, forbidden, form_errors, render_screen, screen_roles
 from billing.forms_work import ExpenseForm, parse_hours, parse_week
-from billing.models import (
-    Expense,
-    Person,
-    Project,
-    TimeEntry,
-)
+from billing.models import Expense, Person, Project, TimeEntry
 from billing.models.contracts import Contract
 from billing.models.work import MAX_HOURS_PER_DAY, WorkStatus
 from billing.selectors_work import ZERO, Cell, Row, Timesheet, build_timesheet, hours_text, managed_contracts
@@ -97,13 +92,6 @@ def _own_project(request: HttpRequest, code_or_pk: str | None) -> Project | Http
     if project.project_manager_id != request.user.pk:
         return forbidden(request, f"Project {project.code} is managed by someone else; you act on your own projects.")
     return project
-
-
-# =====================================================================================================
-# Views
-# =====================================================================================================
-
-
 
 
 @require_http_methods(["GET", "POST"])
@@ -411,8 +399,6 @@ def expense_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return _expense_form_response(request, form, expense)
 
 
-
-
 def _expense_saved(request: HttpRequest, expense: Expense) -> None:
     what = f"Expense of {expense.amount:,} {expense.currency} on {expense.date:%d %b %Y} ({expense.project.code})"
     if expense.status == WorkStatus.SUBMITTED:
@@ -459,8 +445,3 @@ def expense_receipt(request: HttpRequest, pk: int) -> HttpResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
     return response
-
-
-# --- PM: time & expenses -------------------------------------------------------------------------------------
-
-

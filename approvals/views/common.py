@@ -37,8 +37,6 @@ def render_screen(request: HttpRequest, template: str, context: dict) -> HttpRes
     return response
 
 
-
-
 def form_errors(form: Any, exc: ApplicationError) -> None:
     placed = False
     for name, errors in exc.field_errors.items():

@@ -37,12 +37,6 @@ def index(request: HttpRequest) -> HttpResponse:
     return redirect("approvals:mine")
 
 
-# --- consultant: timesheet ---------------------------------------------------------------------------------
-
-
-# --- everyone: my approvals ------------------------------------------------------------------------------------
-
-
 @dataclass
 class QueueRow:
     request: ApprovalRequest
@@ -105,4 +99,3 @@ def my_queue(request: HttpRequest) -> HttpResponse:
             "acting_for": delegations,
         },
     )
-

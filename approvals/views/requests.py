@@ -118,6 +118,3 @@ def request_decide(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"{label.capitalize()}: step approved; step {decided.current_step} is next.")
     return HttpResponseSeeOther(back)
-
-
-# --- everyone: delegation -------------------------------------------------------------------------------------
