@@ -10,11 +10,13 @@ bar them or the person they would act for.
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
 from typing import Any
 
-from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Case, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
@@ -152,3 +154,65 @@ def overdue_approvals(*, now: datetime | None = None) -> QuerySet[ApprovalReques
         .prefetch_related(subject_prefetch())
         .order_by("sla_due_at", "pk")
     )
+
+
+# --- the approval requests of listed subjects (work queues show where each stands) ----------------
+
+
+@dataclass
+class Routing:
+    """Where a subject's approval stands, for a queue row."""
+
+    request: ApprovalRequest | None
+    can_decide: bool
+
+    @property
+    def pending(self) -> bool:
+        return self.request is not None and self.request.status == ApprovalRequest.Status.PENDING
+
+    @property
+    def step(self) -> ApprovalStep | None:
+        if self.request is None:
+            return None
+        return next((s for s in self.request.policy.steps.all() if s.order == self.request.current_step), None)
+
+    @property
+    def step_count(self) -> int:
+        return len(self.request.policy.steps.all()) if self.request else 0
+
+    @property
+    def last_decision(self) -> ApprovalDecision | None:
+        decisions = list(self.request.decisions.all()) if self.request else []
+        return decisions[-1] if decisions else None
+
+
+def routings(user: Any, model: type, ids: list[int]) -> dict[int, Routing]:
+    """Latest approval request of each subject and whether `user` may decide it now (four queries + my_approvals')."""
+    if not ids:
+        return {}
+    content_type = ContentType.objects.get_for_model(model)
+    latest: dict[int, ApprovalRequest] = {}
+    for request in (
+        ApprovalRequest.objects.filter(content_type=content_type, object_id__in=ids)
+        .select_related("policy")
+        .prefetch_related(
+            Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order")),
+            Prefetch("decisions", queryset=ApprovalDecision.objects.select_related("approver").order_by("step_order")),
+        )
+        .order_by("object_id", "-pk")
+    ):
+        latest.setdefault(request.object_id, request)
+    decidable = set(
+        my_approvals(user).filter(content_type=content_type, object_id__in=ids).values_list("object_id", flat=True)
+    )
+    return {pk: Routing(latest.get(pk), pk in decidable) for pk in ids}
+
+
+def pending_request(subject: Any) -> ApprovalRequest | None:
+    return ApprovalRequest.objects.filter(
+        content_type=ContentType.objects.get_for_model(type(subject)),
+        object_id=subject.pk,
+        status=ApprovalRequest.Status.PENDING,
+    ).first()
+
+

@@ -7,12 +7,10 @@ actions a user may take) and again by the services.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -36,7 +34,7 @@ from billing.services.invoices import (
     invoice_write_down_to_cap,
 )
 from kernel.errors import ApplicationError
-from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.http import HttpResponseSeeOther, require_roles, safe_next
 from kernel.http import forbidden as _forbidden
 from kernel.params import int_param
 from kernel.roles import (
@@ -46,7 +44,6 @@ from kernel.roles import (
     FINANCE_ANALYST,
     FINANCE_CONTROLLER,
     FINANCE_ROLES,
-    has_any_role,
 )
 from kernel.roles import cached_user_roles as memoised_user_roles
 
@@ -89,22 +86,10 @@ def _access(request: HttpRequest) -> Access:
 def finance_view(*, act: bool = False, readers: tuple[str, ...] = READ_ROLES) -> Callable:
     """Login required; finance analysts and controllers act, `readers` (auditors …) read; anyone else gets 403."""
 
-    def decorator(view: Callable) -> Callable:
-        @functools.wraps(view)
-        @login_required
-        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            user = request.user
-            if act:
-                if not (has_any_role(user, ACT_ROLES) or user.is_superuser):
-                    return _forbidden(request, "Only finance analysts and controllers can do this; "
-                                               "auditors and other roles have read access at most.")
-            elif not (has_any_role(user, readers) or user.is_superuser):
-                return _forbidden(request, "The billing screens are for finance and auditors.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
+    if act:
+        return require_roles(ACT_ROLES, "Only finance analysts and controllers can do this; "
+                                        "auditors and other roles have read access at most.")
+    return require_roles(readers, "The billing screens are for finance and auditors.")
 
 
 def _is_htmx(request: HttpRequest) -> bool:

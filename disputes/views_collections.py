@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -35,7 +34,7 @@ from disputes.forms_collections import (
 from disputes.models import CollectionsHandoff
 from kernel.csv_export import csv_writer
 from kernel.errors import ApplicationError
-from kernel.http import HttpResponseSeeOther, safe_next
+from kernel.http import HttpResponseSeeOther, require_roles, safe_next
 from kernel.http import forbidden as _forbidden
 from kernel.money import round_money
 from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
@@ -65,12 +64,9 @@ def collections_view(*, act: str | None = None) -> Callable:
     """Login required; collections, finance and auditors read; `act` names the Access flag an action needs."""
 
     def decorator(view: Callable) -> Callable:
+        @require_roles(READ_ROLES, "The collections screens are for collections, finance and auditors.")
         @functools.wraps(view)
-        @login_required
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            superuser = bool(getattr(request.user, "is_superuser", False))
-            if not (superuser or memoised_user_roles(request.user) & READ_ROLES):
-                return _forbidden(request, "The collections screens are for collections, finance and auditors.")
             if act and not getattr(_access(request), act):
                 return _forbidden(request, {
                     "can_dun": "Only collections send payment reminders.",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -50,6 +49,7 @@ from disputes.services import (
 )
 from kernel.errors import ApplicationError
 from kernel.http import forbidden as _forbidden
+from kernel.http import require_roles
 from kernel.money import ZERO, round_money
 from kernel.params import int_param
 from kernel.roles import AUDITOR
@@ -76,12 +76,9 @@ def dispute_view(*, act: str | None = None) -> Callable:
     """Login required; finance, collections and auditors read; `act` = "work" or "credit" for changes."""
 
     def decorator(view: Callable) -> Callable:
+        @require_roles(READ_ROLES, "The dispute screens are for finance, collections and auditors.")
         @functools.wraps(view)
-        @login_required
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            superuser = bool(getattr(request.user, "is_superuser", False))
-            if not (superuser or memoised_user_roles(request.user) & READ_ROLES):
-                return _forbidden(request, "The dispute screens are for finance, collections and auditors.")
             access = access_of(request)
             if act == "work" and not access.can_work:
                 return _forbidden(request, "Only finance and collections work disputes; auditors read.")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
 from urllib.parse import urlencode
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from kernel.roles import cached_user_roles
 
 
 class HttpResponseSeeOther(HttpResponseRedirect):
@@ -19,6 +24,25 @@ class HttpResponseSeeOther(HttpResponseRedirect):
 def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
     """403 with the reason on the portal's "not for you" page (before any service runs)."""
     return render(request, "billing/forbidden.html", {"reason": reason}, status=403)
+
+
+def require_roles(roles: Iterable[str], message: str) -> Callable:
+    """A view's role gate: login required; a superuser or a holder of one of `roles` passes, anyone else
+    gets `forbidden(request, message)` (403). Per-object checks stay in the view and the services."""
+    allowed = frozenset(roles)
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        @login_required
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            user = request.user
+            if not (user.is_superuser or cached_user_roles(user) & allowed):
+                return forbidden(request, message)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 def screen_url(name: str, params: dict | None = None) -> str | None:

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from approvals import urls as approvals_urls
+from billing import urls_work as billing_work_urls
 from portal import views
 
 urlpatterns = [
@@ -10,7 +12,9 @@ urlpatterns = [
     path("accounts/mfa/", views.mfa, name="mfa"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("billing/", include("billing.urls")),
-    path("approvals/", include("approvals.urls")),
+    # The approval screens and billing's work screens that feed them (timesheet, expenses, PM queues)
+    # share /approvals/ and the `approvals:` names; each app keeps its own views and URL module.
+    path("approvals/", include((approvals_urls.urlpatterns + billing_work_urls.urlpatterns, "approvals"))),
     path("disputes/", include("disputes.urls")),
     path("integrations/", include("integrations.urls")),
     path("insights/", include("insights.urls")),

@@ -369,7 +369,7 @@ def test_receipts_are_checked_by_type_and_content(client, anna, project, name, c
 
 
 def test_receipts_over_10_mb_are_refused(client, anna, project, monkeypatch):
-    monkeypatch.setattr("approvals.forms.MAX_RECEIPT_BYTES", 1024)
+    monkeypatch.setattr("billing.forms_work.MAX_RECEIPT_BYTES", 1024)
     upload = SimpleUploadedFile("scan.pdf", PDF + b"0" * 2048)
     data = {**expense_post(project), "receipt": upload}
     response = login(client, anna.user).post(reverse("approvals:expense_new"), data)

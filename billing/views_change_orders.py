@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from approvals.forms_change_orders import ChangeOrderForm, MilestoneRows, RateRows
+from billing.forms_change_orders import ChangeOrderForm, MilestoneRows, RateRows
 from billing.models import ChangeOrder, Contract, Project
 from billing.services.change_orders import (
     MilestoneTerm,

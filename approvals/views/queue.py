@@ -1,0 +1,101 @@
+"""The approver's queue: where each role lands, and "my approvals"."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from approvals.models import ApprovalRequest, ApprovalStep, Delegation, SubjectType
+from approvals.registry import subject_label
+from approvals.selectors import my_approvals
+from approvals.views.common import render_screen, screen_roles
+from kernel.listing import age_label, paginate
+from kernel.roles import (
+    CONSULTANT,
+    PROJECT_MANAGER,
+)
+
+
+@require_GET
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    """Each role lands on what waits for it (docs/rules/screens.md)."""
+    roles = screen_roles(request)
+    if PROJECT_MANAGER in roles:
+        return redirect("approvals:pm_time")
+    if CONSULTANT in roles:
+        return redirect("approvals:timesheet")
+    return redirect("approvals:mine")
+
+
+@dataclass
+class QueueRow:
+    request: ApprovalRequest
+    subject: Any
+    label: str
+    age: str
+    overdue: bool
+    step: ApprovalStep | None
+    step_count: int
+
+
+def _queue_rows(requests: Iterable[ApprovalRequest], now: datetime.datetime) -> list[QueueRow]:
+    rows = []
+    for request in requests:
+        steps = list(request.policy.steps.all())
+        subject = request.subject
+        rows.append(
+            QueueRow(
+                request=request,
+                subject=subject,
+                label=subject_label(subject) if subject is not None else f"{request.subject_type} {request.object_id}",
+                age=age_label(request.created_at, now),
+                overdue=request.sla_due_at < now,
+                step=next((s for s in steps if s.order == request.current_step), None),
+                step_count=len(steps),
+            )
+        )
+    return rows
+
+
+@require_GET
+@login_required
+def my_queue(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    kind = request.GET.get("type", "")
+    overdue_only = request.GET.get("overdue") == "1"
+    qs = my_approvals(request.user, now=now).select_related("prepared_by").prefetch_related(
+        Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order"))
+    )
+    if kind in SubjectType.values:
+        qs = qs.filter(subject_type=kind)
+    if overdue_only:
+        qs = qs.filter(sla_due_at__lt=now)
+    page = paginate(qs, request.GET.get("page"))
+    rows = _queue_rows(page.object_list, now)
+    delegations = list(
+        Delegation.objects.filter(
+            delegate=request.user, starts_on__lte=now.date(), ends_on__gte=now.date(), delegator__is_active=True
+        ).select_related("delegator")
+    )
+    return render_screen(
+        request,
+        "approvals/my_queue.html",
+        {
+            "page": page,
+            "rows": rows,
+            "kind": kind,
+            "overdue_only": overdue_only,
+            "types": SubjectType.choices,
+            "acting_for": delegations,
+        },
+    )
