@@ -115,6 +115,10 @@ class Client(ExternallyIdentified, TimeStamped):
     city = models.CharField(max_length=100, blank=True, default="")
     postal_code = models.CharField(max_length=20, blank=True, default="")
     country = country_field()
+    region = models.CharField(
+        "state / region", max_length=3, blank=True, default="", db_default="",
+        help_text="Ship-to state or region code (ISO 3166-2 subdivision, e.g. NY): US sales tax is charged by it.",
+    )
     vat_id = models.CharField(max_length=30, blank=True, default="")
     peppol_id = models.CharField(
         "Peppol participant id",
