@@ -503,6 +503,11 @@ def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
     problems = client.master_data_problems()
     if problems:
         draft.add(Code.CLIENT_MASTER_DATA_INVALID, BLOCKING, f"Client {client.code}: " + " ".join(problems))
+    vies_check = getattr(client, "vies_check", None)  # set by billing.services.vat_checks.attach_vat_checks
+    if vies_check is not None and vies_check.result == "invalid":
+        draft.add(Code.CLIENT_MASTER_DATA_INVALID, BLOCKING, f"Client {client.code}: {vies_check.answer}")
+    elif vies_check is not None and vies_check.result == "unavailable":
+        draft.add(Code.VAT_CHECK_UNAVAILABLE, WARNING, f"Client {client.code}: {vies_check.answer}")
     if client.po_required and not (contract.po_number or "").strip():
         draft.add(
             Code.PO_REQUIRED_MISSING,

@@ -65,6 +65,7 @@ from billing.services.billing_frequency import billing_period, quarter_of, split
 from billing.services.consolidation import chunks_of, consolidate, contract_units
 from billing.services.pricing import FxResolver, RateResolver
 from billing.services.purchase_orders import apply_po_rules, lock_purchase_orders
+from billing.services.vat_checks import attach_vat_checks
 from billing.tax_engine import get_tax_engine
 from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from kernel.money import ZERO
@@ -519,6 +520,7 @@ def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary,
         rates = RateResolver(ctx.contract for ctx in contexts)
         fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
         fx = FxResolver(fx_pairs, up_to=end)
+        attach_vat_checks(ctx.contract for ctx in contexts)
         for ctx in contexts:
             priced = price_contract(
                 ctx,

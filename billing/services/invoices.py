@@ -38,6 +38,7 @@ from billing.services.credit_notes import credit_note_issued, credit_note_reject
 from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver
 from billing.services.purchase_orders import PO_CODES, apply_po_rules, lock_purchase_orders
+from billing.services.vat_checks import attach_vat_checks
 from billing.services.work import Route, open_approval, route_decision
 from billing.tax_engine import get_tax_engine
 from kernel.audit import save_audited
@@ -147,6 +148,7 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
             ctx.retainer_fee_due = invoice.retainer_period is not None
             ctx.existing_fee_line_id = None
     taxes = get_tax_engine()
+    attach_vat_checks(ctx.contract for ctx in contexts)
     drafts = []
     for ctx in contexts:
         drafts += price_contract(

@@ -109,10 +109,12 @@ class HttpTaxEngine(TaxEngine):
     def commit(self, invoice: Invoice) -> None:
         if not self.handles(invoice.entity.country) or not invoice.number:
             return
+        sign = -1 if invoice.kind == invoice.Kind.CREDIT_NOTE else 1  # a credit note's lines are positive
         payload = self._document(code=invoice.number, day=invoice.issue_date, currency=invoice.currency,
-                                 contract=invoice.contract, amounts=[line.amount for line in invoice.lines.all()])
+                                 contract=invoice.contract,
+                                 amounts=[sign * abs(line.amount) for line in invoice.lines.all()])
         payload["commit"] = True
-        payload["expected_total_tax"] = str(invoice.tax_total)
+        payload["expected_total_tax"] = str(sign * abs(invoice.tax_total))
         self._post("/v1/transactions", payload)
 
     def void(self, invoice: Invoice, *, credit_note: Invoice) -> None:
