@@ -106,3 +106,24 @@ def test_no_vies_adapter_no_checks(settings, vies):
     invoice = bill(german_contract())
     assert invoice.status == Invoice.Status.PENDING_APPROVAL
     assert not VatCheck.objects.exists() and vies.requests == []
+
+
+def test_the_client_page_shows_the_checks_and_the_admin_action_asks_vies(vies, client):
+    from django.urls import reverse
+
+    from tests.controls.conftest import log_in
+
+    contract = german_contract()
+    vies.configure(invalid=[CLIENT_VAT])
+    admin = UserFactory(groups=["billing_admin"], is_staff=True)
+    log_in(client, admin)
+    response = client.post(reverse("admin:billing_client_changelist"),
+                           {"action": "vat_check_run", "_selected_action": [contract.client_id]})
+    assert response.status_code == 302
+    check = VatCheck.objects.get(client=contract.client)
+    assert check.result == VatCheck.Result.INVALID and check.checked_by == admin
+    page = client.get(reverse("admin:billing_client_change", args=[contract.client_id])).content.decode()
+    assert "VIES checks (history)" in page and check.consultation_number in page
+    assert f"VIES answered invalid for {CLIENT_VAT}" in page
+    history = client.get(reverse("admin:billing_client_history", args=[contract.client_id])).content.decode()
+    assert "VIES check: VIES answered invalid" in history
