@@ -1034,6 +1034,17 @@ class DeliveryAttemptAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     date_hierarchy = "attempted_at"
 
 
+@admin.register(VatCheck)
+class VatCheckAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
+    """VIES consultations, written by billing.services.vat_checks only: a record, never edited."""
+
+    list_display = ("client", "vat_id", "result", "request_date", "consultation_number", "checked_at", "checked_by")
+    list_filter = ("result",)
+    search_fields = ("client__code", "vat_id", "consultation_number")
+    list_select_related = ("client", "checked_by")
+    date_hierarchy = "checked_at"
+
+
 @admin.register(InvoiceNumberSequence)
 class InvoiceNumberSequenceAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     """The gapless counters. Editing one would break gaplessness, so nobody can."""
