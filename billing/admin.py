@@ -49,6 +49,7 @@ from billing.models import (
     Role,
     TaxRule,
     TimeEntry,
+    VatCheck,
 )
 from billing.models.contracts import CONTRACT_TERMS, ContractTermsLockedError
 from billing.selectors import OPEN_RECEIVABLE_STATUSES
@@ -361,24 +362,46 @@ class LegalEntityAdmin(BillableHistoryAdmin):
     )
 
 
+class VatCheckInline(ReadOnlyInlineMixin, admin.TabularInline):
+    """Every VIES consultation of the client's VAT id, newest first (billing.services.vat_checks)."""
+
+    model = VatCheck
+    fields = ("checked_at", "vat_id", "result", "request_date", "consultation_number", "name", "message",
+              "checked_by")
+    readonly_fields = fields
+    verbose_name = "VIES check"
+    verbose_name_plural = "VIES checks (history)"
+    max_num = 0
+
+
 @admin.register(Client)
 class ClientAdmin(BillableHistoryAdmin):
     list_display = ("code", "legal_name", "country", "currency", "vat_id", "num_payment_terms_days",
                     "po_required", "credit_hold", "master_data")
     list_filter = ("country", "currency", "delivery_channel", "po_required", "credit_hold", "source")
     search_fields = ("code", "legal_name", "vat_id", "external_id", "erp_id", "billing_emails")
-    readonly_fields = ("master_data_problems_display", "created_at", "updated_at")
+    readonly_fields = ("master_data_problems_display", "vies_display", "created_at", "updated_at")
+    inlines = [VatCheckInline]
+    actions = [service_action(module_path="billing.services.vat_checks", func_name="vat_check_run", kwarg="client",
+                              description="Check VAT id in VIES now", done="checked in VIES")]
     fieldsets = (
         (None, {"fields": ("code", "legal_name", "country", "currency", "vat_id", "not_vat_registered",
-                           "master_data_problems_display")}),
+                           "vies_display", "master_data_problems_display")}),
         ("Billing", {"fields": ("payment_terms_days", "po_required", "consolidate_invoices", "billing_emails",
                                 "credit_hold")}),
-        ("Address", {"fields": ("address_line1", "address_line2", "postal_code", "city")}),
+        ("Address", {"fields": ("address_line1", "address_line2", "postal_code", "city", "region")}),
         ("Delivery and e-invoicing", {"fields": ("delivery_channel", "peppol_id", "einvoice_by_email", "leitweg_id",
                                                  "facturx")}),
         ("External ids", {"fields": ("source", "external_id", "erp_id")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
+
+    @admin.display(description="VIES check")
+    def vies_display(self, obj: Client) -> str:
+        last = VatCheck.objects.filter(client=obj).order_by("-checked_at", "-id").first()
+        if last is None:
+            return "Never checked"
+        return last.answer
 
     @admin.display(description="Terms (days)", ordering="payment_terms_days")
     def num_payment_terms_days(self, obj: Client) -> int:
@@ -1009,6 +1032,17 @@ class DeliveryAttemptAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     search_fields = ("invoice__number", "to", "message_id")
     list_select_related = ("invoice", "triggered_by")
     date_hierarchy = "attempted_at"
+
+
+@admin.register(VatCheck)
+class VatCheckAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
+    """VIES consultations, written by billing.services.vat_checks only: a record, never edited."""
+
+    list_display = ("client", "vat_id", "result", "request_date", "consultation_number", "checked_at", "checked_by")
+    list_filter = ("result",)
+    search_fields = ("client__code", "vat_id", "consultation_number")
+    list_select_related = ("client", "checked_by")
+    date_hierarchy = "checked_at"
 
 
 @admin.register(InvoiceNumberSequence)

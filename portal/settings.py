@@ -297,6 +297,22 @@ PEPPOL_AP_TOKEN = env("PEPPOL_AP_TOKEN", default="")
 PEPPOL_AP_TIMEOUT_S = env.float("PEPPOL_AP_TIMEOUT_S", default=15.0)
 # Signs the provider's delivery-receipt webhooks (HMAC-SHA256); empty: every receipt is refused.
 PEPPOL_AP_WEBHOOK_SECRET = env("PEPPOL_AP_WEBHOOK_SECRET", default="")
+# Tax determination (ADR 0076, docs/rules/tax-engine.md): the rule table by default; the HTTP adapter for an
+# Avalara/Vertex-style service handles entities of BILLING_TAX_ENGINE_COUNTRIES.
+# Simulator: `manage.py tax_engine_simulator`.
+BILLING_TAX_ENGINE = env("BILLING_TAX_ENGINE", default="billing.tax_engine.rule_table.RuleTableEngine")
+BILLING_TAX_ENGINE_URL = env("BILLING_TAX_ENGINE_URL", default="http://127.0.0.1:8767")
+BILLING_TAX_ENGINE_TOKEN = env("BILLING_TAX_ENGINE_TOKEN", default="")
+BILLING_TAX_ENGINE_TIMEOUT_S = env.float("BILLING_TAX_ENGINE_TIMEOUT_S", default=10.0)
+BILLING_TAX_ENGINE_COUNTRIES = env.list("BILLING_TAX_ENGINE_COUNTRIES", default=["US"])
+# EU VIES VAT-number validation (ADR 0077): REST adapter; a stored check older than VIES_MAX_AGE_DAYS is redone
+# before invoicing. Empty VIES_ADAPTER: no VIES checks. Simulator: `manage.py vies_simulator`.
+VIES_ADAPTER = env("VIES_ADAPTER", default="")  # e.g. billing.vies.rest.RestViesAdapter
+VIES_BASE_URL = env("VIES_BASE_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api")
+VIES_TIMEOUT_S = env.float("VIES_TIMEOUT_S", default=10.0)
+VIES_MAX_AGE_DAYS = env.int("VIES_MAX_AGE_DAYS", default=30)
+# The requester VAT id VIES needs to issue a consultation number; empty: the invoicing entity's VAT id.
+VIES_REQUESTER_VAT_ID = env("VIES_REQUESTER_VAT_ID", default="")
 # Collections: reminder levels at +N days after the due date (a client's collections profile may override),
 # and whether each reminder carries the invoice PDF (docs/decisions/0025-collections.md).
 DUNNING_DEFAULT_OFFSETS = [int(d) for d in env.list("DUNNING_DEFAULT_OFFSETS", default=["7", "21", "45"])]

@@ -29,6 +29,7 @@ from billing.models.masterdata import (
     TaxRule,
 )
 from billing.models.purchase_orders import PurchaseOrder
+from billing.models.vat_checks import VatCheck
 from billing.models.work import Expense, Milestone, TimeEntry
 
 __all__ = [
@@ -59,4 +60,5 @@ __all__ = [
     "Role",
     "TaxRule",
     "TimeEntry",
+    "VatCheck",
 ]

@@ -115,6 +115,10 @@ class Client(ExternallyIdentified, TimeStamped):
     city = models.CharField(max_length=100, blank=True, default="")
     postal_code = models.CharField(max_length=20, blank=True, default="")
     country = country_field()
+    region = models.CharField(
+        "state / region", max_length=3, blank=True, default="", db_default="",
+        help_text="Ship-to state or region code (ISO 3166-2 subdivision, e.g. NY): US sales tax is charged by it.",
+    )
     vat_id = models.CharField(max_length=30, blank=True, default="")
     peppol_id = models.CharField(
         "Peppol participant id",
@@ -162,6 +166,15 @@ class Client(ExternallyIdentified, TimeStamped):
         "Factur-X / ZUGFeRD PDF", default=False, db_default=False,
         help_text="The invoice PDF is a PDF/A-3 with the EN 16931 CII e-invoice embedded (Factur-X / ZUGFeRD).",
     )
+    # The last VIES answer for the VAT id (billing.services.vat_checks; every check is a VatCheck row):
+    # cached here so the client's history shows each change of the answer.
+    vies_result = models.CharField(
+        "VIES result", max_length=12, blank=True, default="", db_default="",
+        help_text="valid / invalid / unavailable: the last VIES check of the VAT id (empty: never checked).",
+    )
+    vies_checked_at = models.DateTimeField("VIES checked at", null=True, blank=True)
+    vies_consultation_number = models.CharField("VIES consultation number", max_length=40, blank=True,
+                                                default="", db_default="")
     history = HistoricalRecords()
 
     class Meta(ExternallyIdentified.Meta):

@@ -13,8 +13,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from billing.models import Contract, InvoiceException, InvoiceLine, TaxRule
+from billing.models import Contract, InvoiceException, InvoiceLine
 from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from billing.tax_engine import TaxEngine
 from kernel.money import HUNDRED, ZERO, round_money, round_quantity
 
 BLOCKING = InvoiceException.Severity.BLOCKING
@@ -48,6 +49,8 @@ class Code:
     PO_EXCEEDED = "PO_EXCEEDED"
     PO_EXPIRED = "PO_EXPIRED"
     PO_CURRENCY_MISMATCH = "PO_CURRENCY_MISMATCH"
+    TAX_ENGINE_UNAVAILABLE = "TAX_ENGINE_UNAVAILABLE"
+    VAT_CHECK_UNAVAILABLE = "VAT_CHECK_UNAVAILABLE"
 
 
 FIX_HINTS = {
@@ -66,6 +69,8 @@ FIX_HINTS = {
     Code.PO_EXCEEDED: "Ask the client to raise the PO, update it in Billable, then revalidate.",
     Code.PO_EXPIRED: "Ask the client to extend the PO's validity, update it in Billable, then revalidate.",
     Code.PO_CURRENCY_MISMATCH: "Link the contract to a PO in the invoice's currency, then revalidate.",
+    Code.TAX_ENGINE_UNAVAILABLE: "The tax engine did not answer: revalidate once it is back (never invoiced untaxed).",
+    Code.VAT_CHECK_UNAVAILABLE: "VIES did not answer; the last stored check stands. Re-check the VAT id later.",
 }
 
 
@@ -251,7 +256,7 @@ def price_contract(
     run_date: date,
     rates: RateResolver,
     fx: FxResolver,
-    taxes: TaxRuleResolver,
+    taxes: TaxEngine | TaxRuleResolver,
 ) -> list[InvoiceDraft]:
     """Build the contract's draft invoices for the period, priced and validated (§3)."""
     from datetime import timedelta
@@ -483,20 +488,13 @@ def _add_discount(draft: InvoiceDraft, contract: Contract, period_start: date, p
     )
 
 
-def _apply_tax(draft: InvoiceDraft, contract: Contract, taxes: TaxRuleResolver) -> None:
-    rule: TaxRule | None = taxes.find(entity_country=contract.entity.country, client=contract.client)
-    if rule is None:
-        draft.add(
-            Code.TAX_RULE_MISSING,
-            BLOCKING,
-            f"No tax rule for entity country {contract.entity.country} and client country {contract.client.country}.",
-        )
-        draft.tax_total = ZERO
-    else:
-        amount = round_money(draft.subtotal * rule.rate / HUNDRED, draft.currency)
-        draft.taxes = [TaxDraft(rule.category, rule.rate, draft.subtotal, amount, rule.legal_note)]
-        draft.tax_total = amount
-    draft.total = draft.subtotal + draft.tax_total
+def _apply_tax(draft: InvoiceDraft, contract: Contract, taxes: TaxEngine | TaxRuleResolver) -> None:
+    """Delegate to the tax engine (billing.tax_engine); a bare rule resolver is the built-in engine."""
+    if isinstance(taxes, TaxRuleResolver):
+        from billing.tax_engine.rule_table import RuleTableEngine
+
+        taxes = RuleTableEngine(taxes)
+    taxes.determine(draft, contract)
 
 
 def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
@@ -505,6 +503,11 @@ def _validate(draft: InvoiceDraft, ctx: ContractContext) -> None:
     problems = client.master_data_problems()
     if problems:
         draft.add(Code.CLIENT_MASTER_DATA_INVALID, BLOCKING, f"Client {client.code}: " + " ".join(problems))
+    vies_check = getattr(client, "vies_check", None)  # set by billing.services.vat_checks.attach_vat_checks
+    if vies_check is not None and vies_check.result == "invalid":
+        draft.add(Code.CLIENT_MASTER_DATA_INVALID, BLOCKING, f"Client {client.code}: {vies_check.answer}")
+    elif vies_check is not None and vies_check.result == "unavailable":
+        draft.add(Code.VAT_CHECK_UNAVAILABLE, WARNING, f"Client {client.code}: {vies_check.answer}")
     if client.po_required and not (contract.po_number or "").strip():
         draft.add(
             Code.PO_REQUIRED_MISSING,

@@ -63,8 +63,10 @@ from billing.services.billing_engine import (
 )
 from billing.services.billing_frequency import billing_period, quarter_of, split_not_due
 from billing.services.consolidation import chunks_of, consolidate, contract_units
-from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from billing.services.pricing import FxResolver, RateResolver
 from billing.services.purchase_orders import apply_po_rules, lock_purchase_orders
+from billing.services.vat_checks import attach_vat_checks
+from billing.tax_engine import get_tax_engine
 from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from kernel.money import ZERO
 from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
@@ -507,7 +509,7 @@ def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary,
     by_period: dict[tuple[date, date], list[int]] = defaultdict(list)
     for contract_id, frequency in frequencies:
         by_period[billing_period(frequency, run.period_start, run.period_end)].append(contract_id)
-    taxes = TaxRuleResolver()
+    taxes = get_tax_engine()
 
     drafts: list[InvoiceDraft] = []
     extra_links: dict[int, list[int]] = {}
@@ -518,6 +520,7 @@ def _bill_chunk(contract_ids: Sequence[int], run: BillingRun, summary: _Summary,
         rates = RateResolver(ctx.contract for ctx in contexts)
         fx_pairs = {(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}
         fx = FxResolver(fx_pairs, up_to=end)
+        attach_vat_checks(ctx.contract for ctx in contexts)
         for ctx in contexts:
             priced = price_contract(
                 ctx,

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 from billing.services.billing_engine import Code, InvoiceDraft, _apply_tax, _check_total
 from billing.services.pricing import TaxRuleResolver
+from billing.tax_engine import TaxEngine
 from kernel.money import ZERO
 
 #: Findings recomputed on the merged invoice rather than carried from each contract's part.
-RECOMPUTED = {Code.NON_POSITIVE_TOTAL, Code.TAX_RULE_MISSING}
+RECOMPUTED = {Code.NON_POSITIVE_TOTAL, Code.TAX_RULE_MISSING, Code.TAX_ENGINE_UNAVAILABLE}
 
 
 def consolidation_key(draft: InvoiceDraft) -> tuple | None:
@@ -28,7 +29,7 @@ def consolidation_key(draft: InvoiceDraft) -> tuple | None:
 
 
 def consolidate(
-    drafts: Sequence[InvoiceDraft], *, taxes: TaxRuleResolver, project_codes: dict[int, str]
+    drafts: Sequence[InvoiceDraft], *, taxes: TaxEngine | TaxRuleResolver, project_codes: dict[int, str]
 ) -> list[InvoiceDraft]:
     """Drafts of non-consolidating clients unchanged; those of a consolidating client merged per key."""
     result: list[InvoiceDraft] = []
@@ -44,7 +45,9 @@ def consolidate(
     return result
 
 
-def merge(members: Sequence[InvoiceDraft], *, taxes: TaxRuleResolver, project_codes: dict[int, str]) -> InvoiceDraft:
+def merge(
+    members: Sequence[InvoiceDraft], *, taxes: TaxEngine | TaxRuleResolver, project_codes: dict[int, str]
+) -> InvoiceDraft:
     members = sorted(members, key=lambda d: (d.contract.code, project_codes.get(d.project_id or 0, "")))
     first = members[0]
     merged = InvoiceDraft(

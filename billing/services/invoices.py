@@ -36,9 +36,11 @@ from billing.services.billing_run import load_contexts, write_invoice_contents
 from billing.services.consolidation import consolidate
 from billing.services.credit_notes import credit_note_issued, credit_note_rejected
 from billing.services.posting import request_posting
-from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
+from billing.services.pricing import FxResolver, RateResolver
 from billing.services.purchase_orders import PO_CODES, apply_po_rules, lock_purchase_orders
+from billing.services.vat_checks import attach_vat_checks
 from billing.services.work import Route, open_approval, route_decision
+from billing.tax_engine import get_tax_engine
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, PermissionDeniedError, SegregationOfDutiesError
 from kernel.money import HUNDRED, ZERO, round_money
@@ -145,7 +147,8 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
         if invoice.contract.billing_model == Contract.BillingModel.RETAINER:
             ctx.retainer_fee_due = invoice.retainer_period is not None
             ctx.existing_fee_line_id = None
-    taxes = TaxRuleResolver()
+    taxes = get_tax_engine()
+    attach_vat_checks(ctx.contract for ctx in contexts)
     drafts = []
     for ctx in contexts:
         drafts += price_contract(
@@ -216,6 +219,13 @@ def invoice_override(*, invoice: Invoice, user: Any, reason: str) -> Invoice:
             f"{invoice.display_number} is blocked by {', '.join(po_blocks)}, which no override lets through: "
             "have the PO raised, extended or corrected, then revalidate.",
             code="po_not_overridable",
+        )
+    if invoice.exceptions.filter(state=InvoiceException.State.OPEN, code=Code.TAX_ENGINE_UNAVAILABLE).exists():
+        # Never an untaxed invoice because the engine was down (ADR 0076): revalidate once it answers.
+        raise ApplicationError(
+            f"{invoice.display_number} has no tax quote ({Code.TAX_ENGINE_UNAVAILABLE}), which no override lets "
+            "through: revalidate once the tax engine answers.",
+            code="tax_not_overridable",
         )
     apply_transition(invoice, "override", user=user, reason=f"Override: {reason}", label=invoice.display_number)
     invoice.exceptions.filter(state=InvoiceException.State.OPEN, severity=InvoiceException.Severity.BLOCKING).update(
@@ -328,7 +338,33 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         credit_note_issued(credit_note=invoice, user=user)
     request_posting(invoice=invoice, user=user)
+    transaction.on_commit(lambda pk=invoice.pk: tax_engine_record(invoice_id=pk))
     return invoice
+
+
+def tax_engine_record(*, invoice_id: int) -> None:
+    """After approval commits: tell the tax engine (commit the sale; a full credit note voids it).
+
+    Outside the approval transaction: an engine that is down never undoes an approval. The engine's
+    calls are idempotent by document number, so running this again (`tax_engine_record`) is safe.
+    """
+    import logging
+
+    from billing.tax_engine import TaxEngineUnavailable
+
+    invoice = Invoice.objects.select_related("entity", "contract__client", "credit_of").get(pk=invoice_id)
+    engine = get_tax_engine()
+    try:
+        if invoice.kind == Invoice.Kind.CREDIT_NOTE:
+            original = invoice.credit_of
+            if original.status == Status.CREDITED:
+                engine.void(original, credit_note=invoice)
+            else:
+                engine.commit(invoice)
+        else:
+            engine.commit(invoice)
+    except TaxEngineUnavailable as exc:
+        logging.getLogger(__name__).warning("Tax engine: %s not recorded: %s", invoice.number, exc)
 
 
 @transaction.atomic

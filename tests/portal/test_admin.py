@@ -1,6 +1,7 @@
 """Django admin of the billing models: pages, locks, auditors, and actions through the services."""
 from __future__ import annotations
 
+import datetime
 import sys
 import types
 from decimal import Decimal
@@ -24,6 +25,7 @@ from billing.models import (
     Milestone,
     Payment,
     TimeEntry,
+    VatCheck,
 )
 from kernel.errors import SegregationOfDutiesError
 from tests.factories import (
@@ -57,7 +59,8 @@ BILLING_MODELS = sorted(
     key=lambda m: m.__name__,
 )
 # Written by services only (numbering, runs, payments, validation): nobody adds them in admin.
-SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument, DeliveryAttempt}
+SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument, DeliveryAttempt,
+                   VatCheck}
 
 
 def _url(model, view: str, *args) -> str:
@@ -92,6 +95,9 @@ def one_of_each(db):
     ExpenseFactory()
     MilestoneFactory()
     PurchaseOrderFactory()
+    VatCheck.objects.create(client=sent.contract.client, vat_id="DE274158609", result="valid",
+                            checked_at=timezone.now(), request_date=datetime.date(2026, 1, 5),
+                            consultation_number="WAPIAAAA00000001")
     missing = [m.__name__ for m in BILLING_MODELS if not m._default_manager.exists()]
     assert not missing
 
