@@ -39,6 +39,7 @@ from tests.factories import (
     ContractRateFactory,
     LegalEntityFactory,
     ProjectFactory,
+    PurchaseOrderFactory,
     RateCardFactory,
     RoleFactory,
     UserFactory,
@@ -401,7 +402,8 @@ def test_the_model_refuses_a_save_that_changes_any_term(contract, term):
              "rate_card": lambda: RateCardFactory(), "cap": lambda: Decimal("1.00"),
              "expense_markup_pct": lambda: Decimal("5"), "discount_pct": lambda: Decimal("5"),
              "po_number": lambda: "PO-Z", "payment_terms_days": lambda: 99, "billing_frequency": lambda: "quarterly",
-             "retainer_amount": lambda: Decimal("5.00"), "included_hours": lambda: Decimal("5.00")}[term]()
+             "retainer_amount": lambda: Decimal("5.00"), "included_hours": lambda: Decimal("5.00"),
+             "purchase_order": lambda: PurchaseOrderFactory(client=contract.client, currency=contract.currency)}[term]()
     contract.refresh_from_db()
     setattr(contract, term, other)
     with pytest.raises(ContractTermsLockedError) as refused:
