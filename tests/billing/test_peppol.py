@@ -161,3 +161,18 @@ def test_official_examples_pass():  # pragma: no cover - needs the official exam
     for path in files:
         report = validate_ubl(path.read_bytes())
         assert report.is_valid, f"{path.name}: " + "; ".join(report.summary())
+
+
+@pytest.mark.skipif(not EXAMPLES, reason="PEPPOL_EXAMPLES_DIR not set (OpenPeppol's rules/examples/ checkout)")
+def test_altered_official_examples_fail_with_the_right_rules():  # pragma: no cover - needs the official examples
+    """The same alterations as on our own documents, made to Peppol's examples: an e-mail endpoint, a payable amount."""
+    files = sorted(Path(EXAMPLES).glob("*.xml"))
+    assert files
+    for path in files:
+        original = path.read_bytes()
+        em = re.sub(rb'(<cbc:EndpointID schemeID=")[^"]+"', rb'\g<1>EM"', original, count=1)
+        assert em != original, path.name
+        assert "PEPPOL-EN16931-CL008" in {f.rule for f in validate_ubl(em).fatal}, path.name
+        payable = re.sub(rb'(<cbc:PayableAmount currencyID="[A-Z]{3}">)[0-9.-]+<', rb"\g<1>0.01<", original)
+        assert payable != original, path.name
+        assert "BR-CO-16" in {f.rule for f in validate_ubl(payable).fatal}, path.name
