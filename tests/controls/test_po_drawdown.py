@@ -56,6 +56,7 @@ def test_no_override_lets_a_po_exceeded_invoice_through():
     assert committed_drawdown([po.pk])[po.pk] == Decimal("800.00")
 
 
+@pytest.mark.postgres  # the drawdown triggers are PostgreSQL functions
 def test_sql_cannot_push_an_invoice_beyond_its_po():
     po, _fits, blocked = _two_invoices_on_one_po()
     with pytest.raises(IntegrityError, match="overdrawn"), transaction.atomic(), connection.cursor() as cursor:
@@ -65,6 +66,7 @@ def test_sql_cannot_push_an_invoice_beyond_its_po():
     assert committed_drawdown([po.pk])[po.pk] <= po.amount
 
 
+@pytest.mark.postgres  # the drawdown triggers are PostgreSQL functions
 def test_sql_cannot_lower_a_po_below_what_is_invoiced():
     po, _fits, _blocked = _two_invoices_on_one_po()
     with pytest.raises(IntegrityError, match="below what is already drawn"), transaction.atomic(), \
