@@ -31,11 +31,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 from lxml import etree
+
+from kernel.simulator import LocalSimulator, SimulatorServer
 
 PEPPOL_CUSTOMIZATIONS = (
     "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0",
@@ -162,7 +164,7 @@ class SimulatorState:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: SimulatorServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -234,44 +236,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, answer)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], state: SimulatorState, verbose: bool):
-        self.state = state
-        self.verbose = verbose
-        super().__init__(address, _Handler)
-
-
-class PeppolSimulator:
+class PeppolSimulator(LocalSimulator):
     """`start()` serves in a daemon thread, `serve_forever()` in this one."""
 
+    thread_name = "peppol-simulator"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False, **config: Any):
-        self.state = SimulatorState(SimulatorConfig(**config))
-        self.server = _Server((host, port), self.state, verbose)
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> PeppolSimulator:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="peppol-simulator", daemon=True)
-        self.thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self.server.serve_forever()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def configure(self, **changes: Any) -> None:
-        for name, value in changes.items():
-            setattr(self.state.config, name, value)
+        super().__init__(_Handler, SimulatorState(SimulatorConfig(**config)), host, port, verbose)
 
     def transmissions(self) -> list[dict[str, Any]]:
         with self.state.lock:

@@ -18,9 +18,11 @@ import json
 import threading
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from kernel.simulator import LocalSimulator, SimulatorServer
 
 # State base sales-tax rates (percent) as published by the states; services may be taxable or not per state,
 # the simulator treats them all as taxable at the base rate.
@@ -80,7 +82,7 @@ class SimulatorState:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: SimulatorServer
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
@@ -152,44 +154,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, {"code": "not_found"})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], state: SimulatorState, verbose: bool):
-        self.state = state
-        self.verbose = verbose
-        super().__init__(address, _Handler)
-
-
-class TaxEngineSimulator:
+class TaxEngineSimulator(LocalSimulator):
     """`start()` serves in a daemon thread, `serve_forever()` in this one."""
 
+    thread_name = "tax-engine-simulator"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False, **config: Any):
-        self.state = SimulatorState(SimulatorConfig(**config))
-        self.server = _Server((host, port), self.state, verbose)
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> TaxEngineSimulator:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="tax-engine-simulator", daemon=True)
-        self.thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self.server.serve_forever()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def configure(self, **changes: Any) -> None:
-        for name, value in changes.items():
-            setattr(self.state.config, name, value)
+        super().__init__(_Handler, SimulatorState(SimulatorConfig(**config)), host, port, verbose)
 
     def transactions(self) -> dict[str, dict[str, Any]]:
         with self.state.lock:
