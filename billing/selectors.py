@@ -18,6 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
+from billing.hooks import annotate_cash_impact
 from billing.models import (
     BillingRun,
     Contract,
@@ -299,7 +300,7 @@ QUEUE_SORTS = {
     "oldest": ("issue_date", "created_at", "-total", "id"),
     "largest": ("-total", "issue_date", "id"),
     "due": ("due_date", "-total", "id"),
-    "priority": ("-cash_impact", "issue_date", "id"),  # insights.services.priority (docs/rules/assistive.md)
+    "priority": ("-cash_impact", "issue_date", "id"),  # billing.hooks.annotate_cash_impact (docs/rules/assistive.md)
 }
 
 
@@ -334,8 +335,6 @@ def invoice_queue(
         for row in filtered.values("currency").annotate(total=Sum("total")).order_by("currency")
     }
     if sort == "priority":
-        from insights.services.priority import annotate_cash_impact
-
         filtered = annotate_cash_impact(filtered)
     invoices = list(
         filtered.select_related("client", "contract", "entity", "project", "prepared_by")

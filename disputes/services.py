@@ -317,3 +317,42 @@ def dispute_resolve(
     dispute.resolved_at = timezone.now()
     save_audited(dispute, user=user, reason=reason[:100])
     return dispute
+
+
+# --- what the credit-note services tell disputes (billing.hooks.CreditNoteListener, ADR 0080) --------------
+
+
+def credit_note_is_reissue(credit_note: Invoice) -> bool:
+    """Made by a dispute resolved with `credit_and_reissue`."""
+    return Dispute.objects.filter(credit_note=credit_note, outcome=Dispute.Outcome.CREDIT_AND_REISSUE).exists()
+
+
+def disputes_close_on_full_credit(invoice: Invoice, *, credit_note: Invoice, user: Any) -> None:
+    """A full credit settles whatever the customer still disputed: resolve the live dispute with `credit`."""
+    live = Dispute.objects.select_for_update().filter(
+        invoice=invoice, status__in=[Dispute.Status.OPEN, Dispute.Status.INVESTIGATING]
+    )
+    for dispute in live:
+        why = f"Resolved by the full credit note {credit_note.number}"
+        apply_transition(dispute, "resolve", user=user, reason=why, label=f"dispute {dispute.pk}")
+        dispute.outcome = Dispute.Outcome.CREDIT
+        dispute.credit_note = dispute.credit_note or credit_note
+        dispute.resolution_note = why
+        dispute.resolved_by = user if getattr(user, "pk", None) else dispute.owner
+        dispute.resolved_at = timezone.now()
+        save_audited(dispute, user=user, reason=why)
+
+
+def dispute_note_credit_note_decided(credit_note: Invoice, *, user: Any, text: str) -> None:
+    """Note a credit note's approval or rejection on the dispute that asked for it."""
+    for dispute in Dispute.objects.filter(credit_note=credit_note):
+        note = DisputeNote(dispute=dispute, author=user, text=text)
+        save_audited(note, user=user, reason="Credit note decided")
+
+
+class CreditNoteListener:
+    """Registered into `billing.hooks` by `DisputesConfig.ready()`."""
+
+    is_reissue = staticmethod(credit_note_is_reissue)
+    fully_credited = staticmethod(disputes_close_on_full_credit)
+    decided = staticmethod(dispute_note_credit_note_decided)

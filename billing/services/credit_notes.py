@@ -33,6 +33,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
+from billing.hooks import credit_note_listener
 from billing.models import Contract, Expense, Invoice, InvoiceLine, InvoiceTax, Milestone, TimeEntry
 from billing.services.work import open_approval
 from kernel.audit import save_audited
@@ -282,10 +283,8 @@ def _issued_credit_total(invoice: Invoice) -> Decimal:
 
 
 def is_reissue(credit_note: Invoice) -> bool:
-    """Made by a dispute resolved with `credit_and_reissue`."""
-    from disputes.models import Dispute
-
-    return Dispute.objects.filter(credit_note=credit_note, outcome=Dispute.Outcome.CREDIT_AND_REISSUE).exists()
+    """Made by a dispute resolved with `credit_and_reissue` (asked through the credit-note hook, ADR 0080)."""
+    return credit_note_listener().is_reissue(credit_note)
 
 
 def release_lines(lines: Sequence[int], *, invoice: Invoice, user: Any, reason: str) -> int:
@@ -331,7 +330,7 @@ def credit_note_issued(*, credit_note: Invoice, user: Any) -> None:
         apply_transition(invoice, "mark_credited", user=user, reason=why, label=invoice.display_number)
         save_audited(invoice, user=user, reason=why)
         release_items(invoice, user=user, reason=f"Fully credited by {credit_note.number}")
-        _close_live_disputes(invoice, credit_note=credit_note, user=user)
+        credit_note_listener().fully_credited(invoice, credit_note=credit_note, user=user)
     elif is_reissue(credit_note):
         credited = credited_per_line(list(invoice.lines.values_list("id", flat=True)))
         full_lines = [
@@ -344,8 +343,9 @@ def credit_note_issued(*, credit_note: Invoice, user: Any) -> None:
 
         # Payments and credits may now cover the whole total: partially paid → paid.
         payment_status_settle(invoice=invoice, user=user, reason=f"{reason}: payments and credits cover the total")
-    _note_on_dispute(credit_note, user=user, text=f"Credit note {credit_note.number} approved "
-                     f"({credit_note.total} {credit_note.currency}).")
+    credit_note_listener().decided(
+        credit_note, user=user, text=f"Credit note {credit_note.number} approved ({credit_note.total} {credit_note.currency})."
+    )
 
 
 def credit_note_rejected(*, credit_note: Invoice, user: Any, reason: str) -> None:
@@ -358,34 +358,10 @@ def credit_note_rejected(*, credit_note: Invoice, user: Any, reason: str) -> Non
     # Never below zero: a credit note that did not come through `credit_note_create` (an import) reserved nothing.
     invoice.credited_amount = max(ZERO, invoice.credited_amount - credit_note.total)
     save_audited(invoice, user=user, reason=f"Credit note draft {credit_note.pk} rejected: amount given back")
-    _note_on_dispute(credit_note, user=user, text=f"Credit note draft {credit_note.pk} was rejected: {reason}. "
-                     "Open a new dispute or credit note if the customer's claim stands.")
-
-
-def _close_live_disputes(invoice: Invoice, *, credit_note: Invoice, user: Any) -> None:
-    """A full credit settles whatever the customer still disputed: resolve the live dispute with `credit`."""
-    from disputes.models import Dispute
-
-    live = Dispute.objects.select_for_update().filter(
-        invoice=invoice, status__in=[Dispute.Status.OPEN, Dispute.Status.INVESTIGATING]
+    credit_note_listener().decided(
+        credit_note, user=user, text=f"Credit note draft {credit_note.pk} was rejected: {reason}. "
+        "Open a new dispute or credit note if the customer's claim stands."
     )
-    for dispute in live:
-        why = f"Resolved by the full credit note {credit_note.number}"
-        apply_transition(dispute, "resolve", user=user, reason=why, label=f"dispute {dispute.pk}")
-        dispute.outcome = Dispute.Outcome.CREDIT
-        dispute.credit_note = dispute.credit_note or credit_note
-        dispute.resolution_note = why
-        dispute.resolved_by = user if getattr(user, "pk", None) else dispute.owner
-        dispute.resolved_at = timezone.now()
-        save_audited(dispute, user=user, reason=why)
-
-
-def _note_on_dispute(credit_note: Invoice, *, user: Any, text: str) -> None:
-    from disputes.models import Dispute, DisputeNote
-
-    for dispute in Dispute.objects.filter(credit_note=credit_note):
-        note = DisputeNote(dispute=dispute, author=user, text=text)
-        save_audited(note, user=user, reason="Credit note decided")
 
 
 @transaction.atomic

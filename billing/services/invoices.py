@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
+from billing.hooks import score_invoices
 from billing.models import (
     Contract,
     Expense,
@@ -194,8 +195,6 @@ def invoice_revalidate(*, invoice: Invoice, user: Any) -> Invoice:
 
 def _score_draft(invoice: Invoice) -> None:
     """Re-score against the client's history (docs/rules/assistive.md); an ANOMALY warning then routes the approval."""
-    from insights.services.scoring import score_invoices
-
     score_invoices([invoice])
 
 

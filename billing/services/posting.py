@@ -2,8 +2,8 @@
 
 `request_posting` runs inside the approval transaction, right after numbering:
 with an ERP configured (`ERP_POSTING_ENABLED`) it writes the outbox message in
-that same transaction (integrations.services.outbox: delivered by a django-q2
-task, exactly once); without one, posting completes at once (docs/rules/domain.md).
+that same transaction (the outbox registered in `billing.hooks` by integrations:
+delivered by a django-q2 task, exactly once); without one, posting completes at once (docs/rules/domain.md).
 `invoice_mark_posted` is the one way to `posted`: it records the ERP id and
 schedules the customer delivery (e-mail) after commit.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from billing.hooks import enqueue_posting
 from billing.models import Invoice
 from kernel.audit import save_audited
 from kernel.workflow import apply_transition
@@ -26,9 +27,7 @@ def erp_posting_enabled() -> bool:
 def request_posting(*, invoice: Invoice, user: Any) -> None:
     """Post a just-numbered invoice: through the ERP outbox, or at once when no ERP is configured."""
     if erp_posting_enabled():
-        from integrations.services.outbox import outbox_enqueue_document
-
-        outbox_enqueue_document(invoice=invoice, user=user)
+        enqueue_posting(invoice=invoice, user=user)
     else:
         invoice_mark_posted(invoice=invoice, erp_id="", user=user, reason="No ERP configured: posted on approval")
 
