@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
 from kernel.errors import ApplicationError
@@ -140,3 +141,59 @@ def subject_label(subject: Any) -> str:
     """How messages name the subject; `str()` for anything unregistered."""
     handler = _HANDLERS.get(type(subject))
     return handler.label(subject) if handler else str(subject)
+
+
+# --- who manages a request's project or contract (the "project manager" approver step) -------------
+
+
+class ProjectManagers:
+    """How the engine finds the project managers of a request's project or contract.
+
+    `ApprovalRequest.project` / `.contract` point at the models of the app that owns projects
+    (billing); that app registers one of these from its `AppConfig.ready()`, so routing, the
+    queue and the reminders never import it (ADR 0080).
+    """
+
+    def of_project(self, project_id: int) -> int | None:
+        """The project's manager (None: nobody)."""
+        raise NotImplementedError
+
+    def of_contracts(self, contract_ids: Sequence[int] | set[int]) -> dict[int, set[int]]:
+        """Contract id → the managers of its projects, in one query."""
+        raise NotImplementedError
+
+    def manages_contract(self, principal_id: int) -> models.Exists:
+        """An `Exists` true when `principal_id` manages a project of `OuterRef("contract_id")`."""
+        raise NotImplementedError
+
+
+_PROJECT_MANAGERS: list[ProjectManagers] = []
+
+
+def register_project_managers(provider: ProjectManagers) -> None:
+    """Tell the engine how to find project managers (call from `AppConfig.ready()`)."""
+    _PROJECT_MANAGERS[:] = [provider]
+
+
+def project_managers() -> ProjectManagers:
+    if not _PROJECT_MANAGERS:
+        raise ImproperlyConfigured("No project-manager provider is registered (approvals.registry).")
+    return _PROJECT_MANAGERS[0]
+
+
+# --- reminders other apps send through the engine's reminder mail ---------------------------------
+
+#: `Reminder.Kind` → the job that sends that kind (returns its summary for the task log).
+_REMINDERS: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def register_reminder(kind: str, job: Callable[[], dict[str, Any]]) -> None:
+    """Let the engine's scheduled task for `kind` run `job` (call from `AppConfig.ready()`)."""
+    _REMINDERS[kind] = job
+
+
+def reminder_job(kind: str) -> Callable[[], dict[str, Any]]:
+    try:
+        return _REMINDERS[kind]
+    except KeyError:
+        raise ImproperlyConfigured(f"No reminder job is registered for {kind!r} (approvals.registry).") from None

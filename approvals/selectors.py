@@ -20,10 +20,10 @@ from django.db.models import Case, Exists, OuterRef, Prefetch, Q, QuerySet, Subq
 from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
+from approvals.registry import project_managers
 from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
 from approvals.services.subjects import subject_prefetch
-from billing.models import Project
 from kernel.errors import ApplicationError
 from kernel.roles import PROJECT_MANAGER
 
@@ -46,9 +46,8 @@ def _may_decide(principal_id: int, roles: set[str], *, delegate_roles: set[str] 
     With `delegate_roles` (a delegate acting for the principal) the step must also accept
     a role the delegate holds, as `eligibility.accepted_delegate_roles` says.
     """
-    is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & Exists(
-        Project.objects.filter(contract_id=OuterRef("contract_id"), project_manager_id=principal_id)
-    )
+    manages_contract = project_managers().manages_contract(principal_id)
+    is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & manages_contract
     named = [Q(step_kind=Kind.USER, step_user=principal_id), Q(step_kind=Kind.PROJECT_MANAGER) & is_pm]
     if roles:
         named += [Q(step_kind=Kind.ROLE, step_role__in=roles), Q(escalated=True, step_escalation_role__in=roles)]

@@ -15,11 +15,19 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
-from approvals.models import SubjectType
-from approvals.registry import SubjectFacts, SubjectHandler, handler_for, register_subject
+from approvals.models import Reminder, SubjectType
+from approvals.registry import (
+    ProjectManagers,
+    SubjectFacts,
+    SubjectHandler,
+    handler_for,
+    register_project_managers,
+    register_reminder,
+    register_subject,
+)
 from billing.models import ChangeOrder, Expense, FxRate, Invoice, InvoiceException, Milestone, Project, TimeEntry
 from kernel.money import round_money
 
@@ -302,8 +310,32 @@ class ChangeOrderHandler(SubjectHandler):
         return True
 
 
+class BillingProjectManagers(ProjectManagers):
+    """The engine's "project manager" steps: the manager of the request's project, else of its contract's."""
+
+    def of_project(self, project_id: int) -> int | None:
+        return Project.objects.filter(pk=project_id).values_list("project_manager_id", flat=True).first()
+
+    def of_contracts(self, contract_ids: Sequence[int] | set[int]) -> dict[int, set[int]]:
+        found: dict[int, set[int]] = defaultdict(set)
+        for contract_id, pm_id in Project.objects.filter(
+            contract_id__in=contract_ids, project_manager__isnull=False
+        ).values_list("contract_id", "project_manager_id"):
+            found[contract_id].add(pm_id)
+        return found
+
+    def manages_contract(self, principal_id: int) -> Exists:
+        return Exists(Project.objects.filter(contract_id=OuterRef("contract_id"), project_manager_id=principal_id))
+
+
 def register_billing_subjects() -> None:
-    """Register billing's approvable models with the engine (from `BillingConfig.ready()`)."""
+    """Register billing with the engine (from `BillingConfig.ready()`): its approvable models, who
+    manages a project or contract, and its reminders (sent by the engine's scheduled tasks)."""
+    from billing.services.reminders import exception_digest_send, timesheet_reminders_send
+
+    register_project_managers(BillingProjectManagers())
+    register_reminder(Reminder.Kind.MISSING_TIME, timesheet_reminders_send)
+    register_reminder(Reminder.Kind.EXCEPTION_DIGEST, exception_digest_send)
     register_subject(Invoice, InvoiceHandler())
     register_subject(TimeEntry, WorkHandler(SubjectType.TIME_ENTRY, "time entry"))
     register_subject(Expense, WorkHandler(SubjectType.EXPENSE, "expense"))

@@ -6,7 +6,7 @@ registers its callable here from its `AppConfig.ready()`, and billing calls the 
 
 | hook | registered by | called by |
 |---|---|---|
-| `score_invoices(invoices, drafts=)` | `insights` (anomaly and dispute-risk scores) | the billing run, `invoice_revalidate` |
+| `score_invoices(invoices, drafts=)` | `insights` (anomaly, dispute risk) | the billing run, `invoice_revalidate` |
 | `annotate_cash_impact(queryset)` | `insights` (cash priority) | the invoice list sorted by priority |
 | `enqueue_posting(invoice=, user=)` | `integrations` (the ERP outbox) | `request_posting` with an ERP configured |
 | `credit_note_listener()` | `disputes` (a credit note's dispute) | the credit-note services |

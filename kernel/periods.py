@@ -20,3 +20,9 @@ def previous_month(today: date) -> tuple[date, date]:
     """First and last day of the month before `today`'s (what a monthly run bills, a reminder checks)."""
     end = today.replace(day=1) - timedelta(days=1)
     return end.replace(day=1), end
+
+
+def working_days(start: date, end: date) -> int:
+    """Monday to Friday in [start, end] (public holidays are not modelled)."""
+    days = (end - start).days + 1
+    return sum(1 for offset in range(days) if (start + timedelta(days=offset)).weekday() < 5)

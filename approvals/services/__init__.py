@@ -5,7 +5,8 @@
   cancel, escalate.
 - `delegations`: out-of-office delegation (eligible delegates only: `eligibility`).
 - `overrides`: four-eyes override of a pending route (request, confirm, withdraw).
-- `reminders`: SLA escalation e-mails, missing-time reminders, the exception digest.
+- `reminders`: SLA escalation e-mails and the reminder mail other apps' reminders use
+  (billing's missing-time reminder and exception digest: `billing.services.reminders`).
 """
 
 from approvals.services.delegations import delegation_create, delegation_end
@@ -15,12 +16,7 @@ from approvals.services.overrides import (
     approval_override_withdraw,
 )
 from approvals.services.policies import approval_policy_for
-from approvals.services.reminders import (
-    approvals_escalate_overdue,
-    exception_digest_send,
-    reminder_send,
-    timesheet_reminders_send,
-)
+from approvals.services.reminders import approvals_escalate_overdue, reminder_send
 from approvals.services.requests import (
     approval_approve,
     approval_decide,
@@ -50,7 +46,5 @@ __all__ = [
     "check_decider",
     "delegation_create",
     "delegation_end",
-    "exception_digest_send",
     "reminder_send",
-    "timesheet_reminders_send",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from approvals.models import ApprovalRequest, ApprovalStep, Delegation
-from billing.models import Project
+from approvals.registry import project_managers
 from kernel.roles import ALL_ROLES
 
 Kind = ApprovalStep.ApproverKind
@@ -57,14 +57,9 @@ def step_routing(step: ApprovalStep, *, pm_ids: Iterable[int], escalated: bool) 
 def request_pm_ids(request: ApprovalRequest) -> frozenset[int]:
     """The PM of the request's project, else the PMs of its contract's projects."""
     if request.project_id:
-        pm_id = Project.objects.filter(pk=request.project_id).values_list("project_manager_id", flat=True).first()
-        return frozenset({pm_id} - {None})
+        return frozenset({project_managers().of_project(request.project_id)} - {None})
     if request.contract_id:
-        return frozenset(
-            Project.objects.filter(contract_id=request.contract_id, project_manager__isnull=False).values_list(
-                "project_manager_id", flat=True
-            )
-        )
+        return frozenset(project_managers().of_contracts({request.contract_id}).get(request.contract_id, ()))
     return frozenset()
 
 

@@ -8,6 +8,7 @@ a full credit note clears the link and returns the item to `approved`.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -30,6 +31,15 @@ from kernel.fields import (
 
 #: Nobody works more than a day: the hours one person books on one date never exceed this.
 MAX_HOURS_PER_DAY = Decimal("24")
+
+
+def timesheet_cutoff(period_end: date) -> date:
+    """The day from which a month's time is late (the LATE_TIME rule, the missing-time reminder): the one home.
+
+    `BILLING_TIMESHEET_CUTOFF_DAYS` (default 2) days after the day following the month's last day;
+    the cut-off instant is 00:00 UTC of that day.
+    """
+    return period_end + timedelta(days=1 + int(getattr(settings, "BILLING_TIMESHEET_CUTOFF_DAYS", 2)))
 
 
 

@@ -343,9 +343,8 @@ def credit_note_issued(*, credit_note: Invoice, user: Any) -> None:
 
         # Payments and credits may now cover the whole total: partially paid → paid.
         payment_status_settle(invoice=invoice, user=user, reason=f"{reason}: payments and credits cover the total")
-    credit_note_listener().decided(
-        credit_note, user=user, text=f"Credit note {credit_note.number} approved ({credit_note.total} {credit_note.currency})."
-    )
+    approved = f"Credit note {credit_note.number} approved ({credit_note.total} {credit_note.currency})."
+    credit_note_listener().decided(credit_note, user=user, text=approved)
 
 
 def credit_note_rejected(*, credit_note: Invoice, user: Any, reason: str) -> None:

@@ -15,7 +15,7 @@ from django_q.models import Schedule
 from approvals import tasks
 from approvals.models import Reminder
 from approvals.services import approval_decide, approval_request_open, delegation_create
-from approvals.services.reminders import working_days
+from kernel.periods import working_days
 from tests.approvals.conftest import pending_invoice, submitted_time
 from tests.factories import InvoiceExceptionFactory, InvoiceFactory, PersonFactory, TimeEntryFactory, UserFactory
 
