@@ -20,20 +20,11 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.contracts import Contract
+from approvals.registry import billing_model_choices, subject_type_choices
 from kernel import roles
 from kernel.fields import MONEY, PERCENT, TimeStamped
 
 ROLE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in roles.ALL_ROLES]
-
-
-class SubjectType(models.TextChoices):
-    INVOICE = "invoice", "Invoice"
-    CREDIT_NOTE = "credit_note", "Credit note"
-    MILESTONE = "milestone", "Milestone"
-    CHANGE_ORDER = "change_order", "Change order"
-    TIME_ENTRY = "time_entry", "Time entry"
-    EXPENSE = "expense", "Expense"
 
 
 class ApprovalPolicy(TimeStamped):
@@ -48,7 +39,7 @@ class ApprovalPolicy(TimeStamped):
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True, default="")
-    subject_type = models.CharField(max_length=20, choices=SubjectType.choices)
+    subject_type = models.CharField(max_length=20, choices=subject_type_choices)
     min_amount = models.DecimalField(
         **MONEY, null=True, blank=True, help_text="Inclusive, in the entity's currency. Empty: no lower bound."
     )
@@ -58,7 +49,7 @@ class ApprovalPolicy(TimeStamped):
     entity = models.ForeignKey("billing.LegalEntity", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     client = models.ForeignKey("billing.Client", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     billing_model = models.CharField(
-        max_length=20, choices=Contract.BillingModel.choices, blank=True, default="", help_text="Empty: any."
+        max_length=20, choices=billing_model_choices, blank=True, default="", help_text="Empty: any."
     )
     requires_warning = models.CharField(
         max_length=40,
@@ -189,7 +180,7 @@ class ApprovalRequest(FSMModelMixin, TimeStamped):
     content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT, related_name="+")
     object_id = models.PositiveBigIntegerField()
     subject = GenericForeignKey("content_type", "object_id")
-    subject_type = models.CharField(max_length=20, choices=SubjectType.choices)
+    subject_type = models.CharField(max_length=20, choices=subject_type_choices)
     policy = models.ForeignKey(ApprovalPolicy, on_delete=models.PROTECT, related_name="requests")
     status = FSMField(default=Status.PENDING, choices=Status.choices, protected=True)
     current_step = models.PositiveSmallIntegerField(help_text="Order of the step now open.")

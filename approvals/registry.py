@@ -63,8 +63,11 @@ class SubjectHandler:
     Override what differs; the defaults suit a subject without amount or scope.
     """
 
-    #: The policy subject type (`approvals.models.SubjectType`) of this model's subjects.
+    #: The policy subject type of this model's subjects (a value of `subject_type_choices()`).
     subject_type: str = ""
+    #: Every (value, label) this handler's subjects may carry as a subject type (policies and requests
+    #: offer them); empty: just `subject_type`, labelled from its value.
+    subject_types: tuple[tuple[str, str], ...] = ()
     #: The status in which a subject waits for approval.
     awaiting_status: str = ""
     #: `select_related` paths the facts and the outcome need (used when locking and reloading).
@@ -137,6 +140,17 @@ def handler_for(subject_or_model: Any) -> SubjectHandler:
         raise ApplicationError(f"{model.__name__} is not an approvable subject.", code="not_approvable") from None
 
 
+def subject_type_choices() -> list[tuple[str, str]]:
+    """The subject types of the registered handlers, in registration order: the choices of
+    `ApprovalPolicy.subject_type` and `ApprovalRequest.subject_type` (and the queue's filter)."""
+    choices: dict[str, str] = {}
+    for handler in _HANDLERS.values():
+        types = handler.subject_types or ((handler.subject_type, handler.subject_type.replace("_", " ").capitalize()),)
+        for value, label in types:
+            choices.setdefault(value, label)
+    return list(choices.items())
+
+
 def subject_label(subject: Any) -> str:
     """How messages name the subject; `str()` for anything unregistered."""
     handler = _HANDLERS.get(type(subject))
@@ -197,3 +211,18 @@ def reminder_job(kind: str) -> Callable[[], dict[str, Any]]:
         return _REMINDERS[kind]
     except KeyError:
         raise ImproperlyConfigured(f"No reminder job is registered for {kind!r} (approvals.registry).") from None
+
+
+# --- choices of the policies' conditions that belong to another app ----------------------------------
+
+_CONDITION_CHOICES: dict[str, list[tuple[str, str]]] = {}
+
+
+def register_condition_choices(condition: str, choices: Sequence[tuple[str, str]]) -> None:
+    """Offer `choices` for a policy condition whose values another app defines (`billing_model`)."""
+    _CONDITION_CHOICES[condition] = list(choices)
+
+
+def billing_model_choices() -> list[tuple[str, str]]:
+    """The choices of `ApprovalPolicy.billing_model` (registered by billing: the contracts' billing models)."""
+    return list(_CONDITION_CHOICES.get("billing_model", ()))

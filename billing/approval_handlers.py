@@ -15,23 +15,46 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.db import models
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
-from approvals.models import Reminder, SubjectType
+from approvals.models import Reminder
 from approvals.registry import (
     ProjectManagers,
     SubjectFacts,
     SubjectHandler,
     handler_for,
+    register_condition_choices,
     register_project_managers,
     register_reminder,
     register_subject,
 )
-from billing.models import ChangeOrder, Expense, FxRate, Invoice, InvoiceException, Milestone, Project, TimeEntry
+from billing.models import (
+    ChangeOrder,
+    Contract,
+    Expense,
+    FxRate,
+    Invoice,
+    InvoiceException,
+    Milestone,
+    Project,
+    TimeEntry,
+)
 from kernel.money import round_money
 
 HUNDRED = Decimal("100")
+
+
+class SubjectType(models.TextChoices):
+    """Billing's approval subject types: the values approval policies and requests carry."""
+
+    INVOICE = "invoice", "Invoice"
+    CREDIT_NOTE = "credit_note", "Credit note"
+    MILESTONE = "milestone", "Milestone"
+    CHANGE_ORDER = "change_order", "Change order"
+    TIME_ENTRY = "time_entry", "Time entry"
+    EXPENSE = "expense", "Expense"
 
 
 # --- facts, loaded in bulk for every billing subject at once ----------------------------------------
@@ -196,6 +219,7 @@ class InvoiceHandler(SubjectHandler):
     """Invoices and credit notes (one model, two policy subject types)."""
 
     subject_type = SubjectType.INVOICE
+    subject_types = tuple((t.value, t.label) for t in (SubjectType.INVOICE, SubjectType.CREDIT_NOTE))
     awaiting_status = Invoice.Status.PENDING_APPROVAL
     related = ("entity", "contract", "project")
     display_related = ("client", "contract")
@@ -336,8 +360,10 @@ def register_billing_subjects() -> None:
     register_project_managers(BillingProjectManagers())
     register_reminder(Reminder.Kind.MISSING_TIME, timesheet_reminders_send)
     register_reminder(Reminder.Kind.EXCEPTION_DIGEST, exception_digest_send)
+    register_condition_choices("billing_model", Contract.BillingModel.choices)
+    # In this order the subject types are offered (policies, the queue's filter).
     register_subject(Invoice, InvoiceHandler())
-    register_subject(TimeEntry, WorkHandler(SubjectType.TIME_ENTRY, "time entry"))
-    register_subject(Expense, WorkHandler(SubjectType.EXPENSE, "expense"))
     register_subject(Milestone, MilestoneHandler())
     register_subject(ChangeOrder, ChangeOrderHandler())
+    register_subject(TimeEntry, WorkHandler(SubjectType.TIME_ENTRY, "time entry"))
+    register_subject(Expense, WorkHandler(SubjectType.EXPENSE, "expense"))

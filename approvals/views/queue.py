@@ -14,8 +14,8 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from approvals.models import ApprovalRequest, ApprovalStep, Delegation, SubjectType
-from approvals.registry import subject_label
+from approvals.models import ApprovalRequest, ApprovalStep, Delegation
+from approvals.registry import subject_label, subject_type_choices
 from approvals.selectors import my_approvals
 from approvals.views.common import render_screen, screen_roles
 from kernel.listing import age_label, paginate
@@ -76,7 +76,7 @@ def my_queue(request: HttpRequest) -> HttpResponse:
     qs = my_approvals(request.user, now=now).select_related("prepared_by").prefetch_related(
         Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order"))
     )
-    if kind in SubjectType.values:
+    if kind in dict(subject_type_choices()):
         qs = qs.filter(subject_type=kind)
     if overdue_only:
         qs = qs.filter(sla_due_at__lt=now)
@@ -95,7 +95,7 @@ def my_queue(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "kind": kind,
             "overdue_only": overdue_only,
-            "types": SubjectType.choices,
+            "types": subject_type_choices(),
             "acting_for": delegations,
         },
     )
