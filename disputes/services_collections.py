@@ -29,8 +29,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.models import Client, Invoice
-from disputes import selectors_collections as sel
 from disputes.models import CollectionsHandoff, CollectionsProfile, DunningNotice
+from disputes.selectors import collections as sel
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from kernel.money import round_money

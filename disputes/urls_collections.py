@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from disputes import views_collections as views
+from disputes.views import collections as views
 
 urlpatterns: list = [
     path("collections/aging/", views.aging, name="aging"),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from disputes import views_disputes as views
+from disputes.views import disputes as views
 
 urlpatterns: list = [
     path("", views.dispute_list, name="dispute_list"),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from disputes import views_payments as views
+from disputes.views import payments as views
 
 urlpatterns: list = [
     path("payments/", views.payment_list, name="payment_list"),

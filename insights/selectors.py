@@ -62,6 +62,8 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from billing.models import Expense, FxRate, Invoice, InvoiceException, InvoiceLine, Milestone, Payment, TimeEntry
+from billing.models.work import timesheet_cutoff
+from kernel.periods import month_of
 
 ZERO = Decimal("0")
 MONEY_FIELD = DecimalField(max_digits=18, decimal_places=2)
@@ -913,14 +915,13 @@ def late_q(period_start: datetime.date, period_end: datetime.date) -> Q:
     """Time entries submitted at or after their month's cut-off (the run's LATE_TIME rule), month by month.
 
     The cut-off of a month is 00:00 UTC, `BILLING_TIMESHEET_CUTOFF_DAYS` days after its last day
-    (billing_run.load_contexts). One date range per month, so no per-row date functions.
+    (`billing.models.work.timesheet_cutoff`). One date range per month, so no per-row date functions.
     """
-    cutoff = int(getattr(settings, "BILLING_TIMESHEET_CUTOFF_DAYS", 2))
     q = Q(pk__in=[])
     month = _first_of_month(period_start)
     while month <= period_end:
-        deadline = datetime.datetime.combine(_next_month(month) + timedelta(days=cutoff), datetime.time.min,
-                                             tzinfo=datetime.UTC)
+        cutoff = timesheet_cutoff(month_of(month)[1])
+        deadline = datetime.datetime.combine(cutoff, datetime.time.min, tzinfo=datetime.UTC)
         q |= Q(date__gte=month, date__lt=_next_month(month), submitted_at__gte=deadline)
         month = _next_month(month)
     return q

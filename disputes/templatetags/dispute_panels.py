@@ -16,8 +16,8 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def dispute_panel(context: Any, invoice: Any) -> str:
-    from disputes.selectors import invoice_dispute_panel
-    from disputes.views_disputes import access_of
+    from disputes.selectors.disputes import invoice_dispute_panel
+    from disputes.views.disputes import access_of
 
     request = context.get("request")
     if request is None or invoice is None:

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 
 from billing.models import Invoice
 from billing.services.payments import PAYABLE
-from disputes import selectors_payments as selectors
+from disputes.selectors import payments as selectors
 from kernel.roles import FINANCE_ROLES, cached_user_roles
 
 register = template.Library()

@@ -123,7 +123,7 @@ def test_dispute_two_lines_credit_and_reissue(e2e_settings, new_page, shoot, sen
     statement = collector.locator("main")
     for number in (invoice.number, credit_note.number, corrected.number):
         expect(statement).to_contain_text(number)
-    from disputes.selectors_collections import aging_report, client_statement
+    from disputes.selectors.collections import aging_report, client_statement
 
     today = timezone.localdate()
     ledger = client_statement(client=invoice.client, as_of=today, since=today.replace(year=2025, month=1, day=1))

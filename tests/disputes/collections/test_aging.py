@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import Invoice
-from disputes.selectors_collections import aging_invoices, aging_report, bucket_of
+from disputes.selectors.collections import aging_invoices, aging_report, bucket_of
 from tests.disputes.collections.factories import TODAY, credit_note, issued_invoice, payment
 from tests.factories import ClientFactory, LegalEntityFactory, UserFactory
 

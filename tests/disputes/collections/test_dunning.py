@@ -22,7 +22,7 @@ from django_q.models import Schedule
 
 from billing.models import Invoice
 from disputes.models import DunningNotice
-from disputes.selectors_collections import dunning_due
+from disputes.selectors.collections import dunning_due
 from disputes.services_collections import dunning_run, handoff_create
 from disputes.tasks import daily_dunning
 from kernel.errors import PermissionDeniedError

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django_fsm_log.models import StateLog
 
 from disputes.models import CollectionsHandoff, CollectionsProfile
-from disputes.selectors_collections import client_statement
+from disputes.selectors.collections import client_statement
 from disputes.services_collections import collections_profile_update, handoff_close, handoff_create
 from kernel.errors import ApplicationError, ConflictError, InvalidTransitionError, PermissionDeniedError
 from tests.disputes.collections.factories import TODAY, credit_note, issued_invoice, payment

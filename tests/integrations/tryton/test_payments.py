@@ -32,7 +32,7 @@ def _posted_invoice(entity_code: str = "NWB", variant: int = 0) -> Invoice:
 
 
 def test_a_partial_then_a_final_payment_in_tryton_are_read_back_once_each(tryton, tryton_settings):
-    from disputes.selectors_collections import dunning_due
+    from disputes.selectors.collections import dunning_due
 
     invoice = _posted_invoice("NWB", 0)
     assert invoice.total == Decimal("1785.00")

@@ -6,7 +6,7 @@ import datetime
 
 from django import forms
 
-from disputes.selectors_collections import BUCKET_KEYS
+from disputes.selectors.collections import BUCKET_KEYS
 
 DATE_WIDGET = {"widget": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
 

@@ -1,7 +1,7 @@
 """Dispute and credit-note screens: the dispute list, a dispute's page and its actions, opening a
 dispute from an invoice, a credit note for an issued invoice, and "reissue now".
 
-Thin views: reads from `disputes.selectors`, changes through `disputes.services` and
+Thin views: reads from `disputes.selectors.disputes`, changes through `disputes.services` and
 `billing.services.credit_notes`, whose `ApplicationError.message` is shown as it is.
 Finance analysts, controllers and collections work disputes; credit notes and reissues are
 finance's; auditors read everything. The services check again.
@@ -25,8 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.models import Invoice, InvoiceLine
 from billing.services.credit_notes import credit_note_cancel, credit_note_create, invoice_reissue
-from disputes import selectors
-from disputes.forms import (
+from disputes.forms.disputes import (
     CreditNoteForm,
     DisputeOpenForm,
     DisputeResolveForm,
@@ -36,6 +35,7 @@ from disputes.forms import (
     dispute_workers,
 )
 from disputes.models import Dispute, DisputeNote
+from disputes.selectors import disputes as selectors
 from disputes.services import (
     CREDIT_ROLES,
     DISPUTE_ROLES,

@@ -1,6 +1,6 @@
 """Payment screens: all payments and unapplied cash, record a payment, apply cash, close a payment exception.
 
-Thin views: reads from `disputes.selectors_payments`, changes through `billing.services.payments`
+Thin views: reads from `disputes.selectors.payments`, changes through `billing.services.payments`
 (whose `ApplicationError.message` is shown as it is). Finance analysts and controllers act;
 collections and auditors read. The services check the role again.
 """
@@ -19,8 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.models import InvoiceException, Payment
 from billing.services.payments import find_invoice, payment_apply, payment_exception_resolve, payment_record
-from disputes import selectors_payments as selectors
-from disputes.forms_payments import PaymentApplyForm, PaymentFilterForm, PaymentForm, ResolveForm
+from disputes.forms.payments import PaymentApplyForm, PaymentFilterForm, PaymentForm, ResolveForm
+from disputes.selectors import payments as selectors
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, safe_next
 from kernel.http import forbidden as _forbidden

@@ -1,0 +1,1 @@
+"""Forms of the dispute, payment and collections screens, one module per area."""

@@ -1,0 +1,1 @@
+"""Reads for the dispute, payment and collections screens, one module per area."""
