@@ -31,7 +31,7 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import Contract
-from billing.models.work import WorkStatus
+from billing.models.work import WorkStatus, project_bookable
 from kernel.listing import age_label, paginate
 
 ZERO = Decimal("0")
@@ -142,7 +142,7 @@ class Row:
 
     @property
     def bookable(self) -> bool:
-        return self.project.status == Project.Status.ACTIVE and self.project.contract.status == Contract.Status.ACTIVE
+        return project_bookable(self.project)
 
 
 @dataclass

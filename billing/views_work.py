@@ -28,8 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from approvals.views.common import READ_ALL_ROLES, forbidden, form_errors, render_screen, screen_roles
 from billing.forms_work import ExpenseForm, parse_hours, parse_week
 from billing.models import Expense, Person, Project, TimeEntry
-from billing.models.contracts import Contract
-from billing.models.work import MAX_HOURS_PER_DAY, WorkStatus
+from billing.models.work import MAX_HOURS_PER_DAY, WorkStatus, bookable_projects
 from billing.selectors_work import ZERO, Cell, Row, Timesheet, build_timesheet, hours_text, managed_contracts
 from billing.services.work import (
     expense_create,
@@ -167,7 +166,7 @@ def _save_timesheet(sheet: Timesheet, post: Any, user: Any, *, submit: bool) -> 
             cell.value = raw.strip()
             value = parse_hours(raw)
             if value is None:
-                cell.error = "Enter hours from 0 to 24, at most two decimals."
+                cell.error = f"Enter hours from 0 to {MAX_HOURS_PER_DAY}, at most two decimals."
                 errors.append(f"{row.project.code} {cell.day:%a %d %b}: {cell.error}")
                 continue
             current = cell.hours
@@ -179,7 +178,7 @@ def _save_timesheet(sheet: Timesheet, post: Any, user: Any, *, submit: bool) -> 
         day_totals[cell.day] += value - cell.hours
     for day, base in sheet.day_totals:
         if base + day_totals[day] > MAX_HOURS_PER_DAY:
-            errors.append(f"{day:%a %d %b}: {base + day_totals[day]} h booked; at most 24 h a day.")
+            errors.append(f"{day:%a %d %b}: {base + day_totals[day]} h booked; at most {MAX_HOURS_PER_DAY} h a day.")
     if errors:
         return errors, done
 
@@ -261,7 +260,7 @@ def _report_timesheet(request: HttpRequest, sheet: Timesheet, done: SheetChanges
 
 
 def _bookable_projects(extra: Project | None = None) -> QuerySet[Project]:
-    active = Q(status=Project.Status.ACTIVE, contract__status=Contract.Status.ACTIVE)
+    active = bookable_projects()
     if extra is not None:
         active |= Q(pk=extra.pk)
     return Project.objects.filter(active).select_related("contract").order_by("code")

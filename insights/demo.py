@@ -69,6 +69,7 @@ from billing.models import (
 from billing.services.pricing import TaxRuleResolver
 from disputes.models import Dispute
 from insights.models import RiskModel
+from kernel.periods import next_month
 
 REASON = "Demo history (seed_demo)"
 FIRST_MONTH = date(2025, 11, 1)
@@ -95,10 +96,6 @@ def _q(value: Decimal | float) -> Decimal:
 
 def _at(day: date, hour: float = 9.0) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC) + timedelta(hours=hour)
-
-
-def _next_month(day: date) -> date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 @dataclass
@@ -233,7 +230,7 @@ def _analyze() -> None:
 def _month(k: int) -> date:
     d = FIRST_MONTH
     for _ in range(k):
-        d = _next_month(d)
+        d = next_month(d)
     return d
 
 
@@ -290,7 +287,7 @@ def _refs() -> Refs:
     runs = {}
     for k in range(MONTHS):
         start = _month(k)
-        end = _next_month(start) - timedelta(days=1)
+        end = next_month(start) - timedelta(days=1)
         run_date = end + timedelta(days=RUN_DELAY[k])
         run = BillingRun.objects.filter(period_start=start, period_end=end, run_date=run_date,
                                         summary__demo_history=True).first()
@@ -392,7 +389,7 @@ class _History:
         legacy = bool(contract.rate_card and contract.rate_card.code.startswith("LEGACY"))
         for k in range(MONTHS):
             start = _month(k)
-            end = _next_month(start) - timedelta(days=1)
+            end = next_month(start) - timedelta(days=1)
             lines: list[dict] = []
             if model == Contract.BillingModel.FIXED_FEE:
                 if k % 4 != 3 or not contract.cap:
@@ -457,7 +454,7 @@ class _History:
             cap_left = _q(monthly * 12 * Decimal("0.6"))  # a capped engagement that runs out before the year ends
         for k in range(MONTHS):
             start = _month(k)
-            end = _next_month(start) - timedelta(days=1)
+            end = next_month(start) - timedelta(days=1)
             if model == Contract.BillingModel.FIXED_FEE and k % 4 != 3:
                 continue
             season = 0.8 if start.month in (8, 12) else 1.0

@@ -63,7 +63,7 @@ from django_fsm_log.models import StateLog
 
 from billing.models import Expense, FxRate, Invoice, InvoiceException, InvoiceLine, Milestone, Payment, TimeEntry
 from billing.models.work import timesheet_cutoff
-from kernel.periods import month_of
+from kernel.periods import first_of_month, month_of, next_month
 
 ZERO = Decimal("0")
 MONEY_FIELD = DecimalField(max_digits=18, decimal_places=2)
@@ -268,20 +268,12 @@ def _month(value: Any) -> str | None:
     return value.strftime("%Y-%m")
 
 
-def _first_of_month(day: datetime.date) -> datetime.date:
-    return day.replace(day=1)
-
-
-def _next_month(day: datetime.date) -> datetime.date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
 def month_ends(start: datetime.date, end: datetime.date) -> list[datetime.date]:
     """The last day of every month from start's to end's (end itself for a month not finished)."""
-    out, month = [], _first_of_month(start)
+    out, month = [], first_of_month(start)
     while month <= end:
-        out.append(min(_next_month(month) - timedelta(days=1), end))
-        month = _next_month(month)
+        out.append(min(next_month(month) - timedelta(days=1), end))
+        month = next_month(month)
     return out
 
 
@@ -818,7 +810,7 @@ def _not_invoiced() -> Q:
 
 def _bucket_of_month(month: datetime.date, as_of: datetime.date, n: int) -> str | None:
     """The leakage age bucket of items dated in `month` at `as_of` (None: not N days past its end yet)."""
-    age = (as_of - (_next_month(month) - timedelta(days=1))).days
+    age = (as_of - (next_month(month) - timedelta(days=1))).days
     if age <= n:
         return None
     return "0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"
@@ -830,7 +822,7 @@ def leakage_age_q(as_of: datetime.date, n: int, date_field: str) -> dict[str, Q]
     `month_end(d) < x` ⇔ `d < first day of x's month`; so every threshold is a date.
     """
     def before(days: int) -> Q:
-        return Q(**{f"{date_field}__lt": _first_of_month(as_of - timedelta(days=days))})
+        return Q(**{f"{date_field}__lt": first_of_month(as_of - timedelta(days=days))})
 
     leak = before(n)
     return {
@@ -858,7 +850,7 @@ def leakage(f: KpiFilters) -> dict[str, Any]:
     as_of = f.as_of
     scope = project_scope(f)
     # Grouped by month in the database (the age depends only on the month), bucketed here.
-    cutoff = _first_of_month(as_of - timedelta(days=n))
+    cutoff = first_of_month(as_of - timedelta(days=n))
     time_buckets = {b: {"bucket": b, "hours": ZERO, "count": 0} for b in LEAKAGE_BUCKETS}
     for r in (
         TimeEntry.objects.filter(scope, _not_invoiced(), billable=True, date__lt=cutoff)
@@ -918,12 +910,12 @@ def late_q(period_start: datetime.date, period_end: datetime.date) -> Q:
     (`billing.models.work.timesheet_cutoff`). One date range per month, so no per-row date functions.
     """
     q = Q(pk__in=[])
-    month = _first_of_month(period_start)
+    month = first_of_month(period_start)
     while month <= period_end:
         cutoff = timesheet_cutoff(month_of(month)[1])
         deadline = datetime.datetime.combine(cutoff, datetime.time.min, tzinfo=datetime.UTC)
-        q |= Q(date__gte=month, date__lt=_next_month(month), submitted_at__gte=deadline)
-        month = _next_month(month)
+        q |= Q(date__gte=month, date__lt=next_month(month), submitted_at__gte=deadline)
+        month = next_month(month)
     return q
 
 

@@ -26,3 +26,13 @@ def working_days(start: date, end: date) -> int:
     """Monday to Friday in [start, end] (public holidays are not modelled)."""
     days = (end - start).days + 1
     return sum(1 for offset in range(days) if (start + timedelta(days=offset)).weekday() < 5)
+
+
+def first_of_month(day: date) -> date:
+    """The first day of `day`'s month."""
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    """The first day of the month after `day`'s."""
+    return month_of(day)[1] + timedelta(days=1)

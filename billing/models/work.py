@@ -18,7 +18,7 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from simple_history.models import HistoricalRecords
 
-from billing.models.contracts import Project
+from billing.models.contracts import Contract, Project
 from billing.models.masterdata import Person
 from kernel.fields import (
     HOURS,
@@ -41,6 +41,16 @@ def timesheet_cutoff(period_end: date) -> date:
     """
     return period_end + timedelta(days=1 + int(getattr(settings, "BILLING_TIMESHEET_CUTOFF_DAYS", 2)))
 
+
+
+def bookable_projects() -> Q:
+    """Projects open to new work (the project and its contract active), as a filter on `Project`."""
+    return Q(status=Project.Status.ACTIVE, contract__status=Contract.Status.ACTIVE)
+
+
+def project_bookable(project: Project) -> bool:
+    """The same rule for one project (its contract loaded): the timesheet's editable rows."""
+    return project.status == Project.Status.ACTIVE and project.contract.status == Contract.Status.ACTIVE
 
 
 def booking_refusal(person: Person, project: Project) -> tuple[str, str, str, str] | None:
@@ -169,7 +179,9 @@ class TimeEntry(SubmittedWork):
         ordering = ["date", "id"]
         constraints = [
             *ExternallyIdentified.Meta.constraints,
-            models.CheckConstraint(condition=Q(hours__gt=0) & Q(hours__lte=24), name="billing_timeentry_hours_range"),
+            models.CheckConstraint(
+                condition=Q(hours__gt=0) & Q(hours__lte=MAX_HOURS_PER_DAY), name="billing_timeentry_hours_range"
+            ),
             _invoiced_iff_linked("timeentry"),
         ]
         indexes = [

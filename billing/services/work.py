@@ -184,7 +184,8 @@ def time_entry_create(
         booked = booked or Decimal("0")
         if booked + hours > MAX_HOURS_PER_DAY:
             raise ApplicationError(
-                f"{person} already has {booked} h on {date}; adding {hours} h would exceed 24 h for the day.",
+                f"{person} already has {booked} h on {date}; adding {hours} h would exceed "
+                f"{MAX_HOURS_PER_DAY} h for the day.",
                 code="daily_hours_exceeded",
                 field_errors={"hours": [f"At most {MAX_HOURS_PER_DAY - booked} h left on {date}."]},
             )
@@ -238,9 +239,9 @@ def expense_create(
 def _check_hours(hours: Decimal) -> None:
     if not (Decimal("0") < hours <= MAX_HOURS_PER_DAY):
         raise ApplicationError(
-            f"Hours must be more than 0 and at most 24 (got {hours}).",
+            f"Hours must be more than 0 and at most {MAX_HOURS_PER_DAY} (got {hours}).",
             code="invalid_hours",
-            field_errors={"hours": ["Must be more than 0 and at most 24."]},
+            field_errors={"hours": [f"Must be more than 0 and at most {MAX_HOURS_PER_DAY}."]},
         )
 
 
@@ -278,7 +279,7 @@ def time_entry_update_draft(
         if booked + hours > MAX_HOURS_PER_DAY:
             raise ApplicationError(
                 f"{locked.person} already has {booked} h on {locked.date} in other entries; {hours} h here would "
-                "exceed 24 h for the day.",
+                f"exceed {MAX_HOURS_PER_DAY} h for the day.",
                 code="daily_hours_exceeded",
                 field_errors={"hours": [f"At most {MAX_HOURS_PER_DAY - booked} h left on {locked.date}."]},
             )
