@@ -3,6 +3,8 @@ from django.urls import include, path
 
 from approvals import urls as approvals_urls
 from billing import urls_work as billing_work_urls
+from insights import api_urls as kpi_urls
+from integrations.api import urls as api_urls
 from portal import views
 
 urlpatterns = [
@@ -19,5 +21,6 @@ urlpatterns = [
     path("integrations/", include("integrations.urls")),
     path("insights/", include("insights.urls")),
     # The versioned REST API for integration clients (token auth, scopes): docs/rules/integrations.md.
-    path("api/v1/", include("integrations.api.urls")),
+    # The KPIs (insights) share the `api` namespace; each app keeps its own URL module.
+    path("api/v1/", include((api_urls.urlpatterns + kpi_urls.urlpatterns, "api"))),
 ]
