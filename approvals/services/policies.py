@@ -29,20 +29,22 @@ def active_policies(subject_types: Iterable[str] | None = None) -> list[Approval
     return sorted(qs, key=lambda p: (p.priority, -p.specificity, p.pk))
 
 
-def policy_matches(policy: ApprovalPolicy, facts: SubjectFacts) -> bool:
-    if policy.subject_type != facts.subject_type:
+def _amount_matches(policy: ApprovalPolicy, facts: SubjectFacts) -> bool:
+    """`min_amount ≤ amount < max_amount`; an unconvertible amount is the highest band (no `max_amount`)."""
+    if policy.min_amount is None and policy.max_amount is None:
+        return True
+    if facts.amount_unconvertible:
+        return policy.max_amount is None
+    if facts.entity_amount is None:
+        return False  # the subject has no amount (time entries): amount bands do not apply
+    if policy.min_amount is not None and facts.entity_amount < policy.min_amount:
         return False
-    if policy.min_amount is not None or policy.max_amount is not None:
-        if facts.amount_unconvertible:
-            if policy.max_amount is not None:
-                return False
-        elif facts.entity_amount is None:
-            return False  # the subject has no amount (time entries): amount bands do not apply
-        else:
-            if policy.min_amount is not None and facts.entity_amount < policy.min_amount:
-                return False
-            if policy.max_amount is not None and facts.entity_amount >= policy.max_amount:
-                return False
+    return policy.max_amount is None or facts.entity_amount < policy.max_amount
+
+
+def policy_matches(policy: ApprovalPolicy, facts: SubjectFacts) -> bool:
+    if policy.subject_type != facts.subject_type or not _amount_matches(policy, facts):
+        return False
     if policy.entity_id is not None and policy.entity_id != facts.entity_id:
         return False
     if policy.client_id is not None and policy.client_id != facts.client_id:

@@ -90,7 +90,7 @@ def _role_members(role_names: set[str]) -> dict[str, set[int]]:
 
 
 def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]:
-    """Escalate requests past their step's SLA, and remind approvers and the escalation role daily.
+    """Escalate requests past their SLA, and remind approvers and the escalation role daily.
 
     Members of the step's escalation role get an escalation e-mail; the step's own
     approvers (and their delegates) an overdue reminder; each at most once a day per item.
@@ -114,13 +114,26 @@ def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]
     steps = {
         (s.policy_id, s.order): s for s in ApprovalStep.objects.filter(policy_id__in={r.policy_id for r in overdue})
     }
-    contract_pms = project_managers().of_contracts(
-        {r.contract_id for r in overdue if not r.project_id and r.contract_id}
-    )
     role_names = {s.role for s in steps.values() if s.approver_kind == ApprovalStep.ApproverKind.ROLE}
     role_names |= {s.escalation_role for s in steps.values() if s.escalation_role}
     members = _role_members(role_names)
+    designated_by_request = _designated_approvers(overdue, steps, members)
+    delegates = delegates_of(set().union(*designated_by_request.values()), today=today)
+    outbox = _overdue_items(overdue, steps, members, designated_by_request, delegates)
+    emails = _send_overdue(outbox, today=today)
+    return {"escalated": escalated, "overdue": len(overdue), "emails": emails}
 
+
+Steps = dict[tuple[int, int], ApprovalStep]
+
+
+def _designated_approvers(
+    overdue: list[ApprovalRequest], steps: Steps, members: dict[str, set[int]]
+) -> dict[int, set[int]]:
+    """Request id → the users its open step names (role members, the user, or the PMs)."""
+    contract_pms = project_managers().of_contracts(
+        {r.contract_id for r in overdue if not r.project_id and r.contract_id}
+    )
     designated_by_request: dict[int, set[int]] = {}
     for request in overdue:
         step = steps.get((request.policy_id, request.current_step))
@@ -135,8 +148,17 @@ def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]
         else:
             designated = set(contract_pms.get(request.contract_id, ()))
         designated_by_request[request.pk] = designated
-    delegates = delegates_of(set().union(*designated_by_request.values()), today=today)
+    return designated_by_request
 
+
+def _overdue_items(
+    overdue: list[ApprovalRequest],
+    steps: Steps,
+    members: dict[str, set[int]],
+    designated_by_request: dict[int, set[int]],
+    delegates: dict[int, Any],
+) -> dict[tuple[int, str], list[tuple[str, str]]]:
+    """(user id, reminder kind) → the (key, line) items to send: escalation role first, never to the barred."""
     outbox: dict[tuple[int, str], list[tuple[str, str]]] = defaultdict(list)
     for request in overdue:
         step = steps.get((request.policy_id, request.current_step))
@@ -158,7 +180,10 @@ def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]
             outbox[(user_id, Kind.SLA_ESCALATION)].append((key, line))
         for user_id in approvers - escalation - barred:
             outbox[(user_id, Kind.APPROVAL_OVERDUE)].append((key, line))
+    return outbox
 
+
+def _send_overdue(outbox: dict[tuple[int, str], list[tuple[str, str]]], *, today: date) -> int:
     users = get_user_model().objects.in_bulk({user_id for user_id, _ in outbox})
     emails = 0
     for (user_id, kind), items in sorted(outbox.items()):
@@ -174,4 +199,4 @@ def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]
         emails += reminder_send(
             kind=kind, recipient=recipient, items=items, subject=subject_line, intro=intro, today=today
         )
-    return {"escalated": escalated, "overdue": len(overdue), "emails": emails}
+    return emails
