@@ -41,13 +41,12 @@ from kernel.roles import (
     AUDITOR,
     BILLING_ADMIN,
     COLLECTIONS,
-    FINANCE_ANALYST,
     FINANCE_CONTROLLER,
     FINANCE_ROLES,
 )
 from kernel.roles import cached_user_roles as memoised_user_roles
 
-READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR)
+READ_ROLES = (*sorted(FINANCE_ROLES), AUDITOR)
 #: Collections follow issued invoices (aging, dunning, disputes): they read the invoice page and its documents.
 INVOICE_READ_ROLES = (*READ_ROLES, COLLECTIONS)
 ACT_ROLES = FINANCE_ROLES

@@ -31,10 +31,16 @@ from insights.services.sow import (
     sow_upload,
 )
 from kernel.errors import ApplicationError
-from kernel.roles import AUDITOR, BILLING_ADMIN, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, cached_user_roles
+from kernel.roles import (
+    AUDITOR,
+    BILLING_ADMIN,
+    COLLECTIONS,
+    FINANCE_ROLES,
+    cached_user_roles,
+)
 
-MODEL_READERS = {FINANCE_ANALYST, FINANCE_CONTROLLER, COLLECTIONS, BILLING_ADMIN, AUDITOR}
-SOW_READERS = {FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN, AUDITOR}
+MODEL_READERS = FINANCE_ROLES | {COLLECTIONS, BILLING_ADMIN, AUDITOR}
+SOW_READERS = FINANCE_ROLES | {BILLING_ADMIN, AUDITOR}
 
 
 def _has(request: HttpRequest, allowed: set[str]) -> bool:

@@ -30,9 +30,9 @@ from insights.selectors import KpiFilters
 from kernel.csv_export import csv_writer
 from kernel.http import screen_url
 from kernel.money import money
-from kernel.roles import AUDITOR, FINANCE_ANALYST, FINANCE_CONTROLLER, cached_user_roles
+from kernel.roles import AUDITOR, FINANCE_ROLES, cached_user_roles
 
-READ_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR})
+READ_ROLES = FINANCE_ROLES | {AUDITOR}
 
 
 # --- view models -------------------------------------------------------------------------------------

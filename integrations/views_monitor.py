@@ -21,9 +21,15 @@ from integrations.models import OutboxMessage
 from integrations.services.outbox import can_retry_dead_letters, outbox_retry_dead
 from kernel.errors import ApplicationError
 from kernel.http import forbidden as _forbidden
-from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role, is_finance
+from kernel.roles import (
+    AUDITOR,
+    BILLING_ADMIN,
+    FINANCE_ROLES,
+    has_any_role,
+    is_finance,
+)
 
-READ_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN, AUDITOR)
+READ_ROLES = (*sorted(FINANCE_ROLES), BILLING_ADMIN, AUDITOR)
 
 
 def monitor_view(*, retry: bool = False) -> Callable:

@@ -20,12 +20,12 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from approvals.models import ApprovalStep
-from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, PROJECT_MANAGER
+from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ROLES, PROJECT_MANAGER
 
 Kind = ApprovalStep.ApproverKind
 
 #: Roles that can decide approvals; a delegate must hold one (and one the step accepts, at decision time).
-DELEGATE_ROLES = frozenset({PROJECT_MANAGER, FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN})
+DELEGATE_ROLES = FINANCE_ROLES | {PROJECT_MANAGER, BILLING_ADMIN}
 #: Roles that bar a user from ever deciding as a delegate, whatever else they hold.
 NEVER_DELEGATE_ROLES = frozenset({AUDITOR})
 

@@ -9,11 +9,11 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 
 from kernel.errors import ApplicationError
-from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ROLES
 from kernel.roles import cached_user_roles as memoised_user_roles
 
 #: Roles that read every approval and every piece of work (no change).
-READ_ALL_ROLES = {FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR, BILLING_ADMIN}
+READ_ALL_ROLES = FINANCE_ROLES | {AUDITOR, BILLING_ADMIN}
 
 
 def screen_roles(request: HttpRequest) -> frozenset[str]:

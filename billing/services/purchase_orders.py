@@ -29,7 +29,7 @@ from billing.services.billing_engine import BLOCKING, Code, InvoiceDraft
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, PermissionDeniedError
 from kernel.money import ZERO
-from kernel.roles import BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role
 
 #: An invoice in one of these has passed validation (or an override): it draws on its PO for good.
 COMMITTED_STATUSES = (
@@ -46,7 +46,7 @@ COMMITTED_STATUSES = (
 ISSUED_STATUSES = tuple(s for s in COMMITTED_STATUSES if s != Invoice.Status.PENDING_APPROVAL)
 #: Codes no override lets through: the client's AP department would reject the invoice anyway.
 PO_CODES = (Code.PO_EXCEEDED, Code.PO_EXPIRED, Code.PO_CURRENCY_MISMATCH)
-PO_EDITOR_ROLES = (BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER)
+PO_EDITOR_ROLES = FINANCE_ROLES | {BILLING_ADMIN}
 
 
 # --- balances ---------------------------------------------------------------------------------------

@@ -37,10 +37,10 @@ from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, require_roles, safe_next
 from kernel.http import forbidden as _forbidden
 from kernel.money import round_money
-from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER
+from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ROLES
 from kernel.roles import cached_user_roles as memoised_user_roles
 
-READ_ROLES = frozenset({COLLECTIONS, FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR})
+READ_ROLES = FINANCE_ROLES | {COLLECTIONS, AUDITOR}
 
 
 @dataclass(frozen=True)

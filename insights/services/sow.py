@@ -51,11 +51,11 @@ from billing.services.change_orders import RateChange, change_order_draft
 from insights.models import SowReading, SowSuggestion
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, PermissionDeniedError
-from kernel.roles import BILLING_ADMIN, FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role
 from kernel.workflow import require_reason
 
 Field = SowSuggestion.Field
-DECIDER_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER, BILLING_ADMIN)
+DECIDER_ROLES = (*sorted(FINANCE_ROLES), BILLING_ADMIN)
 MAX_BYTES = 10 * 1024 * 1024
 CURRENCY_SIGNS = {"€": "EUR", "$": "USD", "£": "GBP"}
 _CCY = r"(?:EUR|USD|GBP|CHF|€|\$|£)"
