@@ -109,3 +109,29 @@ def test_a_registered_kind_walks_request_then_reject_with_segregation_of_duties(
     assert request.status == ApprovalRequest.Status.REJECTED
     assert handler.outcomes == [("rejected", project.pk, "not yet")]
     assert handler_for(project) is handler
+
+
+def test_the_new_kind_is_a_subject_type_choice_without_a_migration(handler):
+    """Policies, requests and the queue's filter offer the registered kinds: a new kind needs no approvals change."""
+    from django.core.exceptions import ValidationError
+
+    from approvals.registry import subject_type_choices
+
+    assert (KIND, "Project review") in subject_type_choices()
+    policy = ApprovalPolicy(name="Reviews", subject_type=KIND)
+    policy.full_clean()  # the choice is valid as registered
+
+    unregister_subject(Project)
+    assert KIND not in dict(subject_type_choices())
+    with pytest.raises(ValidationError):
+        policy.full_clean()
+    register_subject(Project, handler)
+
+
+def test_billing_subject_types_keep_their_order_and_labels():
+    from approvals.registry import subject_type_choices
+
+    assert subject_type_choices() == [
+        ("invoice", "Invoice"), ("credit_note", "Credit note"), ("milestone", "Milestone"),
+        ("change_order", "Change order"), ("time_entry", "Time entry"), ("expense", "Expense"),
+    ]
