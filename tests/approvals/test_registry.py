@@ -132,6 +132,10 @@ def test_billing_subject_types_keep_their_order_and_labels():
     from approvals.registry import subject_type_choices
 
     assert subject_type_choices() == [
-        ("invoice", "Invoice"), ("credit_note", "Credit note"), ("milestone", "Milestone"),
-        ("change_order", "Change order"), ("time_entry", "Time entry"), ("expense", "Expense"),
+        ("invoice", "Invoice"),
+        ("credit_note", "Credit note"),
+        ("milestone", "Milestone"),
+        ("change_order", "Change order"),
+        ("time_entry", "Time entry"),
+        ("expense", "Expense"),
     ]
