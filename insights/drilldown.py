@@ -19,6 +19,7 @@ from django.urls import reverse
 from billing.models import Expense, Invoice, InvoiceException, InvoiceLine, Milestone, TimeEntry
 from insights import selectors as s
 from insights.selectors import KpiFilters
+from kernel.periods import first_of_month, next_month
 
 LIMIT = 500
 
@@ -65,7 +66,7 @@ def _month(q: QuerySet, params: Mapping[str, str], field: str) -> QuerySet:
         first = datetime.date.fromisoformat(f"{month}-01")
     except ValueError:
         return q
-    return q.filter(**{f"{field}__gte": first, f"{field}__lt": s._next_month(first)})
+    return q.filter(**{f"{field}__gte": first, f"{field}__lt": next_month(first)})
 
 
 def issued_invoices(f: KpiFilters, params: Mapping[str, str]) -> Result:
@@ -278,7 +279,7 @@ def leakage(f: KpiFilters, params: Mapping[str, str]) -> Result:
 
         return Result(["Person", "Project", "Date", "Hours", "Submitted", "Status"], q, render_late)
     model = Expense if kind == "expense" else TimeEntry
-    q = model.objects.filter(s.project_scope(f), s._not_invoiced(), billable=True, date__lt=s._first_of_month(
+    q = model.objects.filter(s.project_scope(f), s._not_invoiced(), billable=True, date__lt=first_of_month(
         as_of - timedelta(days=n)))
     if model is TimeEntry:
         q = q.exclude(project__contract__billing_model="fixed_fee")
