@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from disputes.services_collections import dunning_run
+from disputes.services.collections import dunning_run
 
 #: The daily dunning schedule (created by migration disputes 0002).
 DAILY_DUNNING_FUNC = "disputes.tasks.daily_dunning"

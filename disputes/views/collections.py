@@ -1,7 +1,7 @@
 """Collections screens: AR aging (with drill-down and CSV), dunning, the hand-off queue, client statements.
 
 Thin views: reads come from `disputes.selectors.collections`, changes from
-`disputes.services_collections`, whose `ApplicationError.message` is shown as it is.
+`disputes.services.collections`, whose `ApplicationError.message` is shown as it is.
 Collections, finance and auditors read; collections sends reminders and hands invoices
 off; collections and finance set a client's collections profile. The services check again.
 """
@@ -22,7 +22,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.models import Client, Invoice
-from disputes import services_collections as svc
 from disputes.forms.collections import (
     AgingFilterForm,
     CollectionsProfileForm,
@@ -32,6 +31,7 @@ from disputes.forms.collections import (
 )
 from disputes.models import CollectionsHandoff
 from disputes.selectors import collections as sel
+from disputes.services import collections as svc
 from kernel.csv_export import csv_writer
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, require_roles, safe_next

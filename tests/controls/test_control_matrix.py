@@ -227,8 +227,8 @@ def read_only_helpers() -> set[str]:
 def test_the_rule_finds_the_service_modules():
     """The enumeration itself: the known modules are found (a rename of the layout must not empty the check)."""
     found = {dotted(path) for path in service_modules()}
-    for expected in ("billing.services.invoices", "approvals.services.requests", "disputes.services",
-                     "disputes.services_collections", "integrations.services.inbound"):
+    for expected in ("billing.services.invoices", "approvals.services.requests", "disputes.services.disputes",
+                     "disputes.services.collections", "integrations.services.inbound"):
         assert expected in found
     assert len(public_functions()) > 100
 

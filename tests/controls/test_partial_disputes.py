@@ -21,7 +21,7 @@ from django.urls import reverse
 from disputes.models import DunningNotice
 from disputes.selectors.collections import aging_invoices, aging_report, dunning_items
 from disputes.services import dispute_open, dispute_withdraw
-from disputes.services_collections import dunning_run
+from disputes.services.collections import dunning_run
 from tests.disputes.collections.factories import TODAY, issued_invoice, payment
 from tests.factories import ClientFactory, LegalEntityFactory, UserFactory
 

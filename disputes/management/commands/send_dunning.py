@@ -6,7 +6,7 @@ import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from disputes.services_collections import dunning_run
+from disputes.services.collections import dunning_run
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 
 from billing.models import Invoice
 from disputes.models import DunningNotice
-from disputes.services_collections import dunning_run
+from disputes.services.collections import dunning_run
 from tests.disputes.collections.factories import TODAY, issued_invoice
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -23,7 +23,7 @@ from django_q.models import Schedule
 from billing.models import Invoice
 from disputes.models import DunningNotice
 from disputes.selectors.collections import dunning_due
-from disputes.services_collections import dunning_run, handoff_create
+from disputes.services.collections import dunning_run, handoff_create
 from disputes.tasks import daily_dunning
 from kernel.errors import PermissionDeniedError
 from tests.disputes.collections.factories import TODAY, issued_invoice, live_dispute, payment, payment_plan
@@ -222,7 +222,7 @@ def test_dunning_due_rechecks_under_lock_an_invoice_disputed_after_planning(coll
     invoice = issued_invoice(days_late=8)
     assert [i.invoice.pk for i in dunning_due(today=TODAY)] == [invoice.pk]
     Invoice.objects.filter(pk=invoice.pk).update(status="disputed")
-    from disputes.services_collections import dunning_send
+    from disputes.services.collections import dunning_send
 
     assert dunning_send(invoice_id=invoice.pk, today=TODAY) is None
     assert mail.outbox == []

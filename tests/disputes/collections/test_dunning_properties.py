@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from billing.models import Invoice
 from disputes.models import CollectionsHandoff, DunningNotice
-from disputes.services_collections import dunning_run, handoff_create
+from disputes.services.collections import dunning_run, handoff_create
 from tests.disputes.collections.factories import TODAY, issued_invoice, live_dispute, payment_plan
 from tests.factories import ClientFactory, LegalEntityFactory, UserFactory
 

@@ -12,7 +12,7 @@ from django_fsm_log.models import StateLog
 
 from disputes.models import CollectionsHandoff, CollectionsProfile
 from disputes.selectors.collections import client_statement
-from disputes.services_collections import collections_profile_update, handoff_close, handoff_create
+from disputes.services.collections import collections_profile_update, handoff_close, handoff_create
 from kernel.errors import ApplicationError, ConflictError, InvalidTransitionError, PermissionDeniedError
 from tests.disputes.collections.factories import TODAY, credit_note, issued_invoice, payment
 from tests.factories import LegalEntityFactory, UserFactory

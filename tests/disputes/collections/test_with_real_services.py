@@ -15,7 +15,7 @@ from django.core import mail
 from billing.services.payments import payment_exception_resolve, payment_record
 from disputes.selectors.collections import aging_report, client_statement
 from disputes.services import dispute_open, dispute_withdraw
-from disputes.services_collections import dunning_run
+from disputes.services.collections import dunning_run
 from tests.disputes.factories import issued_invoice
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from typing import Any
 
 from billing.models import Client
 from disputes.models import CollectionsHandoff
-from disputes.services_collections import handoff_create
+from disputes.services.collections import handoff_create
 from tests.disputes.collections.factories import issued_invoice
 from tests.factories import UserFactory
 
