@@ -551,7 +551,10 @@ def _payment_terms(piece: Piece) -> list[Term]:
             r"[;]|,\s*(?:and|but|or|unless|failing)\b|\b(?:unless|failing|otherwise)\b", s[m.end() :]
         )
         clause = s[clause_start : m.end() + (clause_end_m.start() if clause_end_m else len(s))]
-        window_before = s[clause_start : m.start()]
+        previous_days = [
+            x.end() for x in re.finditer(r"\b\d{1,3}\s*(?:calendar\s+|business\s+|working\s+)?days?\b", s[: m.start()])
+        ]
+        window_before = s[max([clause_start, *previous_days]) : m.start()]
         if m.group(2):  # "30 days net"
             conf = Decimal("0.90")
         elif re.search(r"\b(?:pa(?:y|id|yable|yment)|due|remit\w*|settle\w*)\b", clause, re.I) and re.search(
@@ -562,9 +565,7 @@ def _payment_terms(piece: Piece) -> list[Term]:
             conf = Decimal("0.75")
         else:
             continue
-        if _NOT_PAYMENT.search(window_before) or _NOT_PAYMENT.search(
-            clause[: clause.find(m.group(0))] if m.group(0) in clause else ""
-        ):
+        if _NOT_PAYMENT.search(window_before):
             continue
         if re.search(r"\bnotice\b|\bprior\s+written\b", s[m.end() : m.end() + 25], re.I):
             continue
