@@ -563,9 +563,16 @@ def _payment_terms(piece: Piece) -> list[Term]:
             conf = Decimal("0.85")
         elif re.search(r"\bpayment\s+terms?\b", s, re.I) and re.search(r"\bterms?\b", window_before, re.I):
             conf = Decimal("0.75")
+        elif re.match(r"\s*(?:payment(?:\s+terms?)?|terms\s+of\s+payment)\s*:", s, re.I) and m.start() < 40:
+            conf = Decimal("0.75")
         else:
             continue
-        if _NOT_PAYMENT.search(window_before):
+        distractors = [x.end() for x in _NOT_PAYMENT.finditer(window_before)]
+        pay_verbs = [
+            x.start()
+            for x in re.finditer(r"\b(?:pa(?:y|id|yable|yment)s?|due|remit\w*|settle\w*|net)\b", window_before, re.I)
+        ]
+        if distractors and (not pay_verbs or max(distractors) > max(pay_verbs)):
             continue
         if re.search(r"\bnotice\b|\bprior\s+written\b", s[m.end() : m.end() + 25], re.I):
             continue
@@ -808,10 +815,15 @@ def _ccy_in(text: str) -> str:
 def _prose_rates(piece: Piece, ctx: dict) -> list[Term]:
     s = piece.text
     monies = [m for m in find_money(s) if m.currency]
+    book: RoleBook = ctx["roles"]
+    declared = re.search(rf"\b(?:in|\()\s*({_CCY})\s*(?:per|/)\s*({_HOUR}|{_DAY})\b", s, re.I)
+    if not monies and declared:  # "Rates are in EUR per hour: Partner 320, Senior Consultant 240"
+        ccy = _ccy_in(declared.group(1))
+        monies = [Money(m.amount, ccy, m.start, m.end) for m in find_money(s[declared.end() :], bare=True)]
+        monies = [Money(m.amount, m.currency, m.start + declared.end(), m.end + declared.end()) for m in monies]
     if not monies:
         return []
-    book: RoleBook = ctx["roles"]
-    mentions = [r for r in book.mentions(s)]
+    mentions = list(book.mentions(s))
     sentence_unit = ""
     tail = re.search(
         r"\b(?:all|each|both|every\s+\w+)\s+(?:are\s+|is\s+|being\s+)?(?:quoted\s+|charged\s+|stated\s+)?"
@@ -823,6 +835,8 @@ def _prose_rates(piece: Piece, ctx: dict) -> list[Term]:
     )
     if tail:
         sentence_unit = _unit_of("per " + next(g for g in tail.groups() if g)) or _unit_of(tail.group(0))
+    elif declared:
+        sentence_unit = _unit_of("per " + declared.group(2))
     out = []
     used_roles: set[int] = set()
     for money in monies:
