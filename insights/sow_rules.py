@@ -561,9 +561,9 @@ def _payment_terms(piece: Piece) -> list[Term]:
             r"\b(invoice\w*|receipt|bill(?:ing)?|statement|date|terms?)\b", clause, re.I
         ):
             conf = Decimal("0.85")
-        elif re.search(r"\bpayment\s+terms?\b", s, re.I) and re.search(r"\bterms?\b", window_before, re.I):
-            conf = Decimal("0.75")
-        elif re.match(r"\s*(?:payment(?:\s+terms?)?|terms\s+of\s+payment)\s*:", s, re.I) and m.start() < 40:
+        elif (re.search(r"\bpayment\s+terms?\b", s, re.I) and re.search(r"\bterms?\b", window_before, re.I)) or (
+            re.match(r"\s*(?:payment(?:\s+terms?)?|terms\s+of\s+payment)\s*:", s, re.I) and m.start() < 40
+        ):
             conf = Decimal("0.75")
         else:
             continue
