@@ -20,7 +20,9 @@ def seed_demo_extension(*, scale: int = 1, seed: int = 0, log: Callable[[str], N
     except ApplicationError as exc:
         log(f"Dispute-category model not trained: {exc.message}")
         return made
-    log(f"Dispute-category model: held-out accuracy {model.accuracy} on {model.test_samples} disputes "
-        f"(most common category alone: {model.baseline_accuracy}).")
+    log(
+        f"Dispute-category model: held-out accuracy {model.accuracy} on {model.test_samples} disputes "
+        f"(most common category alone: {model.baseline_accuracy})."
+    )
     made["dispute-category models"] += 1
     return made

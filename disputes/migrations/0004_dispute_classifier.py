@@ -6,32 +6,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('disputes', '0003_dunning_notice_held_in_dispute'),
+        ("disputes", "0003_dunning_notice_held_in_dispute"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DisputeClassifier',
+            name="DisputeClassifier",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trained_at', models.DateTimeField(auto_now_add=True)),
-                ('algorithm', models.CharField(max_length=100)),
-                ('parameters', models.JSONField(default=dict, help_text='Vocabulary, class priors, per-word log-probabilities.')),
-                ('samples', models.PositiveIntegerField()),
-                ('test_samples', models.PositiveIntegerField(default=0)),
-                ('accuracy', models.DecimalField(blank=True, decimal_places=4, max_digits=5, null=True)),
-                ('baseline_accuracy', models.DecimalField(blank=True, decimal_places=4, help_text='Always the most common category.', max_digits=5, null=True)),
-                ('per_class', models.JSONField(blank=True, default=dict)),
-                ('is_active', models.BooleanField(default=False)),
-                ('note', models.CharField(blank=True, default='', max_length=300)),
-                ('trained_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("trained_at", models.DateTimeField(auto_now_add=True)),
+                ("algorithm", models.CharField(max_length=100)),
+                (
+                    "parameters",
+                    models.JSONField(default=dict, help_text="Vocabulary, class priors, per-word log-probabilities."),
+                ),
+                ("samples", models.PositiveIntegerField()),
+                ("test_samples", models.PositiveIntegerField(default=0)),
+                ("accuracy", models.DecimalField(blank=True, decimal_places=4, max_digits=5, null=True)),
+                (
+                    "baseline_accuracy",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=4,
+                        help_text="Always the most common category.",
+                        max_digits=5,
+                        null=True,
+                    ),
+                ),
+                ("per_class", models.JSONField(blank=True, default=dict)),
+                ("is_active", models.BooleanField(default=False)),
+                ("note", models.CharField(blank=True, default="", max_length=300)),
+                (
+                    "trained_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-trained_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='disputes_one_active_classifier')],
+                "ordering": ["-trained_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)),
+                        fields=("is_active",),
+                        name="disputes_one_active_classifier",
+                    )
+                ],
             },
         ),
     ]

@@ -20,16 +20,41 @@ from tests.factories import InvoiceFactory
 
 #: What customers write, per category (a known signal), and words any dispute may contain (noise).
 PHRASES = {
-    "hours": ["too many hours booked", "timesheet shows fewer hours", "consultant worked only three days",
-              "hours overbilled this week", "time recorded twice on the timesheet"],
-    "rate": ["wrong hourly rate applied", "rate card says a lower rate", "senior rate charged for a junior",
-             "agreed day rate was lower", "rate increase not agreed"],
-    "missing_po": ["purchase order number missing", "quote our PO reference", "no PO on the document",
-                   "PO number is wrong", "procurement needs the order number"],
-    "tax": ["VAT charged although reverse charge", "wrong tax rate", "our VAT id is missing",
-            "sales tax should not apply", "tax exemption certificate on file"],
-    "duplicate": ["billed twice for the same month", "duplicate of the previous document", "same items charged again",
-                  "already paid this one", "identical charges as last time"],
+    "hours": [
+        "too many hours booked",
+        "timesheet shows fewer hours",
+        "consultant worked only three days",
+        "hours overbilled this week",
+        "time recorded twice on the timesheet",
+    ],
+    "rate": [
+        "wrong hourly rate applied",
+        "rate card says a lower rate",
+        "senior rate charged for a junior",
+        "agreed day rate was lower",
+        "rate increase not agreed",
+    ],
+    "missing_po": [
+        "purchase order number missing",
+        "quote our PO reference",
+        "no PO on the document",
+        "PO number is wrong",
+        "procurement needs the order number",
+    ],
+    "tax": [
+        "VAT charged although reverse charge",
+        "wrong tax rate",
+        "our VAT id is missing",
+        "sales tax should not apply",
+        "tax exemption certificate on file",
+    ],
+    "duplicate": [
+        "billed twice for the same month",
+        "duplicate of the previous document",
+        "same items charged again",
+        "already paid this one",
+        "identical charges as last time",
+    ],
 }
 NOISE = ["please", "review", "project", "march", "team", "regards", "attached", "urgent", "account", "client"]
 WEIGHTS = {"hours": 40, "rate": 25, "missing_po": 15, "tax": 10, "duplicate": 10}
@@ -52,8 +77,10 @@ def corpus(n: int, seed: int = 1) -> tuple[list[str], list[str]]:
 def test_the_model_beats_the_most_common_category_on_held_out_disputes():
     texts, labels = corpus(240)
     result = train(texts, labels, seed=3)
-    print(f"\nheld-out accuracy {result.accuracy:.3f} vs most common category {result.baseline_accuracy:.3f} "
-          f"on {result.test_samples} disputes")
+    print(
+        f"\nheld-out accuracy {result.accuracy:.3f} vs most common category {result.baseline_accuracy:.3f} "
+        f"on {result.test_samples} disputes"
+    )
     assert result.test_samples == 60
     assert result.baseline_accuracy < 0.5
     assert result.accuracy >= result.baseline_accuracy + 0.3
@@ -91,8 +118,15 @@ def _history(n: int, opened_by) -> None:
     texts, labels = corpus(n, seed=5)
     for text, category in zip(texts, labels, strict=True):
         Dispute.objects.create(
-            invoice=invoice, category=category, disputed_amount=Decimal("10"), currency="EUR", description=text,
-            owner=opened_by, opened_by=opened_by, opened_at=timezone.now(), due_date=timezone.localdate(),
+            invoice=invoice,
+            category=category,
+            disputed_amount=Decimal("10"),
+            currency="EUR",
+            description=text,
+            owner=opened_by,
+            opened_by=opened_by,
+            opened_at=timezone.now(),
+            due_date=timezone.localdate(),
             status="withdrawn",
         )
 
@@ -120,8 +154,11 @@ def test_the_open_form_suggests_and_the_person_still_chooses(client, analyst):
     line = lines_of(invoice)[0]
     client.force_login(analyst)
     url = reverse("disputes:category_suggest", args=[invoice.pk])
-    page = client.post(url, {"description": "Our timesheet shows fewer hours than billed", f"line_{line.pk}": "on"},
-                       headers={"HX-Request": "true"})
+    page = client.post(
+        url,
+        {"description": "Our timesheet shows fewer hours than billed", f"line_{line.pk}": "on"},
+        headers={"HX-Request": "true"},
+    )
     assert page.status_code == 200
     html = page.content.decode()
     assert "Suggested category: Hours" in html and "timesheet" in html
@@ -131,11 +168,18 @@ def test_the_open_form_suggests_and_the_person_still_chooses(client, analyst):
     full = client.post(url, {"description": "Our timesheet shows fewer hours than billed"}).content.decode()
     assert "Suggested category: Hours" in full and "fewer hours than billed</textarea>" in full
     # The category is the person's: opening without one is refused; with one, it is what they chose.
-    refused = client.post(reverse("disputes:dispute_open", args=[invoice.pk]),
-                          {"description": "Our timesheet shows fewer hours than billed"})
+    refused = client.post(
+        reverse("disputes:dispute_open", args=[invoice.pk]),
+        {"description": "Our timesheet shows fewer hours than billed"},
+    )
     assert refused.status_code == 400 and not Dispute.objects.filter(invoice=invoice).exists()
-    dispute = dispute_open(invoice=invoice, category="rate", disputed_amount=Decimal("10"), user=analyst,
-                           description="Our timesheet shows fewer hours than billed")
+    dispute = dispute_open(
+        invoice=invoice,
+        category="rate",
+        disputed_amount=Decimal("10"),
+        user=analyst,
+        description="Our timesheet shows fewer hours than billed",
+    )
     assert dispute.category == "rate"
 
 
@@ -143,8 +187,11 @@ def test_the_open_form_suggests_and_the_person_still_chooses(client, analyst):
 def test_no_model_says_so(client, analyst):
     invoice = InvoiceFactory()
     client.force_login(analyst)
-    page = client.post(reverse("disputes:category_suggest", args=[invoice.pk]), {"description": "hours"},
-                       headers={"HX-Request": "true"})
+    page = client.post(
+        reverse("disputes:category_suggest", args=[invoice.pk]),
+        {"description": "hours"},
+        headers={"HX-Request": "true"},
+    )
     assert "no dispute-category model is trained yet" in page.content.decode()
 
 
