@@ -44,7 +44,7 @@ def train_dispute_classifier(*, user: Any = None, seed: int = 0) -> DisputeClass
     DisputeClassifier.objects.filter(is_active=True).update(is_active=False)
 
     def dec(value: float | None) -> Decimal | None:
-        return None if value is None else Decimal(str(round(value, 4)))
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.0001"))
 
     note = ""
     if (

@@ -199,6 +199,7 @@ def test_no_model_says_so(client, analyst):
 def test_the_model_page_shows_held_out_accuracy_beside_the_baseline(client, analyst, auditor):
     _history(120, analyst)
     model = train_dispute_classifier()
+    model.refresh_from_db()
     for user in (analyst, auditor):
         client.force_login(user)
         html = client.get(reverse("disputes:classifier")).content.decode()
