@@ -227,3 +227,36 @@ class CollectionsHandoff(FSMModelMixin, models.Model):
     @transition(field=status, source=Status.OPEN, target=Status.CLOSED)
     def close(self, by=None, description=None) -> None:
         pass
+
+
+class DisputeClassifier(models.Model):
+    """A trained dispute-category model (disputes/classify.py): its numbers, data size and held-out quality.
+
+    Advice only: it suggests a category beside the field; the person chooses."""
+
+    trained_at = models.DateTimeField(auto_now_add=True)
+    algorithm = models.CharField(max_length=100)
+    parameters = models.JSONField(default=dict, help_text="Vocabulary, class priors, per-word log-probabilities.")
+    samples = models.PositiveIntegerField()
+    test_samples = models.PositiveIntegerField(default=0)
+    accuracy = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    baseline_accuracy = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="Always the most common category."
+    )
+    per_class = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    trained_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-trained_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="disputes_one_active_classifier"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} of {self.trained_at:%Y-%m-%d}"

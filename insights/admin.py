@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from insights.models import InvoiceScore, RiskModel, SowSuggestion
-from kernel.admin import AuditorReadOnlyMixin, service_action, service_action_with_reason
+from insights.models import InvoiceScore, RiskModel, RoleSynonym, SowSuggestion
+from kernel.admin import AuditorReadOnlyMixin, BillableHistoryAdmin, service_action, service_action_with_reason
 
 
 class _ServiceWritten(AuditorReadOnlyMixin, admin.ModelAdmin):
@@ -70,3 +70,13 @@ class SowSuggestionAdmin(AuditorReadOnlyMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(RoleSynonym)
+class RoleSynonymAdmin(BillableHistoryAdmin):
+    """The firm's own titles for its roles, used when reading rates from statements of work."""
+
+    list_display = ("phrase", "role")
+    list_select_related = ("role",)
+    search_fields = ("phrase", "role__code", "role__name")
+    autocomplete_fields = ("role",)

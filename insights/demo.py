@@ -81,6 +81,47 @@ SUFFIX = "-PY"
 ROLE_MIX = (("PARTNER", 0.06), ("SENIOR", 0.30), ("CONSULTANT", 0.44), ("ANALYST", 0.20))
 DISPUTE_CAUSES = (("hours", 30), ("rate", 24), ("scope", 15), ("missing_po", 9), ("quality", 9), ("tax", 5),
                   ("duplicate", 3), ("other", 5))
+#: What clients write when they dispute, per cause (the demo's dispute-category model learns from it). Some
+#: messages are vague or mention another cause too, as real ones do.
+DISPUTE_WORDING = {
+    "hours": ("Our timesheets show fewer hours than invoiced for {month}.",
+              "The consultant was on leave two days but the hours were billed.",
+              "Hours for the workshop week look overstated; please send the timesheet detail.",
+              "We approved 62 hours, the invoice has more."),
+    "rate": ("The hourly rate is higher than the rate card in the contract.",
+             "A senior rate was charged for work done by a consultant.",
+             "The rate increase was never agreed with procurement.",
+             "Day rate on the invoice does not match the SOW."),
+    "scope": ("This work is outside the agreed scope of the statement of work.",
+              "The data migration was not part of the project; no change request was signed.",
+              "We did not order the additional training sessions."),
+    "missing_po": ("Please reissue quoting our purchase order number.",
+                   "No PO reference on the document: our AP system rejects it.",
+                   "The PO number quoted is closed; use the new purchase order."),
+    "quality": ("The deliverable was not accepted: the report is incomplete.",
+                "Defects in the build are still open; we will not pay for rework.",
+                "Quality of the analysis was below what was agreed."),
+    "tax": ("VAT was charged although the reverse charge applies.",
+            "Our VAT number is missing and the tax rate is wrong.",
+            "Sales tax should not apply; exemption certificate on file."),
+    "duplicate": ("This is a duplicate of an invoice we already paid.",
+                  "The same month was billed twice.",
+                  "Identical charges appear on the previous invoice."),
+    "other": ("Please call us about this invoice.",
+              "The invoice was sent to the wrong address.",
+              "We need more detail before we can approve it."),
+}
+
+
+def _dispute_description(cause: str, key: str) -> str:
+    """A client's message for a dispute of this cause (its own random stream: the demo's numbers stay put)."""
+    rng = random.Random(key)  # noqa: S311 - demo data, not secrets
+    text = rng.choice(DISPUTE_WORDING.get(cause, DISPUTE_WORDING["other"])).format(month="last month")
+    if rng.random() < 0.2:  # vague or mixed messages, as real ones are
+        text += " " + rng.choice(DISPUTE_WORDING[rng.choice(list(DISPUTE_WORDING))]).format(month="last month")
+    return text
+
+
 #: The second analyst and controller of the history: the demo logins `analyst2` and `controller2` (billing/demo.py
 #: creates them with the demo password; made here without one only when the billing seed did not run).
 EXTRA_FINANCE = (("analyst2", "Mia", "Vogel", "finance_analyst"),
@@ -307,6 +348,7 @@ class _History:
     def __init__(self, refs: Refs, block: int, seed: int, codes: list[str]) -> None:
         self.refs, self.block, self.codes = refs, block, codes
         self.rng = random.Random(f"{seed}:history:{block}")  # noqa: S311 - demo data, not secrets
+        self.rng_key = f"{seed}:history:{block}"
         self.plan = Plan()
         self.counts: Counter = Counter()
 
@@ -675,7 +717,7 @@ class _History:
                 opened_at = _at(opened_on, 10)
                 fields = dict(category=cause, disputed_amount=amount, currency=contract.currency, owner=owner,
                               opened_by=analyst, opened_at=opened_at, due_date=opened_on + timedelta(days=14),
-                              description=f"Client objects: {cause.replace('_', ' ')}.", source="portal")
+                              description=_dispute_description(cause, f"{self.rng_key}:dispute:{idx}"), source="portal")
                 self._log(idx, "dispute", state, "disputed", opened_at, analyst, f"Dispute opened: {cause}")
                 state = "disputed"
                 cn_idx = None

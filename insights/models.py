@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 
 class InvoiceScore(models.Model):
@@ -143,3 +144,28 @@ class SowReading(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN
+
+
+class RoleSynonym(models.Model):
+    """A title the firm's statements of work use for one of its roles ("Principal" → PARTNER).
+
+    SOW extraction matches a rate's role by the role's code and name, these synonyms, and a few
+    built-in titles mapped onto roles whose name is a usual grade (docs/rules/assistive.md).
+    """
+
+    role = models.ForeignKey("billing.Role", on_delete=models.CASCADE, related_name="synonyms")
+    phrase = models.CharField(max_length=100, unique=True, help_text="As written in contracts; matched ignoring case.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["phrase"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(phrase=""), name="insights_role_synonym_not_blank"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phrase} → {self.role_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.phrase = " ".join(self.phrase.lower().split())
+        super().save(*args, **kwargs)

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from billing.models import Invoice, InvoiceLine
 from billing.selectors import TimelineEntry, actor_name, record_timeline
-from disputes.models import Dispute, DisputeLine, DisputeNote
+from disputes.classify import Suggestion, dispute_text, suggest, tokens
+from disputes.models import Dispute, DisputeClassifier, DisputeLine, DisputeNote
 
 ZERO = Decimal("0")
 QUEUE_LIMIT = 500
@@ -222,3 +223,18 @@ def invoice_dispute_panel(invoice: Invoice) -> InvoicePanel:
                    for d in disputes)
         ),
     )
+
+
+def active_classifier() -> DisputeClassifier | None:
+    """The dispute-category model in use (None: none trained yet)."""
+    return DisputeClassifier.objects.filter(is_active=True).first()
+
+
+def category_suggestion(description: str, lines: list[InvoiceLine]) -> Suggestion | None:
+    """The category the active model suggests for a dispute's text and named invoice lines (None: no model,
+    or no words it knows). Advice only: the caller shows it beside the field; it sets nothing."""
+    model = active_classifier()
+    text = dispute_text(description, [(line.kind, line.description) for line in lines])
+    if model is None or not any(t in model.parameters.get("vocabulary", {}) for t in tokens(text)):
+        return None
+    return suggest(model.parameters, text)

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.models import Invoice, InvoiceLine
 from billing.services.credit_notes import credit_note_cancel, credit_note_create, invoice_reissue
+from disputes.classify import Suggestion
 from disputes.forms.disputes import (
     CreditNoteForm,
     DisputeOpenForm,
@@ -34,7 +35,7 @@ from disputes.forms.disputes import (
     ReassignForm,
     dispute_workers,
 )
-from disputes.models import Dispute, DisputeNote
+from disputes.models import Dispute, DisputeClassifier, DisputeNote
 from disputes.selectors import disputes as selectors
 from disputes.services import (
     CREDIT_ROLES,
@@ -214,6 +215,47 @@ def dispute_open_view(request: HttpRequest, invoice_id: int) -> HttpResponse:
     return render(request, "disputes/dispute_open.html", {
         "invoice": invoice, "form": form, "sla_days": dispute_sla_days(),
     }, status=status)
+
+
+def _label_of(category: str) -> str:
+    return Dispute.Category(category).label if category in Dispute.Category.values else category
+
+
+def _shown(suggestion: Suggestion | None) -> dict | None:
+    if suggestion is None:
+        return None
+    return {"category": suggestion.category, "category_label": _label_of(suggestion.category),
+            "percent": round(suggestion.confidence * 100), "words": suggestion.words,
+            "alternatives": [(_label_of(c), f"{round(p * 100)} %") for c, p in suggestion.alternatives]}
+
+
+@require_POST
+@dispute_view(act="work")
+def category_suggest_view(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    """The category the dispute model suggests for the description and ticked lines typed so far (advice: the
+    person still picks the category). htmx gets the fragment; without JavaScript the form comes back with it."""
+    invoice = _get_invoice(invoice_id)
+    lines = selectors.invoice_lines_for_dispute(invoice)
+    ticked = [line for line in lines if request.POST.get(f"line_{line.pk}")]
+    description = request.POST.get("description", "")[:5000]
+    context = {"suggestion": _shown(selectors.category_suggestion(description, ticked)),
+               "classifier": selectors.active_classifier(), "asked": True}
+    if request.headers.get("HX-Request"):
+        return render(request, "disputes/_category_suggestion.html", context)
+    initial = {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+    form = DisputeOpenForm(initial=initial, lines=lines)
+    return render(request, "disputes/dispute_open.html", {
+        "invoice": invoice, "form": form, "sla_days": dispute_sla_days(), **context,
+    })
+
+
+@require_GET
+@dispute_view()
+def classifier_view(request: HttpRequest) -> HttpResponse:
+    """The dispute-category model: held-out accuracy against always the most common category, per category."""
+    models = list(DisputeClassifier.objects.defer("parameters").select_related("trained_by")[:10])
+    active = next((m for m in models if m.is_active), None)
+    return render(request, "disputes/classifier.html", {"active": active, "models": models})
 
 
 def _gross_of(invoice: Invoice, chosen: list[tuple[InvoiceLine, Decimal]]) -> Decimal:

@@ -32,12 +32,10 @@ change order.
 from __future__ import annotations
 
 import json
-import re
 import resource
 import subprocess
 import sys
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -48,7 +46,8 @@ from django.utils import timezone
 
 from billing.models import ChangeOrder, Contract, ContractRate, Role
 from billing.services.change_orders import RateChange, change_order_draft
-from insights.models import SowReading, SowSuggestion
+from insights.models import RoleSynonym, SowReading, SowSuggestion
+from insights.sow_rules import RoleBook, Term, extract, parse_amount  # noqa: F401 - parse_amount is part of this API
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, PermissionDeniedError
 from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role
@@ -57,12 +56,6 @@ from kernel.workflow import require_reason
 Field = SowSuggestion.Field
 DECIDER_ROLES = (*sorted(FINANCE_ROLES), BILLING_ADMIN)
 MAX_BYTES = 10 * 1024 * 1024
-CURRENCY_SIGNS = {"€": "EUR", "$": "USD", "£": "GBP"}
-_CCY = r"(?:EUR|USD|GBP|CHF|€|\$|£)"
-_AMOUNT = r"\d[\d,.' ]*\d|\d"
-_MONEY = rf"(?:(?P<ccy>{_CCY})\s?(?P<amt>{_AMOUNT})|(?P<amt2>{_AMOUNT})\s?(?P<ccy2>{_CCY}))"
-
-
 def hours_per_day() -> Decimal:
     return Decimal(str(getattr(settings, "INSIGHTS_SOW_HOURS_PER_DAY", 8)))
 
@@ -132,155 +125,31 @@ def document_text(name: str, content: bytes) -> str:
         return content.decode("latin-1")
 
 
-def sentences(text: str) -> list[str]:
-    """Sentences and list items: a wrapped line continues its sentence, a new item starts a new one."""
-    lines = [re.sub(r"\s+", " ", line).strip(" \t•*·-") for line in text.replace("\r", "").split("\n")]
-    merged: list[str] = []
-    for line in lines:
-        if not line:
-            merged.append("")
-            continue
-        if merged and merged[-1] and not re.search(r"[.;:!?]$", merged[-1]) and line[:1].islower():
-            merged[-1] += " " + line
-        else:
-            merged.append(line)
-    out = []
-    for block in merged:
-        out.extend(s.strip() for s in re.split(r"(?<=[.;!?])\s+(?=[A-Z(])", block) if s.strip())
-    return out
-
-
-def parse_amount(text: str) -> Decimal | None:
-    """'1,450' '1.450,00' '250,000.00' "1'450" '1 450' → Decimal."""
-    s = re.sub(r"[\s']", "", text)
-    if "," in s and "." in s:
-        s = s.replace(",", "") if s.rfind(".") > s.rfind(",") else s.replace(".", "").replace(",", ".")
-    elif "," in s:
-        s = s.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", s) else s.replace(",", ".")
-    elif re.fullmatch(r"\d{1,3}(\.\d{3})+", s):
-        s = s.replace(".", "")
-    try:
-        return Decimal(s)
-    except InvalidOperation:
-        return None
-
-
-def _money(match: re.Match) -> tuple[Decimal | None, str]:
-    amount = parse_amount(match.group("amt") or match.group("amt2") or "")
-    ccy = match.group("ccy") or match.group("ccy2") or ""
-    return amount, CURRENCY_SIGNS.get(ccy, ccy)
-
-
-# --- extraction -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Found:
-    field: str
-    value: str
-    sentence: str
-    confidence: Decimal
-    role_code: str = ""
-    role_text: str = ""
-
-
-_TERMS = [
-    (re.compile(r"\bnet\s*(\d{1,3})\b(?!\s*%)", re.I), Decimal("0.90")),
-    (re.compile(r"\bwithin\s+(\d{1,3})\s+(?:calendar\s+)?days\s+(?:of|from|after|following)\b[^.]*\binvoice", re.I),
-     Decimal("0.85")),
-    (re.compile(r"\bpayable\s+within\s+(\d{1,3})\s+days\b", re.I), Decimal("0.80")),
-    (re.compile(r"\bpayment\s+terms?\b[^.]*?\b(\d{1,3})\s+days\b", re.I), Decimal("0.75")),
-]
-_RATE_UNIT = r"(?:per|/|an?)\s*(?P<unit>hour|hr|h|person[- ]day|man[- ]day|day)\b"
-_RATES = [
-    (re.compile(rf"(?P<role>[A-Z][A-Za-z]+(?:[ -][A-Za-z]+){{0,3}})\s*[:–\-]\s*{_MONEY}\s*{_RATE_UNIT}"),
-     Decimal("0.85")),
-    (re.compile(
-        rf"\brate\s+(?:for|of)\s+(?:an?\s+|the\s+|each\s+)?(?P<role>[A-Za-z]+(?:[ -][A-Za-z]+){{0,3}}?)\s+"
-        rf"(?:is|will\s+be|shall\s+be|of|at)\s+{_MONEY}\s*{_RATE_UNIT}", re.I), Decimal("0.80")),
-]
-_CAPS = [
-    (re.compile(rf"\b(?:not\s+to\s+exceed|NTE|shall\s+not\s+exceed|will\s+not\s+exceed)\b[^.]*?{_MONEY}", re.I),
-     Decimal("0.90")),
-    (re.compile(rf"\b(?:capped\s+at|cap\s+of|maximum\s+(?:total\s+)?(?:fees?|amount|budget)\s+of)\s*{_MONEY}", re.I),
-     Decimal("0.75")),
-]
-_PO = re.compile(
-    r"\b(?:purchase\s+order|P\.?\s?O\.?)\s*(?:number|no\.?|#|reference)?\s*[:#]?\s*(?P<po>[A-Z0-9][A-Z0-9\-/]{3,30})",
-    re.I,
-)
-_FREQUENCY = [
-    (re.compile(r"\b(?:invoic\w*|bill\w*)\b[^.]*?\b(?:upon|on|at|after)\s+(?:the\s+)?(?:completion|acceptance|"
-                r"achievement)\s+of\s+(?:each\s+)?milestones?", re.I), "on_milestone", Decimal("0.80")),
-    (re.compile(r"\b(?:invoic\w*|bill\w*)\b[^.]*?\bon\s+milestones?\b", re.I), "on_milestone", Decimal("0.75")),
-    (re.compile(r"\b(?:invoic\w*|bill\w*)\b[^.]*?\b(monthly|quarterly)\b|\b(monthly|quarterly)\s+in\s+arrears\b"
-                r"|\b(?:invoic\w*|bill\w*)\s+(?:each|every)\s+(month|quarter)\b", re.I), None, Decimal("0.80")),
-]
-
-
-def _match_role(text: str, roles: list[Role]) -> str:
-    wanted = re.sub(r"\s+", " ", text).strip().lower()
-    for role in roles:
-        if wanted in (role.code.lower(), (role.name or "").lower()):
-            return role.code
-    for role in roles:  # "Senior Consultants" → "Senior consultant"
-        if wanted.rstrip("s") in (role.code.lower(), (role.name or "").lower()):
-            return role.code
-    return ""
-
-
-def extract_terms(text: str, *, roles: list[Role] | None = None, contract_currency: str = "") -> list[Found]:
-    """Every term the rules find, with its sentence and a confidence; duplicates keep the surest."""
+def role_book(roles: list[Role] | None = None) -> RoleBook:
+    """The firm's roles by code and name, with its synonyms (RoleSynonym, admin) and the built-in titles."""
     roles = list(Role.objects.all()) if roles is None else roles
-    per_day = hours_per_day()
-    found: list[Found] = []
-    for sentence in sentences(text):
-        for pattern, confidence in _TERMS:
-            for m in pattern.finditer(sentence):
-                days = int(m.group(1))
-                if 0 < days <= 180:
-                    found.append(Found(Field.PAYMENT_TERMS, str(days), sentence, confidence))
-        for pattern, confidence in _RATES:
-            for m in pattern.finditer(sentence):
-                amount, ccy = _money(m)
-                if amount is None or amount <= 0:
-                    continue
-                unit = m.group("unit").lower()
-                hourly = amount / per_day if "day" in unit else amount
-                role_text = m.group("role").strip()
-                role_code = _match_role(role_text, roles)
-                conf = confidence
-                if not role_code:
-                    conf -= Decimal("0.30")
-                if contract_currency and ccy != contract_currency:
-                    conf -= Decimal("0.20")
-                found.append(
-                    Found(Field.RATE, f"{hourly.quantize(Decimal('0.0001'))} {ccy}", sentence, conf, role_code,
-                          role_text)
-                )
-        for pattern, confidence in _CAPS:
-            for m in pattern.finditer(sentence):
-                amount, ccy = _money(m)
-                if amount is not None and amount > 0:
-                    conf = confidence - (Decimal("0.20") if contract_currency and ccy != contract_currency else 0)
-                    found.append(Found(Field.CAP, f"{amount.quantize(Decimal('0.01'))} {ccy}", sentence, conf))
-        for m in _PO.finditer(sentence):
-            po = m.group("po").rstrip(".,;")
-            if re.search(r"\d", po):
-                found.append(Found(Field.PO_NUMBER, po, sentence, Decimal("0.85")))
-        for pattern, value, confidence in _FREQUENCY:
-            m = pattern.search(sentence)
-            if m:
-                word = value or next(g for g in m.groups() if g).lower()
-                freq = {"month": "monthly", "quarter": "quarterly"}.get(word, word)
-                found.append(Found(Field.BILLING_FREQUENCY, freq, sentence, confidence))
-                break
-    best: dict[tuple[str, str, str], Found] = {}
-    for f in found:
-        key = (f.field, f.value, f.role_code or f.role_text)
-        if key not in best or f.confidence > best[key].confidence:
-            best[key] = f
-    return list(best.values())
+    synonyms = [(s.phrase, s.role.code) for s in RoleSynonym.objects.select_related("role")]
+    return RoleBook.build([(r.code, r.name or "") for r in roles], synonyms)
+
+
+def extract_terms(text: str, *, roles: list[Role] | None = None, contract_currency: str = "") -> list[Term]:
+    """The terms the rules find (insights.sow_rules), one per field and one rate per role, each with its
+    sentence and a confidence; a day rate becomes hourly at `INSIGHTS_SOW_HOURS_PER_DAY` unless the
+    document states its own working day."""
+    return extract(text, roles=role_book(roles), hours_per_day=hours_per_day(),
+                   hours_per_day_source="firm setting", contract_currency=contract_currency)
+
+
+def context_of(term: Term) -> str:
+    """What a person should see beside the sentence: the role as written, the superseded value, the notes."""
+    parts = []
+    if term.role_text and not term.role_code:
+        parts.append(f"role as written: {term.role_text}")
+    if term.supersedes:
+        parts.append(f"supersedes: {term.supersedes}")
+    if term.note:
+        parts.append(term.note)
+    return f" [{'; '.join(parts)}]" if parts else ""
 
 
 # --- services -------------------------------------------------------------------------------------------
@@ -365,8 +234,7 @@ def _suggest(reading: SowReading, text: str) -> list[SowSuggestion]:
             field=t.field,
             value=t.value[:200],
             role_code=(t.role_code or "")[:40],
-            sentence=t.sentence[:2000] + (f" [role as written: {t.role_text}]" if t.role_text and not t.role_code
-                                          else ""),
+            sentence=(t.sentence[:1700] + context_of(t))[:2000],
             confidence=max(Decimal("0"), min(Decimal("1"), t.confidence)),
             document_name=name[:255],
         )

@@ -6,6 +6,9 @@ disputes:dispute_list             GET    -            login   deny    deny    al
 disputes:dispute_detail           GET    disp-live    login   deny    deny    allow   allow   allow   deny    allow
 disputes:dispute_open             GET    disp-inv     login   deny    deny    allow   allow   allow   deny    deny
 disputes:dispute_open             POST   disp-inv     login   deny    deny    allow   allow   allow   deny    deny
+disputes:category_suggest         GET    disp-inv     method  method  method  method  method  method  method  method
+disputes:category_suggest         POST   disp-inv     login   deny    deny    allow   allow   allow   deny    deny
+disputes:classifier               GET    -            login   deny    deny    allow   allow   allow   deny    allow
 disputes:dispute_investigate      GET    disp-live    method  method  method  method  method  method  method  method
 disputes:dispute_investigate      POST   disp-live    login   deny    deny    allow   allow   allow   deny    deny
 disputes:dispute_note             GET    disp-live    method  method  method  method  method  method  method  method
@@ -38,6 +41,9 @@ NOTES = {
     "disputes:dispute_resolve": "Collections may resolve `upheld` (and withdraw); an outcome with a credit note "
     "is refused to collections by the service (finance makes credit notes).",
     "disputes:dispute_attachment": "Attachments are served only through this view, to the readers of disputes.",
+    "disputes:category_suggest": "The category the model suggests for the typed description and ticked lines; "
+    "it sets nothing (the person picks the category when opening the dispute).",
+    "disputes:classifier": "The dispute-category model's held-out accuracy against the most-common-category baseline.",
     "disputes:credit_note_new": "Finance analysts and controllers; a controller approves it (segregation of "
     "duties: not the one who made it).",
     "disputes:invoice_reissue": "Bills the released items of a credited invoice now (a run of its contract and "

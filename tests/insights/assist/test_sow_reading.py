@@ -62,11 +62,11 @@ def contract(db, settings, tmp_path):
     return ContractFactory(status=Contract.Status.DRAFT, payment_terms_days=None)
 
 
-def test_pypdf_is_a_runtime_dependency():
+def test_the_pdf_reader_is_a_runtime_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = [re.split(r"[=<>\[ ]", d)[0] for d in project["dependencies"]]
     dev = [re.split(r"[=<>\[ ]", d)[0] for d in project["optional-dependencies"]["dev"]]
-    assert "pypdf" in runtime and "pypdf" not in dev
+    assert "pypdfium2" in runtime and "pypdfium2" not in dev
 
 
 def test_the_upload_only_queues_the_reading_and_the_page_says_reading(client, contract, analyst):

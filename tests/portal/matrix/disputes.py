@@ -37,6 +37,7 @@ def build_targets(world) -> dict[str, Any]:
 
 BODIES = {
     "disputes:dispute_open": lambda w, o: {"category": "rate", "disputed_amount": "10.00"},
+    "disputes:category_suggest": lambda w, o: {"description": "The hourly rate is wrong"},
     "disputes:dispute_investigate": lambda w, o: {},
     "disputes:dispute_note": lambda w, o: {"text": REASON},
     "disputes:dispute_withdraw": lambda w, o: {"reason": REASON},
