@@ -913,7 +913,7 @@ def late_q(period_start: datetime.date, period_end: datetime.date) -> Q:
     """Time entries submitted at or after their month's cut-off (the run's LATE_TIME rule), month by month.
 
     The cut-off of a month is 00:00 UTC, `BILLING_TIMESHEET_CUTOFF_DAYS` days after its last day
-    (billing_run.load_contexts). One date range per month, so no per-row date functions.
+    (run_loading.load_contexts). One date range per month, so no per-row date functions.
     """
     cutoff = int(getattr(settings, "BILLING_TIMESHEET_CUTOFF_DAYS", 2))
     q = Q(pk__in=[])
