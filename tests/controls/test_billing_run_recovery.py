@@ -130,7 +130,13 @@ def test_a_worker_killed_mid_run_is_interrupted_and_resume_bills_every_entry_exa
     _work()
     dead = BillingRun.objects.create(period_start=START, period_end=END, run_date=RUN_DATE, started_by=analyst)
     ready = tmp_path / "ready"
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    # One chunk after another (ADR 0085: chunks side by side would go on committing past the hung one).
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "BILLING_RUN_PARALLEL_CHUNKS": "1",
+    }
     worker = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", WORKER, str(dead.pk), str(ready)], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
