@@ -27,6 +27,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
@@ -423,56 +424,106 @@ def seed(dbs: Databases, contracts: int, entries: int) -> float:
 SESSION_SETUP = "SET max_parallel_workers_per_gather = 0"
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """utime + stime of a (local) PostgreSQL backend, from /proc; None when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class CpuClock:
-    """CPU seconds of this process plus those of a (local) PostgreSQL backend.
+    """CPU seconds of this process plus those of its (local) PostgreSQL backends.
 
     Less disturbed than wall time by other work on a shared machine: the work both
     sides do, not how long they waited for a core. None when the server's processes
-    cannot be read (another machine).
+    cannot be read (another machine). The run bills chunks side by side on extra
+    connections (threads): `QueryCounter` reports their backends (`backend_opened`,
+    `backend_closing`), whose CPU is added.
     """
 
     def __init__(self, backend_pid: int) -> None:
         self.backend_pid = backend_pid
-        self.started = (time.process_time(), self._backend())
+        self.started = (time.process_time(), _backend_cpu(backend_pid))
+        self.others: dict[int, float | None] = {}  # pid → CPU when opened
+        self.others_cpu = 0.0
+        self.unreadable = False
 
-    def _backend(self) -> float | None:
-        try:
-            fields = Path(f"/proc/{self.backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-        except (OSError, ValueError, IndexError):
-            return None
+    def backend_opened(self, pid: int) -> None:
+        self.others[pid] = _backend_cpu(pid)
+
+    def backend_closing(self, pid: int) -> None:
+        opened, now = self.others.pop(pid, None), _backend_cpu(pid)
+        if opened is None or now is None:
+            self.unreadable = True
+        else:
+            self.others_cpu += now - opened
 
     def stop(self) -> float | None:
-        process, backend = time.process_time(), self._backend()
-        if backend is None or self.started[1] is None:
+        process, backend = time.process_time(), _backend_cpu(self.backend_pid)
+        for pid in list(self.others):  # still open
+            self.backend_closing(pid)
+        if backend is None or self.started[1] is None or self.unreadable:
             return None
-        return round(process - self.started[0] + backend - self.started[1], 2)
+        return round(process - self.started[0] + backend - self.started[1] + self.others_cpu, 2)
 
 
 class QueryCounter:
-    """Statements sent through Django, plus the COPYs the run makes on the raw psycopg cursor."""
+    """Statements sent through Django, plus the COPYs the run makes on the raw psycopg cursor.
+
+    Connections opened meanwhile (the run's threads) are counted too, get the same session
+    settings, and report their backends to `cpu` so that their CPU counts.
+    """
 
     def __init__(self) -> None:
         self.count = 0
+        self.cpu: CpuClock | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, execute, sql_, params, many, context):
-        self.count += 1
+        with self._lock:
+            self.count += 1
         return execute(sql_, params, many, context)
 
     @contextmanager
     def counting(self, connection):
-        original = psycopg.Cursor.copy
+        from django.db.backends.signals import connection_created
+
+        original_copy = psycopg.Cursor.copy
+        wrapper_class = type(connections["default"])  # the class behind the per-thread proxy
+        original_close = wrapper_class.close
 
         def copy(cursor, *args, **kwargs):
-            self.count += 1
-            return original(cursor, *args, **kwargs)
+            with self._lock:
+                self.count += 1
+            return original_copy(cursor, *args, **kwargs)
+
+        def opened(sender, connection, **kwargs):
+            connection.execute_wrappers.append(self)
+            with connection.cursor() as cursor:
+                cursor.execute(SESSION_SETUP)
+                connection.bench_backend_pid = connection.connection.info.backend_pid
+            if self.cpu is not None:
+                self.cpu.backend_opened(connection.bench_backend_pid)
+
+        def close(wrapper):
+            pid = getattr(wrapper, "bench_backend_pid", None)
+            if pid is not None and self.cpu is not None:
+                self.cpu.backend_closing(pid)
+                wrapper.bench_backend_pid = None
+            return original_close(wrapper)
 
         psycopg.Cursor.copy = copy
+        wrapper_class.close = close
+        connection_created.connect(opened, dispatch_uid="bench-query-counter")
         try:
             with connection.execute_wrapper(self):
                 yield self
         finally:
-            psycopg.Cursor.copy = original
+            connection_created.disconnect(dispatch_uid="bench-query-counter")
+            wrapper_class.close = original_close
+            psycopg.Cursor.copy = original_copy
 
 
 def measure_run(dbs: Databases, profile: Path | None = None) -> dict:
@@ -480,7 +531,7 @@ def measure_run(dbs: Databases, profile: Path | None = None) -> dict:
     from django.db import connection
 
     from billing.models import Expense, Invoice, InvoiceLine, Milestone, TimeEntry
-    from billing.services.billing_run import run_billing
+    from billing.services.billing_run import bill_period
 
     dbs.create(dbs.run, template=dbs.seed)
     dbs.checkpoint()
@@ -497,11 +548,11 @@ def measure_run(dbs: Databases, profile: Path | None = None) -> dict:
     counter = QueryCounter()
     profiler = cProfile.Profile() if profile else None
     with counter.counting(connection):
-        cpu = CpuClock(backend)
+        cpu = counter.cpu = CpuClock(backend)
         started = time.perf_counter()
         if profiler:
             profiler.enable()
-        run = run_billing(period_start=PERIOD_START, period_end=PERIOD_END, run_date=RUN_DATE)
+        run = bill_period(period_start=PERIOD_START, period_end=PERIOD_END, run_date=RUN_DATE)
         if profiler:
             profiler.disable()
         elapsed = time.perf_counter() - started
@@ -718,7 +769,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON result (default {RESULTS})")
     parser.add_argument("--only", choices=["full", "quarter"], help="measure one scale only (no growth)")
     parser.add_argument("--repeat", type=int, default=2, help="runs and floors per scale, best counts (default 2)")
-    parser.add_argument("--profile", type=Path, help="cProfile the full-scale run into this file")
+    parser.add_argument("--profile", type=Path, help="cProfile the largest scale's first run into this file")
     parser.add_argument("--no-migrate", action="store_true", help="reuse the migrated base database as it is")
     parser.add_argument("--keep", action="store_true", help="keep the _seed/_run/_floor databases")
     parser.add_argument("--drop-all", action="store_true", help="also drop the migrated base database at the end")
@@ -746,7 +797,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in sorted(scales, key=lambda n: scales[n][1]):
             contracts, entries = scales[name]
             print(f"bench.billing: {name}: {contracts} contracts, {entries} entries …", flush=True)
-            profile = args.profile if name == "full" else None
+            profile = args.profile if name == max(scales, key=lambda n: scales[n][1]) else None
             results[name] = bench_scale(dbs, contracts, entries, profile, max(1, args.repeat))
             r = results[name]
             print(

@@ -41,7 +41,7 @@ from billing.models import (
     TimeEntry,
 )
 from billing.models.contracts import contract_terms_unlocked
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.tax_defaults import create_default_tax_rules
 from kernel.money import minor_unit, quantum, unsupported_currency_reason
 
@@ -724,7 +724,7 @@ def run_scenario(data: dict) -> dict:
         if bill_now
         else [c.id for c in loader.contracts.values()]
     )
-    billing_run = run_billing(
+    billing_run = bill_period(
         period_start=period_start,
         period_end=period_end,
         run_date=run_date,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.utils import timezone
 
 from billing.models import BillingRun
-from billing.services.billing_run import billing_runs_interrupt_stale, run_billing
-from kernel.periods import previous_month
+from billing.services.billing_run import bill_period, billing_runs_interrupt_stale, run_billing
+from kernel.periods import month_of, previous_month
 
 
 def run_billing_task(billing_run_id: int) -> dict:
@@ -14,16 +16,7 @@ def run_billing_task(billing_run_id: int) -> dict:
     billing_run = BillingRun.objects.get(pk=billing_run_id)
     if billing_run.status != BillingRun.Status.QUEUED:
         return billing_run.summary  # already taken by another worker: idempotent
-    contracts = billing_run.contract_codes or None
-    billing_run = run_billing(
-        period_start=billing_run.period_start,
-        period_end=billing_run.period_end,
-        run_date=billing_run.run_date,
-        user=billing_run.started_by,
-        contracts=contracts,
-        billing_run=billing_run,
-    )
-    return billing_run.summary
+    return run_billing(billing_run).summary
 
 
 def sweep_stale_billing_runs() -> int:
@@ -31,11 +24,15 @@ def sweep_stale_billing_runs() -> int:
     return len(billing_runs_interrupt_stale())
 
 
-def monthly_billing_run() -> dict:
-    """Scheduled: bill last month, issued today. A repeat bills nothing twice."""
-    today = timezone.now().date()
-    start, end = previous_month(today)
-    return run_billing(period_start=start, period_end=end, run_date=today).summary
+def monthly_billing_run(period: str | None = None, run_date: str | None = None) -> dict:
+    """Scheduled: bill last month, issued today. A repeat bills nothing twice.
+
+    Through the same start checks as the finance page (`billing_run_open`); `period` (YYYY-MM) and
+    `run_date` (YYYY-MM-DD) let an operator schedule another month.
+    """
+    today = date.fromisoformat(run_date) if run_date else timezone.now().date()
+    start, end = month_of(date.fromisoformat(f"{period}-01")) if period else previous_month(today)
+    return bill_period(period_start=start, period_end=end, run_date=today).summary
 
 
 def deliver_invoice_task(invoice_id: int) -> str:

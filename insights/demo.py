@@ -288,8 +288,8 @@ def _preview_first_run(current: list[Contract]) -> dict[int, list]:
     contracts bill, so the anomaly score of the first run compares like with like.
     """
     from billing.services.billing_engine import price_contract
-    from billing.services.billing_run import load_contexts
     from billing.services.pricing import FxResolver, RateResolver
+    from billing.services.run_loading import load_contexts
 
     if not current:
         return {}

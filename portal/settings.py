@@ -258,6 +258,7 @@ BILLING_TIMESHEET_CUTOFF_DAYS = env.int("BILLING_TIMESHEET_CUTOFF_DAYS", default
 # longer than this lost its worker and is shown `interrupted`, to be resumed (ADR 0037). Keep it well
 # above the longest chunk (about 6 s at the benchmark's full scale) and below Q_RETRY.
 BILLING_RUN_STALE_AFTER_SECONDS = env.int("BILLING_RUN_STALE_AFTER_SECONDS", default=300)
+BILLING_RUN_PARALLEL_CHUNKS = env.int("BILLING_RUN_PARALLEL_CHUNKS", default=2)  # chunks billed side by side (ADR 0085)
 # Off: an approved invoice counts as posted at once (no ERP configured); on: the ERP adapter posts it.
 ERP_POSTING_ENABLED = env.bool("ERP_POSTING_ENABLED", default=False)
 # The ERP (or its middleware) endpoint of the outbox (ADR 0022, docs/manual/erp-posting.md).

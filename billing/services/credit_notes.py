@@ -394,7 +394,7 @@ def invoice_reissue(*, invoice: Invoice, user: Any) -> list[Invoice]:
     Returns the new draft invoice(s) (in `pending_approval` or `exception`, as any run's). The run also
     bills any other approved, unbilled work of the contract up to the period end, as the next run would.
     """
-    from billing.services.billing_run import run_billing
+    from billing.services.billing_run import bill_period
 
     require_finance(user, "Only finance may create credit notes.")
     if invoice.kind != Invoice.Kind.INVOICE or not invoice.number:
@@ -407,7 +407,7 @@ def invoice_reissue(*, invoice: Invoice, user: Any) -> list[Invoice]:
     today = timezone.now().date()
     period_start = invoice.period_start or invoice.issue_date
     period_end = invoice.period_end or invoice.issue_date
-    run = run_billing(
+    run = bill_period(
         period_start=period_start, period_end=period_end, run_date=max(today, period_start), user=user,
         contracts=_reissue_contracts(invoice),
     )

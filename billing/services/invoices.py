@@ -33,12 +33,13 @@ from billing.models import (
     TimeEntry,
 )
 from billing.services.billing_engine import Code, price_contract
-from billing.services.billing_run import load_contexts, write_invoice_contents
 from billing.services.consolidation import consolidate
 from billing.services.credit_notes import credit_note_issued, credit_note_rejected
 from billing.services.posting import request_posting
 from billing.services.pricing import FxResolver, RateResolver
 from billing.services.purchase_orders import PO_CODES, apply_po_rules, lock_purchase_orders
+from billing.services.run_loading import load_contexts
+from billing.services.run_persistence import write_invoice_contents
 from billing.services.vat_checks import attach_vat_checks
 from billing.services.work import Route, open_approval, route_decision
 from billing.tax_engine import get_tax_engine

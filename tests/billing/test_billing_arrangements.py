@@ -23,7 +23,7 @@ from billing.documents.ubl import render_ubl
 from billing.documents.validation import validate_ubl
 from billing.models import Client, Contract, Expense, Invoice, InvoiceDocument, InvoiceLine, TimeEntry
 from billing.services.billing_frequency import billing_period, is_quarter_end, quarter_of
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_approve
 from kernel.money import minor_unit, round_money
 from tests.factories import (
@@ -55,7 +55,7 @@ def month(year: int, number: int) -> tuple[datetime.date, datetime.date]:
 
 def run_month(year: int, number: int, **kwargs):
     start, end = month(year, number)
-    return run_billing(period_start=start, period_end=end, run_date=end + datetime.timedelta(days=1), **kwargs)
+    return bill_period(period_start=start, period_end=end, run_date=end + datetime.timedelta(days=1), **kwargs)
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_an_unpriced_entry_of_an_on_hold_project_raises_both_codes(firm):
     type(project).objects.filter(pk=project.pk).update(status="on_hold")  # its FSM field is protected
     partner = PersonFactory(role=RoleFactory(code="PARTNER"))  # no rate for PARTNER anywhere
     TimeEntryFactory(project=project, person=partner, date=D(2025, 3, 5), status="approved")
-    run_billing(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
+    bill_period(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
     invoice = Invoice.objects.get(contract=tm)
     assert set(invoice.exceptions.values_list("code", flat=True)) == {"MISSING_RATE", "PROJECT_NOT_BILLABLE"}
 
@@ -179,7 +179,7 @@ def test_fixed_fee_contracts_raise_no_unapproved_time_warning(firm):
     fixed, project = contract(fixed_fee=True)
     MilestoneFactory(project=project, status="approved", amount=Decimal("1000.00"))
     TimeEntryFactory(project=project, person=person, date=D(2025, 3, 5), status="submitted")
-    run_billing(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
+    bill_period(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
     invoice = Invoice.objects.get(contract=fixed)
     assert invoice.status == Invoice.Status.PENDING_APPROVAL
     assert not invoice.exceptions.exists()
@@ -209,7 +209,7 @@ def test_proforma_of_a_pending_invoice_is_watermarked_unnumbered_and_not_stored(
     tm, project = contract()
     TimeEntryFactory(project=project, person=person, date=D(2025, 3, 4), status="approved")
     TimeEntryFactory(project=project, person=person, date=D(2025, 3, 20), status="approved")
-    run_billing(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
+    bill_period(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
     invoice = Invoice.objects.get(contract=tm)
     client.force_login(analyst)
     detail = client.get(reverse("billing:invoice_detail", args=[invoice.pk])).content.decode()
@@ -237,7 +237,7 @@ def test_ubl_carries_the_service_period_and_line_periods_where_they_differ(firm,
     TimeEntryFactory(project=project, person=person, date=D(2025, 2, 26), status="approved")  # caught up
     TimeEntryFactory(project=project, person=person, date=D(2025, 3, 12), status="approved")
     ExpenseFactory(project=project, date=D(2025, 3, 7), status="approved")
-    run_billing(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
+    bill_period(period_start=D(2025, 3, 1), period_end=D(2025, 3, 31), run_date=D(2025, 4, 1))
     invoice = invoice_approve(invoice=Invoice.objects.get(contract=tm), user=analyst)
     for _ in range(2):
         if invoice.status == Invoice.Status.PENDING_APPROVAL:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import Invoice, InvoiceLine, TimeEntry
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from tests.factories import (
     ContractFactory,
     LegalEntityFactory,
@@ -74,7 +74,7 @@ def test_billing_invariants(firm, entries):
         due_hours = sum((e.hours for e in due), Decimal(0))
         due_ids = set(due.values_list("id", flat=True))
 
-        run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+        bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
 
         lines = list(InvoiceLine.objects.filter(kind="time"))
         # Σ billed hours = Σ approved billable hours up to the period end.
@@ -93,7 +93,7 @@ def test_billing_invariants(firm, entries):
 
         # A repeated run changes nothing.
         snapshot = (Invoice.objects.count(), InvoiceLine.objects.count(), billed.count())
-        run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+        bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
         assert (Invoice.objects.count(), InvoiceLine.objects.count(), billed.count()) == snapshot
         transaction.set_rollback(True)
 
@@ -147,7 +147,7 @@ def test_po_drawdown_never_exceeds_the_po_amount(db, amount, steps):
                 if action == "work":
                     bill_hours(contracts[index], str(Decimal(value) / 2), day=start + datetime.timedelta(days=9))
                 elif action == "run" and month < 10:
-                    run_billing(period_start=start, period_end=end, run_date=end + datetime.timedelta(days=1))
+                    bill_period(period_start=start, period_end=end, run_date=end + datetime.timedelta(days=1))
                     month += 1
                 elif action == "approve" and pick and pick.status == "pending_approval":
                     approve_fully(pick, UserFactory(groups=["finance_analyst"]))

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django_fsm_log.models import StateLog
 
 from billing.models import Invoice, InvoiceException, InvoiceLine, TimeEntry
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period, run_billing
 from billing.services.invoices import (
     invoice_approve,
     invoice_cancel,
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db
 
 
 def run(**kwargs):
-    return run_billing(period_start=START, period_end=END, run_date=RUN_DATE, **kwargs)
+    return bill_period(period_start=START, period_end=END, run_date=RUN_DATE, **kwargs)
 
 
 @pytest.fixture
@@ -113,13 +113,56 @@ def test_contract_scope_limits_the_run(project, person):
     assert list(Invoice.objects.values_list("contract__code", flat=True)) == [project.contract.code]
 
 
-def test_unknown_contract_code_is_a_clear_error_and_fails_the_run():
+def test_unknown_contract_code_is_refused_before_any_run_exists():
     from billing.models import BillingRun
 
-    with pytest.raises(ApplicationError, match="Unknown contract"):
+    with pytest.raises(ApplicationError) as refused:
         run(contracts=["NOPE"])
+    assert refused.value.field_errors == {"contract_codes": ["Unknown contract(s): NOPE."]}
+    assert not BillingRun.objects.exists()
+
+
+def test_a_queued_run_naming_a_contract_that_no_longer_exists_fails_visibly():
+    from billing.models import BillingRun
+
+    queued = BillingRun.objects.create(period_start=START, period_end=END, run_date=RUN_DATE, contract_codes=["GONE"])
+    with pytest.raises(ApplicationError, match="Unknown contract"):
+        run_billing(queued)
     failed = BillingRun.objects.get()
     assert failed.status == "failed" and "Unknown contract" in failed.error
+
+
+def test_a_run_takes_its_period_scope_and_starter_from_its_row(project, person, analyst):
+    from billing.models import BillingRun
+
+    approved(project, person)
+    approved(ProjectFactory(contract=ContractFactory(rate_card=project.contract.rate_card)), person)
+    code = project.contract.code
+    queued = BillingRun.objects.create(
+        period_start=START, period_end=END, run_date=RUN_DATE, contract_codes=[code], started_by=analyst
+    )
+    done = run_billing(queued)
+    invoice = Invoice.objects.get()
+    assert done.status == "done" and invoice.billing_run == done and invoice.contract == project.contract
+    assert (invoice.issue_date, invoice.prepared_by) == (RUN_DATE, analyst)
+
+
+def test_the_monthly_task_refuses_what_the_page_refuses(project, person, analyst):
+    """The scheduled run goes through the page's start checks: an issue date before the period is refused alike."""
+    from billing.models import BillingRun
+    from billing.services.billing_run import billing_run_start
+    from billing.tasks import monthly_billing_run
+
+    approved(project, person)
+    with pytest.raises(ApplicationError) as by_page:
+        billing_run_start(period_start=START, period_end=END, run_date=datetime.date(2025, 2, 28), user=analyst)
+    with pytest.raises(ApplicationError) as by_schedule:
+        monthly_billing_run(period="2025-03", run_date="2025-02-28")
+    assert by_schedule.value.field_errors == by_page.value.field_errors
+    assert "run_date" in by_page.value.field_errors
+    assert not BillingRun.objects.exists() and not Invoice.objects.exists()
+    summary = monthly_billing_run(period="2025-03", run_date="2025-04-01")  # the same checks let a valid month through
+    assert summary["invoices"] == 1 and BillingRun.objects.get().status == "done"
 
 
 def test_retainer_fee_is_billed_once_per_period(consultant_role):

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from billing.models import Invoice, InvoiceLine, TimeEntry
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_approve
 from kernel.errors import ConflictError
 from tests.factories import (
@@ -65,7 +65,7 @@ def test_two_runs_at_the_same_moment_bill_every_item_exactly_once():
 
     results = _in_parallel(
         2,
-        lambda _i: run_billing(period_start=START, period_end=END, run_date=RUN_DATE, chunk_size=5).summary,
+        lambda _i: bill_period(period_start=START, period_end=END, run_date=RUN_DATE, chunk_size=5).summary,
     )
     for result in results:
         assert not isinstance(result, Exception) or isinstance(result, ConflictError), result
@@ -102,3 +102,44 @@ def test_twenty_concurrent_approvals_number_one_to_twenty_without_gap_or_duplica
     assert not errors, errors
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     assert numbers == [f"DEX-2025-{n:06d}" for n in range(1, 21)]
+
+
+def test_a_run_bills_its_chunks_side_by_side_each_item_once(settings, monkeypatch):
+    """Outside a transaction, chunks go on two connections (threads); each item is billed once, progress counts all."""
+    settings.BILLING_RUN_PARALLEL_CHUNKS = 2
+    role = RoleFactory(code="CONSULTANT")
+    person = PersonFactory(role=role)
+    entries = []
+    for _ in range(5):
+        contract = ContractFactory()
+        RateCardLineFactory(rate_card=contract.rate_card, role=role, rate=Decimal("100.00"))
+        project = ProjectFactory(contract=contract)
+        entries.append(
+            TimeEntryFactory(
+                project=project, person=person, hours=Decimal("2"), date=datetime.date(2025, 3, 10), status="approved"
+            )
+        )
+    seen_threads = set()
+    original = threading.Thread.start
+
+    def start(thread):
+        seen_threads.add(thread.name)
+        return original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    run = bill_period(
+        period_start=datetime.date(2025, 3, 1),
+        period_end=datetime.date(2025, 3, 31),
+        run_date=datetime.date(2025, 4, 1),
+        chunk_size=2,
+    )
+    assert {name for name in seen_threads if name.startswith(f"billing-run-{run.pk}-")} == {
+        f"billing-run-{run.pk}-0",
+        f"billing-run-{run.pk}-1",
+    }
+    assert run.status == "done" and (run.contracts_done, run.contracts_total) == (5, 5)
+    assert run.summary["invoices"] == 5 and run.summary["items_billed"]["time_entries"] == 5
+    for entry in entries:
+        entry.refresh_from_db()
+        assert entry.status == "invoiced" and entry.invoice_line.invoice.billing_run_id == run.pk
+    assert Invoice.objects.filter(billing_run=run).count() == 5

@@ -12,7 +12,7 @@ from lxml import etree
 from billing.documents.content import invoice_content
 from billing.documents.ubl import render_ubl
 from billing.models import Invoice, RateCardLine, Role
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import invoice_revalidate
 from tests.billing.po_helpers import END, RUN_DATE, START, bill_hours, client, po_contract
@@ -49,7 +49,7 @@ def consolidating():
 
 def test_one_invoice_for_the_clients_contracts_with_per_contract_lines(consolidating):
     the_client, a, _b, _c = consolidating
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(client=the_client)
     assert invoice.consolidated and invoice.contract == a  # the first contract by code
     lines = list(invoice.lines.order_by("position").values_list("contract__code", "project__code", "kind", "amount"))
@@ -72,7 +72,7 @@ def test_revalidation_reprices_every_contract_of_the_invoice(consolidating):
     senior = RoleFactory(code="SENIOR")
     TimeEntryFactory(project=b.projects.get(code="P-C-CONS-B"), person=PersonFactory(role=senior),
                      date=datetime.date(2025, 3, 12), hours=Decimal("2.00"), status="approved")
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(client=the_client)
     assert invoice.status == Invoice.Status.EXCEPTION
     missing = invoice.exceptions.get(code="MISSING_RATE")
@@ -88,7 +88,7 @@ def test_revalidation_reprices_every_contract_of_the_invoice(consolidating):
 
 def test_credit_notes_work_on_its_lines_and_caps_see_each_contracts_part(consolidating):
     the_client, a, _b, _c = consolidating
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = approve_fully(Invoice.objects.get(client=the_client), UserFactory(groups=["finance_analyst"]))
     assert invoice.number
     line_a = invoice.lines.get(contract=a)
@@ -99,7 +99,7 @@ def test_credit_notes_work_on_its_lines_and_caps_see_each_contracts_part(consoli
 
     # A's cap sees only A's own lines on the consolidated invoice (333.00, less the 33.00 credited), not the
     # whole subtotal; as for any invoice, a credit note counts from its creation (docs/rules/billing.md §8).
-    from billing.services.billing_run import load_contexts
+    from billing.services.run_loading import load_contexts
 
     contexts, _open = load_contexts([a.pk], START, END)
     assert contexts[0].prior_net_invoiced == Decimal("300.00")
@@ -109,7 +109,7 @@ def test_credit_notes_work_on_its_lines_and_caps_see_each_contracts_part(consoli
 
 def test_documents_group_by_contract_then_project_and_name_each_lines_contract(consolidating):
     the_client, *_ = consolidating
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = approve_fully(Invoice.objects.get(client=the_client), UserFactory(groups=["finance_analyst"]))
     content = invoice_content(invoice)
     assert [(g.contract_code, g.project_code) for g in content.groups] == [

@@ -123,10 +123,10 @@ def test_no_billing_address_is_a_failed_attempt_not_a_crash(analyst):
 def test_drafts_are_never_sent(analyst):
     contract, consultant, _senior = time_contract()
     book(ProjectFactory(contract=contract), consultant, "8.00")
-    from billing.services.billing_run import run_billing
+    from billing.services.billing_run import bill_period
     from tests.billing.test_documents import END, RUN_DATE, START
 
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
     draft = Invoice.objects.get(contract=contract)
     with pytest.raises(ApplicationError, match="only posted invoices are sent"):
         invoice_deliver(invoice=draft)

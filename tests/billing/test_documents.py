@@ -25,7 +25,7 @@ from billing.documents.pdf import render_pdf
 from billing.documents.ubl import render_ubl
 from billing.documents.validation import validate_ubl
 from billing.models import Invoice, InvoiceDocument
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.documents import (
     invoice_document,
     invoice_document_matches_rerender,
@@ -73,7 +73,7 @@ def _roles():
 
 
 def bill_and_approve(contract, user) -> Invoice:
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
     invoice = Invoice.objects.get(contract=contract, kind=Invoice.Kind.INVOICE)
     assert invoice.status == Invoice.Status.PENDING_APPROVAL, list(invoice.exceptions.values_list("code", flat=True))
     invoice = invoice_approve(invoice=invoice, user=user)
@@ -508,7 +508,7 @@ def test_an_e_invoice_that_fails_the_rules_is_not_issued(multi_project_invoice, 
 def test_no_documents_before_the_invoice_is_numbered(analyst):
     contract, consultant, _ = time_contract()
     book(ProjectFactory(contract=contract), consultant, "1.00")
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
     draft = Invoice.objects.get(contract=contract)
     with pytest.raises(ApplicationError, match="no number yet"):
         invoice_document(invoice=draft, kind="pdf")

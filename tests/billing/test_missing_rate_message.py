@@ -12,7 +12,7 @@ import pytest
 
 from billing.models import Invoice
 from billing.services.billing_engine import TimeItem, missing_rate_message
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from tests.factories import (
     ContractFactory,
     PersonFactory,
@@ -43,7 +43,7 @@ def test_one_sentence_per_missing_role_with_counts_days_dates_and_people():
     TimeEntryFactory(project=project, person=priced, date=datetime.date(2025, 3, 7), hours=Decimal("8.00"),
                      status="approved")
 
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
 
     invoice = Invoice.objects.get()
     assert invoice.status == Invoice.Status.EXCEPTION

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import Invoice
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import invoice_cancel, invoice_override, invoice_reject, invoice_revalidate
 from billing.services.purchase_orders import committed_drawdown, po_figures, purchase_order_save
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _run(**kwargs):
-    return run_billing(period_start=START, period_end=END, run_date=kwargs.pop("run_date", RUN_DATE), **kwargs)
+    return bill_period(period_start=START, period_end=END, run_date=kwargs.pop("run_date", RUN_DATE), **kwargs)
 
 
 def _invoice(contract) -> Invoice:

@@ -12,7 +12,7 @@ from django_fsm_log.models import StateLog
 from billing import selectors
 from billing.models import Invoice, InvoiceLine
 from billing.selectors import Money
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_reject
 from tests.factories import (
     BillingRunFactory,
@@ -158,7 +158,7 @@ def test_get_invoice_prefetches_the_billed_entries():
     person = PersonFactory(role=role, name="Anna Berger")
     for day in (10, 11):
         TimeEntryFactory(project=project, person=person, date=datetime.date(2025, 3, day), status="approved")
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = selectors.get_invoice(Invoice.objects.get().pk)
     line = invoice.lines.all()[0]
     assert line.kind == InvoiceLine.Kind.TIME
@@ -170,7 +170,7 @@ def test_timeline_merges_transitions_and_history_newest_first_with_system_for_no
     contract = ContractFactory()
     RateCardLineFactory(rate_card=contract.rate_card, role=role)
     TimeEntryFactory(project=ProjectFactory(contract=contract), person=PersonFactory(role=role), status="approved")
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get()
     analyst = UserFactory(first_name="Ana", last_name="Lyst", groups=["finance_analyst"])
     invoice_reject(invoice=invoice, user=analyst, reason="Hours look wrong")

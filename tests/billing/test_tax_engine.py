@@ -9,7 +9,7 @@ import pytest
 
 from billing.models import Invoice, InvoiceException
 from billing.services.billing_engine import Code
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import invoice_approve, invoice_revalidate
 from billing.tax_engine import get_tax_engine
@@ -51,7 +51,7 @@ def us_contract(region="NY", hours="10.00"):
 
 
 def bill(contract) -> Invoice:
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
     return Invoice.objects.get(contract=contract, kind=Invoice.Kind.INVOICE)
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.models import Client, Invoice, InvoiceException, VatCheck
 from billing.services.billing_engine import Code
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_revalidate
 from billing.services.vat_checks import vat_check_run
 from billing.vies.simulator import ViesSimulator
@@ -43,7 +43,7 @@ def german_contract():
 
 
 def bill(contract) -> Invoice:
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
     return Invoice.objects.get(contract=contract, kind=Invoice.Kind.INVOICE)
 
 

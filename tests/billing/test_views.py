@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import BillingRun, Invoice
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_approve
 from tests.factories import (
     BillingRunFactory,
@@ -72,7 +72,7 @@ def approved(project, person, hours="8.00", day=WORK_DAY):
 
 
 def run(**kwargs):
-    return run_billing(period_start=START, period_end=END, run_date=RUN_DATE, **kwargs)
+    return bill_period(period_start=START, period_end=END, run_date=RUN_DATE, **kwargs)
 
 
 @pytest.fixture

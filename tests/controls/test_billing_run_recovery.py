@@ -31,10 +31,10 @@ from django_q.models import Schedule
 from billing.models import BillingRun, Invoice, InvoiceLine, TimeEntry
 from billing.schedules import STALE_RUN_SWEEP_FUNC
 from billing.services.billing_run import (
+    bill_period,
     billing_run_resume,
     billing_run_start,
     billing_runs_interrupt_stale,
-    run_billing,
 )
 from billing.tasks import run_billing_task, sweep_stale_billing_runs
 from kernel.errors import ConflictError, PermissionDeniedError
@@ -130,7 +130,13 @@ def test_a_worker_killed_mid_run_is_interrupted_and_resume_bills_every_entry_exa
     _work()
     dead = BillingRun.objects.create(period_start=START, period_end=END, run_date=RUN_DATE, started_by=analyst)
     ready = tmp_path / "ready"
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    # One chunk after another (ADR 0085: chunks side by side would go on committing past the hung one).
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "BILLING_RUN_PARALLEL_CHUNKS": "1",
+    }
     worker = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", WORKER, str(dead.pk), str(ready)], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -192,7 +198,7 @@ def test_a_worker_killed_mid_run_is_interrupted_and_resume_bills_every_entry_exa
     _assert_each_entry_billed_exactly_once()
 
     # And running the period once more finds nothing left: still exactly once.
-    again = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    again = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     assert again.summary["invoices"] == 0
     _assert_each_entry_billed_exactly_once()
 
@@ -279,7 +285,7 @@ def test_a_worker_declared_dead_while_alive_stops_after_its_chunk_and_resume_fin
             assert len(billing_runs_interrupt_stale()) == 1
 
     with mock.patch.object(service, "_bill_chunk", chunk_then_time_passes):
-        run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE, user=analyst, chunk_size=3)
+        run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE, user=analyst, chunk_size=3)
     assert len(chunks) == 2  # it stopped instead of billing on under an interrupted run
     assert run.status == "interrupted"
     assert run.summary["invoices"] == 6 and run.contracts_done == 6  # its second chunk is recorded too

@@ -17,7 +17,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from billing.models import Invoice, PurchaseOrder
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_override
 from billing.services.purchase_orders import committed_drawdown
 from integrations.services.clients import integration_client_create
@@ -37,7 +37,7 @@ def _two_invoices_on_one_po():
     first, second = po_contract("C-CTL-A", po), po_contract("C-CTL-B", po)
     bill_hours(first, "8.00")
     bill_hours(second, "4.00")
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     fits = Invoice.objects.get(contract=first)
     blocked = Invoice.objects.get(contract=second)
     assert fits.status == Invoice.Status.PENDING_APPROVAL

@@ -6,7 +6,7 @@ import datetime
 from decimal import Decimal
 
 from billing.models import Invoice, InvoiceLine, TimeEntry
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_approve
 from kernel.audit import save_audited
 from kernel.workflow import apply_transition
@@ -52,7 +52,7 @@ def work_contract(*, code: str | None = None, rate: str = "100.00"):
 def issued_invoice(*, approver=None, sent: bool = True, contract=None) -> Invoice:
     """Bill the contract's March work, approve and post it (no ERP), and mark it sent."""
     contract = contract or work_contract()
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE, contracts=[contract.code])
     invoice = Invoice.objects.get(contract=contract, kind=Invoice.Kind.INVOICE, status="pending_approval")
     invoice = approve_fully(invoice, approver or UserFactory(groups=["finance_analyst"]))
     assert invoice.status in (Invoice.Status.POSTED, Invoice.Status.SENT), invoice.status

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import Contract, Invoice, TimeEntry
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.credit_notes import credit_note_create, credit_note_issued
 from billing.services.invoices import invoice_approve, invoice_reject
 from billing.services.payments import payment_record
@@ -173,11 +173,11 @@ def test_after_a_full_credit_the_items_are_billed_once_by_reruns(analyst, contro
     value = net_billed(invoice.contract)
     items = billed_items(invoice)
     note = credit_note_create(invoice=invoice, user=analyst, reason="Wrong PO")
-    run_billing(period_start=START, period_end=END, run_date=END, contracts=[invoice.contract.code])
+    bill_period(period_start=START, period_end=END, run_date=END, contracts=[invoice.contract.code])
     assert not Invoice.objects.filter(contract=invoice.contract, status="pending_approval", kind="invoice").exists()
     invoice_approve(invoice=note, user=controller)
     for _ in range(2):
-        run_billing(period_start=START, period_end=END, run_date=END, contracts=[invoice.contract.code])
+        bill_period(period_start=START, period_end=END, run_date=END, contracts=[invoice.contract.code])
     new = Invoice.objects.get(contract=invoice.contract, kind="invoice", status="pending_approval")
     assert billed_items(new) == items
     assert net_billed(invoice.contract) == value  # − original + credit + new: the work billed once
@@ -207,7 +207,7 @@ def test_a_credit_approval_racing_a_billing_run_bills_the_items_once(analyst, co
 
     def run():
         approved_not_committed.wait(20)
-        return run_billing(period_start=START, period_end=END, run_date=END, contracts=[contract.code])
+        return bill_period(period_start=START, period_end=END, run_date=END, contracts=[contract.code])
 
     approver, runner = _in_thread(approve, results, "approve"), _in_thread(run, results, "run")
     approver.start()
@@ -220,7 +220,7 @@ def test_a_credit_approval_racing_a_billing_run_bills_the_items_once(analyst, co
     runner.join(30)
     assert isinstance(results["approve"], Invoice), results
     assert results["run"].status == "done", results
-    run_billing(period_start=START, period_end=END, run_date=END, contracts=[contract.code])  # and once more
+    bill_period(period_start=START, period_end=END, run_date=END, contracts=[contract.code])  # and once more
     new = Invoice.objects.filter(contract=contract, kind="invoice").exclude(pk=invoice.pk)
     # The run waited, then read the released items with the late entry: one invoice bills them all, once.
     assert new.count() == 1 and billed_items(new.get()) == items | {late.pk}

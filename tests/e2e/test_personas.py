@@ -119,9 +119,9 @@ def test_analyst_runs_billing_and_fixes_an_exception(demo, new_page):
 
 
 def test_controller_approves_an_invoice_after_analyst2_through_its_route(demo, new_page):
-    from billing.services.billing_run import run_billing
+    from billing.services.billing_run import bill_period
 
-    run = run_billing(period_start=datetime.date(2026, 10, 1), period_end=datetime.date(2026, 10, 31),
+    run = bill_period(period_start=datetime.date(2026, 10, 1), period_end=datetime.date(2026, 10, 31),
                       run_date=datetime.date(2026, 11, 4), user=_user("analyst"))
     request = (ApprovalRequest.objects.filter(status="pending", subject_type="invoice", current_step=1,
                                               object_id__in=run.invoices.values("pk"),

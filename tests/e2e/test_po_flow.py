@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from billing.models import Invoice, PurchaseOrder
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from tests.billing.po_helpers import END, RUN_DATE, START, bill_hours, po_contract, purchase_order
 from tests.factories import ClientFactory, UserFactory
 from tests.login import log_in
@@ -27,7 +27,7 @@ def po_exceeded():
     contract = po_contract("C-CALDER", po)
     bill_hours(contract, "12.00")
     UserFactory(username="ana", first_name="Ana", last_name="Lyst", groups=["finance_analyst"], is_staff=True)
-    run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(contract=contract)
     assert invoice.status == Invoice.Status.EXCEPTION
     return po, invoice

@@ -41,7 +41,7 @@ from approvals.models import ApprovalRequest, Delegation
 from approvals.services import delegation_create
 from approvals.services.defaults import ensure_approval_defaults
 from billing.models import BillingRun, ChangeOrder, Expense, Invoice, Milestone, Project, TimeEntry
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.change_orders import change_order_submit
 from billing.services.documents import invoice_documents_render
 from billing.services.invoices import invoice_approve
@@ -234,7 +234,7 @@ def build_world() -> World:
             contract=tm_contract(code, cap=cap), project_manager=their_pm
         )
         TimeEntryFactory(project=project, person=them, date=WORK_DAY, hours=Decimal("8.00"), status="approved")
-    billing_run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE, user=finance)
+    billing_run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE, user=finance)
     assert billing_run.status == BillingRun.Status.DONE
     pending, blocked, posted = (
         Invoice.objects.get(contract__code=code) for code in ("C-MX-THEIRS", "C-MX-CAPPED", "C-MX-POSTED")

@@ -9,7 +9,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from kernel.errors import ApplicationError
 from kernel.periods import month_bounds
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--run-date must be YYYY-MM-DD, not {run_date!r}.") from exc
         try:
-            billing_run = run_billing(period_start=start, period_end=end, run_date=issue, contracts=contract)
+            billing_run = bill_period(period_start=start, period_end=end, run_date=issue, contracts=contract)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(json.dumps({"billing_run": billing_run.pk, **billing_run.summary}, indent=2))

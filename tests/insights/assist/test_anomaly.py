@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from approvals.models import ApprovalRequest
 from billing.models import Invoice, InvoiceException
-from billing.services.billing_run import run_billing
+from billing.services.billing_run import bill_period
 from billing.services.invoices import invoice_revalidate
 from insights.features import InvoiceStats
 from insights.models import InvoiceScore
@@ -119,7 +119,7 @@ def test_an_anomalous_draft_gets_the_warning_and_the_extra_controller_step(setup
     other = PersonFactory(role=person.role)
     _approved_hours(project, person, 80)
     _approved_hours(project, other, 80)
-    run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
 
     invoice = Invoice.objects.get(billing_run=run)
     assert invoice.status == Invoice.Status.PENDING_APPROVAL
@@ -141,7 +141,7 @@ def test_a_usual_draft_routes_normally_and_is_scored(setup):
     contract, project, person = setup
     monthly_history(contract, months=6, last_issue=datetime.date(2025, 3, 4), hours="20.00")
     _approved_hours(project, person, 20)
-    run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(billing_run=run)
     assert not invoice.exceptions.filter(code="ANOMALY").exists()
     request = ApprovalRequest.objects.get(object_id=invoice.pk, subject_type="invoice")
@@ -154,7 +154,7 @@ def test_a_new_client_is_not_scored_and_says_so(setup):
     contract, project, person = setup
     issued_invoice(contract, datetime.date(2025, 2, 4), hours="20.00")
     _approved_hours(project, person, 160)
-    run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(billing_run=run)
     assert not invoice.exceptions.filter(code="ANOMALY").exists()
     score = InvoiceScore.objects.get(invoice=invoice)
@@ -173,7 +173,7 @@ def test_cancelled_drafts_and_other_clients_are_not_history(setup):
     InvoiceFactory(contract=contract, issue_date=datetime.date(2025, 2, 10), status=Invoice.Status.CANCELLED,
                    subtotal=Decimal("2000.00"), total=Decimal("2000.00"))
     _approved_hours(project, person, 160)
-    run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     score = InvoiceScore.objects.get(invoice__billing_run=run)
     assert score.anomaly_score is None and "3 earlier" in score.note
 
@@ -183,7 +183,7 @@ def test_the_threshold_is_a_setting(setup):
     contract, project, person = setup
     monthly_history(contract, months=6, last_issue=datetime.date(2025, 3, 4), hours="20.00")
     _approved_hours(project, person, 160)
-    run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(billing_run=run)
     assert not invoice.exceptions.filter(code="ANOMALY").exists()
 
@@ -194,7 +194,7 @@ def test_revalidation_rescored_and_the_warning_comes_back_open(setup):
     _approved_hours(project, person, 160)
     contract.client.vat_id = "DE136695977"  # invalid: the draft is blocked, so it can be revalidated
     contract.client.save()
-    run = run_billing(period_start=START, period_end=END, run_date=RUN_DATE)
+    run = bill_period(period_start=START, period_end=END, run_date=RUN_DATE)
     invoice = Invoice.objects.get(billing_run=run)
     assert invoice.status == Invoice.Status.EXCEPTION
     contract.client.vat_id = "DE274158609"
