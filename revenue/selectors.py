@@ -204,7 +204,8 @@ def reconciliation(period_start: date) -> Reconciliation:
     entities: list[EntityLine] = []
     per_entity = defaultdict(lambda: [ZERO, ZERO, ZERO, ZERO])
     for entity_id, rev, billed, wip, deferred in (
-        schedules.values("contract__entity_id")
+        schedules.order_by()  # no ordering column in the GROUP BY: one row per entity
+        .values("contract__entity_id")
         .annotate(
             rev=Sum("period_revenue_entity"),
             billed=Sum("period_billed_entity"),
@@ -213,7 +214,9 @@ def reconciliation(period_start: date) -> Reconciliation:
         )
         .values_list("contract__entity_id", "rev", "billed", "wip", "deferred")
     ):
-        per_entity[entity_id] = [rev, billed, wip, deferred]
+        totals = per_entity[entity_id]
+        for i, value in enumerate((rev, billed, wip, deferred)):
+            totals[i] += value or ZERO
     journals = {j.entity_id: j for j in JournalEntry.objects.filter(period=period).select_related("entity")}
     lines = defaultdict(list)
     for line in JournalLine.objects.filter(entry__period=period).select_related("entry"):

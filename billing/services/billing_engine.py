@@ -193,7 +193,9 @@ class InvoiceDraft:
     def is_blocked(self) -> bool:
         return bool(self.blocking_codes)
 
-    def add(self, code: str, severity: str, message: str, amount: Decimal | None = None, *, hint: str = "") -> None:
+    def add(
+        self, code: str, severity: str, message: str, amount: Decimal | None = None, *, hint: str = ""
+    ) -> None:
         """Record a finding once per code (messages of repeats are merged)."""
         for existing in self.exceptions:
             if existing.code == code:

@@ -36,3 +36,11 @@ def journal_document(entry: JournalEntry) -> dict:
             for line in entry.lines.all()
         ],
     }
+
+
+def journal_mark_posted(message: Any, result: Any) -> None:
+    """Outbox delivery hook (kind `post_journal`): record the ERP's id on the journal (its ERP status may move)."""
+    reference = message.idempotency_key.split(":", 1)[1]
+    JournalEntry.objects.filter(reference=reference).update(
+        erp_status=JournalEntry.ErpStatus.POSTED, erp_id=result.erp_id
+    )
