@@ -9,6 +9,6 @@ urlpatterns = [
     path("balances/", views.balances, name="balances"),
     path("close/", views.close_screen, name="close"),
     path("reconciliation/", views.reconciliation_page, name="reconciliation"),
-    path("schedules/<int:pk>/", views.schedule_detail, name="schedule"),
+    path("items/", views.items, name="items"),
     path("estimates/", views.estimates, name="estimates"),
 ]
