@@ -328,3 +328,109 @@ def schedules_of(period: RevenuePeriod):
 
 def latest_period() -> RevenuePeriod | None:
     return RevenuePeriod.objects.exclude(status=RevenuePeriod.Status.OPEN).order_by("-start").first()
+
+
+# --- KPIs (insights reads them) -------------------------------------------------------------------
+
+
+def _scoped_schedules(start: date, end: date, *, entity=None, client=None, business_unit=None):
+    qs = RevenueSchedule.objects.filter(period__start__gte=start.replace(day=1), period__end__lte=end).exclude(
+        period__status=RevenuePeriod.Status.OPEN
+    )
+    if entity:
+        qs = qs.filter(contract__entity__code=entity)
+    if client:
+        qs = qs.filter(contract__client__code=client)
+    if business_unit:
+        qs = qs.filter(contract__projects__business_unit=business_unit).distinct()
+    return qs
+
+
+def standard_value(start: date, end: date, contract_ids: list[int]) -> dict[int, Decimal]:
+    """Approved billable hours dated in the period × the rate card's rate for the role on the day, per contract.
+
+    The "standard" price list, before contract overrides, discounts and caps: the denominator of realisation.
+    """
+    from billing.models import RateCardLine
+    from kernel.money import round_money
+
+    lines: dict[tuple[int, int], list] = defaultdict(list)
+    for line in RateCardLine.objects.filter(rate_card__contracts__id__in=contract_ids).distinct():
+        lines[(line.rate_card_id, line.role_id)].append(line)
+    value: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for contract_id, card_id, currency, role_id, day, hours in TimeEntry.objects.filter(
+        project__contract_id__in=contract_ids,
+        status__in=(TimeEntry.Status.APPROVED, TimeEntry.Status.INVOICED),
+        billable=True,
+        date__gte=start,
+        date__lte=end,
+    ).values_list(
+        "project__contract_id",
+        "project__contract__rate_card_id",
+        "project__contract__currency",
+        "person__role_id",
+        "date",
+        "hours",
+    ):
+        covering = [
+            line
+            for line in lines.get((card_id, role_id), [])
+            if line.effective_from <= day and (line.effective_to is None or line.effective_to >= day)
+        ]
+        if covering:
+            rate = max(covering, key=lambda line: (line.effective_from, line.id)).rate
+            value[contract_id] += round_money(hours * rate, currency)
+    return value
+
+
+def revenue_kpis(start: date, end: date, *, entity=None, client=None, business_unit=None) -> dict:
+    """Revenue, WIP days and realisation over the closed (and draft) months inside [start, end].
+
+    - revenue: Σ period revenue, in each entity's currency (converted at each month end's rate);
+    - WIP days: WIP balance at the last month end ÷ revenue of the three months to it × 90 (like DSO);
+    - realisation: Σ billed (invoices − credit notes, before tax) ÷ Σ standard value of the time
+      delivered (approved billable hours × the rate card's rate), per contract currency.
+    """
+    qs = _scoped_schedules(start, end, entity=entity, client=client, business_unit=business_unit)
+    revenue = defaultdict(lambda: ZERO)
+    for ccy, amount in (
+        qs.order_by()
+        .values("entity_currency")
+        .annotate(t=Sum("period_revenue_entity"))
+        .values_list("entity_currency", "t")
+    ):
+        revenue[ccy] += amount or ZERO
+    last = qs.order_by("-period__start").values_list("period__start", flat=True).first()
+    wip, trailing = defaultdict(lambda: ZERO), defaultdict(lambda: ZERO)
+    if last is not None:
+        for s in qs.filter(period__start=last).only("wip", "fx_rate", "entity_currency", "entity_currency"):
+            wip[s.entity_currency] += (s.wip * s.fx_rate).quantize(Decimal("0.01"))
+        window_start = date(last.year - (last.month <= 3), (last.month - 4) % 12 + 1, 1)
+        trailing_qs = _scoped_schedules(
+            window_start, date(9999, 12, 31), entity=entity, client=client, business_unit=business_unit
+        ).filter(period__start__gt=window_start, period__start__lte=last)
+        for ccy, amount in (
+            trailing_qs.order_by()
+            .values("entity_currency")
+            .annotate(t=Sum("period_revenue_entity"))
+            .values_list("entity_currency", "t")
+        ):
+            trailing[ccy] += amount or ZERO
+    billed = defaultdict(lambda: ZERO)
+    by_contract = dict(
+        qs.order_by().values("contract_id").annotate(b=Sum("period_billed")).values_list("contract_id", "b")
+    )
+    currency_of = dict(qs.values_list("contract_id", "currency").distinct())
+    for contract_id, amount in by_contract.items():
+        billed[currency_of[contract_id]] += amount or ZERO
+    standard = defaultdict(lambda: ZERO)
+    for contract_id, amount in standard_value(start, end, list(by_contract)).items():
+        standard[currency_of[contract_id]] += amount
+    return {
+        "revenue": dict(revenue),
+        "wip": dict(wip),
+        "revenue_90d": dict(trailing),
+        "wip_as_of": last,
+        "billed": dict(billed),
+        "standard_value": dict(standard),
+    }

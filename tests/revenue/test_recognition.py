@@ -234,3 +234,24 @@ def test_the_checklist_must_be_clear_or_overridden():
     period = revenue_close(period="2026-10", user=controller(), lock=True, override_reason="EAC due next week")
     assert period.status == RevenuePeriod.Status.CLOSED
     assert period.checklist_override == "EAC due next week"
+
+
+def test_kpis_gain_revenue_wip_days_and_realisation():
+    from insights.selectors import kpis
+
+    c, project = contract(cap=M("2000.00"))
+    who = person()
+    work(project, D(2026, 10, 5), "8", who=who)
+    work(project, D(2026, 11, 5), "10", who=who)
+    work(project, D(2026, 12, 5), "5", who=who)
+    issue(c, D(2026, 11, 2), "800.00")
+    issue(c, D(2026, 12, 2), "1000.00")
+    user = controller()
+    for month in ("2026-10", "2026-11", "2026-12"):
+        close(month, user)
+    result = kpis(D(2026, 10, 1), D(2026, 12, 31), metrics=["revenue", "wip_days", "realisation"])
+    assert result["revenue"]["total"] == M("2000.00")
+    # WIP 200.00 at 31 Dec ÷ 2,000.00 of revenue in the three months × 90
+    assert result["wip_days"]["wip_days"] == 9.0
+    # billed 1,800.00 ÷ 23 h × 100.00 standard
+    assert result["realisation"]["realisation_pct"] == 78.3
