@@ -27,6 +27,7 @@ import inspect
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -1064,6 +1065,66 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
 # --- all of them ----------------------------------------------------------------------------------
 
 
+#: Within one `kpis()` call the three revenue metrics share one read of the revenue figures.
+_REVENUE_FIGURES: ContextVar[dict | None] = ContextVar("revenue_figures", default=None)
+
+
+def _revenue_figures(f: KpiFilters) -> dict[str, Any]:
+    from revenue.selectors import revenue_kpis
+
+    shared = _REVENUE_FIGURES.get()
+    if shared is not None and f in shared:
+        return shared[f]
+    figures = revenue_kpis(f.period_start, f.period_end, entity=f.entity, client=f.client,
+                           business_unit=f.business_unit)
+    if shared is not None:
+        shared[f] = figures
+    return figures
+
+
+def revenue(f: KpiFilters) -> dict[str, Any]:
+    """Revenue recognised in the period's closed (and draft) months (docs/rules/revenue.md).
+
+    Σ period revenue of the revenue schedules, in each entity's currency (converted at each
+    month end's rate), and overall in the reporting currency.
+    """
+    figures = _revenue_figures(f)
+    amounts = {c: money(a) for c, a in figures["revenue"].items()}
+    rates = fx_rates(amounts, f.as_of)
+    return {"total": convert(amounts, rates), "reporting_currency": reporting_currency(),
+            "by_currency": [{"currency": c, "revenue": a} for c, a in sorted(amounts.items())]}
+
+
+def wip_days(f: KpiFilters) -> dict[str, Any]:
+    """WIP days = WIP (unbilled recognised revenue) at the last closed month end ÷ revenue of the
+    three months to it × 90 — how many days of revenue sit unbilled (like DSO for receivables)."""
+    figures = _revenue_figures(f)
+    wip = {c: money(a) for c, a in figures["wip"].items()}
+    trailing = {c: money(a) for c, a in figures["revenue_90d"].items()}
+    rates = fx_rates({*wip, *trailing}, f.as_of)
+    wip_total, revenue_total = convert(wip, rates), convert(trailing, rates)
+    days = _dso(wip_total, revenue_total)
+    return {"as_of": figures["wip_as_of"], "wip_days": days, "wip": wip_total, "revenue_90d": revenue_total,
+            "reporting_currency": reporting_currency()}
+
+
+def realisation(f: KpiFilters) -> dict[str, Any]:
+    """Realisation = billed ÷ standard value, in %: Σ invoices − credit notes (before tax) of the
+    period's closed months ÷ Σ approved billable hours dated in the period × the rate card's rate
+    for the role on the day (before contract overrides, discounts and caps). Per contract
+    currency, and overall in the reporting currency."""
+    figures = _revenue_figures(f)
+    billed = {c: money(a) for c, a in figures["billed"].items()}
+    standard = {c: money(a) for c, a in figures["standard_value"].items()}
+    rates = fx_rates({*billed, *standard}, f.as_of)
+    total_billed, total_standard = convert(billed, rates), convert(standard, rates)
+    return {"realisation_pct": _pct(total_billed, total_standard), "billed": total_billed,
+            "standard_value": total_standard, "reporting_currency": reporting_currency(),
+            "by_currency": [{"currency": c, "billed": billed.get(c, ZERO), "standard_value": standard.get(c, ZERO),
+                             "realisation_pct": _pct(billed.get(c), standard.get(c))}
+                            for c in sorted({*billed, *standard})]}
+
+
 METRICS: dict[str, Callable[[KpiFilters], dict[str, Any]]] = {
     "days_to_invoice": days_to_invoice,
     "billing_cycle_time": billing_cycle_time,
@@ -1076,6 +1137,9 @@ METRICS: dict[str, Callable[[KpiFilters], dict[str, Any]]] = {
     "ar_aging": ar_aging,
     "leakage": leakage,
     "cash_forecast": cash_forecast,
+    "revenue": revenue,
+    "wip_days": wip_days,
+    "realisation": realisation,
 }
 
 TITLES = {
@@ -1090,6 +1154,9 @@ TITLES = {
     "ar_aging": "AR aging",
     "leakage": "Leakage",
     "cash_forecast": "13-week cash forecast",
+    "revenue": "Revenue recognised",
+    "wip_days": "WIP days",
+    "realisation": "Realisation (billed ÷ standard value)",
 }
 
 
@@ -1109,8 +1176,12 @@ def kpis(period_start: datetime.date, period_end: datetime.date, *, metrics: Ite
         raise ValueError("period_end is before period_start")
     wanted = list(metrics) if metrics else list(METRICS)
     out: dict[str, Any] = {"filters": f.as_dict()}
-    for key in wanted:
-        out[key] = METRICS[key](f)
+    token = _REVENUE_FIGURES.set({})
+    try:
+        for key in wanted:
+            out[key] = METRICS[key](f)
+    finally:
+        _REVENUE_FIGURES.reset(token)
     return out
 
 

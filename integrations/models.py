@@ -94,6 +94,7 @@ class OutboxMessage(FSMModelMixin, models.Model):
         UPSERT_CUSTOMER = "upsert_customer", "Upsert customer"
         POST_INVOICE = "post_invoice", "Post invoice"
         POST_CREDIT_NOTE = "post_credit_note", "Post credit note"
+        POST_JOURNAL = "post_journal", "Post journal entry"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

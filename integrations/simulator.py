@@ -38,7 +38,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MODES = ("ok", "error", "throttle", "timeout", "drop", "hang", "mixed", "outage")
-KINDS = {"/customers": ("customer", "CUST"), "/invoices": ("invoice", "INV"), "/credit-notes": ("credit_note", "CN")}
+# /journals: the revenue close's journal entries (a balanced set of lines, kind `journal`).
+KINDS = {"/customers": ("customer", "CUST"), "/invoices": ("invoice", "INV"), "/credit-notes": ("credit_note", "CN"),
+         "/journals": ("journal", "JNL")}
 
 
 @dataclass

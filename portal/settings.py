@@ -54,6 +54,7 @@ LOCAL_APPS = [
     "approvals",
     "integrations",
     "disputes",
+    "revenue",
     "insights",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS

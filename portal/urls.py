@@ -3,9 +3,10 @@ from django.urls import include, path
 
 from approvals import urls as approvals_urls
 from billing import urls_work as billing_work_urls
-from insights import api_urls as kpi_urls
+from insights import api_urls as kpi_api_urls
 from integrations.api import urls as api_urls
 from portal import views
+from revenue import api_urls as revenue_api_urls
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,7 +21,11 @@ urlpatterns = [
     path("disputes/", include("disputes.urls")),
     path("integrations/", include("integrations.urls")),
     path("insights/", include("insights.urls")),
+    path("revenue/", include("revenue.urls")),
     # The versioned REST API for integration clients (token auth, scopes): docs/rules/integrations.md.
-    # The KPIs (insights) share the `api` namespace; each app keeps its own URL module.
-    path("api/v1/", include((api_urls.urlpatterns + kpi_urls.urlpatterns, "api"))),
+    # One `api` namespace: integrations' routes, then those of the feature apps above it (layers).
+    path(
+        "api/v1/",
+        include((api_urls.urlpatterns + revenue_api_urls.urlpatterns + kpi_api_urls.urlpatterns, "api")),
+    ),
 ]

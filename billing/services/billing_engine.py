@@ -281,11 +281,79 @@ def price_contract(
             )
         return drafts[key]
 
+    _price_items(ctx, draft_for, rates, fx, period_start=period_start, period_end=period_end)
+
+    result = [d for d in drafts.values() if d.has_billable_content]
+    for draft in result:
+        _add_discount(draft, contract, period_start, period_end)
+        draft.subtotal = sum((line.amount for line in draft.lines), ZERO)
+        _apply_tax(draft, contract, taxes)
+        _validate(draft, ctx)
+    _check_cap(result, ctx)
+    for draft in result:
+        _check_total(draft)
+    return result
+
+
+def price_work(
+    ctx: ContractContext,
+    *,
+    period_start: date,
+    period_end: date,
+    rates: RateResolver,
+    fx: FxResolver,
+    retainer_fee: Decimal | None = None,
+) -> InvoiceDraft:
+    """The context's items priced by the rules of §3.2–§3.7 as one draft, discount included.
+
+    No tax, validation, cap or due date: revenue recognition (the `revenue` app) values
+    delivered work with exactly the rates, FX, markup, retainer coverage and discount a
+    billing run would use. `retainer_fee` replaces a retainer's fee (a share of it).
+    """
+    contract = ctx.contract
+    draft = InvoiceDraft(
+        contract=contract,
+        project_id=None,
+        currency=contract.currency,
+        issue_date=period_end,
+        due_date=period_end,
+        period_start=period_start,
+        period_end=period_end,
+    )
+    _price_items(
+        ctx,
+        lambda _project_id: draft,
+        rates,
+        fx,
+        period_start=period_start,
+        period_end=period_end,
+        retainer_fee=retainer_fee,
+    )
+    _add_discount(draft, contract, period_start, period_end)
+    draft.subtotal = sum((line.amount for line in draft.lines), ZERO)
+    return draft
+
+
+def _price_items(
+    ctx,
+    draft_for,
+    rates: RateResolver,
+    fx: FxResolver,
+    *,
+    period_start: date,
+    period_end: date,
+    retainer_fee: Decimal | None = None,
+) -> None:
+    """Lines for the context's time, retainer, milestones and expenses, per the billing model."""
+    contract = ctx.contract
+    currency = contract.currency
     model = contract.billing_model
     if model == Contract.BillingModel.TIME_AND_MATERIALS:
         _price_time(ctx, ctx.time_items, draft_for, rates, kind=InvoiceLine.Kind.TIME)
     elif model == Contract.BillingModel.RETAINER:
-        _price_retainer(ctx, draft_for, rates, period_start=period_start, period_end=period_end)
+        _price_retainer(
+            ctx, draft_for, rates, period_start=period_start, period_end=period_end, fee_amount=retainer_fee
+        )
     elif model == Contract.BillingModel.FIXED_FEE:
         for milestone in ctx.milestone_items:
             draft_for(milestone.project_id).lines.append(
@@ -301,17 +369,6 @@ def price_contract(
                 )
             )
     _price_expenses(ctx, draft_for, fx)
-
-    result = [d for d in drafts.values() if d.has_billable_content]
-    for draft in result:
-        _add_discount(draft, contract, period_start, period_end)
-        draft.subtotal = sum((line.amount for line in draft.lines), ZERO)
-        _apply_tax(draft, contract, taxes)
-        _validate(draft, ctx)
-    _check_cap(result, ctx)
-    for draft in result:
-        _check_total(draft)
-    return result
 
 
 def _price_time(
@@ -385,14 +442,16 @@ def missing_rate_message(role_code: str, items: list[TimeItem]) -> str:
     return f"No rate for role {role_code}: {entries} ({hours} h) {when}, by {people}."
 
 
-def _price_retainer(ctx, draft_for, rates: RateResolver, *, period_start: date, period_end: date) -> None:
+def _price_retainer(
+    ctx, draft_for, rates: RateResolver, *, period_start: date, period_end: date, fee_amount: Decimal | None = None
+) -> None:
     """Fee once per period; the first included hours of in-period time are covered (§3.6)."""
     contract = ctx.contract
     currency = contract.currency
     draft = draft_for(None)
     fee_line = None
     if ctx.retainer_fee_due:
-        fee = round_money(contract.retainer_amount or ZERO, currency)
+        fee = round_money((contract.retainer_amount or ZERO) if fee_amount is None else fee_amount, currency)
         fee_line = LineDraft(
             kind=InvoiceLine.Kind.RETAINER,
             amount=fee,

@@ -76,6 +76,18 @@ class ErpAdapter(ABC):
     @abstractmethod
     def post_credit_note(self, document: dict[str, Any], *, idempotency_key: str) -> ErpResult: ...
 
+    def post_journal(self, document: dict[str, Any], *, idempotency_key: str) -> ErpResult:
+        """Post a journal entry (canonical kind `journal`: the revenue close).
+
+        Adapters that book journals override it; the others refuse it for good, so the message
+        becomes a dead letter finance sees with this reason.
+        """
+        raise ErpError(
+            f"{type(self).__name__} does not accept journal entries yet: book {document.get('number', '')} by hand "
+            "in the ERP, or post it through an adapter that books journals.",
+            outcome=Outcome.PERMANENT,
+        )
+
     @abstractmethod
     def invoice_status(self, *, idempotency_key: str = "", number: str = "") -> ErpResult | None:
         """The ERP's record of a document, by idempotency key (or number); None when it has none."""

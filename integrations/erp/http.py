@@ -2,7 +2,7 @@
 
 Endpoints, relative to `ERP_BASE_URL` (the simulator implements the same):
 
-    POST /customers      POST /invoices      POST /credit-notes
+    POST /customers      POST /invoices      POST /credit-notes      POST /journals
         body: the canonical document; header `Idempotency-Key`; answer 200/201 {"id": "<erp id>"}
     GET  /documents?idempotency_key=K        GET /invoices/<number>
         answer 200 {"id": ...} when the ERP has it, 404 when not
@@ -157,6 +157,9 @@ class HttpErpAdapter(ErpAdapter):
 
     def post_credit_note(self, document: dict[str, Any], *, idempotency_key: str) -> ErpResult:
         return self._post("/credit-notes", document, idempotency_key)
+
+    def post_journal(self, document: dict[str, Any], *, idempotency_key: str) -> ErpResult:
+        return self._post("/journals", document, idempotency_key)
 
     def invoice_status(self, *, idempotency_key: str = "", number: str = "") -> ErpResult | None:
         if idempotency_key:

@@ -41,6 +41,7 @@ SCOPES: dict[str, str] = {
     "write:time": "Upsert time entries (single, bulk, CSV import).",
     "write:expenses": "Upsert expenses (single, bulk).",
     "read:kpis": "Read the process KPIs (days-to-invoice, DSO, exception rates, ...).",
+    "read:revenue": "Read the revenue reconciliation of a period (recognised, billed, WIP, deferred, journals).",
     "write:disputes": "Open disputes on invoices.",
     "write:payments": "Record payments against invoices.",
     "webhooks:payments": "Send signed payment webhooks (uses the client's webhook secret).",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -84,7 +85,7 @@ def _enqueue_after_commit(message: OutboxMessage) -> None:
         transaction.on_commit(lambda: enqueue_delivery(message_id))
 
 
-def _write(*, kind: str, key: str, payload: dict, invoice: Invoice | None, client: Client) -> OutboxMessage:
+def _write(*, kind: str, key: str, payload: dict, invoice: Invoice | None, client: Client | None) -> OutboxMessage:
     """Insert the message once per idempotency key (a second call returns the first message)."""
     existing = OutboxMessage.objects.filter(idempotency_key=key).first()
     if existing is not None:
@@ -143,6 +144,32 @@ def outbox_enqueue_document(*, invoice: Invoice, user: Any) -> OutboxMessage:
     )
 
 
+#: Feature apps above integrations learn of a delivered document through these hooks (kind → callback),
+#: registered from their AppConfig.ready(): integrations never imports them (ADR 0014 seams).
+DELIVERY_HOOKS: dict[str, Callable[[OutboxMessage, ErpResult], None]] = {}
+
+
+def register_delivery_hook(kind: str, hook: Callable[[OutboxMessage, ErpResult], None]) -> None:
+    """Call `hook(message, result)` inside the transaction that records a delivered message of `kind`."""
+    DELIVERY_HOOKS[kind] = hook
+
+
+def outbox_enqueue_journal(*, reference: str, document: dict, user: Any) -> OutboxMessage:
+    """Write the posting message of a journal entry (canonical kind `journal`) in the caller's transaction.
+
+    The key is the journal's reference: a closed period's journal is written once and never changes.
+    """
+    message = _write(
+        kind=Kind.POST_JOURNAL,
+        key=f"{Kind.POST_JOURNAL}:{reference}",
+        payload={"type": "journal", "number": reference, **document},
+        invoice=None,
+        client=None,
+    )
+    logger.info("outbox: journal %s queued for the ERP by %s", reference, getattr(user, "pk", None))
+    return message
+
+
 # =====================================================================================================
 # Delivery
 # =====================================================================================================
@@ -188,6 +215,8 @@ def _claim(message_id: int, token: int | None) -> tuple[OutboxMessage, datetime.
 
 def _send(adapter: ErpAdapter, message: OutboxMessage) -> ErpResult:
     key = message.idempotency_key
+    if message.kind == Kind.POST_JOURNAL:
+        return adapter.post_journal(message.payload, idempotency_key=key)
     if message.kind == Kind.UPSERT_CUSTOMER:
         return adapter.upsert_customer(message.payload, idempotency_key=key)
     if message.kind == Kind.POST_CREDIT_NOTE:
@@ -262,6 +291,9 @@ def _record_success(message_id: int, result: ErpResult) -> str:
         if client.erp_id != result.erp_id:
             client.erp_id = result.erp_id
             save_audited(client, user=None, reason=reason)
+    hook = DELIVERY_HOOKS.get(message.kind)
+    if hook is not None:
+        hook(message, result)
     logger.info("outbox: %s delivered as %s", message.idempotency_key, result.erp_id)
     return "delivered"
 
