@@ -18,6 +18,9 @@ urlpatterns = [
     path("disputes/", include("disputes.urls")),
     path("integrations/", include("integrations.urls")),
     path("insights/", include("insights.urls")),
+    # The customer portal: client contacts' own login and session (customers/auth.py), and staff's side of it.
+    path("customer/", include("customers.urls")),
+    path("customers/", include("customers.urls_staff")),
     # The versioned REST API for integration clients (token auth, scopes): docs/rules/integrations.md.
     path("api/v1/", include("integrations.api.urls")),
 ]
