@@ -17,10 +17,11 @@ from pypdf import PdfReader, PdfWriter
 from billing.models import ChangeOrder
 
 
-def _pdf(html: str) -> bytes:
+def _pdf(html: str, identifier: str) -> bytes:
+    """A PDF from HTML; the fixed identifier keeps a rendering reproducible (the same bytes each time)."""
     from weasyprint import HTML
 
-    return HTML(string=html).write_pdf()
+    return HTML(string=html).write_pdf(pdf_identifier=identifier.encode())
 
 
 def change_order_pdf(change_order: ChangeOrder) -> bytes:
@@ -35,7 +36,7 @@ def change_order_pdf(change_order: ChangeOrder) -> bytes:
             "terms": change_order.term_changes(),
         },
     )
-    return _pdf(html)
+    return _pdf(html, f"change-order-{change_order.pk}")
 
 
 def sha256(data: bytes) -> str:

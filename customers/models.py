@@ -56,6 +56,7 @@ class SignatureEnvelope(FSMModelMixin, models.Model):
     contact = models.ForeignKey(ClientContact, on_delete=models.PROTECT, related_name="envelopes")
     provider = models.CharField(max_length=10, choices=Provider.choices)
     external_id = models.CharField(max_length=100, blank=True, default="", help_text="The provider's envelope id.")
+    document = models.BinaryField(default=b"", help_text="The PDF sent for signature, as sent.")
     document_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the document sent for signature.")
     status = FSMField(default=Status.SENT, choices=Status.choices, protected=True)
     sent_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

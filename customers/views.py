@@ -370,7 +370,13 @@ def change_order(request: HttpRequest, pk: int) -> HttpResponse:
 def change_order_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     co = selectors.contact_change_order(request.contact, pk)
     signed = selectors.signed_document(co)
-    data = bytes(signed.content) if signed else co_documents.change_order_pdf(co)
+    envelope = selectors.live_envelope(co)
+    if signed:
+        data = bytes(signed.content)
+    elif envelope is not None:
+        data = bytes(envelope.document)  # exactly what was sent for signature
+    else:
+        data = co_documents.change_order_pdf(co)
     name = f"change-order-{co.contract.code}-{co.code}{'-signed' if signed else ''}.pdf"
     response = HttpResponse(data, content_type="application/pdf")
     response["Content-Disposition"] = content_disposition_header(True, name)

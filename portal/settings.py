@@ -398,7 +398,7 @@ CUSTOMER_PORTAL_BASE_URL = env("CUSTOMER_PORTAL_BASE_URL", default="http://local
 CUSTOMER_INVITATION_MAX_AGE_HOURS = env.int("CUSTOMER_INVITATION_MAX_AGE_HOURS", default=168)
 CUSTOMER_RESET_MAX_AGE_HOURS = env.int("CUSTOMER_RESET_MAX_AGE_HOURS", default=2)
 # The e-signature provider (`manage.py esign_simulator` locally): its API, bearer key and webhook secret.
-ESIGN_BASE_URL = env("ESIGN_BASE_URL", default="http://127.0.0.1:8767")
+ESIGN_BASE_URL = env("ESIGN_BASE_URL", default="http://127.0.0.1:8770")
 ESIGN_API_KEY = env("ESIGN_API_KEY", default="")
 ESIGN_WEBHOOK_SECRET = env("ESIGN_WEBHOOK_SECRET", default="")
 ESIGN_WEBHOOK_TOLERANCE = env.int("ESIGN_WEBHOOK_TOLERANCE", default=300)  # seconds

@@ -1,6 +1,6 @@
 """An e-signature provider simulator: a real HTTP server speaking `HttpESignatureAdapter`'s API (ADR 0097).
 
-`python manage.py esign_simulator --port 8767 --webhook-secret S` runs it for the demo; tests start
+`python manage.py esign_simulator --port 8770 --webhook-secret S` runs it for the demo; tests start
 `ESignSimulator(...).start()` on a free port (the shared frame of kernel/simulator.py).
 
 What a typical provider does, reduced to what Billable sees:

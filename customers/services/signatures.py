@@ -73,6 +73,7 @@ def envelope_send(*, change_order: ChangeOrder, contact: ClientContact, provider
         change_order=change_order,
         contact=contact,
         provider=provider,
+        document=pdf,
         document_sha256=documents.sha256(pdf),
         sent_by=user,
         sent_at=timezone.now(),
@@ -189,11 +190,10 @@ def change_order_sign(
         raise ApplicationError(
             "Tick the box to confirm you sign this change order.", field_errors={"agree": ["Required."]}
         )
-    original = documents.change_order_pdf(change_order)
+    original = bytes(envelope.document)  # exactly what was sent for signature
     if documents.sha256(original) != envelope.document_sha256:
-        # The document changed since it was sent: sign what was sent, never something else.
         raise ConflictError(
-            f"{_label(change_order)} changed since it was sent for signature; ask for a new one.",
+            f"{_label(change_order)}: the stored document differs from the one sent; ask for a new one.",
             code="document_changed",
         )
     now = timezone.now()

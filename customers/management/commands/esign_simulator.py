@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8767)
+        parser.add_argument("--port", type=int, default=8770)
         parser.add_argument("--webhook-secret", default=None, help="Default: ESIGN_WEBHOOK_SECRET.")
         parser.add_argument("--token", default=None, help="Bearer token required (default: ESIGN_API_KEY).")
 
