@@ -68,7 +68,8 @@ def with_certificate(
                 "reference": reference,
                 "document_sha256": sha256(document),
             },
-        )
+        ),
+        f"certificate-{change_order.pk}",
     )
     writer = PdfWriter()
     for source in (document, certificate):

@@ -38,19 +38,30 @@ class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented pattern): a list of uploads, possibly empty."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
 class DisputeForm(forms.Form):
     category = forms.ChoiceField(choices=Dispute.Category.choices)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=5000, label="What is wrong")
-    attachments = forms.FileField(widget=MultipleFileInput(), required=False)
+    attachments = MultipleFileField(required=False)
 
     def __init__(self, *args: Any, lines: list[InvoiceLine], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lines = lines
         for line in lines:
             self.fields[f"line_{line.pk}"] = forms.BooleanField(required=False, label=f"Line {line.position}")
-
-    def clean_attachments(self):
-        return self.files.getlist("attachments") if self.files else []
 
     def line_rows(self):
         return [{"line": line, "tick": self[f"line_{line.pk}"]} for line in self.lines]

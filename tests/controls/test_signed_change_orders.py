@@ -61,16 +61,22 @@ def test_the_pm_screen_refuses_it(setup, client):
     assert "not signed by the client" in response.content.decode() and _status(co) == "submitted"
 
 
-def test_the_approvals_engine_refuses_it(setup):
+def test_the_approvals_engine_refuses_it():
+    from django.contrib.contenttypes.models import ContentType
+
     from approvals.models import ApprovalRequest
+    from approvals.services.defaults import ensure_approval_defaults
     from approvals.services.requests import approval_decide
 
-    co, _contact, pm = setup
-    request = ApprovalRequest.objects.filter(status="pending").order_by("-pk").first()
-    if request is None:
-        pytest.skip("no approval route for change orders in this set-up")
-    with pytest.raises(ApplicationError):
-        approval_decide(request=request, user=pm, decision="approve", comment="ok")
+    ensure_approval_defaults()
+    contract = signing_contract(code="C-ENGINE")
+    co = submitted_change_order(contract, code="CO-ENGINE")
+    request = ApprovalRequest.objects.get(
+        content_type=ContentType.objects.get_for_model(ChangeOrder), object_id=co.pk, status="pending"
+    )
+    with pytest.raises(ApplicationError) as refused:
+        approval_decide(request=request, user=UserFactory(username="pm"), decision="approve", comment="ok")
+    assert "not signed by the client" in refused.value.message
     assert _status(co) == "submitted"
 
 
