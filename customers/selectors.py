@@ -15,6 +15,7 @@ from django.utils import timezone
 from billing.models import ChangeOrder, Invoice, InvoiceLine, Milestone
 from customers.models import ClientContact, MilestoneSignoff, SignatureEnvelope, SignedDocument
 from disputes.models import Dispute, DisputeNote
+from disputes.selectors import dispute_timeline
 from disputes.selectors_collections import ClientStatement, client_statement
 
 S = Invoice.Status
@@ -91,12 +92,24 @@ def contact_dispute(contact: ClientContact, pk: int) -> Dispute:
     return dispute
 
 
-def dispute_notes(dispute: Dispute) -> list[DisputeNote]:
-    return list(dispute.notes.select_related("author").order_by("created_at", "id"))
+def dispute_notes(contact: ClientContact, dispute: Dispute) -> list[DisputeNote]:
+    """The messages the client's contacts wrote; finance's notes are internal (call logs, evidence)."""
+    return list(
+        dispute.notes.filter(author__client_contact__client_id=contact.client_id)
+        .select_related("author")
+        .order_by("created_at", "id")
+    )
+
+
+def dispute_history(dispute: Dispute) -> list[Any]:
+    """The dispute's state changes (opened, investigating, resolved …), newest first; no internal notes."""
+    return [entry for entry in dispute_timeline(dispute) if entry.kind == "transition"]
 
 
 def contact_note(contact: ClientContact, pk: int) -> DisputeNote:
-    note = DisputeNote.objects.filter(pk=pk, dispute__invoice__client_id=contact.client_id).first()
+    note = DisputeNote.objects.filter(
+        pk=pk, dispute__invoice__client_id=contact.client_id, author__client_contact__client_id=contact.client_id
+    ).first()
     if note is None or not note.attachment:
         raise Http404("No such attachment.")
     return note

@@ -57,7 +57,6 @@ from customers.services.signatures import (
     esign_webhook_receive,
 )
 from customers.tokens import read_token
-from disputes.selectors import dispute_timeline
 from kernel.errors import ApplicationError
 from kernel.security import SESSION_ENROLLED_KEY, client_ip
 
@@ -298,8 +297,8 @@ def dispute(request: HttpRequest, pk: int) -> HttpResponse:
         "dispute.html",
         {
             "dispute": item,
-            "notes": selectors.dispute_notes(item),
-            "timeline": dispute_timeline(item),
+            "notes": selectors.dispute_notes(request.contact, item),
+            "timeline": selectors.dispute_history(item),
             "form": NoteForm(),
         },
     )

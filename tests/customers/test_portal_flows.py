@@ -17,6 +17,7 @@ from billing.services.milestones import milestone_approve, milestone_complete
 from customers.models import SignedDocument
 from disputes.models import Dispute
 from disputes.selectors import dispute_queue
+from disputes.services import dispute_add_note
 from kernel.errors import ApplicationError
 from tests.customers.factories import (
     contact_of,
@@ -61,8 +62,12 @@ def test_a_contact_disputes_two_lines_and_finance_gets_it(client, django_capture
     assert dispute.disputed_amount < invoice.total and dispute.disputed_amount >= net
     assert dispute.pk in [row.dispute.pk for row in dispute_queue(user=analyst).rows]
     assert [m.to for m in mail.outbox] == [[analyst.email]]
+    dispute_add_note(dispute=dispute, user=analyst, text="Internal: ask the PM before answering")
     page = client.get(response["Location"]).content.decode()
     assert "These hours were billed twice" in page and "Ada Payable" in page
+    assert "Internal: ask the PM" not in page  # finance's notes stay internal
+    internal = dispute.notes.get(author=analyst)
+    assert client.get(f"/customer/attachments/{internal.pk}/").status_code == 404
 
 
 def test_a_milestone_needs_the_clients_signoff_before_approval(client):
