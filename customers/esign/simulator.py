@@ -159,8 +159,20 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if envelope.status == "sent" and datetime.now(UTC) >= envelope.expires_at:
             envelope.status = "expired"
-            _deliver(self.state, envelope, "envelope.expired")
+            self.pending_expiry = envelope  # delivered once the lock is released (the receiver calls back)
         return envelope
+
+    pending_expiry: Envelope | None = None
+
+    def _flush_expiry(self) -> None:
+        if self.pending_expiry is not None:
+            envelope, self.pending_expiry = self.pending_expiry, None
+            _deliver(self.state, envelope, "envelope.expired")
+
+    def handle_one_request(self) -> None:
+        """After the answer is written and the lock released: an expiry found while answering is delivered."""
+        super().handle_one_request()
+        self._flush_expiry()
 
     def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")

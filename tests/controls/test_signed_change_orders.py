@@ -7,6 +7,8 @@ changed or deleted afterwards.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
@@ -115,15 +117,20 @@ def test_the_signed_document_never_changes(setup):
 
 
 def test_a_tampered_signed_document_counts_as_unsigned(setup):
-    """Where no trigger stops it (SQLite), bytes that no longer hash to the stored SHA-256 give no signature."""
-    if connection.vendor == "postgresql":
-        pytest.skip("PostgreSQL refuses the update itself (test above)")
+    """Bytes changed behind every guard (SQLite: no trigger; PostgreSQL: triggers switched off, as a DBA could)
+    no longer hash to the stored SHA-256, and give no signature."""
     co, contact, pm = setup
     sent_for_portal_signature(co, contact, by=pm)
     change_order_sign(contact=contact, change_order=co, signer_name="Sam Signer", agree=True, ip=None)
-    SignedDocument.objects.filter(change_order=co).update(content=b"%PDF forged")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        SignedDocument.objects.filter(change_order=co).update(content=b"%PDF forged")
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = origin")
     with pytest.raises(ApplicationError):
         change_order_approve(change_order=co, user=pm, reason="ok")
+    assert _status(co) == "submitted"
 
 
 # --- the e-signature provider ----------------------------------------------------------------------------
@@ -205,6 +212,10 @@ def test_an_expired_envelope_gives_no_approval(setup, provider, client):
     co, _contact, pm = setup
     envelope = _sent(setup, provider)
     httpx.post(f"{provider.url}/__admin/envelopes/{envelope.external_id}/expire", timeout=30)
+    for _ in range(100):  # the provider delivers the expiry after answering
+        if provider.state.delivered and b"envelope.expired" in provider.state.delivered[-1][1]:
+            break
+        time.sleep(0.05)
     (_url, body, header, _s) = provider.state.delivered[-1]
     assert _deliver(client, body, header).status_code == 200
     assert SignatureEnvelope.objects.get(pk=envelope.pk).status == "expired"
