@@ -47,7 +47,7 @@ def seed_demo_extension(*, scale: int = 1, seed: int = 0, log: Callable[[str], N
             )
             made["client contacts"] += 1
         first_contact = ClientContact.objects.filter(email__startswith="ap@").order_by("pk").first()
-        if first_contact is not None:
+        if first_contact is not None and not SignatureEnvelope.objects.filter(contact=first_contact).exists():
             co = (
                 ChangeOrder.objects.filter(contract__client=first_contact.client, status=ChangeOrder.Status.SUBMITTED)
                 .exclude(envelopes__isnull=False)
