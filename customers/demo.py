@@ -69,7 +69,7 @@ def seed_demo_extension(*, scale: int = 1, seed: int = 0, log: Callable[[str], N
                         sent_at=timezone.now(),
                     )
                     made["signature envelopes"] += 1
-    log("Customer portal logins (/customer/login/, password as above):")
+    log(f"Customer portal logins (/customer/login/, password {DEMO_PASSWORD}):")
     for contact in ClientContact.objects.select_related("client").order_by("pk")[:5]:
         log(f"  {contact.email:<32} {contact.client.legal_name}")
     return made

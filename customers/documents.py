@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
+import logging
 
 from django.template.loader import render_to_string
 from pypdf import PdfReader, PdfWriter
@@ -21,6 +22,7 @@ def _pdf(html: str, identifier: str) -> bytes:
     """A PDF from HTML; the fixed identifier keeps a rendering reproducible (the same bytes each time)."""
     from weasyprint import HTML
 
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # one INFO line per rendering step
     return HTML(string=html).write_pdf(pdf_identifier=identifier.encode())
 
 
