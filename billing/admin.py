@@ -612,6 +612,7 @@ class ContractAdmin(BillableHistoryAdmin):
         ("Invoicing", {"fields": ("purchase_order", "po_number", "payment_terms_days", "billing_frequency",
                                   "invoice_per_project")}),
         ("Statement of work", {"fields": ("sow_document", "sow_signed_on")}),
+        ("Customer side", {"fields": ("requires_signed_change_orders", "requires_customer_signoff")}),
         ("External ids", {"fields": ("source", "external_id"), "classes": ["collapse"]}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )

@@ -1099,7 +1099,7 @@ class _Block:
 
 #: Demo data of other apps, seeded after the billing blocks, in this order: each module has
 #: `seed_demo_extension(*, scale, seed, log) -> Counter` and, like the blocks, adds only what is missing.
-DEMO_EXTENSIONS = ("integrations.demo", "insights.demo", "disputes.demo", "revenue.demo")
+DEMO_EXTENSIONS = ("integrations.demo", "insights.demo", "disputes.demo", "revenue.demo", "customers.demo")
 
 
 def seed_demo(*, scale: int = 1, seed: int = DEFAULT_SEED, log: Callable[[str], None] = print) -> Counter:

@@ -56,6 +56,7 @@ LOCAL_APPS = [
     "disputes",
     "revenue",
     "insights",
+    "customers",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -68,6 +69,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Customer-portal sessions reach /customer/ only (403 elsewhere, admin included): customers/auth.py.
+    "customers.auth.CustomerSessionMiddleware",
     # Oversized bodies answered 413 from Content-Length, before anything reads them (portal/uploads.py).
     "portal.uploads.RequestSizeLimitMiddleware",
     # Controllers, billing admins, superusers (and anyone enrolled) must pass MFA before any page.
@@ -118,7 +121,9 @@ AUTHENTICATION_BACKENDS = [
     # First: refuses any password check (portal login, admin login) for a locked-out username + IP.
     "axes.backends.AxesStandaloneBackend",
     "rules.permissions.ObjectPermissionBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's password check for staff, refusing client contacts; contacts log in through their own door.
+    "customers.auth.StaffBackend",
+    "customers.auth.CustomerBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -388,3 +393,15 @@ CONTENT_SECURITY_POLICY = {
 
 # SQLite (demo only) cannot create NULLS NOT DISTINCT unique constraints; PostgreSQL does.
 SILENCED_SYSTEM_CHECKS = ["models.W047"]
+
+# The customer portal and e-signature (docs/rules/customers.md, ADR 0095–0097).
+# Links in invitation / reset e-mails start with this address; invitation and reset links expire.
+CUSTOMER_PORTAL_BASE_URL = env("CUSTOMER_PORTAL_BASE_URL", default="http://localhost:8000")
+CUSTOMER_INVITATION_MAX_AGE_HOURS = env.int("CUSTOMER_INVITATION_MAX_AGE_HOURS", default=168)
+CUSTOMER_RESET_MAX_AGE_HOURS = env.int("CUSTOMER_RESET_MAX_AGE_HOURS", default=2)
+# The e-signature provider (`manage.py esign_simulator` locally): its API, bearer key and webhook secret.
+ESIGN_BASE_URL = env("ESIGN_BASE_URL", default="http://127.0.0.1:8770")
+ESIGN_API_KEY = env("ESIGN_API_KEY", default="")
+ESIGN_WEBHOOK_SECRET = env("ESIGN_WEBHOOK_SECRET", default="")
+ESIGN_WEBHOOK_TOLERANCE = env.int("ESIGN_WEBHOOK_TOLERANCE", default=300)  # seconds
+ESIGN_EXPIRES_IN_DAYS = env.int("ESIGN_EXPIRES_IN_DAYS", default=14)

@@ -22,6 +22,9 @@ urlpatterns = [
     path("integrations/", include("integrations.urls")),
     path("insights/", include("insights.urls")),
     path("revenue/", include("revenue.urls")),
+    # The customer portal: client contacts' own login and session (customers/auth.py), and staff's side of it.
+    path("customer/", include("customers.urls")),
+    path("customers/", include("customers.urls_staff")),
     # The versioned REST API for integration clients (token auth, scopes): docs/rules/integrations.md.
     # One `api` namespace: integrations' routes, then those of the feature apps above it (layers).
     path(

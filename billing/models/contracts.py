@@ -34,6 +34,8 @@ from kernel.fields import (
 CONTRACT_TERMS = (
     "client", "entity", "billing_model", "currency", "rate_card", "cap", "expense_markup_pct", "discount_pct",
     "po_number", "payment_terms_days", "billing_frequency", "retainer_amount", "included_hours", "purchase_order",
+    # The customer-side gates: switching them off on a live contract would lift a control.
+    "requires_signed_change_orders", "requires_customer_signoff",
 )
 _TERMS_UNLOCKED: ContextVar[str] = ContextVar("contract_terms_unlocked", default="")
 #: PostgreSQL setting the triggers of migration billing/0021 read (transaction-local).
@@ -124,6 +126,15 @@ class Contract(FSMModelMixin, ExternallyIdentified, TimeStamped):
     included_hours = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
     sow_document = models.FileField(upload_to="contracts/sow/", blank=True)
     sow_signed_on = models.DateField(null=True, blank=True)
+    # The customer side (docs/rules/customers.md): signatures and sign-offs that gate approvals.
+    requires_signed_change_orders = models.BooleanField(
+        default=False, db_default=False,
+        help_text="A change order is approved only once the client signed it (portal click-to-sign or e-signature).",
+    )
+    requires_customer_signoff = models.BooleanField(
+        default=False, db_default=False,
+        help_text="A milestone becomes billable only after a client contact signed it off in the customer portal.",
+    )
     status = FSMField(default=Status.DRAFT, choices=Status.choices, protected=True)
     history = HistoricalRecords()
 

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import rules as billing_rules
+from billing import signatures
 from billing.models import (
     ChangeOrder,
     ChangeOrderMilestone,
@@ -129,6 +130,8 @@ def change_order_approve(*, change_order: ChangeOrder, user: User, reason: str =
     reason = (reason or "").strip()
     with transaction.atomic():
         locked = lock_for_update(change_order, "contract")
+        if locked.status == ChangeOrder.Status.SUBMITTED:
+            _check_signed(locked)
         route, _request = route_decision(locked, user=user, decision="approve", comment=reason)
         if route == Route.ENGINE:
             locked.refresh_from_db()
@@ -138,7 +141,20 @@ def change_order_approve(*, change_order: ChangeOrder, user: User, reason: str =
     return locked
 
 
+def _check_signed(change_order: ChangeOrder) -> None:
+    """A contract that requires signed change orders: no approval before the client's signature (ADR 0096)."""
+    if change_order.contract.requires_signed_change_orders and not signatures.is_signed(
+        signatures.CHANGE_ORDER, change_order
+    ):
+        raise ApplicationError(
+            f"Contract {change_order.contract.code} requires signed change orders: {_label(change_order)} is not "
+            "signed by the client yet. Send it for signature (customer portal or e-signature) first.",
+            code="change_order_unsigned",
+        )
+
+
 def _approve_locked(locked: ChangeOrder, user: User, reason: str) -> None:
+    _check_signed(locked)
     if billing_rules.submitted_change_order.test(user, locked):
         raise SegregationOfDutiesError(f"You submitted {_label(locked)}, so someone else must approve it.")
     _check_decider(locked, user)

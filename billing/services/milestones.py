@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import rules as billing_rules
+from billing import signatures
 from billing.models import Milestone, Project
 from billing.services.work import Route, open_approval, route_decision
 from kernel.audit import save_audited
@@ -67,6 +68,18 @@ def milestone_complete(*, milestone: Milestone, user: User, evidence: str = "") 
     return locked
 
 
+def _check_signed_off(milestone: Milestone) -> None:
+    """A contract that requires customer sign-off: the milestone is not billable before it (ADR 0096)."""
+    if milestone.project.contract.requires_customer_signoff and not signatures.is_signed(
+        signatures.MILESTONE, milestone
+    ):
+        raise ApplicationError(
+            f"Contract {milestone.project.contract.code} requires the client's sign-off: {_label(milestone)} "
+            "has not been signed off in the customer portal yet.",
+            code="milestone_not_signed_off",
+        )
+
+
 def milestone_approve(*, milestone: Milestone, user: User) -> Milestone:
     """Approve a completed milestone for billing: PM or finance controller, not its completer.
 
@@ -74,6 +87,8 @@ def milestone_approve(*, milestone: Milestone, user: User) -> Milestone:
     """
     with transaction.atomic():
         locked = lock_for_update(milestone, "project")
+        if locked.status == Milestone.Status.COMPLETED:
+            _check_signed_off(locked)
         route, _request = route_decision(locked, user=user, decision="approve")
         if route == Route.ENGINE:
             locked.refresh_from_db()
@@ -92,6 +107,7 @@ def _approve_locked(locked: Milestone, user: User) -> None:
         )
     if locked.project.status == Project.Status.CLOSED:
         raise ApplicationError(f"Project {locked.project.code} is closed.", code="project_closed")
+    _check_signed_off(locked)
     apply_transition(locked, "approve", user=user, label=_label(locked))
     locked.approved_by = user
     locked.approved_at = timezone.now()

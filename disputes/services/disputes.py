@@ -190,9 +190,16 @@ def dispute_investigate(*, dispute: Dispute, user: Any, note: str = "") -> Dispu
 
 
 @transaction.atomic
-def dispute_add_note(*, dispute: Dispute, user: Any, text: str, attachment: UploadedFile | None = None) -> DisputeNote:
-    """A note (call log, customer e-mail, evidence) with an optional attachment; also on closed disputes."""
-    _require_worker(user, "add notes to disputes")
+def dispute_add_note(
+    *, dispute: Dispute, user: Any, text: str, attachment: UploadedFile | None = None, source: str = "portal"
+) -> DisputeNote:
+    """A note (call log, customer e-mail, evidence) with an optional attachment; also on closed disputes.
+
+    `source="customer"`: the client's own contact writes it from the customer portal, which checked
+    that the dispute is on their company's invoice (docs/rules/customers.md).
+    """
+    if source == "portal":
+        _require_worker(user, "add notes to disputes")
     text = require_reason(text, "add a note")
     dispute = _lock_dispute(dispute)
     note = DisputeNote(dispute=dispute, author=user, text=text)

@@ -403,7 +403,9 @@ def test_the_model_refuses_a_save_that_changes_any_term(contract, term):
              "expense_markup_pct": lambda: Decimal("5"), "discount_pct": lambda: Decimal("5"),
              "po_number": lambda: "PO-Z", "payment_terms_days": lambda: 99, "billing_frequency": lambda: "quarterly",
              "retainer_amount": lambda: Decimal("5.00"), "included_hours": lambda: Decimal("5.00"),
-             "purchase_order": lambda: PurchaseOrderFactory(client=contract.client, currency=contract.currency)}[term]()
+             "purchase_order": lambda: PurchaseOrderFactory(client=contract.client, currency=contract.currency),
+             "requires_signed_change_orders": lambda: not contract.requires_signed_change_orders,
+             "requires_customer_signoff": lambda: not contract.requires_customer_signoff}[term]()
     contract.refresh_from_db()
     setattr(contract, term, other)
     with pytest.raises(ContractTermsLockedError) as refused:

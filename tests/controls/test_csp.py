@@ -23,7 +23,7 @@ pytestmark = pytest.mark.control("csp")
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 #: Not web pages: e-mail bodies and the PDF source carry their own inline styles (no CSP applies there).
-NOT_PAGES = ("disputes/email/", "billing/documents/")
+NOT_PAGES = ("disputes/email/", "billing/documents/", "customers/pdf/")  # PDFs, not pages
 
 
 def _policy(response) -> dict[str, list[str]]:

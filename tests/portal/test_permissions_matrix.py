@@ -440,7 +440,7 @@ def classify(response, rule: Rule) -> tuple[str, str]:
     if status in (301, 302, 303, 307, 308):
         location = urlsplit(response["Location"])
         detail = f"{status} → {response['Location']}"
-        login_pages = {reverse("login"), reverse("admin:login")}
+        login_pages = {reverse("login"), reverse("admin:login"), reverse("customers:login")}
         if location.path in login_pages and "next" in parse_qs(location.query):
             return Outcome.LOGIN, detail
         try:
