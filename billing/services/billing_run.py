@@ -39,6 +39,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing.hooks import score_invoices
 from billing.models import BillingRun, Contract, Invoice, TimeEntry
 from billing.services.billing_engine import InvoiceDraft, price_contract
 from billing.services.billing_frequency import billing_period, split_not_due
@@ -390,8 +391,6 @@ def _bill_chunk(
 
 def _score_drafts(invoices: list[Invoice], drafts: Sequence[InvoiceDraft]) -> None:
     """Anomaly and dispute-risk scores (docs/rules/assistive.md) before routing: ANOMALY adds a controller step."""
-    from insights.services.scoring import score_invoices
-
     score_invoices(invoices, drafts=drafts)
 
 
