@@ -105,6 +105,11 @@ class SubjectHandler:
         """Apply a settled rejection; False when the subject has no way back (it stays as it is)."""
         return False
 
+    def apply_approved_many(self, subjects: Sequence[Any], *, user: Any, comment: str) -> None:
+        """Apply many settled approvals (a bulk decision); override to do it set-based, in bounded queries."""
+        for subject in subjects:
+            self.apply_approved(subject, user=user, comment=comment)
+
 
 _HANDLERS: dict[type[models.Model], SubjectHandler] = {}
 

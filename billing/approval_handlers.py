@@ -242,6 +242,11 @@ class WorkHandler(SubjectHandler):
 
         work_approve(item=subject, user=user)
 
+    def apply_approved_many(self, subjects: Sequence[Any], *, user: Any, comment: str) -> None:
+        from billing.services.work import work_apply_approved_many
+
+        work_apply_approved_many(items=subjects, user=user)
+
     def apply_rejected(self, subject: Any, *, user: Any, reason: str) -> bool:
         from billing.services.work import work_reject
 

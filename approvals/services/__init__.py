@@ -24,6 +24,7 @@ from approvals.services.reminders import (
 from approvals.services.requests import (
     approval_approve,
     approval_decide,
+    approval_decide_bulk,
     approval_reject,
     approval_request_cancel,
     approval_request_escalate,
@@ -36,6 +37,7 @@ from approvals.services.requests import (
 __all__ = [
     "approval_approve",
     "approval_decide",
+    "approval_decide_bulk",
     "approval_override_confirm",
     "approval_override_request",
     "approval_override_withdraw",

@@ -68,6 +68,31 @@ def request_pm_ids(request: ApprovalRequest) -> frozenset[int]:
     return frozenset()
 
 
+def requests_pm_ids(requests: Iterable[ApprovalRequest]) -> dict[int, frozenset[int]]:
+    """`request_pm_ids` of many requests, in at most two queries."""
+    requests = list(requests)
+    project_ids = {r.project_id for r in requests if r.project_id}
+    contract_ids = {r.contract_id for r in requests if not r.project_id and r.contract_id}
+    by_project: dict[int, int | None] = {}
+    by_contract: dict[int, set[int]] = defaultdict(set)
+    if project_ids:
+        by_project = dict(Project.objects.filter(pk__in=project_ids).values_list("pk", "project_manager_id"))
+    if contract_ids:
+        for contract_id, pm_id in Project.objects.filter(
+            contract_id__in=contract_ids, project_manager__isnull=False
+        ).values_list("contract_id", "project_manager_id"):
+            by_contract[contract_id].add(pm_id)
+    found: dict[int, frozenset[int]] = {}
+    for request in requests:
+        if request.project_id:
+            found[request.pk] = frozenset({by_project.get(request.project_id)} - {None})
+        elif request.contract_id:
+            found[request.pk] = frozenset(by_contract[request.contract_id])
+        else:
+            found[request.pk] = frozenset()
+    return found
+
+
 def designated_all_barred(step: ApprovalStep, *, pm_ids: Iterable[int], barred: Iterable[int]) -> bool:
     """True when a user or PM step has nobody left who may decide it (so it goes to the escalation role)."""
     barred = set(barred)

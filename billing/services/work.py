@@ -44,7 +44,7 @@ Approvals (docs/rules/approvals.md) — every approvable subject goes through th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date as date_type
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -64,6 +64,7 @@ from kernel.errors import (
     PermissionDeniedError,
     SegregationOfDutiesError,
 )
+from kernel.fsm_log import buffered_state_logs
 from kernel.workflow import apply_transition, full_clean_or_raise, lock_for_update, refresh_caller, require_reason
 
 if TYPE_CHECKING:
@@ -73,7 +74,6 @@ else:
 
 M = TypeVar("M", bound=models.Model)
 WorkItem = TimeEntry | Expense
-
 
 
 def _kind(item: SubmittedWork) -> str:
@@ -117,11 +117,15 @@ def route_decision(subject: models.Model, *, user: User, decision: str, comment:
 
     if engine_is_applying(subject):
         return Route.DIRECT, None
-    request = ApprovalRequest.objects.filter(
-        content_type=ContentType.objects.get_for_model(type(subject)),
-        object_id=subject.pk,
-        status=ApprovalRequest.Status.PENDING,
-    ).select_related("policy").first()
+    request = (
+        ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(type(subject)),
+            object_id=subject.pk,
+            status=ApprovalRequest.Status.PENDING,
+        )
+        .select_related("policy")
+        .first()
+    )
     if request is None:
         if not is_awaiting(subject):
             return Route.DIRECT, None  # the service refuses the transition with its own message
@@ -247,8 +251,9 @@ def _check_hours(hours: Decimal) -> None:
 def _lock_draft(item: WorkItem, user: User, action: str) -> SubmittedWork:
     locked = lock_for_update(item, "person", "project", "project__contract")
     if not billing_rules.can_create_work.test(user, locked):
-        raise PermissionDeniedError(f"You may not {action} {_label(locked)}: only its person, the project's "
-                                    "manager or finance can.")
+        raise PermissionDeniedError(
+            f"You may not {action} {_label(locked)}: only its person, the project's manager or finance can."
+        )
     if locked.status != WorkStatus.DRAFT:
         raise InvalidTransitionError(
             f"Cannot {action} {_label(locked)}: it is {locked.get_status_display().lower()}; only drafts change.",
@@ -455,17 +460,72 @@ def work_approve(*, item: WorkItem, user: User) -> WorkItem:
 def work_approve_bulk(*, items: Iterable[WorkItem], user: User) -> int:
     """Approve many items (a PM's week) in one transaction: all of them, or none if one is refused.
 
-    Each item goes through its route like `work_approve` (the engine records one
-    decision per item). Rows are locked in a fixed order (model, pk) so two bulk
-    approvals cannot deadlock. Returns how many items are now approved (fewer when
-    a multi-step policy still waits for a further step).
+    Each item goes through its route like `work_approve`, decided together by
+    `approval_decide_bulk` (one decision per item, the same checks and records),
+    so a week of any length costs a bounded number of queries. An item not
+    awaiting approval gets `work_approve`'s own refusal. Rows are locked in a
+    fixed order (model, pk) so two bulk approvals cannot deadlock. Returns how
+    many items are now approved (fewer when a multi-step policy still waits for a
+    further step).
     """
+    from approvals.services import approval_decide_bulk
+
     now = timezone.now()
     count = 0
-    with transaction.atomic():
-        for row in _lock_many(items):
-            count += _decide_approve(row, user, now)
+    with transaction.atomic(), buffered_state_logs():
+        rows = _lock_many(items)
+        for row in rows:
+            if row.status != WorkStatus.SUBMITTED:
+                count += _decide_approve(row, user, now)  # refused as `work_approve` refuses it
+        awaiting = [row for row in rows if row.status == WorkStatus.SUBMITTED]
+        if awaiting:
+            count += len(approval_decide_bulk(subjects=awaiting, user=user, decision="approve"))
     return count
+
+
+def work_apply_approved_many(*, items: Sequence[WorkItem], user: User) -> None:
+    """Apply settled approvals to many locked items of one model (the engine's bulk callback).
+
+    The checks and records of `work_approve`'s direct path, set-based: who may
+    decide (one query for the projects the user manages, one for their roles),
+    the FSM transition with its log row (inserted together), one history row per
+    item ("Approved", the user), written with one bulk update.
+    """
+    from simple_history.utils import bulk_update_with_history
+
+    if not items:
+        return
+    now = timezone.now()
+    with transaction.atomic(), buffered_state_logs():
+        managed: set[int] = set()
+        if billing_rules.is_active_user(user):
+            managed = set(
+                Project.objects.filter(
+                    pk__in={item.project_id for item in items}, project_manager_id=user.pk
+                ).values_list("pk", flat=True)
+            )
+        controller = billing_rules.is_finance_controller.test(user)
+        for item in items:
+            if billing_rules.owns_work.test(user, item):
+                raise SegregationOfDutiesError(f"You cannot approve your own {_kind(item)} ({_label(item)}).")
+            if item.project_id not in managed and not controller:
+                raise PermissionDeniedError(
+                    f"Only the manager of project {item.project.code} or a finance controller can approve "
+                    f"{_label(item)}."
+                )
+            apply_transition(item, "approve", user=user, label=_label(item))
+            item.approved_by = user
+            item.approved_at = now
+            item.rejection_reason = ""
+            item.updated_at = now
+            item._history_user = user if getattr(user, "pk", None) else None
+            item._change_reason = "Approved"
+        bulk_update_with_history(
+            list(items),
+            type(items[0]),
+            ["status", "approved_by", "approved_at", "rejection_reason", "updated_at"],
+            batch_size=500,
+        )
 
 
 def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:
