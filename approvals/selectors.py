@@ -64,13 +64,41 @@ def _may_decide(principal_id: int, roles: set[str], *, delegate_roles: set[str] 
 
 
 def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
-    step = ApprovalStep.objects.filter(policy=OuterRef("policy_id"), order=OuterRef("current_step"))
+    # No ordering: the (policy, order) unique index finds the one step; the model's default ordering would
+    # join the policy and sort for every pending request (the approvals queue spent most of its time there).
+    step = ApprovalStep.objects.filter(policy=OuterRef("policy_id"), order=OuterRef("current_step")).order_by()
     return qs.annotate(
         step_kind=Subquery(step.values("approver_kind")[:1]),
         step_role=Subquery(step.values("role")[:1]),
         step_user=Subquery(step.values("user_id")[:1]),
         step_escalation_role=Subquery(step.values("escalation_role")[:1]),
     )
+
+
+def _open_step_may_name(user_ids: set[int], roles: set[str]) -> Q:
+    """A necessary condition for `_may_decide`, on plain columns: the open step (policy, order) is one that
+    names one of `user_ids`, a PM step, or one of `roles` (as approver, or as escalation role once escalated).
+
+    Read from the few steps in Python, so PostgreSQL skips the requests no such step is open on before it
+    evaluates the per-request step look-ups of `_may_decide` (the exact rule, still applied after it).
+    """
+    named, escalating = [], []
+    for policy_id, order, kind, role, user_id, escalation_role in ApprovalStep.objects.order_by().values_list(
+        "policy_id", "order", "approver_kind", "role", "user_id", "escalation_role"
+    ):
+        if (kind == Kind.USER and user_id in user_ids) or (kind == Kind.ROLE and role in roles):
+            named.append(Q(policy_id=policy_id, current_step=order))
+        elif kind == Kind.PROJECT_MANAGER and not (escalation_role and escalation_role in roles):
+            # the project's PM, or (no project) one of the contract's PMs, which `_may_decide` checks
+            named.append(Q(policy_id=policy_id, current_step=order)
+                         & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True)))
+        elif kind == Kind.PROJECT_MANAGER:
+            named.append(Q(policy_id=policy_id, current_step=order)
+                         & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True) | Q(escalated=True)))
+        elif escalation_role and escalation_role in roles:
+            escalating.append(Q(policy_id=policy_id, current_step=order))
+    conditions = [*named, *(Q(escalated=True) & q for q in escalating)]
+    return reduce(operator.or_, conditions) if conditions else Q(pk__in=[])
 
 
 def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[ApprovalRequest]:
@@ -100,6 +128,7 @@ def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[Approval
     ]
     return (
         _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
+        .filter(_open_step_may_name({user.pk, *delegator_ids}, {r for rs in roles.values() for r in rs}))
         .filter(actor_free & reduce(operator.or_, [direct, *via_delegation]))
         .annotate(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
         .select_related("policy", "project", "contract", "requested_by")

@@ -1,6 +1,6 @@
 """Bulk decisions benchmark: approving a PM's selection of N items, in queries and seconds.
 
-    python -m bench.bulk [--sizes 10 50 500] [--repeat 2]
+    python -m bench.bulk [--sizes 10 50 500] [--repeat 2] [--reuse]
 
 `<db>` (DATABASE_URL, default `billable_load_bench_bulk`; the name must contain "bench") is dropped,
 created and migrated (the default approval policies come with the migrations). For each size N,
@@ -124,10 +124,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 500])
     parser.add_argument("--one-by-one-sizes", type=int, nargs="+", default=[10, 500])
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true", help="Keep the database (each measurement rolls back).")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    print("Migrating a fresh database ...")
-    _fresh_database()
+    if args.reuse:
+        call_command("migrate", verbosity=0)
+    else:
+        print("Migrating a fresh database ...")
+        _fresh_database()
     results: dict[str, list] = {"bulk": [], "one_by_one": []}
     for how, sizes in (("bulk", args.sizes), ("one_by_one", args.one_by_one_sizes)):
         for count in sizes:

@@ -13,7 +13,7 @@ set, stored with the time it was computed (`KpiSnapshot`):
   they were computed, which the pages show. An age of 0 turns snapshots off (always live).
 
 The figures are exactly the live definitions' (the same function computed them); `encode` /
-`decode` keep Decimals, dates, tuples and non-string keys as they were (tests compare both
+`decode` keep Decimals, dates, tuples, non-string keys and key order as they were (tests compare both
 paths on the same data).
 """
 
@@ -62,9 +62,7 @@ def encode(value: Any) -> Any:
         return {"$t": [encode(v) for v in value]}
     if isinstance(value, list):
         return [encode(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and not k.startswith("$") for k in value):
-            return {k: encode(v) for k, v in value.items()}
+    if isinstance(value, dict):  # as pairs: PostgreSQL's jsonb reorders object keys, and keys may be ints
         return {"$map": [[encode(k), encode(v)] for k, v in value.items()]}
     raise TypeError(f"A KPI snapshot cannot keep a {type(value).__name__}: {value!r}")
 

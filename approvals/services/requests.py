@@ -540,7 +540,7 @@ def _lock_pending_requests(subjects: Sequence[Any]) -> dict[tuple[int, int], App
     return {(r.content_type_id, r.object_id): r for r in rows if (r.content_type_id, r.object_id) in keys}
 
 
-#: ApprovalRequest fields a decision changes (written by `bulk_update_with_history`).
+#: ApprovalRequest fields a decision changes (written with one UPDATE per distinct outcome).
 _DECIDED_FIELDS = [
     "status",
     "current_step",
@@ -573,8 +573,6 @@ def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, 
     approvals with `apply_approved_many` (one call per model), rejections one by one.
     Returns the subjects whose request was settled by this decision.
     """
-    from simple_history.utils import bulk_update_with_history
-
     from approvals.services.routing import requests_pm_ids
     from approvals.services.subjects import apply_approval_many
 
@@ -673,7 +671,14 @@ def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, 
                 bulk_create_with_history(decisions, ApprovalDecision, batch_size=500, default_user=user)
         except IntegrityError as exc:
             raise ConflictError("Some of these approvals were decided by someone else a moment ago; reload.") from exc
-        bulk_update_with_history(changed, ApprovalRequest, _DECIDED_FIELDS, batch_size=500, default_user=user)
+        # One UPDATE per distinct outcome (usually one: every request approved at its last step); a CASE per
+        # field and row (bulk_update) costs PostgreSQL quadratic time on a large selection.
+        outcomes: dict[tuple, list[int]] = {}
+        for locked in changed:
+            outcomes.setdefault(tuple(getattr(locked, f) for f in _DECIDED_FIELDS), []).append(locked.pk)
+        for values, pks in outcomes.items():
+            ApprovalRequest.objects.filter(pk__in=pks).update(**dict(zip(_DECIDED_FIELDS, values, strict=True)))
+        ApprovalRequest.history.bulk_history_create(changed, batch_size=500, update=True, default_user=user)
         if settled:
             why = "Every step was decided" if decision == Decision.APPROVE else "Rejected"
             for override in ApprovalOverride.objects.select_for_update().filter(

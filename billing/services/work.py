@@ -60,6 +60,7 @@ from billing.models.work import MAX_HOURS_PER_DAY, SubmittedWork, WorkStatus, bo
 from kernel.audit import save_audited
 from kernel.errors import (
     ApplicationError,
+    ConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
     SegregationOfDutiesError,
@@ -249,7 +250,12 @@ def _check_hours(hours: Decimal) -> None:
 
 
 def _lock_draft(item: WorkItem, user: User, action: str) -> SubmittedWork:
-    locked = lock_for_update(item, "person", "project", "project__contract")
+    try:
+        locked = lock_for_update(item, "person", "project", "project__contract")
+    except type(item).DoesNotExist:  # discarded meanwhile (a second tab, a double submit): say so, no error page
+        raise ConflictError(
+            f"Cannot {action} {_label(item)}: it was discarded meanwhile. Reload the week.", code="gone"
+        ) from None
     if not billing_rules.can_create_work.test(user, locked):
         raise PermissionDeniedError(
             f"You may not {action} {_label(locked)}: only its person, the project's manager or finance can."
@@ -489,10 +495,8 @@ def work_apply_approved_many(*, items: Sequence[WorkItem], user: User) -> None:
     The checks and records of `work_approve`'s direct path, set-based: who may
     decide (one query for the projects the user manages, one for their roles),
     the FSM transition with its log row (inserted together), one history row per
-    item ("Approved", the user), written with one bulk update.
+    item ("Approved", the user), written with one UPDATE and one history INSERT.
     """
-    from simple_history.utils import bulk_update_with_history
-
     if not items:
         return
     now = timezone.now()
@@ -520,12 +524,12 @@ def work_apply_approved_many(*, items: Sequence[WorkItem], user: User) -> None:
             item.updated_at = now
             item._history_user = user if getattr(user, "pk", None) else None
             item._change_reason = "Approved"
-        bulk_update_with_history(
-            list(items),
-            type(items[0]),
-            ["status", "approved_by", "approved_at", "rejection_reason", "updated_at"],
-            batch_size=500,
+        model = type(items[0])
+        # The same values for every item: one UPDATE (not a CASE per row and field), then the history rows.
+        model._default_manager.filter(pk__in=[item.pk for item in items]).update(
+            status=WorkStatus.APPROVED, approved_by=user, approved_at=now, rejection_reason="", updated_at=now
         )
+        model.history.bulk_history_create(list(items), batch_size=500, update=True, default_user=user)
 
 
 def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:
