@@ -90,11 +90,15 @@ def _open_step_may_name(user_ids: set[int], roles: set[str]) -> Q:
             named.append(Q(policy_id=policy_id, current_step=order))
         elif kind == Kind.PROJECT_MANAGER and not (escalation_role and escalation_role in roles):
             # the project's PM, or (no project) one of the contract's PMs, which `_may_decide` checks
-            named.append(Q(policy_id=policy_id, current_step=order)
-                         & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True)))
+            named.append(
+                Q(policy_id=policy_id, current_step=order)
+                & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True))
+            )
         elif kind == Kind.PROJECT_MANAGER:
-            named.append(Q(policy_id=policy_id, current_step=order)
-                         & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True) | Q(escalated=True)))
+            named.append(
+                Q(policy_id=policy_id, current_step=order)
+                & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True) | Q(escalated=True))
+            )
         elif escalation_role and escalation_role in roles:
             escalating.append(Q(policy_id=policy_id, current_step=order))
     conditions = [*named, *(Q(escalated=True) & q for q in escalating)]
@@ -123,9 +127,7 @@ def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[Approval
     # The actor must be free of SoD bars too, whoever they act for.
     actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
     direct = _may_decide(user.pk, own_roles)
-    via_delegation = [
-        _may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)
-    ]
+    via_delegation = [_may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)]
     return (
         _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
         .filter(_open_step_may_name({user.pk, *delegator_ids}, {r for rs in roles.values() for r in rs}))
@@ -243,5 +245,3 @@ def pending_request(subject: Any) -> ApprovalRequest | None:
         object_id=subject.pk,
         status=ApprovalRequest.Status.PENDING,
     ).first()
-
-

@@ -12,7 +12,7 @@ their policy, then approved:
 - `one_by_one`: `work_approve` per item (what the bulk path cost before: each item decided alone).
 
 Each measurement runs in a transaction that is rolled back, so both decide the same items. It
-counts every query (CaptureQueriesContext) and times the call (best of --repeat), and checks that
+counts every statement sent (an execute wrapper) and times the call (best of --repeat), and checks that
 every item ended approved. Writes bench/results/bulk.json. Query counts are exact; the seconds are
 noisy on a shared machine.
 """
@@ -38,7 +38,6 @@ django.setup()
 import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections, transaction  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from psycopg import sql  # noqa: E402
 
@@ -92,7 +91,13 @@ def _measure(count: int, how: str, repeat: int) -> dict:
         try:
             with transaction.atomic():
                 pm, items = _items(count)
-                with CaptureQueriesContext(connection) as captured:
+                counted = [0]
+
+                def count(execute, sql, params, many, context, counted=counted):
+                    counted[0] += 1
+                    return execute(sql, params, many, context)
+
+                with connection.execute_wrapper(count):
                     began = time.perf_counter()
                     if how == "bulk":
                         work_approve_bulk(items=items, user=pm)
@@ -100,7 +105,7 @@ def _measure(count: int, how: str, repeat: int) -> dict:
                         for item in items:
                             work_approve(item=item, user=pm)
                     samples.append(time.perf_counter() - began)
-                queries = len(captured.captured_queries)
+                queries = counted[0]
                 approved = sum(
                     m.objects.filter(pk__in=[i.pk for i in items if isinstance(i, m)], status="approved").count()
                     for m in (TimeEntry, Expense)
@@ -122,7 +127,7 @@ def _measure(count: int, how: str, repeat: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 500])
-    parser.add_argument("--one-by-one-sizes", type=int, nargs="+", default=[10, 500])
+    parser.add_argument("--one-by-one-sizes", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="Keep the database (each measurement rolls back).")
     parser.add_argument("--output", type=Path, default=RESULTS)

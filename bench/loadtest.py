@@ -115,6 +115,12 @@ def prepare(consultants: int = 24, pms: int = 24) -> dict:
         "sessions": sessions,
         "api_token": token,
         "invoices": list(Invoice.objects.order_by("-pk").values_list("pk", flat=True)[:500]),
+        # /api/v1/invoices/ serves invoices (credit notes have their own route); issued ones here.
+        "api_invoices": list(
+            Invoice.objects.filter(kind="invoice", number__isnull=False)
+            .order_by("-pk")
+            .values_list("pk", flat=True)[:500]
+        ),
         "clients": list(Client.objects.filter(invoices__isnull=False).distinct().values_list("pk", flat=True)[:200]),
         "work_pairs": [{"person_code": p["person__code"], "project_code": p["project__code"]} for p in pairs],
     }

@@ -225,7 +225,7 @@ class ApiClient(HttpUser):
 
     @task(2)
     def invoice(self) -> None:
-        self.client.get(f"/api/v1/invoices/{random.choice(FIXTURES['invoices'])}/", name="api invoice detail")
+        self.client.get(f"/api/v1/invoices/{random.choice(FIXTURES['api_invoices'])}/", name="api invoice detail")
 
 
 class Floor(PortalUser):

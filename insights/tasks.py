@@ -76,6 +76,9 @@ def ensure_snapshot_schedule(sender: object = None, *, using: str = "default", *
     if Schedule.objects.using(using).filter(func=SNAPSHOT_FUNC).exists():
         return
     Schedule.objects.using(using).create(
-        name=SNAPSHOT_SCHEDULE, func=SNAPSHOT_FUNC, schedule_type="I",
-        minutes=getattr(settings, "INSIGHTS_KPI_REFRESH_MINUTES", 10), repeats=-1,
+        name=SNAPSHOT_SCHEDULE,
+        func=SNAPSHOT_FUNC,
+        schedule_type="I",
+        minutes=getattr(settings, "INSIGHTS_KPI_REFRESH_MINUTES", 10),
+        repeats=-1,
     )
