@@ -93,11 +93,11 @@ def _measure(count: int, how: str, repeat: int) -> dict:
                 pm, items = _items(count)
                 counted = [0]
 
-                def count(execute, sql, params, many, context, counted=counted):
+                def statement(execute, sql, params, many, context, counted=counted):
                     counted[0] += 1
                     return execute(sql, params, many, context)
 
-                with connection.execute_wrapper(count):
+                with connection.execute_wrapper(statement):
                     began = time.perf_counter()
                     if how == "bulk":
                         work_approve_bulk(items=items, user=pm)
