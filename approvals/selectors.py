@@ -75,36 +75,6 @@ def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
     )
 
 
-def _open_step_may_name(user_ids: set[int], roles: set[str]) -> Q:
-    """A necessary condition for `_may_decide`, on plain columns: the open step (policy, order) is one that
-    names one of `user_ids`, a PM step, or one of `roles` (as approver, or as escalation role once escalated).
-
-    Read from the few steps in Python, so PostgreSQL skips the requests no such step is open on before it
-    evaluates the per-request step look-ups of `_may_decide` (the exact rule, still applied after it).
-    """
-    named, escalating = [], []
-    for policy_id, order, kind, role, user_id, escalation_role in ApprovalStep.objects.order_by().values_list(
-        "policy_id", "order", "approver_kind", "role", "user_id", "escalation_role"
-    ):
-        if (kind == Kind.USER and user_id in user_ids) or (kind == Kind.ROLE and role in roles):
-            named.append(Q(policy_id=policy_id, current_step=order))
-        elif kind == Kind.PROJECT_MANAGER and not (escalation_role and escalation_role in roles):
-            # the project's PM, or (no project) one of the contract's PMs, which `_may_decide` checks
-            named.append(
-                Q(policy_id=policy_id, current_step=order)
-                & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True))
-            )
-        elif kind == Kind.PROJECT_MANAGER:
-            named.append(
-                Q(policy_id=policy_id, current_step=order)
-                & (Q(project__project_manager_id__in=user_ids) | Q(project__isnull=True) | Q(escalated=True))
-            )
-        elif escalation_role and escalation_role in roles:
-            escalating.append(Q(policy_id=policy_id, current_step=order))
-    conditions = [*named, *(Q(escalated=True) & q for q in escalating)]
-    return reduce(operator.or_, conditions) if conditions else Q(pk__in=[])
-
-
 def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[ApprovalRequest]:
     """Pending requests `user` can decide now (also for whoever delegated to them), overdue first.
 
@@ -130,7 +100,6 @@ def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[Approval
     via_delegation = [_may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)]
     return (
         _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
-        .filter(_open_step_may_name({user.pk, *delegator_ids}, {r for rs in roles.values() for r in rs}))
         .filter(actor_free & reduce(operator.or_, [direct, *via_delegation]))
         .annotate(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
         .select_related("policy", "project", "contract", "requested_by")
