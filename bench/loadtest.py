@@ -65,18 +65,21 @@ def prepare(consultants: int = 24, pms: int = 24) -> dict:
     today = timezone.localdate()
     # Consultants: the demo's one, plus persons with open (draft or rejected) time given a login of their own.
     consultant_group = Group.objects.get(name="consultant")
+    linked = list(users.objects.filter(person__isnull=False, groups__name="consultant").distinct()[:consultants])
     people = list(
         Person.objects.filter(user__isnull=True, active=True, time_entries__status__in=["draft", "rejected"])
         .distinct()
-        .order_by("pk")[: consultants - 1]
+        .order_by("pk")[: max(0, consultants - len(linked))]
     )
-    for index, person in enumerate(people, start=1):
+    for person in people:  # a login for each (kept for the next run)
         user, _ = users.objects.get_or_create(
-            username=f"load-consultant-{index:02d}", defaults={"first_name": person.name[:30]}
+            username=f"load-{person.code}".lower()[:150], defaults={"first_name": person.name[:30]}
         )
         user.groups.add(consultant_group)
         Person.objects.filter(pk=person.pk).update(user=user)
-    consultant_users = list(users.objects.filter(person__isnull=False, groups__name="consultant").distinct())
+    consultant_users = list(
+        users.objects.filter(person__isnull=False, groups__name="consultant").distinct().order_by("pk")[:consultants]
+    )
     pm_ids = list(
         TimeEntry.objects.filter(status="submitted")
         .values_list("project__project_manager_id", flat=True)
