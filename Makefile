@@ -37,6 +37,7 @@ help:
 	@echo "make test   run the test suite (PostgreSQL when reachable, else SQLite; installs Debian's chromium when missing, as root); PYTEST_ARGS='-k foo' to filter"
 	@echo "make lint   ruff check . and lint-imports (the layer contracts)"
 	@echo "make tryton install Tryton 8.2 into .tryton-venv and build its template database (ERP integration tests)"
+	@echo "make loadtest  locust's user mix (16 then 64 users) against gunicorn + PostgreSQL + Redis django-q2 (bench/README.md)"
 	@echo "make venv   create .venv and install the dependencies of pyproject.toml (incl. dev extras)"
 
 venv: $(STAMP)
@@ -164,9 +165,22 @@ BENCH_DASH_ARGS ?=
 BENCH_ERP_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench_erp
 BENCH_ERP_ARGS ?=
 
-.PHONY: bench
+# Bulk-decision benchmark (bench/bulk.py): queries and time of approving 10/50/500 items in bulk and one by
+# one, in its own database; writes bench/results/bulk.json.
+BENCH_BULK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench_bulk
+# Load test (bench/loadtest.py): locust's user mix against gunicorn + PostgreSQL + Redis-backed django-q2
+# on seeded demo data; writes bench/results/load.json. LOADTEST_ARGS='--scale 2 --run-time 30' for a quick one.
+LOADTEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/billable_bench_load
+LOADTEST_ARGS ?=
+
+.PHONY: bench loadtest
 bench: venv
 	@export SECRET_KEY="$${SECRET_KEY:-bench-only-key-not-for-production}"
 	DATABASE_URL='$(BENCH_DATABASE_URL)' $(PY) -m bench.billing $(BENCH_ARGS)
 	DATABASE_URL='$(BENCH_DASH_DATABASE_URL)' $(PY) -m bench.dashboards $(BENCH_DASH_ARGS)
 	DATABASE_URL='$(BENCH_ERP_DATABASE_URL)' $(PY) -m bench.erp_delivery $(BENCH_ERP_ARGS)
+	DATABASE_URL='$(BENCH_BULK_DATABASE_URL)' $(PY) -m bench.bulk
+
+loadtest: venv
+	@export SECRET_KEY="$${SECRET_KEY:-bench-only-key-not-for-production}"
+	DATABASE_URL='$(LOADTEST_DATABASE_URL)' $(PY) -m bench.loadtest $(LOADTEST_ARGS)

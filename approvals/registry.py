@@ -109,6 +109,11 @@ class SubjectHandler:
         """Apply a settled rejection; False when the subject has no way back (it stays as it is)."""
         return False
 
+    def apply_approved_many(self, subjects: Sequence[Any], *, user: Any, comment: str) -> None:
+        """Apply many settled approvals (a bulk decision); override to do it set-based, in bounded queries."""
+        for subject in subjects:
+            self.apply_approved(subject, user=user, comment=comment)
+
 
 _HANDLERS: dict[type[models.Model], SubjectHandler] = {}
 
@@ -170,6 +175,10 @@ class ProjectManagers:
 
     def of_project(self, project_id: int) -> int | None:
         """The project's manager (None: nobody)."""
+        raise NotImplementedError
+
+    def of_projects(self, project_ids: Sequence[int] | set[int]) -> dict[int, int | None]:
+        """Project id → its manager, in one query (bulk decisions)."""
         raise NotImplementedError
 
     def of_contracts(self, contract_ids: Sequence[int] | set[int]) -> dict[int, set[int]]:

@@ -274,6 +274,11 @@ class WorkHandler(SubjectHandler):
 
         work_approve(item=subject, user=user)
 
+    def apply_approved_many(self, subjects: Sequence[Any], *, user: Any, comment: str) -> None:
+        from billing.services.work import work_apply_approved_many
+
+        work_apply_approved_many(items=subjects, user=user)
+
     def apply_rejected(self, subject: Any, *, user: Any, reason: str) -> bool:
         from billing.services.work import work_reject
 
@@ -339,6 +344,9 @@ class BillingProjectManagers(ProjectManagers):
 
     def of_project(self, project_id: int) -> int | None:
         return Project.objects.filter(pk=project_id).values_list("project_manager_id", flat=True).first()
+
+    def of_projects(self, project_ids: Sequence[int] | set[int]) -> dict[int, int | None]:
+        return dict(Project.objects.filter(pk__in=project_ids).values_list("pk", "project_manager_id"))
 
     def of_contracts(self, contract_ids: Sequence[int] | set[int]) -> dict[int, set[int]]:
         found: dict[int, set[int]] = defaultdict(set)

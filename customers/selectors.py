@@ -15,8 +15,8 @@ from django.utils import timezone
 from billing.models import ChangeOrder, Invoice, InvoiceLine, Milestone
 from customers.models import ClientContact, MilestoneSignoff, SignatureEnvelope, SignedDocument
 from disputes.models import Dispute, DisputeNote
-from disputes.selectors import dispute_timeline
-from disputes.selectors_collections import ClientStatement, client_statement
+from disputes.selectors.collections import ClientStatement, client_statement
+from disputes.selectors.disputes import dispute_timeline
 
 S = Invoice.Status
 #: What a client sees: issued and posted documents (an approved invoice not yet posted is still ours).

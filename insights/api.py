@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from insights import selectors
 from insights.params import EARLIEST, LATEST, parse_filters
+from insights.snapshots import kpis_snapshot
 from integrations.api.base import ApiView
 
 
@@ -53,8 +54,11 @@ class KpiView(ApiView):
         query.is_valid(raise_exception=True)
         data = query.validated_data
         f = parse_filters(data)
-        result = selectors.kpis(f.period_start, f.period_end, metrics=sorted(data.get("metric") or []) or None,
-                                entity=f.entity, client=f.client, business_unit=f.business_unit)
+        result, computed_at = kpis_snapshot(
+            f.period_start, f.period_end, metrics=sorted(data.get("metric") or []) or None,
+            entity=f.entity, client=f.client, business_unit=f.business_unit,
+        )
         if data.get("definitions"):
             result["definitions"] = {k: selectors.DEFINITIONS[k] for k in result if k in selectors.DEFINITIONS}
-        return Response(selectors.jsonable(result))
+        # The figures come from a snapshot at most INSIGHTS_KPI_SNAPSHOT_MAX_AGE_S old: when it was computed.
+        return Response(selectors.jsonable(result), headers={"X-Kpis-Computed-At": computed_at.isoformat()})

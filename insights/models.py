@@ -169,3 +169,27 @@ class RoleSynonym(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.phrase = " ".join(self.phrase.lower().split())
         super().save(*args, **kwargs)
+
+
+class KpiSnapshot(models.Model):
+    """The KPIs of one period and filter set as computed at `computed_at` (docs/rules/kpis.md, "Snapshots").
+
+    Written by `insights.snapshots` (the scheduled refresh, or a reader that found none
+    fresh enough); dashboards and `/api/v1/kpis/` read it and show its time. `payload` keeps the
+    selectors' exact values (Decimals, dates) in a typed JSON encoding.
+    """
+
+    key = models.CharField(max_length=64, unique=True, help_text="Hash of the metrics, period and filters.")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    filters = models.JSONField(default=dict, help_text="Entity, client, business unit, as-of date, currency.")
+    metrics = models.JSONField(default=list)
+    payload = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+    compute_ms = models.PositiveIntegerField(default=0, help_text="How long the live computation took.")
+
+    class Meta:
+        indexes = [models.Index(fields=["computed_at"], name="insights_snapshot_computed")]
+
+    def __str__(self) -> str:
+        return f"KPIs {self.period_start}–{self.period_end} at {self.computed_at:%Y-%m-%d %H:%M}"

@@ -55,3 +55,30 @@ def ensure_retrain_schedule(sender: object = None, *, using: str = "default", **
     Schedule.objects.using(using).create(
         name=RETRAIN_SCHEDULE, func=RETRAIN_FUNC, schedule_type="W", repeats=-1, next_run=next_run
     )
+
+
+SNAPSHOT_FUNC = "insights.tasks.refresh_kpi_snapshots"
+SNAPSHOT_SCHEDULE = "Insights: refresh the KPI snapshots"
+
+
+def refresh_kpi_snapshots() -> dict:
+    """Recompute the default KPI snapshots the dashboards and `/api/v1/kpis/` read (every few minutes)."""
+    from insights.snapshots import refresh_default_snapshots
+
+    return refresh_default_snapshots()
+
+
+def ensure_snapshot_schedule(sender: object = None, *, using: str = "default", **kwargs: object) -> None:
+    """post_migrate receiver: the KPI snapshot refresh runs every `INSIGHTS_KPI_REFRESH_MINUTES` (kept if present)."""
+    from django.conf import settings
+    from django_q.models import Schedule
+
+    if Schedule.objects.using(using).filter(func=SNAPSHOT_FUNC).exists():
+        return
+    Schedule.objects.using(using).create(
+        name=SNAPSHOT_SCHEDULE,
+        func=SNAPSHOT_FUNC,
+        schedule_type="I",
+        minutes=getattr(settings, "INSIGHTS_KPI_REFRESH_MINUTES", 10),
+        repeats=-1,
+    )

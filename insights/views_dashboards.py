@@ -27,6 +27,7 @@ from insights import charts, drilldown, selectors
 from insights.charts import Point
 from insights.params import parse_filters
 from insights.selectors import KpiFilters
+from insights.snapshots import LEADERSHIP_METRICS, OPERATIONS_METRICS, kpis_snapshot, max_age
 from kernel.csv_export import csv_writer
 from kernel.http import screen_url
 from kernel.money import money
@@ -97,6 +98,16 @@ class Ctx:
             "entity": f.entity or "", "client": f.client or "", "business_unit": f.business_unit or "",
         }.items() if v}
 
+    computed_at: datetime.datetime | None = None
+
+    def kpis(self, metrics: Iterable[str]) -> dict[str, Any]:
+        """The KPIs of this request's filters from their snapshot (at most a few minutes old; see the page)."""
+        f = self.f
+        data, computed_at = kpis_snapshot(f.period_start, f.period_end, metrics=metrics, entity=f.entity,
+                                          client=f.client, business_unit=f.business_unit, today=f.today)
+        self.computed_at = min(filter(None, (self.computed_at, computed_at)))
+        return data
+
     def drill(self, metric: str, **extra: Any) -> str:
         params = {**self.query, "metric": metric, **{k: v for k, v in extra.items() if v not in (None, "")}}
         return f"{reverse('insights:drilldown')}?{urlencode(params)}"
@@ -129,11 +140,7 @@ def _define(metric: str) -> str:
 
 
 def leadership_sections(ctx: Ctx) -> list[Section]:
-    f = ctx.f
-    data = selectors.kpis(f.period_start, f.period_end, entity=f.entity, client=f.client,
-                          business_unit=f.business_unit, today=f.today,
-                          metrics=["first_pass_accuracy", "days_to_invoice", "dso", "leakage", "cash_forecast",
-                                   "disputes"])
+    data = ctx.kpis(LEADERSHIP_METRICS)
     rc = selectors.reporting_currency()
     sections = []
 
@@ -290,11 +297,7 @@ def _dispute_causes(ctx: Ctx, dp: dict) -> Section:
 
 
 def operations_sections(ctx: Ctx) -> list[Section]:
-    f = ctx.f
-    data = selectors.kpis(f.period_start, f.period_end, entity=f.entity, client=f.client,
-                          business_unit=f.business_unit, today=f.today,
-                          metrics=["billing_cycle_time", "approval_latency", "exception_rate", "credit_notes",
-                                   "ar_aging", "disputes"])
+    data = ctx.kpis(OPERATIONS_METRICS)
     sections = []
     ct = data["billing_cycle_time"]
     s = Section("billing_cycle_time", selectors.TITLES["billing_cycle_time"], _define("billing_cycle_time"))
@@ -482,6 +485,7 @@ def _dashboard(request: HttpRequest, view_name: str) -> HttpResponse:
         "title": title, "intro": intro, "sections": sections, "filters": f, "view_name": view_name,
         "dashboards": [(name, label) for name, (label, _, _) in DASHBOARDS.items()],
         "show_period": view_name != "insights:workflow_monitor",
+        "computed_at": ctx.computed_at, "snapshot_max_age_min": int(max_age().total_seconds() // 60),
     })
 
 

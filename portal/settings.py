@@ -59,6 +59,8 @@ LOCAL_APPS = [
     "customers",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
+# django-fsm-log's simple backend, whose rows a bulk decision inserts together (kernel/fsm_log.py).
+DJANGO_FSM_LOG_STORAGE_METHOD = "kernel.fsm_log.BufferedStateLogBackend"
 
 MIDDLEWARE = [
     # First: a correlation id on every request, response (redirects too) and log line (echoes X-Correlation-ID).
@@ -335,6 +337,10 @@ DISPUTE_SLA_DAYS = env.int("DISPUTE_SLA_DAYS", default=14)
 # days after period end before approved work counts as leakage, and the anomaly score's knobs.
 INSIGHTS_REPORTING_CURRENCY = env("INSIGHTS_REPORTING_CURRENCY", default="EUR")
 INSIGHTS_LEAKAGE_DAYS = env.int("INSIGHTS_LEAKAGE_DAYS", default=15)
+# KPI snapshots (docs/rules/kpis.md "Snapshots"): dashboards and /api/v1/kpis/ read figures at most this old;
+# the django-q2 schedule recomputes the default ones every INSIGHTS_KPI_REFRESH_MINUTES.
+INSIGHTS_KPI_SNAPSHOT_MAX_AGE_S = env.int("INSIGHTS_KPI_SNAPSHOT_MAX_AGE_S", default=900)
+INSIGHTS_KPI_REFRESH_MINUTES = env.int("INSIGHTS_KPI_REFRESH_MINUTES", default=10)
 INSIGHTS_ANOMALY_THRESHOLD = env.float("INSIGHTS_ANOMALY_THRESHOLD", default=3.5)
 INSIGHTS_ANOMALY_MIN_HISTORY = env.int("INSIGHTS_ANOMALY_MIN_HISTORY", default=4)
 INSIGHTS_SOW_HOURS_PER_DAY = env.int("INSIGHTS_SOW_HOURS_PER_DAY", default=8)

@@ -20,6 +20,7 @@ from approvals.services.reminders import approvals_escalate_overdue, reminder_se
 from approvals.services.requests import (
     approval_approve,
     approval_decide,
+    approval_decide_bulk,
     approval_reject,
     approval_request_cancel,
     approval_request_escalate,
@@ -32,6 +33,7 @@ from approvals.services.requests import (
 __all__ = [
     "approval_approve",
     "approval_decide",
+    "approval_decide_bulk",
     "approval_override_confirm",
     "approval_override_request",
     "approval_override_withdraw",

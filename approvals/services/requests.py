@@ -21,7 +21,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalPolicy, ApprovalRequest, ApprovalStep
-from approvals.registry import SubjectFacts, subject_label
+from approvals.registry import SubjectFacts, handler_for, subject_label
 from approvals.services.eligibility import accepted_delegate_roles, delegate_refusal, service_account_ids
 from approvals.services.policies import active_policies, match_policy
 from approvals.services.routing import (
@@ -50,6 +50,7 @@ from kernel.errors import (
     PermissionDeniedError,
     SegregationOfDutiesError,
 )
+from kernel.fsm_log import buffered_state_logs
 from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
 from kernel.workflow import apply_transition, refresh_caller, require_reason
 
@@ -260,13 +261,18 @@ def _next_step(request: ApprovalRequest) -> ApprovalStep | None:
 Phrase = Callable[[str | None], str]
 
 
-def _barred(request: ApprovalRequest, subject: Any) -> dict[int, Phrase]:
-    """Who segregation of duties bars from this request, with why (2nd person without a name)."""
+def _barred(
+    request: ApprovalRequest, subject: Any, decisions: Iterable[ApprovalDecision] | None = None
+) -> dict[int, Phrase]:
+    """Who segregation of duties bars from this request, with why (2nd person without a name).
+
+    `decisions`: the request's decisions when the caller loaded them already (bulk decisions).
+    """
     barred: dict[int, Phrase] = {}
     for user_id in (preparer_id(subject), request.prepared_by_id):
         if user_id is not None and user_id not in barred:
             barred[user_id] = lambda name=None: preparer_phrase(subject, name=name)
-    for decision in request.decisions.all():
+    for decision in request.decisions.all() if decisions is None else decisions:
         for user_id in (decision.approver_id, decision.on_behalf_of_id):
             if user_id is not None and user_id not in barred:
                 barred[user_id] = lambda name=None, n=decision.step_order: (
@@ -285,27 +291,75 @@ def _not_yours(request: ApprovalRequest, step: ApprovalStep, subject: Any) -> Pe
     )
 
 
-def _authorize(request: ApprovalRequest, step: ApprovalStep, subject: Any, user: Any, *, today: date) -> Any | None:
+class _Decider:
+    """What the engine reads about the deciding user, read once per decision (or per bulk decision).
+
+    Roles, the service-account flag and the delegations held today are read afresh
+    for every call of `approval_decide` / `approval_decide_bulk`, never cached longer.
+    """
+
+    def __init__(self, user: Any, *, today: date) -> None:
+        self.user = user
+        self.today = today
+        self._service: bool | None = None
+        self._roles: set[str] | None = None
+        self._delegations: tuple[list[Any], dict[int, set[str]]] | None = None
+
+    @property
+    def is_service_account(self) -> bool:
+        if self._service is None:
+            self._service = bool(service_account_ids({self.user.pk}))
+        return self._service
+
+    @property
+    def roles(self) -> set[str]:
+        if self._roles is None:
+            self._roles = user_roles(self.user)
+        return self._roles
+
+    @property
+    def delegations(self) -> tuple[list[Any], dict[int, set[str]]]:
+        """The delegations the user holds today and their delegators' roles."""
+        if self._delegations is None:
+            held = active_delegations_to(self.user, today=self.today)
+            self._delegations = (held, user_roles_by_id(d.delegator_id for d in held))
+        return self._delegations
+
+
+def _authorize(
+    request: ApprovalRequest,
+    step: ApprovalStep,
+    subject: Any,
+    user: Any,
+    *,
+    today: date,
+    decider: _Decider | None = None,
+    decisions: Iterable[ApprovalDecision] | None = None,
+    pm_ids: frozenset[int] | None = None,
+) -> Any | None:
     """May `user` decide the open step? Returns the principal they act for (None: themselves).
 
     Segregation of duties is checked against the user and, for a delegate, against the
     principal. A delegate must be eligible (never an auditor, a consultant or an API
     service user) and hold, now, a role the step accepts; the principal must be one of
-    the step's approvers now. Roles are read afresh at every decision.
+    the step's approvers now. Roles are read afresh at every decision. A bulk decision
+    passes what it loaded for all its requests at once (`decider`, `decisions`, `pm_ids`).
     """
     if not _is_active_user(user):
         raise PermissionDeniedError("Sign in with an active account to decide approvals.")
-    barred = _barred(request, subject)
+    decider = decider or _Decider(user, today=today)
+    barred = _barred(request, subject, decisions)
     if user.pk in barred:
         raise SegregationOfDutiesError(f"{barred[user.pk](None)}; someone else must decide step {step.order}.")
-    if service_account_ids({user.pk}):
+    if decider.is_service_account:
         raise PermissionDeniedError("API service users never decide approvals; a person must.")
-    roles = user_roles(user)
-    routing = step_routing(step, pm_ids=request_pm_ids(request), escalated=request.escalated)
+    roles = decider.roles
+    if pm_ids is None:
+        pm_ids = request_pm_ids(request)
+    routing = step_routing(step, pm_ids=pm_ids, escalated=request.escalated)
     if routing.allows(user.pk, roles):
         return None
-    delegations = active_delegations_to(user, today=today)
-    roles_by_user = user_roles_by_id(d.delegator_id for d in delegations)
+    delegations, roles_by_user = decider.delegations
     eligible = [d.delegator for d in delegations if routing.allows(d.delegator_id, roles_by_user[d.delegator_id])]
     if not eligible:
         raise _not_yours(request, step, subject)
@@ -318,8 +372,7 @@ def _authorize(request: ApprovalRequest, step: ApprovalStep, subject: Any, user:
     fitting = [
         principal
         for principal in eligible
-        if roles
-        & accepted_delegate_roles(step, principal_roles=roles_by_user[principal.pk])
+        if roles & accepted_delegate_roles(step, principal_roles=roles_by_user[principal.pk])
     ]
     if not fitting:
         raise PermissionDeniedError(
@@ -446,6 +499,211 @@ def approval_decide(*, request: ApprovalRequest, user: User, decision: str, comm
             _apply_to_subject(apply_rejection, subject, on_behalf_of=on_behalf_of, user=user, reason=comment)
     refresh_caller(request, locked)
     return locked
+
+
+def _lock_subjects(subjects: Iterable[Any]) -> list[Any]:
+    """Re-read many subjects under row locks: one query per model, in a fixed order (model, pk)."""
+    by_model: dict[type, set[int]] = {}
+    for subject in subjects:
+        by_model.setdefault(type(subject), set()).add(subject.pk)
+    locked: list[Any] = []
+    for model in sorted(by_model, key=lambda m: m._meta.label):
+        pks = sorted(by_model[model])
+        rows = list(
+            model._default_manager.select_for_update(of=("self",))
+            .select_related(*handler_for(model).related)
+            .filter(pk__in=pks)
+            .order_by("pk")
+        )
+        missing = set(pks) - {row.pk for row in rows}
+        if missing:
+            raise ApplicationError(
+                f"{model._meta.verbose_name_plural.capitalize()} not found: {sorted(missing)[:10]}.", code="not_found"
+            )
+        locked.extend(rows)
+    return locked
+
+
+def _lock_pending_requests(subjects: Sequence[Any]) -> dict[tuple[int, int], ApprovalRequest]:
+    """The pending requests of `subjects` under row locks (one query), keyed by (content type, object id)."""
+    keys = {(_content_type_id(type(s)), s.pk) for s in subjects}
+    rows = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("policy")
+        .filter(
+            status=Status.PENDING,
+            content_type_id__in={ct for ct, _ in keys},
+            object_id__in={pk for _, pk in keys},
+        )
+        .order_by("pk")
+    )
+    return {(r.content_type_id, r.object_id): r for r in rows if (r.content_type_id, r.object_id) in keys}
+
+
+#: ApprovalRequest fields a decision changes (written with one UPDATE per distinct outcome).
+_DECIDED_FIELDS = [
+    "status",
+    "current_step",
+    "step_opened_at",
+    "sla_due_at",
+    "escalated",
+    "escalated_at",
+    "escalation_reason",
+    "decided_at",
+    "outcome_reason",
+    "updated_at",
+]
+
+
+def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, comment: str = "") -> list[Any]:
+    """Decide the open step of many subjects' pending requests at once, in a bounded number of queries.
+
+    The same rules as `approval_decide`, item by item (segregation of duties,
+    delegation, the step's approvers, the subject still awaiting approval), and
+    the same records: one `ApprovalDecision` per request with its history row,
+    the request's history row and transition log, the next step opened or the
+    request settled. What `approval_decide` reads per request is read once for
+    all of them (subjects and requests locked in one query per model, the
+    policies' steps, earlier decisions, PMs, the user's roles and delegations),
+    and the rows are written with bulk inserts/updates. A subject awaiting
+    approval without a pending request is routed first (as `approval_decide`'s
+    callers do). All or nothing: the first refusal raises and nothing is kept.
+
+    The settled subjects' outcomes are applied through their handlers:
+    approvals with `apply_approved_many` (one call per model), rejections one by one.
+    Returns the subjects whose request was settled by this decision.
+    """
+    from approvals.services.routing import requests_pm_ids
+    from approvals.services.subjects import apply_approval_many
+
+    if decision not in Decision.values:
+        raise ApplicationError(
+            f"Unknown decision {decision!r}: use approve or reject.",
+            code="invalid",
+            field_errors={"decision": ["Choose approve or reject."]},
+        )
+    comment = (comment or "").strip()
+    if decision == Decision.REJECT:
+        comment = require_reason(comment, "reject an approval")
+    subjects = list(subjects)
+    if not subjects:
+        return []
+    with transaction.atomic(), buffered_state_logs():
+        locked_subjects = _lock_subjects(subjects)
+        for subject in locked_subjects:
+            if not is_awaiting(subject):
+                raise ConflictError(
+                    f"{subject_label(subject).capitalize()} is {subject.get_status_display().lower()}, no longer "
+                    "awaiting approval; there is nothing to decide.",
+                    code="subject_not_awaiting",
+                )
+        requests = _lock_pending_requests(locked_subjects)
+        unrouted = [s for s in locked_subjects if (_content_type_id(type(s)), s.pk) not in requests]
+        if unrouted:
+            approval_requests_open_bulk(subjects=unrouted, user=user)
+            requests = _lock_pending_requests(locked_subjects)
+        now = timezone.now()
+        today = timezone.localdate(now)
+        decider = _Decider(user, today=today)
+        steps_by_policy: dict[int, list[ApprovalStep]] = {}
+        for step in (
+            ApprovalStep.objects.filter(policy_id__in={r.policy_id for r in requests.values()})
+            .select_related("user")
+            .order_by("policy_id", "order")
+        ):
+            steps_by_policy.setdefault(step.policy_id, []).append(step)
+        earlier: dict[int, list[ApprovalDecision]] = {}
+        for earlier_decision in ApprovalDecision.objects.filter(request_id__in=[r.pk for r in requests.values()]):
+            earlier.setdefault(earlier_decision.request_id, []).append(earlier_decision)
+        pm_ids = requests_pm_ids(requests.values())
+        decisions: list[ApprovalDecision] = []
+        changed: list[ApprovalRequest] = []
+        settled: list[tuple[Any, ApprovalRequest, Any]] = []
+        for subject in locked_subjects:
+            locked = requests[(_content_type_id(type(subject)), subject.pk)]
+            steps = steps_by_policy.get(locked.policy_id, [])
+            step = next((s for s in steps if s.order == locked.current_step), None)
+            if step is None:
+                raise ApplicationError(
+                    f"Step {locked.current_step} no longer exists in policy '{locked.policy}'; cancel the request "
+                    "and open it again.",
+                    code="policy_changed",
+                )
+            before = earlier.get(locked.pk, [])
+            on_behalf_of = _authorize(
+                locked, step, subject, user, today=today, decider=decider, decisions=before, pm_ids=pm_ids[locked.pk]
+            )
+            made = ApprovalDecision(
+                request=locked,
+                step_order=step.order,
+                approver=user,
+                on_behalf_of=on_behalf_of,
+                decision=decision,
+                comment=comment,
+                step_opened_at=locked.step_opened_at,
+                decided_at=now,
+            )
+            made._history_user = user
+            made._change_reason = f"Step {step.order}: {made.get_decision_display()}"
+            decisions.append(made)
+            label = f"approval {locked.pk}"
+            next_step = next((s for s in steps if s.order > step.order), None) if decision == Decision.APPROVE else None
+            if next_step is not None:
+                barred = set(_barred(locked, subject, [*before, made]))
+                _open_step(locked, next_step, now=now, pm_ids=pm_ids[locked.pk], barred=barred)
+                locked._change_reason = f"Step {step.order} approved; step {next_step.order} open"
+            elif decision == Decision.APPROVE:
+                apply_transition(locked, "approve", user=user, reason=comment or "Approved", label=label)
+                locked.decided_at = now
+                locked._change_reason = f"Step {step.order} approved; approved"
+                settled.append((subject, locked, on_behalf_of))
+            else:
+                apply_transition(locked, "reject", user=user, reason=comment, label=label)
+                locked.decided_at = now
+                locked.outcome_reason = comment
+                locked._change_reason = f"Step {step.order} rejected"
+                settled.append((subject, locked, on_behalf_of))
+            locked._history_user = user
+            locked.updated_at = now
+            changed.append(locked)
+        try:
+            with transaction.atomic():
+                bulk_create_with_history(decisions, ApprovalDecision, batch_size=500, default_user=user)
+        except IntegrityError as exc:
+            raise ConflictError("Some of these approvals were decided by someone else a moment ago; reload.") from exc
+        # One UPDATE per distinct outcome (usually one: every request approved at its last step); a CASE per
+        # field and row (bulk_update) costs PostgreSQL quadratic time on a large selection.
+        outcomes: dict[tuple, list[int]] = {}
+        for locked in changed:
+            outcomes.setdefault(tuple(getattr(locked, f) for f in _DECIDED_FIELDS), []).append(locked.pk)
+        for values, pks in outcomes.items():
+            ApprovalRequest.objects.filter(pk__in=pks).update(**dict(zip(_DECIDED_FIELDS, values, strict=True)))
+        ApprovalRequest.history.bulk_history_create(changed, batch_size=500, update=True, default_user=user)
+        if settled:
+            why = "Every step was decided" if decision == Decision.APPROVE else "Rejected"
+            for override in ApprovalOverride.objects.select_for_update().filter(
+                request_id__in=[locked.pk for _, locked, _ in settled], status=ApprovalOverride.Status.PENDING
+            ):
+                apply_transition(override, "lapse", user=user, reason=why, label="the override")
+                override.comment = why
+                save_audited(override, user=user, reason="Override lapsed")
+        if decision == Decision.APPROVE:
+            try:
+                apply_approval_many([subject for subject, _, _ in settled], user=user, comment=comment)
+            except PermissionDeniedError as exc:
+                principal = next((p for _, _, p in settled if p is not None), None)
+                if principal is None:
+                    raise
+                raise type(exc)(
+                    f"You decided on behalf of {display_name(principal)}, but not every item can take your "
+                    f"decision: {exc.message}",
+                    code=exc.code,
+                    field_errors=exc.field_errors,
+                ) from exc
+        else:
+            for subject, _, principal in settled:
+                _apply_to_subject(apply_rejection, subject, on_behalf_of=principal, user=user, reason=comment)
+    return [subject for subject, _, _ in settled]
 
 
 def lapse_pending_overrides(request: ApprovalRequest, *, user: Any, why: str) -> int:

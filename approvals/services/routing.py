@@ -63,6 +63,25 @@ def request_pm_ids(request: ApprovalRequest) -> frozenset[int]:
     return frozenset()
 
 
+def requests_pm_ids(requests: Iterable[ApprovalRequest]) -> dict[int, frozenset[int]]:
+    """`request_pm_ids` of many requests, in at most two queries."""
+    requests = list(requests)
+    project_ids = {r.project_id for r in requests if r.project_id}
+    contract_ids = {r.contract_id for r in requests if not r.project_id and r.contract_id}
+    provider = project_managers()
+    by_project = provider.of_projects(project_ids) if project_ids else {}
+    by_contract = provider.of_contracts(contract_ids) if contract_ids else {}
+    found: dict[int, frozenset[int]] = {}
+    for request in requests:
+        if request.project_id:
+            found[request.pk] = frozenset({by_project.get(request.project_id)} - {None})
+        elif request.contract_id:
+            found[request.pk] = frozenset(by_contract.get(request.contract_id, ()))
+        else:
+            found[request.pk] = frozenset()
+    return found
+
+
 def designated_all_barred(step: ApprovalStep, *, pm_ids: Iterable[int], barred: Iterable[int]) -> bool:
     """True when a user or PM step has nobody left who may decide it (so it goes to the escalation role)."""
     barred = set(barred)

@@ -30,6 +30,7 @@ from kernel.errors import ApplicationError
 
 __all__ = [
     "apply_approval",
+    "apply_approval_many",
     "apply_rejection",
     "awaiting_status",
     "collect_facts",
@@ -132,12 +133,12 @@ def collect_facts(subjects: Sequence[Any], *, today: date | None = None) -> list
 # --- outcomes, through the subject's own service ----------------------------------------------------
 
 
-_applying: ContextVar[tuple[type, int] | None] = ContextVar("approvals_applying", default=None)
+_applying: ContextVar[frozenset[tuple[type, int]]] = ContextVar("approvals_applying", default=frozenset())
 
 
 @contextmanager
-def _engine_applying(subject: Any) -> Iterator[None]:
-    token = _applying.set((type(subject), subject.pk))
+def _engine_applying(*subjects: Any) -> Iterator[None]:
+    token = _applying.set(frozenset((type(subject), subject.pk) for subject in subjects))
     try:
         yield
     finally:
@@ -146,7 +147,7 @@ def _engine_applying(subject: Any) -> Iterator[None]:
 
 def engine_is_applying(subject: Any) -> bool:
     """True while the engine applies a settled request's outcome to `subject` (its service's callback)."""
-    return _applying.get() == (type(subject), subject.pk)
+    return (type(subject), subject.pk) in _applying.get()
 
 
 def apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
@@ -157,6 +158,16 @@ def apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
 
 def _apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
     handler_for(subject).apply_approved(subject, user=user, comment=comment)
+
+
+def apply_approval_many(subjects: Sequence[Any], *, user: Any, comment: str = "") -> None:
+    """Run the approval effect of many subjects, one handler call per model (`apply_approved_many`)."""
+    by_model: dict[type[models.Model], list[Any]] = defaultdict(list)
+    for subject in subjects:
+        by_model[type(subject)].append(subject)
+    for model, group in by_model.items():
+        with _engine_applying(*group):
+            handler_for(model).apply_approved_many(group, user=user, comment=comment)
 
 
 def apply_rejection(subject: Any, *, user: Any, reason: str) -> bool:

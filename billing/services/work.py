@@ -44,7 +44,7 @@ Approvals (docs/rules/approvals.md) — every approvable subject goes through th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date as date_type
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -60,10 +60,12 @@ from billing.models.work import MAX_HOURS_PER_DAY, SubmittedWork, WorkStatus, bo
 from kernel.audit import save_audited
 from kernel.errors import (
     ApplicationError,
+    ConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
     SegregationOfDutiesError,
 )
+from kernel.fsm_log import buffered_state_logs
 from kernel.workflow import apply_transition, full_clean_or_raise, lock_for_update, refresh_caller, require_reason
 
 if TYPE_CHECKING:
@@ -73,7 +75,6 @@ else:
 
 M = TypeVar("M", bound=models.Model)
 WorkItem = TimeEntry | Expense
-
 
 
 def _kind(item: SubmittedWork) -> str:
@@ -117,11 +118,15 @@ def route_decision(subject: models.Model, *, user: User, decision: str, comment:
 
     if engine_is_applying(subject):
         return Route.DIRECT, None
-    request = ApprovalRequest.objects.filter(
-        content_type=ContentType.objects.get_for_model(type(subject)),
-        object_id=subject.pk,
-        status=ApprovalRequest.Status.PENDING,
-    ).select_related("policy").first()
+    request = (
+        ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(type(subject)),
+            object_id=subject.pk,
+            status=ApprovalRequest.Status.PENDING,
+        )
+        .select_related("policy")
+        .first()
+    )
     if request is None:
         if not is_awaiting(subject):
             return Route.DIRECT, None  # the service refuses the transition with its own message
@@ -246,10 +251,16 @@ def _check_hours(hours: Decimal) -> None:
 
 
 def _lock_draft(item: WorkItem, user: User, action: str) -> SubmittedWork:
-    locked = lock_for_update(item, "person", "project", "project__contract")
+    try:
+        locked = lock_for_update(item, "person", "project", "project__contract")
+    except type(item).DoesNotExist:  # discarded meanwhile (a second tab, a double submit): say so, no error page
+        raise ConflictError(
+            f"Cannot {action} {_label(item)}: it was discarded meanwhile. Reload the week.", code="gone"
+        ) from None
     if not billing_rules.can_create_work.test(user, locked):
-        raise PermissionDeniedError(f"You may not {action} {_label(locked)}: only its person, the project's "
-                                    "manager or finance can.")
+        raise PermissionDeniedError(
+            f"You may not {action} {_label(locked)}: only its person, the project's manager or finance can."
+        )
     if locked.status != WorkStatus.DRAFT:
         raise InvalidTransitionError(
             f"Cannot {action} {_label(locked)}: it is {locked.get_status_display().lower()}; only drafts change.",
@@ -456,17 +467,70 @@ def work_approve(*, item: WorkItem, user: User) -> WorkItem:
 def work_approve_bulk(*, items: Iterable[WorkItem], user: User) -> int:
     """Approve many items (a PM's week) in one transaction: all of them, or none if one is refused.
 
-    Each item goes through its route like `work_approve` (the engine records one
-    decision per item). Rows are locked in a fixed order (model, pk) so two bulk
-    approvals cannot deadlock. Returns how many items are now approved (fewer when
-    a multi-step policy still waits for a further step).
+    Each item goes through its route like `work_approve`, decided together by
+    `approval_decide_bulk` (one decision per item, the same checks and records),
+    so a week of any length costs a bounded number of queries. An item not
+    awaiting approval gets `work_approve`'s own refusal. Rows are locked in a
+    fixed order (model, pk) so two bulk approvals cannot deadlock. Returns how
+    many items are now approved (fewer when a multi-step policy still waits for a
+    further step).
     """
+    from approvals.services import approval_decide_bulk
+
     now = timezone.now()
     count = 0
-    with transaction.atomic():
-        for row in _lock_many(items):
-            count += _decide_approve(row, user, now)
+    with transaction.atomic(), buffered_state_logs():
+        rows = _lock_many(items)
+        for row in rows:
+            if row.status != WorkStatus.SUBMITTED:
+                count += _decide_approve(row, user, now)  # refused as `work_approve` refuses it
+        awaiting = [row for row in rows if row.status == WorkStatus.SUBMITTED]
+        if awaiting:
+            count += len(approval_decide_bulk(subjects=awaiting, user=user, decision="approve"))
     return count
+
+
+def work_apply_approved_many(*, items: Sequence[WorkItem], user: User) -> None:
+    """Apply settled approvals to many locked items of one model (the engine's bulk callback).
+
+    The checks and records of `work_approve`'s direct path, set-based: who may
+    decide (one query for the projects the user manages, one for their roles),
+    the FSM transition with its log row (inserted together), one history row per
+    item ("Approved", the user), written with one UPDATE and one history INSERT.
+    """
+    if not items:
+        return
+    now = timezone.now()
+    with transaction.atomic(), buffered_state_logs():
+        managed: set[int] = set()
+        if billing_rules.is_active_user(user):
+            managed = set(
+                Project.objects.filter(
+                    pk__in={item.project_id for item in items}, project_manager_id=user.pk
+                ).values_list("pk", flat=True)
+            )
+        controller = billing_rules.is_finance_controller.test(user)
+        for item in items:
+            if billing_rules.owns_work.test(user, item):
+                raise SegregationOfDutiesError(f"You cannot approve your own {_kind(item)} ({_label(item)}).")
+            if item.project_id not in managed and not controller:
+                raise PermissionDeniedError(
+                    f"Only the manager of project {item.project.code} or a finance controller can approve "
+                    f"{_label(item)}."
+                )
+            apply_transition(item, "approve", user=user, label=_label(item))
+            item.approved_by = user
+            item.approved_at = now
+            item.rejection_reason = ""
+            item.updated_at = now
+            item._history_user = user if getattr(user, "pk", None) else None
+            item._change_reason = "Approved"
+        model = type(items[0])
+        # The same values for every item: one UPDATE (not a CASE per row and field), then the history rows.
+        model._default_manager.filter(pk__in=[item.pk for item in items]).update(
+            status=WorkStatus.APPROVED, approved_by=user, approved_at=now, rejection_reason="", updated_at=now
+        )
+        model.history.bulk_history_create(list(items), batch_size=500, update=True, default_user=user)
 
 
 def work_reject(*, item: WorkItem, user: User, reason: str) -> WorkItem:

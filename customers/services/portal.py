@@ -1,7 +1,7 @@
 """What a client contact does in the customer portal: dispute lines, add to a dispute, sign off a milestone.
 
 Each service checks the record is their company's (never trust the URL), then calls the owning app's
-service (a dispute goes through `disputes.services.dispute_open`, so it lands in finance's queue and
+service (a dispute goes through `disputes.services.disputes.dispute_open`, so it lands in finance's queue and
 holds only the disputed amount), audits as the contact's own user and e-mails the owner.
 """
 
@@ -20,7 +20,7 @@ from billing.models import Invoice, InvoiceLine, Milestone
 from customers import notify
 from customers.models import ClientContact, MilestoneSignoff
 from disputes.models import Dispute, DisputeNote
-from disputes.services import dispute_add_note, dispute_open
+from disputes.services.disputes import dispute_add_note, dispute_open
 from kernel.audit import save_audited
 from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from kernel.money import ZERO, round_money

@@ -27,6 +27,7 @@ from billing.services.work import (
 )
 from kernel.errors import (
     ApplicationError,
+    ConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
     SegregationOfDutiesError,
@@ -484,3 +485,16 @@ def test_bulk_approval_is_all_or_nothing(spoiler):
         work_approve_bulk(items=items, user=pm)
     assert not TimeEntry.objects.filter(status="approved").exists()
     assert not StateLog.objects.filter(transition="approve").exists()
+
+
+def test_a_draft_discarded_meanwhile_is_a_conflict_not_an_error_page():
+    """Two tabs (or a double submit) of one timesheet: the second discard or change finds the draft gone."""
+    from billing.services.work import time_entry_discard_draft, time_entry_update_draft
+
+    entry = make_item(TimeEntryFactory)
+    stale = TimeEntry.objects.get(pk=entry.pk)
+    time_entry_discard_draft(entry=entry, user=_owner(entry))
+    with pytest.raises(ConflictError, match="discarded meanwhile"):
+        time_entry_discard_draft(entry=stale, user=_owner(stale))
+    with pytest.raises(ConflictError, match="discarded meanwhile"):
+        time_entry_update_draft(entry=stale, hours="2", user=_owner(stale))

@@ -16,8 +16,8 @@ from billing.models import Invoice
 from billing.services.milestones import milestone_approve, milestone_complete
 from customers.models import SignedDocument
 from disputes.models import Dispute
-from disputes.selectors import dispute_queue
-from disputes.services import dispute_add_note
+from disputes.selectors.disputes import dispute_queue
+from disputes.services.disputes import dispute_add_note
 from kernel.errors import ApplicationError
 from tests.customers.factories import (
     contact_of,

@@ -1,0 +1,346 @@
+"""Load test: a realistic user mix against gunicorn + PostgreSQL + Redis-backed django-q2.
+
+    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 60] [--workers 4]
+
+1. seed: `<db>` (DATABASE_URL, default `billable_load_bench`; the name must contain "bench") is
+   dropped, created, migrated and filled with `seed_demo --scale N` (as bench/dashboards.py does);
+   `--reuse` keeps a seeded database (then only `migrate` runs).
+2. prepare: signed-in sessions (MFA passed where the role needs it) for consultants (persons of the
+   demo given a login), the PMs with work waiting, the analysts, controllers and collections; an
+   integration client (write:time, read:billing) and samples of invoices, clients and person/project
+   pairs; written to var/loadtest/fixtures.json for bench/locustfile.py.
+3. serve: gunicorn (`--workers`, sync) with bench/load_settings.py (the production settings plus an
+   empty view), DEBUG off, and a django-q2 cluster on Redis (`Q_REDIS_URL`, default db 15).
+4. run: locust headless, each user count in turn (`--run-time` seconds, ramp 4 users/s), and reads
+   its per-request statistics: requests, failures, p50/p95/p99 (ms) and requests/s per page.
+
+Writes bench/results/load.json (with the machine, the load average before and after each run)
+and prints the table. Timings on a shared machine are noisy: read them with the load noted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-key-not-for-production")
+os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/billable_load_bench")
+os.environ.setdefault("STATICFILES_BACKEND", "django.contrib.staticfiles.storage.StaticFilesStorage")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+
+import django
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "load.json"
+VAR = ROOT / "var" / "loadtest"
+INTERACTIVE_P95_MS = 250
+FLOOR_NAME = "empty view (floor)"
+
+
+def prepare(consultants: int = 24, pms: int = 24) -> dict:
+    """Sessions per role and samples of ids for the locustfile."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from bench.sessions import signed_in_session_key
+    from billing.models import Client, Invoice, Person, TimeEntry
+    from integrations.services.clients import integration_client_create
+
+    users = get_user_model()
+    today = timezone.localdate()
+    # Consultants: the demo's one, plus persons with open (draft or rejected) time given a login of their own.
+    consultant_group = Group.objects.get(name="consultant")
+    linked = list(users.objects.filter(person__isnull=False, groups__name="consultant").distinct()[:consultants])
+    people = list(
+        Person.objects.filter(user__isnull=True, active=True, time_entries__status__in=["draft", "rejected"])
+        .distinct()
+        .order_by("pk")[: max(0, consultants - len(linked))]
+    )
+    for person in people:  # a login for each (kept for the next run)
+        user, _ = users.objects.get_or_create(
+            username=f"load-{person.code}".lower()[:150], defaults={"first_name": person.name[:30]}
+        )
+        user.groups.add(consultant_group)
+        Person.objects.filter(pk=person.pk).update(user=user)
+    consultant_users = list(
+        users.objects.filter(person__isnull=False, groups__name="consultant").distinct().order_by("pk")[:consultants]
+    )
+    pm_ids = list(
+        TimeEntry.objects.filter(status="submitted")
+        .values_list("project__project_manager_id", flat=True)
+        .distinct()[:pms]
+    )
+    # Each consultant opens the week of their latest open time, where they have rows to save.
+    weeks = {}
+    for user in consultant_users:
+        day = (
+            TimeEntry.objects.filter(person__user=user, status__in=["draft", "rejected"])
+            .order_by("-date")
+            .values_list("date", flat=True)
+            .first()
+        ) or today
+        iso = day.isocalendar()
+        weeks[user.pk] = f"{iso.year}-W{iso.week:02d}"
+    sessions = {
+        "consultant": [signed_in_session_key(u) for u in consultant_users],
+        "pm": [signed_in_session_key(u) for u in users.objects.filter(pk__in=pm_ids)],
+        "analyst": [signed_in_session_key(u) for u in users.objects.filter(groups__name="finance_analyst")],
+        "controller": [signed_in_session_key(u) for u in users.objects.filter(groups__name="finance_controller")],
+        "collections": [signed_in_session_key(u) for u in users.objects.filter(groups__name="collections")],
+    }
+    name = f"load-{int(time.time())}"
+    _client, token, _secret = integration_client_create(
+        name=name, scopes=["write:time", "read:billing"], source=name, throttle_rate="1000000/min"
+    )
+    pairs = list(
+        TimeEntry.objects.filter(project__status="active", person__active=True)
+        .values("person__code", "project__code")
+        .distinct()[:200]
+    )
+    fixtures = {
+        "today": today.isoformat(),
+        "consultant_weeks": [weeks[u.pk] for u in consultant_users],
+        "sessions": sessions,
+        "api_token": token,
+        "invoices": list(Invoice.objects.order_by("-pk").values_list("pk", flat=True)[:500]),
+        # /api/v1/invoices/ serves invoices (credit notes have their own route); issued ones here.
+        "api_invoices": list(
+            Invoice.objects.filter(kind="invoice", number__isnull=False)
+            .order_by("-pk")
+            .values_list("pk", flat=True)[:500]
+        ),
+        "clients": list(Client.objects.filter(invoices__isnull=False).distinct().values_list("pk", flat=True)[:200]),
+        "work_pairs": [{"person_code": p["person__code"], "project_code": p["project__code"]} for p in pairs],
+    }
+    VAR.mkdir(parents=True, exist_ok=True)
+    (VAR / "fixtures.json").write_text(json.dumps(fixtures))
+    return {role: len(keys) for role, keys in sessions.items()}
+
+
+def _wait_for(url: str, timeout: float = 90) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5)  # noqa: S310 - our own local server
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"The server did not answer at {url} within {timeout} s.")
+
+
+def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.load_settings",
+        "DEBUG": "false",
+        "Q_REDIS_URL": redis_url,
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+    bin_dir = Path(sys.executable).parent
+    web = subprocess.Popen(
+        [
+            str(bin_dir / "gunicorn"),
+            "portal.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(f"http://127.0.0.1:{port}/__bench__/empty/")
+    return [web, worker]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_locust(port: int, users: int, run_time: int) -> dict:
+    prefix = VAR / f"locust-{users}"
+    env = {**os.environ, "LOADTEST_FIXTURES": str(VAR / "fixtures.json")}
+    load_before = os.getloadavg()
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "locust"),
+            "-f",
+            str(ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(max(1, min(users, 4))),
+            "-t",
+            f"{run_time}s",
+            "--host",
+            f"http://127.0.0.1:{port}",
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    pages: dict[str, dict] = {}
+    total: dict = {}
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            figures = {
+                "requests": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "p50_ms": float(row["50%"] or 0),
+                "p95_ms": float(row["95%"] or 0),
+                "p99_ms": float(row["99%"] or 0),
+                "rps": round(float(row["Requests/s"]), 2),
+            }
+            if row["Name"] == "Aggregated":
+                total = figures
+            else:
+                pages[f"{row['Type']} {row['Name']}"] = figures
+    failures = []
+    if Path(f"{prefix}_failures.csv").exists():
+        with open(f"{prefix}_failures.csv", newline="") as handle:
+            failures = [
+                {"page": f"{r['Method']} {r['Name']}", "error": r["Error"][:300], "occurrences": int(r["Occurrences"])}
+                for r in csv.DictReader(handle)
+            ]
+    return {
+        "users": users,
+        "run_time_s": run_time,
+        "pages": pages,
+        "total": total,
+        "failures": failures,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def verdict(run: dict) -> dict:
+    floor = next((v for k, v in run["pages"].items() if k.endswith(FLOOR_NAME)), None)
+    floor_p95 = floor["p95_ms"] if floor else None
+    slow = {
+        k: v["p95_ms"]
+        for k, v in run["pages"].items()
+        if not k.endswith(FLOOR_NAME)
+        and (v["p95_ms"] > INTERACTIVE_P95_MS or (floor_p95 and v["p95_ms"] > 5 * floor_p95))
+    }
+    return {"floor_p95_ms": floor_p95, "over_target": slow, "errors": run["total"].get("failures", 0)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--reuse", action="store_true", help="Keep an already seeded database.")
+    parser.add_argument("--users", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--run-time", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--port", type=int, default=8897)
+    parser.add_argument("--redis", default=os.environ.get("LOADTEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from bench.dashboards import seed, sizes
+
+    print(f"Seeding scale {args.scale} ...")
+    seeded = seed(args.scale, args.reuse)
+    if seeded["reused"]:
+        call_command("migrate", verbosity=0)
+    counts = sizes()
+    print("  " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    prepared = prepare()
+    print(f"  sessions: {prepared}")
+    connection.close()
+    processes = serve(args.port, args.workers, args.redis)
+    runs = []
+    try:
+        for users in args.users:
+            print(f"Running {users} users for {args.run_time} s ...")
+            run = run_locust(args.port, users, args.run_time)
+            run["verdict"] = verdict(run)
+            runs.append(run)
+            for name, v in sorted(run["pages"].items()):
+                print(
+                    f"  {name:<40} {v['requests']:6d} req {v['failures']:4d} err  p50 {v['p50_ms']:7.0f}  "
+                    f"p95 {v['p95_ms']:7.0f}  p99 {v['p99_ms']:7.0f} ms"
+                )
+            print(f"  total {run['total'].get('rps')} req/s, load average {run['load_average_after']}")
+    finally:
+        stop(processes)
+    result = {
+        "scale": args.scale,
+        "measured_on": timezone.localdate().isoformat(),
+        "rows": counts,
+        "stack": {
+            "gunicorn_workers": args.workers,
+            "worker_class": "sync",
+            "database": "PostgreSQL",
+            "queue": "django-q2 on Redis",
+            "client": "locust (same machine)",
+        },
+        "sessions": prepared,
+        "runs": runs,
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "node": platform.node(),
+        },
+        "note": "Locust, gunicorn, PostgreSQL and Redis share one machine with other work: the load average "
+        "before and after each run is recorded; read the milliseconds with it.",
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Wrote {args.output}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
