@@ -129,9 +129,10 @@ def test_the_new_kind_is_a_subject_type_choice_without_a_migration(handler):
 
 
 def test_billing_subject_types_keep_their_order_and_labels():
+    """Billing registers first (INSTALLED_APPS order); apps above it (revenue's estimates) follow."""
     from approvals.registry import subject_type_choices
 
-    assert subject_type_choices() == [
+    assert subject_type_choices()[:6] == [
         ("invoice", "Invoice"),
         ("credit_note", "Credit note"),
         ("milestone", "Milestone"),
