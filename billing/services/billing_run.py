@@ -52,7 +52,7 @@ from billing.services.vat_checks import attach_vat_checks
 from billing.tax_engine import get_tax_engine
 from kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from kernel.money import ZERO
-from kernel.roles import FINANCE_ANALYST, FINANCE_CONTROLLER, has_any_role
+from kernel.roles import FINANCE_ROLES, has_any_role
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def _route_for_approval(invoices: list[Invoice], actor: Any) -> None:
 
 # --- starting a run (finance page, API) ------------------------------------------------------------
 
-RUN_STARTER_ROLES = (FINANCE_ANALYST, FINANCE_CONTROLLER)
+RUN_STARTER_ROLES = FINANCE_ROLES
 
 
 def billing_run_check(

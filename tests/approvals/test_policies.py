@@ -188,7 +188,8 @@ def test_no_matching_policy_gives_none():
 
 
 def test_default_policies_are_seeded_once_with_ordered_steps():
-    assert ApprovalPolicy.objects.count() == 11
+    # Approvals' eleven defaults for billing's subjects, and revenue's estimate policy.
+    assert ApprovalPolicy.objects.count() == 12
     for policy in ApprovalPolicy.objects.prefetch_related("steps"):
         orders = [s.order for s in policy.steps.all()]
         assert orders == list(range(1, len(orders) + 1)), policy
@@ -203,7 +204,7 @@ def test_defaults_come_back_after_a_flush_without_undoing_edits():
     ApprovalPolicy.objects.filter(name="Credit note").update(priority=5)
     ensure_approval_defaults()
     assert ApprovalPolicy.objects.get(name="Credit note").priority == 5  # edits are kept
-    assert ApprovalPolicy.objects.count() == 11
+    assert ApprovalPolicy.objects.count() == 12
 
     ApprovalStep.objects.all().delete()
     ApprovalPolicy.objects.all().delete()
