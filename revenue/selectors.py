@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import OuterRef, Subquery, Sum
 
 from billing.models import Contract, InvoiceException, TimeEntry
 from kernel.money import ZERO
@@ -259,15 +259,21 @@ def revenue_by_month(*, group: str = "contract", months: int = 12) -> dict:
         "contract": "contract__code",
         "client": "contract__client__code",
         "entity": "contract__entity__code",
-        "business_unit": "contract__projects__business_unit",
+        "business_unit": "unit",
     }
     key = keys.get(group, "contract__code")
     periods = list(RevenuePeriod.objects.exclude(status=RevenuePeriod.Status.OPEN).order_by("-start")[:months])
     periods.reverse()
     rows: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(dict)
-    qs = RevenueSchedule.objects.filter(period__in=periods)
+    qs = RevenueSchedule.objects.filter(period__in=periods).order_by()
     if group == "business_unit":
-        qs = qs.filter(Q(contract__projects__business_unit__isnull=False)).distinct()
+        # A contract's revenue counts once, for the business unit of its first project (by code).
+        from billing.models import Project
+
+        first_unit = (
+            Project.objects.filter(contract=OuterRef("contract_id")).order_by("code").values("business_unit")[:1]
+        )
+        qs = qs.annotate(unit=Subquery(first_unit))
     for name, currency, start, amount in (
         qs.values(key, "currency", "period__start")
         .annotate(total=Sum("period_revenue"))

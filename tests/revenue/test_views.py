@@ -37,6 +37,10 @@ def test_a_controller_closes_from_the_screen_and_every_report_shows_the_month(cl
     ):
         page = client.get(reverse(name) + "?period=2026-10")
         assert page.status_code == 200 and marker in page.content, name
+    for group in ("client", "entity", "business_unit"):
+        page = client.get(reverse("revenue:report") + f"?group={group}")
+        assert page.status_code == 200 and page.content.count(b"800.00") == 2, group  # the month and the total
+    assert b"Advisory" in client.get(reverse("revenue:report") + "?group=business_unit").content
     page = client.get(reverse("revenue:items") + f"?contract={october.code}&period=2026-10")
     assert page.status_code == 200 and b"items-time" in page.content and b"8.00" in page.content
 
