@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import grimp
 
-APPS = ["kernel", "approvals", "billing", "integrations", "disputes", "insights", "portal"]
+APPS = ["kernel", "approvals", "billing", "integrations", "disputes", "revenue", "insights", "customers", "portal"]
 
 
 def main() -> None:
