@@ -82,8 +82,12 @@ def test_scale_one_has_the_promised_shape():
     assert Milestone.objects.filter(status="approved", project__contract__billing_model="fixed_fee").exists()
     statuses = set(TimeEntry.objects.values_list("status", flat=True))
     assert {"approved", "submitted", "draft", "rejected"} <= statuses
-    assert not TimeEntry.objects.filter(status="invoiced").exists()
-    months = set(TimeEntry.objects.values_list("date__year", "date__month").distinct())
+    # The revenue demo books the invoiced history's time on the prior-year ("-PY") contracts; the
+    # current work, which the demo's billing runs are for, is not invoiced yet.
+    current = TimeEntry.objects.exclude(project__contract__code__endswith="-PY")
+    assert not current.filter(status="invoiced").exists()
+    assert not TimeEntry.objects.filter(status="invoiced", invoice_line__isnull=True).exists()
+    months = set(current.values_list("date__year", "date__month").distinct())
     assert months == {(2026, 8), (2026, 9), (2026, 10)}
     assert Expense.objects.filter(status="approved").exists()
     assert FxRate.objects.filter(from_currency="GBP", to_currency="EUR").exists()

@@ -85,7 +85,8 @@ ROLE_BULLETS: dict[str, tuple[str, list[tuple[str, str]], list[tuple[str, str]]]
 #: Model permissions the README's billing admin bullet names ("rate cards, tax rules and approval policies").
 BILLING_ADMIN_MAINTAINS = ["billing.change_ratecard", "billing.change_taxrule", "approvals.change_approvalpolicy"]
 #: POSTs an auditor, who "changes nothing", may still send: their own session and password.
-AUDITOR_OWN_ACCOUNT = {"logout", "password_change", "mfa"}  # mfa: anyone may enrol an authenticator
+# mfa: anyone may enrol an authenticator; customers:logout ends a session and changes no record.
+AUDITOR_OWN_ACCOUNT = {"logout", "password_change", "mfa", "customers:logout"}
 
 
 def _readme() -> str:
