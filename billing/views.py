@@ -34,7 +34,7 @@ from billing.services.invoices import (
     invoice_write_down_to_cap,
 )
 from kernel.errors import ApplicationError
-from kernel.http import HttpResponseSeeOther, require_roles, safe_next
+from kernel.http import HttpResponseSeeOther, require_roles, safe_next, stored_file_response
 from kernel.http import forbidden as _forbidden
 from kernel.params import int_param
 from kernel.roles import (
@@ -316,11 +316,13 @@ def _document_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return HttpResponseSeeOther(reverse("billing:invoice_detail", args=[pk]))
-    response = HttpResponse(bytes(document.content), content_type=document.content_type)
-    response["Content-Disposition"] = content_disposition_header(kind != InvoiceDocument.Kind.PDF, document.filename)
-    response["ETag"] = f'"{document.sha256}"'
-    response["Cache-Control"] = "private, no-cache"
-    return response
+    return stored_file_response(
+        document.content,
+        content_type=document.content_type,
+        filename=document.filename,
+        sha256=document.sha256,
+        attachment=kind != InvoiceDocument.Kind.PDF,
+    )
 
 
 @require_GET

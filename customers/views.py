@@ -58,6 +58,7 @@ from customers.services.signatures import (
 )
 from customers.tokens import read_token
 from kernel.errors import ApplicationError
+from kernel.http import stored_file_response
 from kernel.security import SESSION_ENROLLED_KEY, client_ip
 
 PENDING_KEY = "customer_pending_login"
@@ -226,11 +227,13 @@ def _document(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return HttpResponseRedirect(reverse("customers:invoice", args=[pk]))
-    response = HttpResponse(bytes(document.content), content_type=document.content_type)
-    response["Content-Disposition"] = content_disposition_header(kind != InvoiceDocument.Kind.PDF, document.filename)
-    response["ETag"] = f'"{document.sha256}"'
-    response["Cache-Control"] = "private, no-cache"
-    return response
+    return stored_file_response(
+        document.content,
+        content_type=document.content_type,
+        filename=document.filename,
+        sha256=document.sha256,
+        attachment=kind != InvoiceDocument.Kind.PDF,
+    )
 
 
 @require_GET

@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 
 from kernel.roles import cached_user_roles
 
@@ -62,3 +62,14 @@ def safe_next(request: HttpRequest, default: str) -> str:
     ):
         return target
     return default
+
+
+def stored_file_response(
+    content: bytes, *, content_type: str, filename: str, sha256: str, attachment: bool
+) -> HttpResponse:
+    """A stored, immutable document as sent: its bytes, its name, its hash as the ETag, never cached shared."""
+    response = HttpResponse(bytes(content), content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(attachment, filename)
+    response["ETag"] = f'"{sha256}"'
+    response["Cache-Control"] = "private, no-cache"
+    return response

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import Prefetch, Q, QuerySet
-from django.http import Http404, HttpResponse
-from django.utils.http import content_disposition_header
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
@@ -26,6 +25,7 @@ from integrations.api.serializers import (
     PaymentSerializer,
 )
 from kernel.errors import ApplicationError
+from kernel.http import stored_file_response
 
 READ = {"GET": ["read:billing"]}
 
@@ -136,11 +136,13 @@ class _DocumentView(ApiView):
                 "Documents exist for numbered (approved) invoices only.", code="not_found"
             )
         document = invoice_document(invoice=invoice, kind=self.document_kind, user=request.user)
-        response = HttpResponse(bytes(document.content), content_type=document.content_type)
-        response["Content-Disposition"] = content_disposition_header(True, document.filename)
-        response["ETag"] = f'"{document.sha256}"'
-        response["Cache-Control"] = "private, no-cache"
-        return response
+        return stored_file_response(
+            document.content,
+            content_type=document.content_type,
+            filename=document.filename,
+            sha256=document.sha256,
+            attachment=True,
+        )
 
 
 class InvoicePdfView(_DocumentView):
