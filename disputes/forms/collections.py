@@ -22,6 +22,10 @@ class AgingFilterForm(forms.Form):
     overdue = forms.ChoiceField(
         label="Show", required=False, choices=[("", "All open items"), ("yes", "Overdue only")]
     )
+    q = forms.CharField(
+        label="Client", required=False, max_length=100,
+        widget=forms.TextInput(attrs={"size": 14, "placeholder": "Code or name", "type": "search"}),
+    )
     client = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     bucket = forms.ChoiceField(
         required=False, choices=[("", ""), ("all", "all"), *((k, k) for k in BUCKET_KEYS)], widget=forms.HiddenInput
@@ -33,6 +37,9 @@ class AgingFilterForm(forms.Form):
 
     def clean_currency(self) -> str:
         return (self.cleaned_data.get("currency") or "").strip().upper()
+
+    def clean_q(self) -> str:
+        return (self.cleaned_data.get("q") or "").strip()
 
 
 class StatementForm(forms.Form):

@@ -194,6 +194,21 @@ class AgingReport:
     def rows(self) -> list[AgingRow]:
         return [row for block in self.entities for row in block.rows]
 
+    def blocks_of(self, rows: Iterable[AgingRow]) -> list[EntityBlock]:
+        """`rows` (one page of `rows`) grouped under their entities; the totals stay those of the whole report."""
+        by_entity = {block.entity_id: block for block in self.entities}
+        blocks: dict[int, EntityBlock] = {}
+        for row in rows:
+            whole = by_entity[row.entity_id]
+            blocks.setdefault(
+                row.entity_id, EntityBlock(whole.entity_id, whole.entity_code, whole.entity_name, [], whole.totals)
+            ).rows.append(row)
+        return list(blocks.values())
+
+
+def _client_matches(search: str) -> Q:
+    return Q(client__code__icontains=search) | Q(client__legal_name__icontains=search)
+
 
 def aging_report(
     *,
@@ -201,9 +216,15 @@ def aging_report(
     entity: str | None = None,
     currency: str | None = None,
     overdue_only: bool = False,
+    client_search: str = "",
 ) -> AgingReport:
-    """AR aging by entity, client and currency at `as_of`: one grouped query, one for unapplied cash."""
+    """AR aging by entity, client and currency at `as_of`: one grouped query, one for unapplied cash.
+
+    `client_search` keeps the clients whose code or legal name contains it (the totals are then theirs).
+    """
     invoices = open_receivables(as_of=as_of)
+    if client_search:
+        invoices = invoices.filter(_client_matches(client_search))
     if entity:
         invoices = invoices.filter(entity__code=entity)
     if currency:
@@ -224,7 +245,7 @@ def aging_report(
         )
         .order_by("entity__code", "client__legal_name", "client_id", "currency")
     )
-    unapplied = unapplied_cash(as_of=as_of, currency=currency)
+    unapplied = unapplied_cash(as_of=as_of, currency=currency, client_search=client_search)
     unapplied_by_key = {(u.client_id, u.currency): u.amount for u in unapplied}
 
     blocks: dict[int, EntityBlock] = {}
@@ -274,9 +295,9 @@ def client_payments(*, as_of: datetime.date) -> QuerySet[Payment]:
     return Payment.objects.filter(date__lte=as_of).exclude(Q(invoice__isnull=True) & _settled_payment())
 
 
-def unapplied_cash(*, as_of: datetime.date, currency: str | None = None, client_id: int | None = None) -> list[
-    UnappliedCash
-]:
+def unapplied_cash(
+    *, as_of: datetime.date, currency: str | None = None, client_id: int | None = None, client_search: str = ""
+) -> list[UnappliedCash]:
     """Payments received on or before `as_of` that name no invoice and are not settled (refunded), per client
     (or unknown payer) and currency."""
     payments = client_payments(as_of=as_of).filter(invoice__isnull=True)
@@ -284,6 +305,8 @@ def unapplied_cash(*, as_of: datetime.date, currency: str | None = None, client_
         payments = payments.filter(currency=currency)
     if client_id is not None:
         payments = payments.filter(client_id=client_id)
+    if client_search:
+        payments = payments.filter(_client_matches(client_search))
     rows = (
         payments.values("client_id", "client__code", "client__legal_name", "currency")
         .annotate(amount=Sum("amount"), payments=Count("pk"))
@@ -327,16 +350,15 @@ def _annotate_collections_state(invoices: QuerySet[Invoice]) -> QuerySet[Invoice
     )
 
 
-def aging_invoices(
+def aging_invoice_queryset(
     *,
     as_of: datetime.date,
     client_id: int | None = None,
     bucket: str | None = None,
     entity: str | None = None,
     currency: str | None = None,
-    limit: int = 500,
-) -> list[Invoice]:
-    """The open invoices behind an aging cell (drill-down), oldest due first, in one query."""
+) -> QuerySet[Invoice]:
+    """The open invoices behind an aging cell (drill-down), oldest due first; page it, then `with_days_past_due`."""
     invoices = open_receivables(as_of=as_of)
     if client_id is not None:
         invoices = invoices.filter(client_id=client_id)
@@ -346,13 +368,30 @@ def aging_invoices(
         invoices = invoices.filter(entity__code=entity)
     if currency:
         invoices = invoices.filter(currency=currency)
-    rows = list(
-        _annotate_collections_state(invoices.select_related("client", "entity")).order_by("due_date", "id")[:limit]
-    )
+    return _annotate_collections_state(invoices.select_related("client", "entity")).order_by("due_date", "id")
+
+
+def with_days_past_due(invoices: Iterable[Invoice], *, as_of: datetime.date) -> list[Invoice]:
+    """`invoices` with `days_past_due` and `bucket` set for `as_of`."""
+    rows = list(invoices)
     for invoice in rows:
         invoice.days_past_due = (as_of - invoice.due_date).days
         invoice.bucket = bucket_of(invoice.days_past_due)
     return rows
+
+
+def aging_invoices(
+    *,
+    as_of: datetime.date,
+    client_id: int | None = None,
+    bucket: str | None = None,
+    entity: str | None = None,
+    currency: str | None = None,
+    limit: int = 500,
+) -> list[Invoice]:
+    """The first `limit` open invoices behind an aging cell, oldest due first, in one query."""
+    invoices = aging_invoice_queryset(as_of=as_of, client_id=client_id, bucket=bucket, entity=entity, currency=currency)
+    return with_days_past_due(invoices[:limit], as_of=as_of)
 
 
 def aging_entities() -> list[LegalEntity]:

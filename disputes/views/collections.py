@@ -36,11 +36,14 @@ from kernel.csv_export import csv_writer
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, require_roles, safe_next
 from kernel.http import forbidden as _forbidden
+from kernel.listing import paginate
 from kernel.money import round_money
 from kernel.roles import AUDITOR, COLLECTIONS, FINANCE_ROLES
 from kernel.roles import cached_user_roles as memoised_user_roles
 
 READ_ROLES = FINANCE_ROLES | {COLLECTIONS, AUDITOR}
+#: Client rows per page of the AR aging (a firm has thousands of clients with open items).
+AGING_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,14 @@ def aging(request: HttpRequest) -> HttpResponse:
     as_of = data.get("as_of") or today
     entity, currency = data.get("entity") or None, data.get("currency") or None
     overdue_only = data.get("overdue") == "yes"
-    report = sel.aging_report(as_of=as_of, entity=entity, currency=currency, overdue_only=overdue_only)
+    client_search = data.get("q") or ""
+    report = sel.aging_report(
+        as_of=as_of, entity=entity, currency=currency, overdue_only=overdue_only, client_search=client_search
+    )
     if request.GET.get("format") == "csv":
         return _aging_csv(report)
+    # Every client row is in the report (its totals are the whole table's); the page shows AGING_PAGE_SIZE of them.
+    page = paginate(report.rows, request.GET.get("page"), per_page=AGING_PAGE_SIZE)
     client_id, bucket = data.get("client"), data.get("bucket") or None
     drill = None
     if client_id or bucket:
@@ -114,20 +122,29 @@ def aging(request: HttpRequest) -> HttpResponse:
             "client": drill_client,
             "bucket": bucket or "all",
             "bucket_label": sel.BUCKET_LABELS.get(bucket or "", "All open"),
-            "invoices": sel.aging_invoices(
+        }
+        drill["page"] = paginate(
+            sel.aging_invoice_queryset(
                 as_of=as_of, client_id=client_id, bucket=bucket, entity=entity, currency=currency
             ),
-        }
+            request.GET.get("drill_page"),
+            per_page=AGING_PAGE_SIZE,
+        )
+        drill["invoices"] = sel.with_days_past_due(drill["page"].object_list, as_of=as_of)
     base = {"as_of": as_of.isoformat()}
     if entity:
         base["entity"] = entity
     if currency:
         base["currency"] = currency
+    if client_search:
+        base["q"] = client_search
     return render(
         request,
         "disputes/collections/aging.html",
         {
             "report": report,
+            "page": page,
+            "blocks": report.blocks_of(page.object_list),
             "form": form,
             "drill": drill,
             "as_of": as_of,

@@ -181,6 +181,42 @@ def test_aging_page_queries_do_not_grow_with_invoices(collections_client, django
         response = collections_client.get(url, {"as_of": TODAY.isoformat()})
     assert response.status_code == 200
     assert sum(r.invoices for r in response.context["report"].rows) == n
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         drill = collections_client.get(url, {"as_of": TODAY.isoformat(), "bucket": "all"})
-    assert len(drill.context["drill"]["invoices"]) == n
+    assert drill.context["drill"]["page"].paginator.count == n
+    assert len(drill.context["drill"]["invoices"]) == min(n, 100)
+
+
+def test_aging_pages_client_rows_and_keeps_the_totals_of_every_client(collections_client):
+    entity = LegalEntityFactory()
+    clients = [ClientFactory(legal_name=f"Client {i:03d}") for i in range(103)]
+    for c in clients:
+        issued_invoice(client=c, entity=entity, total="10.00", days_late=5, currency="EUR")
+    url = reverse("disputes:aging")
+
+    first = collections_client.get(url, {"as_of": TODAY.isoformat()})
+    second = collections_client.get(url, {"as_of": TODAY.isoformat(), "page": 2})
+
+    first_rows = [r.client_name for b in first.context["blocks"] for r in b.rows]
+    second_rows = [r.client_name for b in second.context["blocks"] for r in b.rows]
+    assert len(first_rows) == 100 and second_rows == ["Client 100", "Client 101", "Client 102"]
+    for page in (first, second):
+        (total,) = page.context["report"].totals
+        assert total.total == D("1030.00") and total.invoices == 103
+        assert "1,030.00" in page.content.decode() or "1030.00" in page.content.decode()
+    assert "Client 101" not in first.content.decode()
+
+
+def test_aging_client_search_narrows_rows_totals_and_csv(collections_client):
+    wanted = issued_invoice(client=ClientFactory(code="ACME", legal_name="Acme Widgets"), total="40.00", days_late=3)
+    issued_invoice(client=ClientFactory(code="GLOBX", legal_name="Globex"), total="60.00", days_late=3)
+    url = reverse("disputes:aging")
+
+    page = collections_client.get(url, {"as_of": TODAY.isoformat(), "q": "acme"})
+
+    assert [r.client_id for r in page.context["report"].rows] == [wanted.client_id]
+    assert [t.total for t in page.context["report"].totals] == [D("40.00")]
+    csv_rows = list(csv.DictReader(io.StringIO(
+        collections_client.get(url, {"as_of": TODAY.isoformat(), "q": "acme", "format": "csv"}).content.decode()
+    )))
+    assert {r["client"] for r in csv_rows} == {"Acme Widgets", "Total"}
