@@ -5,10 +5,12 @@ billing admins and superusers — the people who approve money or change its rul
 anyone who enrolled of their own accord. `MfaRequiredMiddleware` holds every page (portal
 and admin) of such a session until it is verified; only `DEBUG` (the local demo) lifts the
 requirement, and no other setting can. API clients authenticate with tokens, not sessions,
-and are not concerned.
+and are not concerned. Resetting someone's MFA (deleting a confirmed device) ends all their
+sessions, so nobody stays signed in on the strength of a device that was lost.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -20,6 +22,8 @@ from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from kernel import roles
+
+logger = logging.getLogger(__name__)
 
 #: Roles whose members must pass MFA (superusers too, whatever their groups).
 MFA_ROLES = frozenset({roles.FINANCE_CONTROLLER, roles.BILLING_ADMIN})
@@ -77,6 +81,36 @@ def remember_enrolment(sender, request, user, **kwargs) -> None:
 
     if request is not None and hasattr(request, "session"):
         request.session[SESSION_ENROLLED_KEY] = TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def end_sessions_of(user_id: int) -> int:
+    """Deletes every live session of user `user_id` (sessions are server-side rows); returns how many.
+
+    A reset of MFA must throw out whoever holds a session verified with the device that was lost or
+    stolen, and a session of a user who enrolled would otherwise still count as verified.
+    """
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    ended = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get(SESSION_KEY) == str(user_id)
+    ]
+    Session.objects.filter(pk__in=ended).delete()
+    return len(ended)
+
+
+def end_sessions_on_device_removal(sender, instance, **kwargs) -> None:
+    """A `post_delete` receiver of TOTP devices: removing a confirmed device (an MFA reset) ends the user's sessions."""
+    if not instance.confirmed:
+        return
+    from django.db import transaction
+
+    user_id = instance.user_id
+    transaction.on_commit(lambda: logger.info("MFA reset of user %s: %d sessions ended", user_id,
+                                              end_sessions_of(user_id)))
 
 
 def _exempt_prefixes() -> tuple[str, ...]:

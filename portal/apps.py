@@ -18,3 +18,11 @@ class PortalConfig(AppConfig):
         from kernel.security import remember_enrolment
 
         user_logged_in.connect(remember_enrolment, dispatch_uid="portal.remember_enrolment")
+
+        # An MFA reset (a confirmed device deleted, in the admin or anywhere) ends the user's sessions.
+        from django.db.models.signals import post_delete
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from kernel.security import end_sessions_on_device_removal
+
+        post_delete.connect(end_sessions_on_device_removal, sender=TOTPDevice, dispatch_uid="portal.mfa_reset")

@@ -4,7 +4,8 @@ A user enrols one authenticator app: an unconfirmed TOTP device is made (its sec
 once as text, an otpauth:// URI and a QR code), and becomes confirmed with the first code
 the app shows. Later sessions are verified with a code of any confirmed device. Codes are
 single-use (django-otp keeps the last time step used) and wrong codes slow the next try down
-(django-otp's throttling). Resetting a user's MFA is deleting their devices in the admin.
+(django-otp's throttling). Resetting a user's MFA is deleting their devices in the admin, which
+ends every session of that user (kernel.security.end_sessions_on_device_removal).
 """
 from __future__ import annotations
 

@@ -215,3 +215,32 @@ def test_force_login_of_privileged_users_in_tests_holds_a_real_verified_device(c
     client.force_login(user)
     assert client.get("/billing/invoices/").status_code == 200
     assert TOTPDevice.objects.filter(user=user, confirmed=True).count() == 1
+
+
+def test_an_mfa_reset_in_the_admin_ends_every_session_of_that_user(django_capture_on_commit_callbacks):
+    """A lost phone: the admin deletes the user's device; whoever holds a session verified with it is signed out."""
+    user = UserFactory(username="fc", groups=["finance_controller"], is_staff=True)
+    device = confirmed_totp_device(user)
+    sessions = []
+    for _ in range(2):
+        session, login = log_in("fc")
+        assert session.post(MFA, {"token": code_of(device), "next": "/"}).status_code == 302
+        assert session.get("/billing/invoices/").status_code == 200
+        sessions.append(session)
+    bystander = UserFactory(username="pm", groups=["project_manager"])
+    other = Client()
+    other.force_login(bystander)
+    admin = Client()
+    admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302 and not TOTPDevice.objects.filter(pk=device.pk).exists()
+
+    for session in sessions:
+        response = session.get("/billing/invoices/")
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    assert other.get("/").status_code == 200  # other users' sessions are untouched
+    # Signing in again asks for a new enrolment: the reset device is gone.
+    again, login = log_in("fc")
+    assert held(login) and "Set up two-factor sign-in" in again.get(login["Location"]).content.decode()
