@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest, ApprovalStep, Reminder
 from approvals.registry import project_managers, subject_label
+from approvals.services.eligibility import accepted_delegate_roles, delegate_refusal, service_account_ids
 from approvals.services.requests import approval_request_escalate
-from approvals.services.routing import delegates_of
+from approvals.services.routing import delegates_of, user_roles_by_id
 from approvals.services.subjects import subject_prefetch
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def approvals_escalate_overdue(*, now: datetime | None = None) -> dict[str, int]
     members = _role_members(role_names)
     designated_by_request = _designated_approvers(overdue, steps, members)
     delegates = delegates_of(set().union(*designated_by_request.values()), today=today)
-    outbox = _overdue_items(overdue, steps, members, designated_by_request, delegates)
+    outbox = _overdue_items(overdue, steps, members, designated_by_request, _DelegateCheck(delegates))
     emails = _send_overdue(outbox, today=today)
     return {"escalated": escalated, "overdue": len(overdue), "emails": emails}
 
@@ -151,12 +152,36 @@ def _designated_approvers(
     return designated_by_request
 
 
+class _DelegateCheck:
+    """The delegates who could really decide a step for an approver, as `approval_decide` would check them.
+
+    A delegate whose roles changed since the delegation (now an auditor, no approving role, a service
+    user) or who lacks a role the step accepts would be refused at the decision: no reminder for them.
+    """
+
+    def __init__(self, delegates: dict[int, set[int]]):
+        self.delegates = delegates
+        delegate_ids = set().union(*delegates.values()) if delegates else set()
+        self.roles = user_roles_by_id(delegate_ids | set(delegates))
+        services = service_account_ids(delegate_ids)
+        users = get_user_model().objects.in_bulk(delegate_ids)
+        self.never = {
+            uid for uid, user in users.items()
+            if delegate_refusal(user, self.roles.get(uid, ()), is_service_account=uid in services)
+        }
+
+    def of(self, approver_id: int, step: ApprovalStep) -> set[int]:
+        accepted = accepted_delegate_roles(step, principal_roles=self.roles.get(approver_id, ()))
+        candidates = self.delegates.get(approver_id, set()) - self.never
+        return {d for d in candidates if self.roles.get(d, set()) & accepted}
+
+
 def _overdue_items(
     overdue: list[ApprovalRequest],
     steps: Steps,
     members: dict[str, set[int]],
     designated_by_request: dict[int, set[int]],
-    delegates: dict[int, Any],
+    delegates: _DelegateCheck,
 ) -> dict[tuple[int, str], list[tuple[str, str]]]:
     """(user id, reminder kind) → the (key, line) items to send: escalation role first, never to the barred."""
     outbox: dict[tuple[int, str], list[tuple[str, str]]] = defaultdict(list)
@@ -169,7 +194,7 @@ def _overdue_items(
         }
         escalation = set(members.get(step.escalation_role, ())) if step.escalation_role else set()
         approvers = set(designated_by_request[request.pk])
-        approvers |= {d for a in approvers for d in delegates.get(a, ())}
+        approvers |= {d for a in approvers for d in delegates.of(a, step)}
         key = f"approval-request:{request.pk}:step:{step.order}"
         subject = request.subject
         line = (

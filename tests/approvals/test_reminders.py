@@ -259,3 +259,33 @@ def test_the_tasks_are_scheduled_daily_and_weekly_by_migration():
     digest = schedules["approvals.tasks.weekly_exception_digest"]
     assert digest.schedule_type == Schedule.WEEKLY
     assert (digest.next_run.weekday(), digest.next_run.hour) == (0, 7)
+
+
+@pytest.mark.parametrize(
+    "now_holds",
+    [
+        pytest.param(["auditor", "project_manager"], id="became-auditor"),
+        pytest.param(["consultant"], id="no-approving-role"),
+        pytest.param(["finance_analyst"], id="role-the-pm-step-does-not-accept"),
+    ],
+)
+def test_reminders_skip_a_delegate_who_could_not_decide_the_step(
+    now_holds, mailoutbox, django_capture_on_commit_callbacks
+):
+    """The delegate's roles changed after the delegation: the decision would refuse them, so no reminder either."""
+    from django.contrib.auth.models import Group
+
+    entry = submitted_time()
+    pm = entry.project.project_manager
+    deputy = UserFactory(groups=["project_manager"])
+    with time_machine.travel(T0, tick=False):
+        delegation_create(
+            delegator=pm, delegate=deputy, starts_on=T0.date(), ends_on=datetime.date(2025, 4, 30), user=pm
+        )
+        approval_request_open(subject=entry)
+    deputy.groups.set([Group.objects.get_or_create(name=name)[0] for name in now_holds])
+
+    run(tasks.escalate_overdue, T0 + datetime.timedelta(hours=73), django_capture_on_commit_callbacks)
+
+    assert len(_to(mailoutbox, pm)) == 1
+    assert _to(mailoutbox, deputy) == []
