@@ -47,6 +47,7 @@ from billing.models import (
     RateCard,
     RateCardLine,
     Role,
+    TaxEngineRecording,
     TaxRule,
     TimeEntry,
     VatCheck,
@@ -1033,6 +1034,17 @@ class DeliveryAttemptAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     search_fields = ("invoice__number", "to", "message_id")
     list_select_related = ("invoice", "triggered_by")
     date_hierarchy = "attempted_at"
+
+
+@admin.register(TaxEngineRecording)
+class TaxEngineRecordingAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
+    """Approved invoices reported (or still to report) to the tax engine; pending ones are retried on a schedule."""
+
+    list_display = ("invoice", "status", "attempts", "next_attempt_at", "done_at", "last_error")
+    list_filter = ("status",)
+    search_fields = ("invoice__number",)
+    list_select_related = ("invoice",)
+    date_hierarchy = "created_at"
 
 
 @admin.register(VatCheck)

@@ -21,6 +21,8 @@ def ensure_billing_defaults(sender, *, using: str = "default", **kwargs) -> None
         schedules.schedule_monthly_run(Schedule)
     if not Schedule.objects.using(using).filter(func=schedules.STALE_RUN_SWEEP_FUNC).exists():
         schedules.schedule_stale_run_sweep(Schedule)
+    if not Schedule.objects.using(using).filter(func=schedules.TAX_ENGINE_RETRY_FUNC).exists():
+        schedules.schedule_tax_engine_retry(Schedule)
 
 
 class BillingConfig(AppConfig):

@@ -34,3 +34,20 @@ def schedule_stale_run_sweep(schedule_model) -> None:
             "next_run": datetime.now(UTC),
         },
     )
+
+
+TAX_ENGINE_RETRY_FUNC = "billing.tasks.retry_tax_engine_recordings"
+
+
+def schedule_tax_engine_retry(schedule_model) -> None:
+    """Every 5 minutes: approved invoices the tax engine could not take yet are reported again."""
+    schedule_model.objects.get_or_create(
+        func=TAX_ENGINE_RETRY_FUNC,
+        defaults={
+            "name": "Report approved invoices to the tax engine (retries)",
+            "schedule_type": "I",
+            "minutes": 5,
+            "repeats": -1,
+            "next_run": datetime.now(UTC),
+        },
+    )

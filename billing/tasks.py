@@ -19,6 +19,13 @@ def run_billing_task(billing_run_id: int) -> dict:
     return run_billing(billing_run).summary
 
 
+def retry_tax_engine_recordings() -> dict:
+    """Scheduled every 5 minutes: report approved invoices the tax engine could not take yet."""
+    from billing.services.tax_recordings import tax_engine_retry_pending
+
+    return tax_engine_retry_pending()
+
+
 def sweep_stale_billing_runs() -> int:
     """Scheduled every minute: runs whose worker died (no heartbeat) become `interrupted`."""
     return len(billing_runs_interrupt_stale())

@@ -29,6 +29,7 @@ from billing.models.masterdata import (
     TaxRule,
 )
 from billing.models.purchase_orders import PurchaseOrder
+from billing.models.tax_recordings import TaxEngineRecording
 from billing.models.vat_checks import VatCheck
 from billing.models.work import Expense, Milestone, TimeEntry
 
@@ -58,6 +59,7 @@ __all__ = [
     "RateCard",
     "RateCardLine",
     "Role",
+    "TaxEngineRecording",
     "TaxRule",
     "TimeEntry",
     "VatCheck",

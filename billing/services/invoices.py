@@ -40,6 +40,7 @@ from billing.services.pricing import FxResolver, RateResolver
 from billing.services.purchase_orders import PO_CODES, apply_po_rules, lock_purchase_orders
 from billing.services.run_loading import load_contexts
 from billing.services.run_persistence import write_invoice_contents
+from billing.services.tax_recordings import tax_engine_recording_open
 from billing.services.vat_checks import attach_vat_checks
 from billing.services.work import Route, open_approval, route_decision
 from billing.tax_engine import get_tax_engine
@@ -338,33 +339,8 @@ def invoice_approve(*, invoice: Invoice, user: Any, comment: str = "") -> Invoic
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         credit_note_issued(credit_note=invoice, user=user)
     request_posting(invoice=invoice, user=user)
-    transaction.on_commit(lambda pk=invoice.pk: tax_engine_record(invoice_id=pk))
+    tax_engine_recording_open(invoice=invoice)
     return invoice
-
-
-def tax_engine_record(*, invoice_id: int) -> None:
-    """After approval commits: tell the tax engine (commit the sale; a full credit note voids it).
-
-    Outside the approval transaction: an engine that is down never undoes an approval. The engine's
-    calls are idempotent by document number, so running this again (`tax_engine_record`) is safe.
-    """
-    import logging
-
-    from billing.tax_engine import TaxEngineUnavailable
-
-    invoice = Invoice.objects.select_related("entity", "contract__client", "credit_of").get(pk=invoice_id)
-    engine = get_tax_engine()
-    try:
-        if invoice.kind == Invoice.Kind.CREDIT_NOTE:
-            original = invoice.credit_of
-            if original.status == Status.CREDITED:
-                engine.void(original, credit_note=invoice)
-            else:
-                engine.commit(invoice)
-        else:
-            engine.commit(invoice)
-    except TaxEngineUnavailable as exc:
-        logging.getLogger(__name__).warning("Tax engine: %s not recorded: %s", invoice.number, exc)
 
 
 @transaction.atomic

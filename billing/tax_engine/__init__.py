@@ -7,7 +7,8 @@ today's behaviour); `BILLING_TAX_ENGINE` names another by dotted path, e.g. the 
 Avalara/Vertex-style service (`billing.tax_engine.http.HttpTaxEngine`).
 
 An engine that cannot answer never yields a silent zero: `determine` records the blocking
-`TAX_ENGINE_UNAVAILABLE` exception on the draft, and revalidation prices it again.
+`TAX_ENGINE_UNAVAILABLE` exception on the draft, and revalidation prices it again. An engine that
+cannot take an approved invoice's report has it retried until it does (`billing.services.tax_recordings`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class TaxEngine:
     def determine(self, draft: InvoiceDraft, contract: Contract) -> None:
         """Set `draft.taxes`, `draft.tax_total` and `draft.total`; record exceptions on the draft."""
         raise NotImplementedError
+
+    def records(self, invoice: Invoice) -> bool:
+        """Whether this engine keeps a record of `invoice` (then approval reports it: `commit` or `void`)."""
+        return False
 
     def commit(self, invoice: Invoice) -> None:
         """The invoice was approved and numbered: record it as a final sale (idempotent)."""

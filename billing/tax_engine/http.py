@@ -106,8 +106,11 @@ class HttpTaxEngine(TaxEngine):
         draft.total = draft.subtotal + draft.tax_total
         return None
 
+    def records(self, invoice: Invoice) -> bool:
+        return self.handles(invoice.entity.country) and bool(invoice.number)
+
     def commit(self, invoice: Invoice) -> None:
-        if not self.handles(invoice.entity.country) or not invoice.number:
+        if not self.records(invoice):
             return
         sign = -1 if invoice.kind == invoice.Kind.CREDIT_NOTE else 1  # a credit note's lines are positive
         payload = self._document(code=invoice.number, day=invoice.issue_date, currency=invoice.currency,
@@ -118,6 +121,6 @@ class HttpTaxEngine(TaxEngine):
         self._post("/v1/transactions", payload)
 
     def void(self, invoice: Invoice, *, credit_note: Invoice) -> None:
-        if not self.handles(invoice.entity.country) or not invoice.number:
+        if not self.records(invoice):
             return
         self._post(f"/v1/transactions/{invoice.number}/void", {"reason": f"Credit note {credit_note.number}"})

@@ -145,3 +145,49 @@ def test_unreachable_engine_blocks(settings, simulator):
 def test_simulator_refuses_without_the_token(simulator):
     response = httpx.post(f"{simulator.url}/v1/transactions/quote", json={}, timeout=5)
     assert response.status_code == 401
+
+
+def test_an_approval_while_the_engine_is_down_is_reported_later_and_nothing_is_lost(
+    simulator, django_capture_on_commit_callbacks
+):
+    """Approval never waits for the engine, and the sale reaches it once it is back (the scheduled retry)."""
+    import datetime
+
+    from django.utils import timezone
+
+    from billing.models import TaxEngineRecording
+    from billing.services.tax_recordings import tax_engine_retry_pending
+    from billing.tasks import retry_tax_engine_recordings
+
+    invoice = bill(us_contract(region="NY"))
+    simulator.configure(outage=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = approve(invoice)
+    assert invoice.number and simulator.transactions() == {}
+    recording = TaxEngineRecording.objects.get(invoice=invoice)
+    assert (recording.status, recording.attempts) == ("pending", 1) and "503" in recording.last_error
+    assert recording.next_attempt_at > timezone.now()
+
+    # Not yet due: the retry leaves it alone; still down when due: a longer wait.
+    assert retry_tax_engine_recordings() == {"due": 0, "recorded": 0, "pending": 0}
+    later = recording.next_attempt_at + datetime.timedelta(seconds=1)
+    assert tax_engine_retry_pending(now=later) == {"due": 1, "recorded": 0, "pending": 1}
+    recording.refresh_from_db()
+    assert recording.attempts == 2 and recording.next_attempt_at - later >= datetime.timedelta(minutes=1)
+
+    simulator.configure(outage=False)
+    assert tax_engine_retry_pending(now=recording.next_attempt_at) == {"due": 1, "recorded": 1, "pending": 0}
+    recording.refresh_from_db()
+    assert (recording.status, recording.attempts, recording.last_error) == ("done", 3, "")
+    assert simulator.transactions()[invoice.number]["status"] == "committed"
+    assert tax_engine_retry_pending(now=recording.next_attempt_at + datetime.timedelta(days=1))["due"] == 0
+
+
+def test_the_rule_table_keeps_no_record_so_approval_writes_no_recording(analyst, django_capture_on_commit_callbacks):
+    from billing.models import TaxEngineRecording
+
+    contract, consultant, _ = time_contract()
+    book(ProjectFactory(contract=contract), consultant, "1.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = approve(bill(contract))
+    assert invoice.number and not TaxEngineRecording.objects.exists()

@@ -24,6 +24,7 @@ from billing.models import (
     InvoiceNumberSequence,
     Milestone,
     Payment,
+    TaxEngineRecording,
     TimeEntry,
     VatCheck,
 )
@@ -60,7 +61,7 @@ BILLING_MODELS = sorted(
 )
 # Written by services only (numbering, runs, payments, validation): nobody adds them in admin.
 SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument, DeliveryAttempt,
-                   VatCheck}
+                   VatCheck, TaxEngineRecording}
 
 
 def _url(model, view: str, *args) -> str:
@@ -98,6 +99,7 @@ def one_of_each(db):
     VatCheck.objects.create(client=sent.contract.client, vat_id="DE274158609", result="valid",
                             checked_at=timezone.now(), request_date=datetime.date(2026, 1, 5),
                             consultation_number="WAPIAAAA00000001")
+    TaxEngineRecording.objects.create(invoice=sent, next_attempt_at=timezone.now())
     missing = [m.__name__ for m in BILLING_MODELS if not m._default_manager.exists()]
     assert not missing
 
