@@ -1,0 +1,81 @@
+"""Cash-forecast backtest (issue #21, ADR 0126): a small history whose answer is worked out by hand.
+
+Client A (contract CA) is invoiced 1,000 every 30 days from Monday 6 Jan 2025 on 30-day terms
+and always pays 10 days late. Client B was invoiced 1,000 on 6 Jan and never paid.
+The first cut-off is 13 weeks after the first invoice: Monday 7 Apr 2025. Known then: A's
+invoices of 6 Jan, 5 Feb, 7 Mar, 6 Apr and B's; A's payments of 15 Feb and 17 Mar.
+
+- Current forecast (due + the client's average days late, 10 for A, 0 for B without payments):
+  A's 7 Mar invoice on 16 Apr, the 6 Apr one on 16 May; B's is past due → "at risk", left out.
+- With billing: A's open invoices on the same days (its delays are all 10); B's is later than
+  any delay seen, so expected two weeks on (21 Apr); A's cadence (30 days, 1,000) brings
+  invoices on 6 May, 5 Jun, 5 Jul, due 30 days later, paid 10 days after: 15 Jun, 15 Jul, 14 Aug.
+- Actual: A paid 16 Apr, 16 May, 15 Jun (and 15 Jul, after the 13-week window).
+"""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+import pytest
+
+from insights.services import forecast as fc
+from tests.factories import ContractFactory
+from tests.insights.kpis.factories import issued, pay
+
+D = datetime.date
+
+
+@pytest.fixture
+def history():
+    a, b = ContractFactory(code="CA"), ContractFactory(code="CB")
+    for issue in (D(2025, 1, 6), D(2025, 2, 5), D(2025, 3, 7), D(2025, 4, 6), D(2025, 5, 6), D(2025, 6, 5)):
+        inv = issued(contract=a, issue_date=issue, due_date=issue + datetime.timedelta(days=30))
+        pay(inv, "1000.00", inv.due_date + datetime.timedelta(days=10))
+    issued(contract=b, issue_date=D(2025, 1, 6), due_date=D(2025, 2, 5))
+    return a, b
+
+
+@pytest.mark.django_db
+def test_the_forecasts_at_one_cut_off_only_use_what_was_known(history):
+    ledger = fc.load_ledger()
+    cut = D(2025, 4, 7)
+    assert fc.cutoffs(ledger, D(2025, 4, 20)) == [D(2025, 4, 7), D(2025, 4, 14)]
+    current = fc.window(fc.current_forecast(ledger, cut), cut, D(2025, 7, 7))
+    assert current == {"EUR": Decimal("2000.00")}
+    expected = fc.expected_invoices(ledger, cut, D(2025, 7, 7))
+    assert [(e.issue, e.due, e.amount) for e in expected] == [
+        (D(2025, 5, 6), D(2025, 6, 5), Decimal("1000.00")),
+        (D(2025, 6, 5), D(2025, 7, 5), Decimal("1000.00")),
+        (D(2025, 7, 5), D(2025, 8, 4), Decimal("1000.00")),
+    ]
+    flows = fc.billing_forecast(ledger, cut, D(2025, 7, 7))
+    assert fc.window(flows, cut, D(2025, 5, 5)) == {"EUR": Decimal("1500.00")}  # A's 16 Apr + B's 21 Apr
+    assert fc.window(flows, cut, D(2025, 7, 7)) == {"EUR": Decimal("3500.00")}
+    assert ledger.actual(cut, D(2025, 7, 7)) == {"EUR": Decimal("3000.00")}
+
+
+@pytest.mark.django_db
+def test_backtest_wape_per_horizon(history):
+    result = fc.backtest(fc.load_ledger(), end=D(2025, 7, 6))
+    h13 = result["horizons"]["13"]
+    assert h13["cutoffs"] == 1  # only 7 Apr has its 13 weeks in the past
+    assert h13["weeks"] == [{"cutoff": "2025-04-07", "actual": 3000.0, "current": 2000.0, "with_billing": 3500.0}]
+    assert h13["wape_current_pct"] == 33.3 and h13["wape_with_billing_pct"] == 16.7
+    h4 = result["horizons"]["4"]
+    assert h4["weeks"][0] == {"cutoff": "2025-04-07", "actual": 1000.0, "current": 1000.0, "with_billing": 1500.0}
+    assert h4["cutoffs"] == 10  # 7 Apr … 9 Jun
+    assert set(result["horizons"]) == {"1", "4", "13"}
+
+
+@pytest.mark.django_db
+def test_a_payment_after_the_cut_off_is_not_known_at_it(history):
+    """The forecast at 7 Apr is the same whether or not the later payments exist: no peeking."""
+    ledger = fc.load_ledger()
+    before = fc.window(fc.billing_forecast(ledger, D(2025, 4, 7), D(2025, 7, 7)), D(2025, 4, 7), D(2025, 7, 7))
+    from billing.models import Payment
+
+    Payment.objects.filter(date__gte=D(2025, 4, 7)).delete()
+    after = fc.window(fc.billing_forecast(fc.load_ledger(), D(2025, 4, 7), D(2025, 7, 7)), D(2025, 4, 7), D(2025, 7, 7))
+    assert before == after
