@@ -49,6 +49,33 @@ GROUPS = {
 }
 
 
+def _bootstrap(x: np.ndarray, y: np.ndarray, rounds: int = 2000) -> dict:
+    """Is the gain more than the luck of the test set? Resample the held-out invoices, same for both models."""
+    from sklearn.metrics import roc_auc_score
+
+    from insights.services.risk import HOLDOUT_SHARE, _fit, predict_logit
+
+    cut = int(np.ceil(len(y) * (1 - HOLDOUT_SHARE)))
+    base_cols = len(RISK_FEATURE_KEYS)
+    base = predict_logit(_fit(x[:cut, :base_cols], y[:cut], RISK_FEATURE_KEYS), x[cut:, :base_cols])
+    ext = predict_logit(_fit(x[:cut], y[:cut], EXTENDED_RISK_FEATURE_KEYS), x[cut:])
+    y_test = y[cut:]
+    rng = np.random.default_rng(21)
+    diffs = []
+    for _ in range(rounds):
+        idx = rng.integers(0, len(y_test), len(y_test))
+        if len(set(y_test[idx].tolist())) < 2:
+            continue
+        diffs.append(roc_auc_score(y_test[idx], ext[idx]) - roc_auc_score(y_test[idx], base[idx]))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {
+        "rounds": len(diffs),
+        "auc_gain_mean": round(float(np.mean(diffs)), 4),
+        "auc_gain_95ci": [round(float(lo), 4), round(float(hi), 4)],
+        "share_of_resamples_with_a_gain": round(float(np.mean(np.array(diffs) > 0)), 3),
+    }
+
+
 def risk(today: datetime.date) -> dict:
     cpu = time.process_time()
     ids, x, y = training_set(today=today)
@@ -61,6 +88,7 @@ def risk(today: datetime.date) -> dict:
         fit = fit_risk_model(x[:, [index[k] for k in features]], y, features=features)
         groups[name] = None if fit.roc_auc is None else round(fit.roc_auc, 4)
     out["base_plus_one_group_auc"] = groups
+    out["paired_bootstrap"] = _bootstrap(x, y)
     out["added_feature_spread"] = {
         k: {"mean": round(float(np.mean(x[:, index[k]])), 3), "std": round(float(np.std(x[:, index[k]])), 3)}
         for k in BEHAVIOUR_FEATURE_KEYS

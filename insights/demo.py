@@ -378,17 +378,18 @@ class _History:
                          for code in self.codes}
         # Some clients dispute readily, most rarely: their past dispute rate is what the risk model reads.
         self.disputing = {code: self.rng.choices((0.3, 1.0, 3.0), (40, 40, 20))[0] for code in self.codes}
+        # Payment behaviour is persistent and goes with friction, as in real firms (ADR 0125): the clients that
+        # dispute readily also pay later and more often in parts. The same delays as drawn above, handed out again
+        # so that the more a client disputes, the later it tends to pay (with noise; a separate stream, so the rest
+        # of the history draws what it drew before and the firm's delays keep their distribution).
+        behaviour = random.Random(f"{self.rng_key}:behaviour")  # noqa: S311 - demo data, not secrets
+        keyed = sorted(self.codes, key=lambda c: math.log(self.disputing[c]) + behaviour.gauss(0, 0.8))
+        for code, late in zip(keyed, sorted(self.lateness.values()), strict=True):
+            self.lateness[code] = late
+        self.partial = {code: {0.3: 0.02, 1.0: 0.05, 3.0: 0.16}[self.disputing[code]] for code in self.codes}
         for code in self.codes:
             if "credit_hold" in self.tags[code]:
                 self.lateness[code] = 55
-        # Payment behaviour is persistent and goes with friction, as in real firms (ADR 0125): the clients that
-        # dispute readily also pay later and more often in parts. Adjusted from the draws above (a separate
-        # stream), so the rest of the history draws what it drew before.
-        behaviour = random.Random(f"{self.rng_key}:behaviour")  # noqa: S311 - demo data, not secrets
-        for code in self.codes:
-            propensity = self.disputing[code]
-            self.lateness[code] += {0.3: -2, 1.0: 0, 3.0: 12}[propensity] + behaviour.randint(-2, 2)
-        self.partial = {code: {0.3: 0.02, 1.0: 0.05, 3.0: 0.16}[self.disputing[code]] for code in self.codes}
         current = list(Contract.objects.filter(client__code__in=self.codes).select_related("client", "entity")
                        .prefetch_related("projects").order_by("code"))
         previous = []
@@ -730,6 +731,8 @@ class _History:
         # notes say so, and such months are disputed more often. Its own stream per invoice (ADR 0125).
         friction_rng = random.Random(f"{self.rng_key}:friction:{idx}")  # noqa: S311 - demo data, not secrets
         friction = friction_rng.random() < FRICTION_SHARE
+        if not friction:
+            dispute_rate *= 0.8  # calm months are disputed less: the firm's overall dispute rate stays as it was
         if friction:
             dispute_rate += 0.3
             note = friction_rng.choice(FRICTION_NOTES)

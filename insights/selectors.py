@@ -39,6 +39,7 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
+    BooleanField,
     Case,
     Count,
     DecimalField,
@@ -980,29 +981,26 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
     forecasts replayed at each Monday of the history from data known then, WAPE per horizon
     (1, 4, 13 weeks) = Σ|forecast − actual receipts| ÷ Σ actual receipts.
     """
+    from insights.services import forecast as fc
+
     as_of = f.as_of
     start = _monday(as_of)
     err_start = start - timedelta(weeks=FORECAST_ERROR_WEEKS)
-    delays = client_days_late(f, as_of)
-    # The invoices open at the error window's start or issued since: their payments and credits.
-    invoices = list(
-        _open_as_of(f, err_start).values_list("pk", "client_id", "currency", "due_date", "total")
-    ) + list(
-        Invoice.objects.filter(ISSUED, invoice_scope(f), kind=Invoice.Kind.INVOICE, issue_date__gt=err_start,
-                               issue_date__lte=as_of).values_list("pk", "client_id", "currency", "due_date", "total")
-    )
-    ids = [row[0] for row in invoices]
-    payments: dict[int, list[tuple[datetime.date, Decimal]]] = defaultdict(list)
-    credits: dict[int, list[tuple[datetime.date, Decimal]]] = defaultdict(list)
-    issue: dict[int, datetime.date] = dict(Invoice.objects.filter(pk__in=ids).values_list("pk", "issue_date"))
-    for inv, day, amount in Payment.objects.filter(invoice_id__in=ids, date__lte=as_of).values_list(
-        "invoice_id", "date", "amount"
-    ):
-        payments[inv].append((day, amount))
-    for inv, day, amount in Invoice.objects.filter(
-        ISSUED, kind=Invoice.Kind.CREDIT_NOTE, credit_of_id__in=ids, issue_date__lte=as_of
-    ).values_list("credit_of_id", "issue_date", "total"):
-        credits[inv].append((day, amount))
+    ledger = fc.load_ledger(scope=invoice_scope(f))
+    delays = ledger.mean_delays(as_of + timedelta(days=1))  # = client_days_late(f, as_of), from the ledger
+    # The invoices open at the error window's start or issued since: their payments and credits (from the ledger,
+    # which holds every issued invoice in scope with its payments and credit notes: no query of its own).
+    err_day = err_start + timedelta(days=1)
+    chosen = [
+        inv for inv in ledger.invoices
+        if (inv.issue <= err_start and inv.balance_before(err_day) > 0) or err_start < inv.issue <= as_of
+    ]
+    invoices = [(inv.pk, inv.client_id, inv.currency, inv.due, inv.total) for inv in chosen]
+    payments: dict[int, list[tuple[datetime.date, Decimal]]] = {
+        inv.pk: [(d, a) for d, a in inv.payments if d <= as_of] for inv in chosen}
+    credits: dict[int, list[tuple[datetime.date, Decimal]]] = {
+        inv.pk: [(d, a) for d, a in inv.credits if d <= as_of] for inv in chosen}
+    issue: dict[int, datetime.date] = {inv.pk: inv.issue for inv in chosen}
 
     def balance(pk: int, total: Decimal, day: datetime.date) -> Decimal:
         """Open balance at the end of `day`."""
@@ -1041,7 +1039,7 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
                 predicted[cur][k] += open_then
             actual[cur][k] += sum((a for d, a in payments[pk] if monday <= d <= sunday), ZERO)
 
-    rates = fx_rates(currencies, as_of)
+    rates = fx_rates(set(currencies) | {i.currency for i in ledger.invoices}, as_of)
     weeks_out = [
         {"week": w, "by_currency": {c: forecast[c][k] for c in currencies},
          "total": convert({c: forecast[c][k] for c in currencies}, rates)}
@@ -1055,7 +1053,7 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
         errors.append({"week": w, "forecast": p, "actual": a, "error": err,
                        "abs_pct": _pct(abs(err), a) if err is not None and a else None})
     pcts = [e["abs_pct"] for e in errors if e["abs_pct"] is not None]
-    with_billing, backtest = _forecast_with_billing(f, as_of, start)
+    with_billing, backtest = _forecast_with_billing(f, ledger, rates, as_of, start)
     return {
         "with_billing": with_billing,
         "backtest": backtest,
@@ -1071,12 +1069,12 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
     }
 
 
-def _forecast_with_billing(f: KpiFilters, as_of: datetime.date, start: datetime.date) -> tuple[dict, dict]:
+def _forecast_with_billing(f: KpiFilters, ledger: Any, rates: dict[str, Decimal | None], as_of: datetime.date,
+                          start: datetime.date) -> tuple[dict, dict]:
     """The forecast with the invoices still to come, by week, and the backtest of both forecasts (ADR 0126)."""
     from billing.models import Contract
     from insights.services import forecast as fc
 
-    ledger = fc.load_ledger(scope=invoice_scope(f))
     cutoff = as_of + timedelta(days=1)
     until = start + timedelta(weeks=FORECAST_WEEKS)
     contracts = Contract.objects.all()
@@ -1090,8 +1088,9 @@ def _forecast_with_billing(f: KpiFilters, as_of: datetime.date, start: datetime.
     cadence = fc.expected_invoices(ledger, cutoff, until, live=True)
     ar_flows = fc.open_ar_flows(ledger, cutoff)
     new_flows = fc.invoice_flows(ledger, cutoff, cadence + unbilled)
-    currencies = {i.currency for i in ledger.invoices} | {e.currency for e in unbilled}
-    rates = fx_rates(currencies, as_of)
+    missing = {e.currency for e in unbilled} - set(rates)
+    if missing:
+        rates = {**rates, **fx_rates(missing, as_of)}
     weeks = []
     for k in range(FORECAST_WEEKS):
         monday = start + timedelta(weeks=k)
@@ -1125,8 +1124,11 @@ def rework_flags(qs: QuerySet, as_of: datetime.date) -> QuerySet:
     logged = StateLog.objects.filter(content_type_id=ct, object_id=OuterRef("pk"), timestamp__date__lte=as_of)
     return qs.annotate(
         revalidated=Exists(logged.filter(transition="reopen_draft")),
-        overridden=Exists(logged.filter(transition="override")) | Exists(
-            InvoiceException.objects.filter(invoice=OuterRef("pk"), state=InvoiceException.State.OVERRIDDEN)
+        overridden=ExpressionWrapper(
+            Q(Exists(logged.filter(transition="override"))) | Q(Exists(
+                InvoiceException.objects.filter(invoice=OuterRef("pk"), state=InvoiceException.State.OVERRIDDEN)
+            )),
+            output_field=BooleanField(),
         ),
         rejected=Exists(logged.filter(transition="reject")),
         credited=Exists(

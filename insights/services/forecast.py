@@ -52,6 +52,7 @@ class _Invoice:
     issue: date
     due: date
     total: Decimal
+    subtotal: Decimal = ZERO
     payments: list[tuple[date, Decimal]] = field(default_factory=list)
     credits: list[tuple[date, Decimal]] = field(default_factory=list)
 
@@ -99,6 +100,24 @@ class Ledger:
         lo, hi = bisect_left(days, before - timedelta(days=LATE_WINDOW_DAYS)), bisect_left(days, before)
         return lates[lo:hi]
 
+    def gross_ratios(self) -> dict[int, Decimal]:
+        """Total ÷ net of each client's invoices (the tax on top), and of everyone's under key 0."""
+        totals: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+        for inv in self.invoices:
+            for key in (inv.client_id, 0):
+                totals[key][0] += inv.total
+                totals[key][1] += inv.subtotal
+        return {k: t / n for k, (t, n) in totals.items() if n > 0}
+
+    def mean_delays(self, before: date) -> dict[int, float]:
+        """Each client's average days late over its payments in the 365 days before `before` (clients with any)."""
+        out = {}
+        for client_id in self._delays:
+            own = self.own_delays(client_id, before)
+            if own:
+                out[client_id] = statistics.fmean(own)
+        return out
+
     def actual(self, start: date, end: date) -> dict[str, Decimal]:
         """Payments on invoices dated in [start, end), per currency."""
         out: dict[str, Decimal] = defaultdict(Decimal)
@@ -110,16 +129,28 @@ class Ledger:
 
 
 def load_ledger(*, scope: Any = None) -> Ledger:
-    """The ledger from the database (four queries); `scope`: an optional Q on invoices."""
+    """The ledger from the database (three queries); `scope`: an optional Q on invoices."""
     qs = Invoice.objects.filter(kind=Invoice.Kind.INVOICE, number__isnull=False).order_by()
     if scope is not None:
         qs = qs.filter(scope)
-    invoices = {
-        pk: _Invoice(pk, client_id, contract_id, cur, issue, due or issue, total)
-        for pk, client_id, contract_id, cur, issue, due, total in qs.values_list(
-            "pk", "client_id", "contract_id", "currency", "issue_date", "due_date", "total"
-        )
-    }
+    invoices: dict[int, _Invoice] = {}
+    retainers: dict[int, Decimal] = {}
+    statuses: dict[int, str] = {}
+    for pk, client_id, contract_id, cur, issue, due, total, retainer, status in qs.values_list(
+        "pk",
+        "client_id",
+        "contract_id",
+        "currency",
+        "issue_date",
+        "due_date",
+        "total",
+        "contract__retainer_amount",
+        "contract__status",
+    ):
+        invoices[pk] = _Invoice(pk, client_id, contract_id, cur, issue, due or issue, total)
+        if retainer:
+            retainers[contract_id] = retainer
+        statuses[contract_id] = status
     for invoice_id, day, amount in (
         Payment.objects.filter(invoice_id__in=list(invoices)).order_by().values_list("invoice_id", "date", "amount")
     ):
@@ -130,11 +161,7 @@ def load_ledger(*, scope: Any = None) -> Ledger:
         .values_list("credit_of_id", "issue_date", "total")
     ):
         invoices[of].credits.append((day, amount))
-    contracts = Contract.objects.filter(pk__in={i.contract_id for i in invoices.values() if i.contract_id})
-    retainers = {
-        pk: amount for pk, amount in contracts.exclude(retainer_amount=None).values_list("pk", "retainer_amount")
-    }
-    active = set(Contract.objects.filter(status=Contract.Status.ACTIVE).values_list("pk", flat=True))
+    active = {pk for pk, status in statuses.items() if status == Contract.Status.ACTIVE}
     return Ledger(sorted(invoices.values(), key=lambda i: (i.issue, i.pk)), retainers, active)
 
 
@@ -337,45 +364,102 @@ def run_lag(ledger: Ledger, cutoff: date) -> int:
 
 
 def unbilled_invoices(ledger: Ledger, cutoff: date, contracts: Any) -> list[ExpectedInvoice]:
-    """What the next billing run would invoice to the active `contracts` that are not billing on a cadence yet.
+    """What the next billing run will invoice to the active `contracts` that are not billing on a cadence yet.
 
-    Approved, unbilled time, expenses and milestones, and the retainer fees due, up to the end of
-    the last full month before the cut-off, priced by the billing engine without writing anything;
-    issued at that month end + the usual run lag (or at the cut-off when that is past). A contract
+    Approved, unbilled billable time valued at the rate card's rate for the role on the day, less
+    the contract discount; approved, unbilled billable expenses with the contract markup; approved
+    milestones not invoiced; and one retainer fee — all dated up to the end of the last full month
+    before the cut-off, grossed up by the client's ratio of total to net on its earlier invoices
+    (tax). Issued at that month end + the usual run lag (or at the cut-off when that is past), due
+    after the contract's (or client's) payment terms. An estimate in four queries, whatever the
+    number of contracts; the billing run prices exactly (overrides, caps, consolidation). A contract
     with an invoice in the last 45 days is left to its cadence (`expected_invoices`): never both.
     """
-    from billing.services.billing_engine import price_contract
-    from billing.services.pricing import FxResolver, RateResolver, TaxRuleResolver
-    from billing.services.run_loading import load_contexts
+    from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
+
+    from billing.models import Expense, Milestone, RateCardLine, TimeEntry
 
     recent = {i.contract_id for i in ledger.invoices if cutoff - timedelta(days=45) <= i.issue < cutoff}
-    ids = [
-        pk for pk in contracts.filter(status=Contract.Status.ACTIVE).values_list("pk", flat=True) if pk not in recent
-    ]
-    if not ids:
-        return []
     end = cutoff.replace(day=1) - timedelta(days=1)
-    start = end.replace(day=1)
-    run_date = max(end + timedelta(days=run_lag(ledger, cutoff)), cutoff)
-    contexts, _ = load_contexts(ids, start, end)
-    rates = RateResolver(ctx.contract for ctx in contexts)
-    fx = FxResolver({(e.currency, ctx.contract.currency) for ctx in contexts for e in ctx.expense_items}, up_to=end)
-    taxes = TaxRuleResolver()
+    rows = (
+        contracts.filter(status=Contract.Status.ACTIVE)
+        .order_by()
+        .values_list(
+            "pk",
+            "client_id",
+            "currency",
+            "billing_model",
+            "retainer_amount",
+            "discount_pct",
+            "expense_markup_pct",
+            "payment_terms_days",
+            "client__payment_terms_days",
+        )
+    )
+    info = {row[0]: row for row in rows if row[0] not in recent}
+    money = DecimalField(max_digits=18, decimal_places=4)
+    rate = (
+        RateCardLine.objects.filter(
+            Q(effective_to__isnull=True) | Q(effective_to__gte=OuterRef("date")),
+            rate_card_id=OuterRef("project__contract__rate_card_id"),
+            role_id=OuterRef("person__role_id"),
+            effective_from__lte=OuterRef("date"),
+        )
+        .order_by("-effective_from", "-id")
+        .values("rate")[:1]
+    )
+    net: dict[int, Decimal] = defaultdict(Decimal)
+    for contract_id, value in (
+        TimeEntry.objects.filter(
+            project__contract_id__in=list(info),
+            status=TimeEntry.Status.APPROVED,
+            invoice_line__isnull=True,
+            billable=True,
+            date__lte=end,
+            project__contract__billing_model=Contract.BillingModel.TIME_AND_MATERIALS,
+        )
+        .annotate(value=ExpressionWrapper(F("hours") * Subquery(rate, output_field=money), output_field=money))
+        .order_by()
+        .values("project__contract_id")
+        .annotate(v=Sum("value"))
+        .values_list("project__contract_id", "v")
+    ):
+        discount = info[contract_id][5] or ZERO
+        net[contract_id] += (value or ZERO) * (1 - discount / 100)
+    for contract_id, value in (
+        Expense.objects.filter(
+            project__contract_id__in=list(info),
+            status=Expense.Status.APPROVED,
+            invoice_line__isnull=True,
+            billable=True,
+            date__lte=end,
+        )
+        .order_by()
+        .values("project__contract_id")
+        .annotate(v=Sum("amount"))
+        .values_list("project__contract_id", "v")
+    ):
+        net[contract_id] += (value or ZERO) * (1 + (info[contract_id][6] or ZERO) / 100)
+    for contract_id, value in (
+        Milestone.objects.filter(
+            project__contract_id__in=list(info), status=Milestone.Status.APPROVED, invoice_line__isnull=True
+        )
+        .order_by()
+        .values("project__contract_id")
+        .annotate(v=Sum("amount"))
+        .values_list("project__contract_id", "v")
+    ):
+        net[contract_id] += value or ZERO
+    for contract_id, row in info.items():
+        if row[3] == Contract.BillingModel.RETAINER and row[4]:
+            net[contract_id] += row[4]
+    gross = ledger.gross_ratios()
+    issue = max(end + timedelta(days=run_lag(ledger, cutoff)), cutoff)
     out = []
-    for ctx in contexts:
-        for draft in price_contract(
-            ctx, period_start=start, period_end=end, run_date=run_date, rates=rates, fx=fx, taxes=taxes
-        ):
-            if draft.total > 0:
-                out.append(
-                    ExpectedInvoice(
-                        ctx.contract.pk,
-                        ctx.contract.client_id,
-                        draft.currency,
-                        draft.issue_date,
-                        draft.due_date,
-                        draft.total,
-                        "unbilled work",
-                    )
-                )
+    for contract_id, amount in sorted(net.items()):
+        _pk, client_id, currency, _model, _ret, _disc, _markup, terms, client_terms = info[contract_id]
+        total = (amount * gross.get(client_id, gross.get(0, Decimal(1)))).quantize(Decimal("0.01"))
+        if total > 0:
+            due = issue + timedelta(days=terms or client_terms or 30)
+            out.append(ExpectedInvoice(contract_id, client_id, currency, issue, due, total, "unbilled work"))
     return out

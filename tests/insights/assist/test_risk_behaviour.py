@@ -30,6 +30,7 @@ from insights.services.risk import train_risk_model
 from insights.services.scoring import score_invoices
 from tests.factories import ContractFactory, UserFactory
 from tests.insights.assist.factories import issued_invoice
+from tests.insights.kpis.factories import issued, pay
 
 TODAY = datetime.date(2026, 1, 15)
 FRICTION = "rework of the interface after the client's review; extra requests outside the SOW"
@@ -51,18 +52,11 @@ def test_dunning_levels_follow_days_overdue():
 @pytest.mark.django_db
 def test_payment_behaviour_only_counts_what_was_known_on_the_day():
     contract = ContractFactory()
-    first = issued_invoice(contract, datetime.date(2025, 1, 4))
-    Invoice.objects.filter(pk=first.pk).update(due_date=datetime.date(2025, 2, 3), total=Decimal("8000.00"))
-    Payment.objects.create(
-        client=contract.client, invoice=first, amount=Decimal("3000.00"), currency="EUR", date=datetime.date(2025, 3, 5)
-    )  # 30 days late, leaves a balance: partial
-    Payment.objects.create(
-        client=contract.client,
-        invoice=first,
-        amount=Decimal("5000.00"),
-        currency="EUR",
-        date=datetime.date(2025, 3, 15),
-    )  # 40 days late, settles it
+    first = issued(
+        contract=contract, total="8000.00", issue_date=datetime.date(2025, 1, 4), due_date=datetime.date(2025, 2, 3)
+    )
+    pay(first, "3000.00", datetime.date(2025, 3, 5))  # 30 days late, leaves a balance: partial
+    pay(first, "5000.00", datetime.date(2025, 3, 15))  # 40 days late, settles it
     behaviour = load_payment_behaviour([contract.client_id])
     on = behaviour.features
     cid = contract.client_id
@@ -90,7 +84,7 @@ def test_payment_behaviour_only_counts_what_was_known_on_the_day():
 def test_change_order_churn_counts_the_last_180_days():
     contract = ContractFactory()
     for code, day in (
-        ("CO-1", datetime.date(2025, 1, 10)),
+        ("CO-1", datetime.date(2024, 11, 10)),
         ("CO-2", datetime.date(2025, 6, 1)),
         ("CO-3", datetime.date(2025, 6, 20)),
     ):
@@ -159,7 +153,14 @@ def _planted_history(seed: int = 21) -> None:
         paid_on = invoice.due_date + datetime.timedelta(days=late + rnd.randint(-3, 3))
         if paid_on < TODAY:
             payments.append(
-                Payment(client=invoice.client, invoice=invoice, amount=invoice.total, currency="EUR", date=paid_on)
+                Payment(
+                    client=invoice.client,
+                    invoice=invoice,
+                    amount=invoice.total,
+                    currency="EUR",
+                    date=paid_on,
+                    external_reference=f"PLANTED-{invoice.pk}",
+                )
             )
         p = 0.03 + 0.5 * friction + 0.2 * late_payer[invoice.contract_id]
         if rnd.random() < p:

@@ -1,7 +1,7 @@
 """Cash-forecast backtest (issue #21, ADR 0126): a small history whose answer is worked out by hand.
 
 Client A (contract CA) is invoiced 1,000 every 30 days from Monday 6 Jan 2025 on 30-day terms
-and always pays 10 days late. Client B was invoiced 1,000 on 6 Jan and never paid.
+and always pays 10 days late. Client B was invoiced 500 on 6 Jan and never paid.
 The first cut-off is 13 weeks after the first invoice: Monday 7 Apr 2025. Known then: A's
 invoices of 6 Jan, 5 Feb, 7 Mar, 6 Apr and B's; A's payments of 15 Feb and 17 Mar.
 
@@ -33,7 +33,7 @@ def history():
     for issue in (D(2025, 1, 6), D(2025, 2, 5), D(2025, 3, 7), D(2025, 4, 6), D(2025, 5, 6), D(2025, 6, 5)):
         inv = issued(contract=a, issue_date=issue, due_date=issue + datetime.timedelta(days=30))
         pay(inv, "1000.00", inv.due_date + datetime.timedelta(days=10))
-    issued(contract=b, issue_date=D(2025, 1, 6), due_date=D(2025, 2, 5))
+    issued(contract=b, total="500.00", issue_date=D(2025, 1, 6), due_date=D(2025, 2, 5))
     return a, b
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import datetime
 import re
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
 from billing.models import Invoice
 from insights.selectors import KpiFilters, finance_rework
-from tests.factories import ContractFactory, InvoiceExceptionFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    ContractFactory,
+    InvoiceExceptionFactory,
+    InvoiceFactory,
+    ProjectFactory,
+    UserFactory,
+)
 from tests.insights.kpis.factories import at, credit_note, issued, log
 
 D = datetime.date
@@ -37,8 +44,15 @@ def march():
     inv["rejected"] = issued(contract=contract, issue_date=day, lines=[dict(project=tax, position=1)])
     log(inv["rejected"], "reject", "draft", at(D(2025, 3, 7)))
     inv["cancelled_credit"] = issued(contract=contract, project=tax, issue_date=day)
-    cn = credit_note(inv["cancelled_credit"], total="50.00", issue_date=D(2025, 3, 21))
-    Invoice.objects.filter(pk=cn.pk).update(status=Invoice.Status.CANCELLED)
+    # A credit note drafted and cancelled before approval (never numbered): no credit was given.
+    InvoiceFactory(
+        kind=Invoice.Kind.CREDIT_NOTE,
+        credit_of=inv["cancelled_credit"],
+        contract=contract,
+        issue_date=D(2025, 3, 21),
+        total=Decimal("50.00"),
+        status=Invoice.Status.CANCELLED,
+    )
     inv["no_unit"] = issued(contract=contract, issue_date=day)
     # Outside the period, and a rejection logged after the as-of date: neither counts.
     log(
