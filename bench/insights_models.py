@@ -76,6 +76,34 @@ def _bootstrap(x: np.ndarray, y: np.ndarray, rounds: int = 2000) -> dict:
     }
 
 
+def _rolling(x: np.ndarray, y: np.ndarray) -> dict:
+    """The same comparison at several time cut-offs (train on everything before, test on the next 12.5 %)."""
+    from sklearn.metrics import roc_auc_score
+
+    from insights.services.risk import _fit, predict_logit
+
+    base_cols = len(RISK_FEATURE_KEYS)
+    folds = []
+    for share in (0.5, 0.625, 0.75, 0.875):
+        cut, stop = int(len(y) * share), int(len(y) * (share + 0.125))
+        y_test = y[cut:stop]
+        if len(set(y[:cut].tolist())) < 2 or len(set(y_test.tolist())) < 2:
+            continue
+        base = predict_logit(_fit(x[:cut, :base_cols], y[:cut], RISK_FEATURE_KEYS), x[cut:stop, :base_cols])
+        ext = predict_logit(_fit(x[:cut], y[:cut], EXTENDED_RISK_FEATURE_KEYS), x[cut:stop])
+        folds.append(
+            {
+                "train": cut,
+                "test": stop - cut,
+                "test_positives": int(y_test.sum()),
+                "base_auc": round(float(roc_auc_score(y_test, base)), 4),
+                "extended_auc": round(float(roc_auc_score(y_test, ext)), 4),
+            }
+        )
+    mean = {k: round(float(np.mean([f[k] for f in folds])), 4) for k in ("base_auc", "extended_auc")} if folds else {}
+    return {"folds": folds, "mean": mean}
+
+
 def risk(today: datetime.date) -> dict:
     cpu = time.process_time()
     ids, x, y = training_set(today=today)
@@ -89,6 +117,7 @@ def risk(today: datetime.date) -> dict:
         groups[name] = None if fit.roc_auc is None else round(fit.roc_auc, 4)
     out["base_plus_one_group_auc"] = groups
     out["paired_bootstrap"] = _bootstrap(x, y)
+    out["rolling_origin"] = _rolling(x, y)
     out["added_feature_spread"] = {
         k: {"mean": round(float(np.mean(x[:, index[k]])), 3), "std": round(float(np.std(x[:, index[k]])), 3)}
         for k in BEHAVIOUR_FEATURE_KEYS

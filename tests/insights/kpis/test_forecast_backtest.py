@@ -79,3 +79,22 @@ def test_a_payment_after_the_cut_off_is_not_known_at_it(history):
     Payment.objects.filter(date__gte=D(2025, 4, 7)).delete()
     after = fc.window(fc.billing_forecast(fc.load_ledger(), D(2025, 4, 7), D(2025, 7, 7)), D(2025, 4, 7), D(2025, 7, 7))
     assert before == after
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_the_forecast_with_its_measured_error(client, history):
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(groups=["finance_controller"]))
+    page = client.get(reverse("insights:dashboard"), {"period_start": "2025-01-01", "period_end": "2025-07-06"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Expected in 13 weeks with invoices to come" in html
+    table = html[html.index("Measured error: backtest over the history (WAPE)") :]
+    table = table[: table.index("</table>")]
+    # The 13-week row: one cut-off (7 Apr), 33.3 % before, 16.7 % after (worked out in the module docstring).
+    row = table[table.index("13 weeks") :]
+    row = row[: row.index("</tr>")]
+    assert [cell for cell in ("33.3 %", "16.7 %") if cell in row] == ["33.3 %", "16.7 %"]
