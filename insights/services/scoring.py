@@ -4,7 +4,8 @@ Called by the billing run for the drafts it has just written (before their
 approval requests open, so an ANOMALY warning routes them to the extra
 controller step), by revalidation, and after each retraining for every invoice
 still awaiting approval or cash. A batch costs a fixed number of queries
-(about ten), whatever its size. Scores are advice: the only effect on the
+(about ten; some twenty with an active risk model, which also reads payments, notes and change
+orders — ADR 0125), whatever its size. Scores are advice: the only effect on the
 workflow is the ANOMALY warning, which the approval policies route.
 """
 

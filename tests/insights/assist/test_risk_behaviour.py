@@ -26,6 +26,7 @@ from insights.behaviour import (
     load_payment_behaviour,
 )
 from insights.features import EXTENDED_RISK_FEATURE_KEYS, RISK_FEATURE_KEYS
+from insights.models import RiskModel
 from insights.services.risk import train_risk_model
 from insights.services.scoring import score_invoices
 from tests.factories import ContractFactory, UserFactory
@@ -219,3 +220,27 @@ def test_with_notes_and_payment_behaviour_the_model_beats_the_current_one_on_the
     top = {r["feature"]: r for r in scores[rough.pk].risk_reasons}
     assert top["notes_friction"]["value"] == 2 and top["notes_friction"]["contribution"] > 0
     assert len(scores[rough.pk].risk_reasons) == len(EXTENDED_RISK_FEATURE_KEYS)
+
+
+@pytest.mark.django_db
+@override_settings(INSIGHTS_RISK_MIN_SAMPLES=150, INSIGHTS_RISK_MIN_POSITIVES=15)
+def test_the_model_page_and_the_command_report_both_aucs_on_the_same_split(client):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    _planted_history()
+    out = StringIO()
+    call_command("train_risk_model", "--today", TODAY.isoformat(), "--no-rescore", stdout=out)
+    model = RiskModel.objects.get(is_active=True)
+    c = model.parameters["comparison"]
+    text = out.getvalue()
+    assert f"AUC invoice-only {c['base_auc']}, with payment behaviour, notes and churn {c['extended_auc']}" in text
+    assert "kept: extended" in text
+    client.force_login(UserFactory(groups=["finance_controller"]))
+    html = client.get(reverse("insights:model")).content.decode()
+    table = html[html.index('id="feature-comparison"') :]
+    table = table[: table.index("</table>")]
+    assert f">{c['base_auc']}<" in table and f">{c['extended_auc']}<" in table
+    assert "180 older invoices to train, newest 60 to test" in table
