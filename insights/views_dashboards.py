@@ -575,6 +575,7 @@ def rework_ranking(request: HttpRequest) -> HttpResponse:
                      "reasons": [(r[k], drill(unit, k) if unit else None) for k in selectors.REWORK_REASONS]})
     return render(request, "insights/dashboards/rework.html", {
         "data": data, "rows": rows, "filters": f, "reasons": selectors.REWORK_REASONS,
+        "view_name": "insights:rework_ranking",
         "definition": selectors.DEFINITIONS["finance_rework"], "all_url": drill(f.business_unit),
         "dashboards": [(name, label) for name, (label, _, _) in DASHBOARDS.items()],
     })
