@@ -976,10 +976,12 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
     currency, and overall in the reporting currency.
     With billing (`with_billing`, ADR 0126): open AR spread over each client's own past delays,
     plus the invoices still to come — each still-billing contract's next invoices on its cadence,
-    and what the next run would bill from approved, unbilled work and schedules for a contract not
-    billing yet — paid as the client pays; by week, in the reporting currency. `backtest`: both
-    forecasts replayed at each Monday of the history from data known then, WAPE per horizon
-    (1, 4, 13 weeks) = Σ|forecast − actual receipts| ÷ Σ actual receipts.
+    and for a contract not billing yet what the next run will bill (approved, unbilled time at the
+    rate card's rate less the discount, expenses with the markup, approved milestones, the retainer
+    fee) and its milestones due within the 13 weeks — paid as the client pays; by week, in the
+    reporting currency. `backtest`: both forecasts replayed at each Monday of the history from
+    data known then, WAPE per horizon (1, 4, 13 weeks) = Σ|forecast − actual receipts| ÷ Σ actual
+    receipts.
     """
     from insights.services import forecast as fc
 
@@ -1084,7 +1086,7 @@ def _forecast_with_billing(f: KpiFilters, ledger: Any, rates: dict[str, Decimal 
         contracts = contracts.filter(client__code=f.client)
     if f.business_unit:
         contracts = contracts.filter(projects__business_unit=f.business_unit).distinct()
-    unbilled = fc.unbilled_invoices(ledger, cutoff, contracts)
+    unbilled = fc.unbilled_invoices(ledger, cutoff, contracts, until)
     cadence = fc.expected_invoices(ledger, cutoff, until, live=True)
     ar_flows = fc.open_ar_flows(ledger, cutoff)
     new_flows = fc.invoice_flows(ledger, cutoff, cadence + unbilled)

@@ -216,7 +216,7 @@ class ExpectedInvoice:
     issue: date
     due: date
     amount: Decimal
-    source: str  # "cadence" | "unbilled work"
+    source: str  # "cadence" | "unbilled work" | "milestone due"
 
 
 def expected_invoices(ledger: Ledger, cutoff: date, until: date, *, live: bool = False) -> list[ExpectedInvoice]:
@@ -363,15 +363,17 @@ def run_lag(ledger: Ledger, cutoff: date) -> int:
     return int(statistics.median(lags)) if lags else DEFAULT_RUN_LAG_DAYS
 
 
-def unbilled_invoices(ledger: Ledger, cutoff: date, contracts: Any) -> list[ExpectedInvoice]:
-    """What the next billing run will invoice to the active `contracts` that are not billing on a cadence yet.
+def unbilled_invoices(ledger: Ledger, cutoff: date, contracts: Any, until: date | None = None) -> list[ExpectedInvoice]:
+    """What the billing runs will invoice to the active `contracts` that are not billing on a cadence yet.
 
-    Approved, unbilled billable time valued at the rate card's rate for the role on the day, less
-    the contract discount; approved, unbilled billable expenses with the contract markup; approved
-    milestones not invoiced; and one retainer fee — all dated up to the end of the last full month
-    before the cut-off, grossed up by the client's ratio of total to net on its earlier invoices
-    (tax). Issued at that month end + the usual run lag (or at the cut-off when that is past), due
-    after the contract's (or client's) payment terms. An estimate in four queries, whatever the
+    The next run: approved, unbilled billable time (T&M) valued at the rate card's rate for the
+    role on the day, less the contract discount; approved, unbilled billable expenses with the
+    contract markup; approved milestones not invoiced; and one retainer fee — work dated up to the
+    end of the last full month before the cut-off; issued at that month end + the usual run lag
+    (or at the cut-off when that is past). Then each milestone not yet approved whose due date
+    falls in [cut-off, `until`): an invoice on its due date. Amounts are grossed up by the client's
+    ratio of total to net on its earlier invoices (tax); due after the contract's (or client's)
+    payment terms. An estimate in four queries, whatever the
     number of contracts; the billing run prices exactly (overrides, caps, consolidation). A contract
     with an invoice in the last 45 days is left to its cadence (`expected_invoices`): never both.
     """
@@ -440,26 +442,37 @@ def unbilled_invoices(ledger: Ledger, cutoff: date, contracts: Any) -> list[Expe
         .values_list("project__contract_id", "v")
     ):
         net[contract_id] += (value or ZERO) * (1 + (info[contract_id][6] or ZERO) / 100)
-    for contract_id, value in (
+    due_later: list[tuple[int, date, Decimal]] = []
+    for contract_id, status, due_on, value in (
         Milestone.objects.filter(
-            project__contract_id__in=list(info), status=Milestone.Status.APPROVED, invoice_line__isnull=True
+            Q(status=Milestone.Status.APPROVED)
+            | Q(
+                status__in=(Milestone.Status.PLANNED, Milestone.Status.COMPLETED),
+                due_date__gte=cutoff,
+                due_date__lt=until or cutoff,
+            ),
+            project__contract_id__in=list(info),
+            invoice_line__isnull=True,
         )
-        .order_by()
-        .values("project__contract_id")
-        .annotate(v=Sum("amount"))
-        .values_list("project__contract_id", "v")
+        .order_by("due_date", "pk")
+        .values_list("project__contract_id", "status", "due_date", "amount")
     ):
-        net[contract_id] += value or ZERO
+        if status == Milestone.Status.APPROVED:
+            net[contract_id] += value
+        else:
+            due_later.append((contract_id, due_on, value))
     for contract_id, row in info.items():
         if row[3] == Contract.BillingModel.RETAINER and row[4]:
             net[contract_id] += row[4]
     gross = ledger.gross_ratios()
     issue = max(end + timedelta(days=run_lag(ledger, cutoff)), cutoff)
     out = []
-    for contract_id, amount in sorted(net.items()):
+    planned = [(contract_id, issue, amount, "unbilled work") for contract_id, amount in sorted(net.items())]
+    planned += [(contract_id, day, amount, "milestone due") for contract_id, day, amount in due_later]
+    for contract_id, on, amount, source in planned:
         _pk, client_id, currency, _model, _ret, _disc, _markup, terms, client_terms = info[contract_id]
         total = (amount * gross.get(client_id, gross.get(0, Decimal(1)))).quantize(Decimal("0.01"))
         if total > 0:
-            due = issue + timedelta(days=terms or client_terms or 30)
-            out.append(ExpectedInvoice(contract_id, client_id, currency, issue, due, total, "unbilled work"))
+            due = on + timedelta(days=terms or client_terms or 30)
+            out.append(ExpectedInvoice(contract_id, client_id, currency, on, due, total, source))
     return out

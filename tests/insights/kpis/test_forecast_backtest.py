@@ -98,3 +98,56 @@ def test_the_dashboard_shows_the_forecast_with_its_measured_error(client, histor
     row = table[table.index("13 weeks") :]
     row = row[: row.index("</tr>")]
     assert [cell for cell in ("33.3 %", "16.7 %") if cell in row] == ["33.3 %", "16.7 %"]
+
+
+@pytest.mark.django_db
+def test_the_live_forecast_expects_invoices_from_approved_unbilled_work_and_schedules():
+    """Cut-off 7 Apr 2025: the next run bills March's approved work on 7 Apr (31 Mar + 4 days, past), due 30 days on."""
+    from billing.models import Contract
+    from tests.factories import (
+        ExpenseFactory,
+        MilestoneFactory,
+        PersonFactory,
+        ProjectFactory,
+        RateCardLineFactory,
+        RoleFactory,
+        TimeEntryFactory,
+    )
+
+    senior = RoleFactory(code="SENIOR")
+    person = PersonFactory(role=senior)
+    tm = ContractFactory(code="TM", discount_pct=Decimal("10"), payment_terms_days=30)
+    RateCardLineFactory(rate_card=tm.rate_card, role=senior, rate=Decimal("200.0000"))
+    project = ProjectFactory(contract=tm)
+    TimeEntryFactory(project=project, person=person, date=D(2025, 3, 10), hours=Decimal("10.00"), status="approved")
+    TimeEntryFactory(project=project, person=person, date=D(2025, 4, 2), hours=Decimal("5.00"), status="approved")
+    TimeEntryFactory(project=project, person=person, date=D(2025, 3, 11), hours=Decimal("3.00"), status="submitted")
+    ExpenseFactory(project=project, person=person, date=D(2025, 3, 12), amount=Decimal("120.00"), status="approved")
+    fixed = ContractFactory(code="FF", billing_model=Contract.BillingModel.FIXED_FEE, payment_terms_days=30)
+    fixed_project = ProjectFactory(contract=fixed)
+    MilestoneFactory(project=fixed_project, amount=Decimal("5000.00"), status="approved", due_date=D(2025, 3, 20))
+    MilestoneFactory(project=fixed_project, amount=Decimal("3000.00"), due_date=D(2025, 5, 15))  # planned
+    MilestoneFactory(project=fixed_project, amount=Decimal("7000.00"), due_date=D(2025, 9, 15))  # after 13 weeks
+    ContractFactory(
+        code="RT",
+        billing_model=Contract.BillingModel.RETAINER,
+        retainer_amount=Decimal("4000.00"),
+        payment_terms_days=30,
+    )
+    # A contract invoiced 34 days before the cut-off (4 days after February ends: the run lag) bills on its
+    # cadence instead: not counted twice.
+    busy = ContractFactory(code="BUSY", payment_terms_days=30)
+    issued(contract=busy, issue_date=D(2025, 3, 4), due_date=D(2025, 4, 3))
+    TimeEntryFactory(project=ProjectFactory(contract=busy), person=person, date=D(2025, 3, 25), status="approved")
+
+    ledger = fc.load_ledger()
+    got = fc.unbilled_invoices(ledger, D(2025, 4, 7), Contract.objects.all(), D(2025, 7, 7))
+    codes = dict(Contract.objects.values_list("pk", "code"))
+    assert sorted((codes[e.contract_id], e.issue, e.due, e.amount, e.source) for e in got) == [
+        ("FF", D(2025, 4, 7), D(2025, 5, 7), Decimal("5000.00"), "unbilled work"),
+        ("FF", D(2025, 5, 15), D(2025, 6, 14), Decimal("3000.00"), "milestone due"),
+        ("RT", D(2025, 4, 7), D(2025, 5, 7), Decimal("4000.00"), "unbilled work"),
+        # 10 h × 200 less 10 % = 1,800, plus the 120 expense (no markup); the tax ratio of the ledger's one
+        # invoice is 1 (its total is its net).
+        ("TM", D(2025, 4, 7), D(2025, 5, 7), Decimal("1920.00"), "unbilled work"),
+    ]
