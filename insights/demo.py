@@ -122,6 +122,23 @@ def _dispute_description(cause: str, key: str) -> str:
     return text
 
 
+#: Share of history invoices whose month had friction, and what the consultants' notes then said (ADR 0125).
+FRICTION_SHARE = 0.08
+FRICTION_NOTES = (
+    "rework of the data model after the client's review",
+    "extra requests outside the SOW from the steering committee",
+    "waiting on client access for most of the week; escalated to the sponsor",
+    "second attempt at the migration scripts; weekend work to recover the plan",
+    "unplanned workshops requested by procurement",
+    "client unhappy with the first draft; redone",
+)
+CALM_NOTES = (
+    "workshops and status reporting as planned",
+    "build and test of the agreed release",
+    "analysis and documentation per the work plan",
+    "steering committee and weekly updates",
+)
+
 #: The second analyst and controller of the history: the demo logins `analyst2` and `controller2` (billing/demo.py
 #: creates them with the demo password; made here without one only when the billing seed did not run).
 EXTRA_FINANCE = (("analyst2", "Mia", "Vogel", "finance_analyst"),
@@ -361,6 +378,15 @@ class _History:
                          for code in self.codes}
         # Some clients dispute readily, most rarely: their past dispute rate is what the risk model reads.
         self.disputing = {code: self.rng.choices((0.3, 1.0, 3.0), (40, 40, 20))[0] for code in self.codes}
+        # Payment behaviour is persistent and goes with friction, as in real firms (ADR 0125): the clients that
+        # dispute readily also pay later and more often in parts. The same delays as drawn above, handed out again
+        # so that the more a client disputes, the later it tends to pay (with noise; a separate stream, so the rest
+        # of the history draws what it drew before and the firm's delays keep their distribution).
+        behaviour = random.Random(f"{self.rng_key}:behaviour")  # noqa: S311 - demo data, not secrets
+        keyed = sorted(self.codes, key=lambda c: math.log(self.disputing[c]) + behaviour.gauss(0, 0.8))
+        for code, late in zip(keyed, sorted(self.lateness.values()), strict=True):
+            self.lateness[code] = late
+        self.partial = {code: {0.3: 0.02, 1.0: 0.05, 3.0: 0.16}[self.disputing[code]] for code in self.codes}
         for code in self.codes:
             if "credit_hold" in self.tags[code]:
                 self.lateness[code] = 55
@@ -701,6 +727,23 @@ class _History:
         dispute_rate += 0.40 if codes & {"PO_REQUIRED_MISSING", "CHANGE_ORDER_PENDING"} else 0
         dispute_rate += 0.15 if any(how == "overridden" for _, how in blocking) else 0
         dispute_rate += 0.12 if "CLIENT_ON_CREDIT_HOLD" in codes else 0
+        # Friction in the month's work (rework, requests outside the SOW, waiting on the client): the consultants'
+        # notes say so, and such months are disputed more often. Its own stream per invoice (ADR 0125).
+        friction_rng = random.Random(f"{self.rng_key}:friction:{idx}")  # noqa: S311 - demo data, not secrets
+        friction = friction_rng.random() < FRICTION_SHARE
+        if not friction:
+            dispute_rate *= 0.8  # calm months are disputed less: the firm's overall dispute rate stays as it was
+        if friction:
+            dispute_rate += 0.3
+            note = friction_rng.choice(FRICTION_NOTES)
+            for ln in lines:
+                if ln["kind"] in ("time", "overage"):
+                    ln["description"] = f"{ln['description']}: {note}"
+        elif friction_rng.random() < 0.25:
+            note = friction_rng.choice(CALM_NOTES)
+            for ln in lines:
+                if ln["kind"] in ("time", "overage"):
+                    ln["description"] = f"{ln['description']}: {note}"
         resolution_end = None
         full_credit = False
         if rng.random() < dispute_rate:
@@ -770,7 +813,7 @@ class _History:
                 pay_on = max(pay_on, resolution_end + timedelta(days=rng.randint(3, 15)))
             owed = total - credited
             parts = [(pay_on, owed)]
-            if rng.random() < 0.06 and owed > 100:
+            if rng.random() < self.partial.get(client.code, 0.06) and owed > 100:
                 first = _q(owed / 2)
                 parts = [(pay_on - timedelta(days=12), first), (pay_on + timedelta(days=6), owed - first)]
             for k, (day, amount) in enumerate(parts):

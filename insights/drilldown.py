@@ -299,6 +299,23 @@ def leakage(f: KpiFilters, params: Mapping[str, str]) -> Result:
     return Result(["Person", "Project", "Date", "Hours / amount", "Approved", "Invoice"], q, render)
 
 
+def rework(f: KpiFilters, params: Mapping[str, str]) -> Result:
+    """The reworked invoices (optionally one `reason`), with the interventions each needed."""
+    q = s.rework_flags(s.issued_invoices(f), f.as_of).filter(s.REWORKED)
+    reason = params.get("reason", "")
+    if reason in s.REWORK_REASONS:
+        q = q.filter(**{reason: True})
+    q = q.select_related("client", "project").order_by("issue_date", "id")
+
+    def render(i: Any) -> list[tuple[str, str | None]]:
+        why = ", ".join(r for r in s.REWORK_REASONS if getattr(i, r))
+        unit = i.project.business_unit if i.project_id else ""
+        return [(i.display_number, _inv_url(i.pk)), (i.client.legal_name, None), (unit, None),
+                (_d(i.issue_date), None), (f"{i.total} {i.currency}", None), (why, None)]
+
+    return Result(["Invoice", "Client", "Business unit", "Issued", "Total", "Interventions"], q, render)
+
+
 DRILLDOWNS: dict[str, Callable[[KpiFilters, Mapping[str, str]], Result]] = {
     "days_to_invoice": issued_invoices,
     "first_pass_accuracy": issued_invoices,
@@ -311,6 +328,7 @@ DRILLDOWNS: dict[str, Callable[[KpiFilters, Mapping[str, str]], Result]] = {
     "cash_forecast": forecast,
     "approval_latency": decisions,
     "leakage": leakage,
+    "finance_rework": rework,
 }
 
 

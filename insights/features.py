@@ -26,6 +26,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 
 from billing.models import Invoice, InvoiceException, InvoiceLine
+from insights.behaviour import BEHAVIOUR_FEATURES, BehaviourContext
 
 TIME_KINDS = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.OVERAGE)
 #: A dispute opened, or a credit note issued, this many days after the invoice's issue date marks it "disputed".
@@ -133,7 +134,11 @@ RISK_FEATURES: tuple[tuple[str, str], ...] = (
     ("new_client", "New client"),
 )
 RISK_FEATURE_KEYS = tuple(key for key, _label in RISK_FEATURES)
-RISK_FEATURE_LABELS = dict(RISK_FEATURES)
+#: The invoice's own features plus the client's payment behaviour, the work notes and change-order churn
+#: (`insights.behaviour`, ADR 0125): what the risk model is trained on since issue #21.
+EXTENDED_RISK_FEATURES: tuple[tuple[str, str], ...] = RISK_FEATURES + BEHAVIOUR_FEATURES
+EXTENDED_RISK_FEATURE_KEYS = tuple(key for key, _label in EXTENDED_RISK_FEATURES)
+RISK_FEATURE_LABELS = dict(EXTENDED_RISK_FEATURES)
 
 _CODE_FEATURES = {
     "LATE_TIME": "late_time",
@@ -202,18 +207,27 @@ class InvoiceFacts:
     period_end: date | None
     subtotal: Decimal
     po_missing: bool
+    contract_id: int | None = None
 
 
 def load_facts(invoice_ids: Sequence[int]) -> tuple[dict[int, InvoiceFacts], dict[int, set[str]]]:
     """Invoice fields and the exception codes each invoice ever carried (open, resolved or overridden)."""
     facts = {
-        pk: InvoiceFacts(pk, client_id, ccy, issued, period_end, subtotal, bool(po_required and not po))
-        for pk, client_id, ccy, issued, period_end, subtotal, po_required, po in Invoice.objects.filter(
+        pk: InvoiceFacts(pk, client_id, ccy, issued, period_end, subtotal, bool(po_required and not po), contract_id)
+        for pk, client_id, ccy, issued, period_end, subtotal, po_required, po, contract_id in Invoice.objects.filter(
             pk__in=invoice_ids
         )
         .order_by()
         .values_list(
-            "id", "client_id", "currency", "issue_date", "period_end", "subtotal", "client__po_required", "po_number"
+            "id",
+            "client_id",
+            "currency",
+            "issue_date",
+            "period_end",
+            "subtotal",
+            "client__po_required",
+            "po_number",
+            "contract_id",
         )
     }
     codes: dict[int, set[str]] = defaultdict(set)
@@ -252,3 +266,24 @@ def risk_vector(
         values["days_to_invoice"] = float(max((facts.issue_date - facts.period_end).days, 0))
     values["new_client"] = 1.0 if issued_before < NEW_CLIENT_INVOICES else 0.0
     return [values[key] for key in RISK_FEATURE_KEYS]
+
+
+def extended_risk_vector(
+    facts: InvoiceFacts,
+    codes: set[str],
+    *,
+    anomaly_max_z: float | None,
+    history: ClientHistory,
+    events: DisputeEvents,
+    behaviour: BehaviourContext,
+) -> list[float]:
+    """The feature values of one invoice, in `EXTENDED_RISK_FEATURE_KEYS` order (the base ones first)."""
+    base = risk_vector(facts, codes, anomaly_max_z=anomaly_max_z, history=history, events=events)
+    extra = behaviour.values(facts.invoice_id, facts.client_id, facts.contract_id, facts.issue_date)
+    return base + [extra[key] for key, _label in BEHAVIOUR_FEATURES]
+
+
+def select(values: Sequence[float], features: Sequence[str]) -> list[float]:
+    """The values (in `EXTENDED_RISK_FEATURE_KEYS` order) of the `features` a model was trained on, in its order."""
+    index = {key: i for i, key in enumerate(EXTENDED_RISK_FEATURE_KEYS)}
+    return [values[index[key]] for key in features]

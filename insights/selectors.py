@@ -39,6 +39,7 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
+    BooleanField,
     Case,
     Count,
     DecimalField,
@@ -973,30 +974,35 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
     week (the balances open on the Monday, expected in that week) against the payments received
     in that week; error = forecast − actual, and the mean absolute percentage error. Per
     currency, and overall in the reporting currency.
+    With billing (`with_billing`, ADR 0126): open AR spread over each client's own past delays,
+    plus the invoices still to come — each still-billing contract's next invoices on its cadence,
+    and for a contract not billing yet what the next run will bill (approved, unbilled time at the
+    rate card's rate less the discount, expenses with the markup, approved milestones, the retainer
+    fee) and its milestones due within the 13 weeks — paid as the client pays; by week, in the
+    reporting currency. `backtest`: both forecasts replayed at each Monday of the history from
+    data known then, WAPE per horizon (1, 4, 13 weeks) = Σ|forecast − actual receipts| ÷ Σ actual
+    receipts.
     """
+    from insights.services import forecast as fc
+
     as_of = f.as_of
     start = _monday(as_of)
     err_start = start - timedelta(weeks=FORECAST_ERROR_WEEKS)
-    delays = client_days_late(f, as_of)
-    # The invoices open at the error window's start or issued since: their payments and credits.
-    invoices = list(
-        _open_as_of(f, err_start).values_list("pk", "client_id", "currency", "due_date", "total")
-    ) + list(
-        Invoice.objects.filter(ISSUED, invoice_scope(f), kind=Invoice.Kind.INVOICE, issue_date__gt=err_start,
-                               issue_date__lte=as_of).values_list("pk", "client_id", "currency", "due_date", "total")
-    )
-    ids = [row[0] for row in invoices]
-    payments: dict[int, list[tuple[datetime.date, Decimal]]] = defaultdict(list)
-    credits: dict[int, list[tuple[datetime.date, Decimal]]] = defaultdict(list)
-    issue: dict[int, datetime.date] = dict(Invoice.objects.filter(pk__in=ids).values_list("pk", "issue_date"))
-    for inv, day, amount in Payment.objects.filter(invoice_id__in=ids, date__lte=as_of).values_list(
-        "invoice_id", "date", "amount"
-    ):
-        payments[inv].append((day, amount))
-    for inv, day, amount in Invoice.objects.filter(
-        ISSUED, kind=Invoice.Kind.CREDIT_NOTE, credit_of_id__in=ids, issue_date__lte=as_of
-    ).values_list("credit_of_id", "issue_date", "total"):
-        credits[inv].append((day, amount))
+    ledger = fc.load_ledger(scope=invoice_scope(f))
+    delays = ledger.mean_delays(as_of + timedelta(days=1))  # = client_days_late(f, as_of), from the ledger
+    # The invoices open at the error window's start or issued since: their payments and credits (from the ledger,
+    # which holds every issued invoice in scope with its payments and credit notes: no query of its own).
+    err_day = err_start + timedelta(days=1)
+    chosen = [
+        inv for inv in ledger.invoices
+        if (inv.issue <= err_start and inv.balance_before(err_day) > 0) or err_start < inv.issue <= as_of
+    ]
+    invoices = [(inv.pk, inv.client_id, inv.currency, inv.due, inv.total) for inv in chosen]
+    payments: dict[int, list[tuple[datetime.date, Decimal]]] = {
+        inv.pk: [(d, a) for d, a in inv.payments if d <= as_of] for inv in chosen}
+    credits: dict[int, list[tuple[datetime.date, Decimal]]] = {
+        inv.pk: [(d, a) for d, a in inv.credits if d <= as_of] for inv in chosen}
+    issue: dict[int, datetime.date] = {inv.pk: inv.issue for inv in chosen}
 
     def balance(pk: int, total: Decimal, day: datetime.date) -> Decimal:
         """Open balance at the end of `day`."""
@@ -1035,7 +1041,7 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
                 predicted[cur][k] += open_then
             actual[cur][k] += sum((a for d, a in payments[pk] if monday <= d <= sunday), ZERO)
 
-    rates = fx_rates(currencies, as_of)
+    rates = fx_rates(set(currencies) | {i.currency for i in ledger.invoices}, as_of)
     weeks_out = [
         {"week": w, "by_currency": {c: forecast[c][k] for c in currencies},
          "total": convert({c: forecast[c][k] for c in currencies}, rates)}
@@ -1049,7 +1055,10 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
         errors.append({"week": w, "forecast": p, "actual": a, "error": err,
                        "abs_pct": _pct(abs(err), a) if err is not None and a else None})
     pcts = [e["abs_pct"] for e in errors if e["abs_pct"] is not None]
+    with_billing, backtest = _forecast_with_billing(f, ledger, rates, as_of, start)
     return {
+        "with_billing": with_billing,
+        "backtest": backtest,
         "as_of": as_of,
         "reporting_currency": reporting_currency(),
         "weeks": weeks_out,
@@ -1060,6 +1069,122 @@ def cash_forecast(f: KpiFilters) -> dict[str, Any]:
         "error_weeks": errors,
         "mape_pct": round(sum(pcts) / len(pcts), 1) if pcts else None,
     }
+
+
+def _forecast_with_billing(f: KpiFilters, ledger: Any, rates: dict[str, Decimal | None], as_of: datetime.date,
+                          start: datetime.date) -> tuple[dict, dict]:
+    """The forecast with the invoices still to come, by week, and the backtest of both forecasts (ADR 0126)."""
+    from billing.models import Contract
+    from insights.services import forecast as fc
+
+    cutoff = as_of + timedelta(days=1)
+    until = start + timedelta(weeks=FORECAST_WEEKS)
+    contracts = Contract.objects.all()
+    if f.entity:
+        contracts = contracts.filter(entity__code=f.entity)
+    if f.client:
+        contracts = contracts.filter(client__code=f.client)
+    if f.business_unit:
+        contracts = contracts.filter(projects__business_unit=f.business_unit).distinct()
+    unbilled = fc.unbilled_invoices(ledger, cutoff, contracts, until)
+    cadence = fc.expected_invoices(ledger, cutoff, until, live=True)
+    ar_flows = fc.open_ar_flows(ledger, cutoff)
+    new_flows = fc.invoice_flows(ledger, cutoff, cadence + unbilled)
+    missing = {e.currency for e in unbilled} - set(rates)
+    if missing:
+        rates = {**rates, **fx_rates(missing, as_of)}
+    weeks = []
+    for k in range(FORECAST_WEEKS):
+        monday = start + timedelta(weeks=k)
+        lo, hi = max(monday, cutoff), monday + timedelta(days=7)
+        ar = convert({c: money(a) for c, a in fc.window(ar_flows, lo, hi).items()}, rates)
+        new = convert({c: money(a) for c, a in fc.window(new_flows, lo, hi).items()}, rates)
+        total = None if ar is None or new is None else ar + new
+        weeks.append({"week": monday, "open_ar": ar, "to_be_invoiced": new, "total": total})
+    backtest = fc.backtest(ledger, end=as_of, rates=rates)
+    for h in backtest["horizons"].values():
+        h.pop("weeks", None)  # the per-cut-off detail is for bench/forecast.py; the dashboard shows the WAPE
+    return {
+        "weeks": weeks,
+        "total": sum((w["total"] or ZERO for w in weeks), ZERO),
+        "to_be_invoiced": sum((w["to_be_invoiced"] or ZERO for w in weeks), ZERO),
+        "expected_invoices": len(cadence) + len(unbilled),
+        "from_unbilled_work": convert({c: money(sum((e.amount for e in unbilled if e.currency == c), ZERO))
+                                       for c in {e.currency for e in unbilled}}, rates),
+    }, backtest
+
+
+# --- 12. finance rework and the business units' intervention ranking ---------------------------------
+
+REWORK_REASONS = ("revalidated", "overridden", "rejected", "credited")
+NO_BUSINESS_UNIT = "(none)"
+
+
+def rework_flags(qs: QuerySet, as_of: datetime.date) -> QuerySet:
+    """Invoices with one flag per kind of finance intervention, each known by `as_of`."""
+    ct = _invoice_ct_id()
+    logged = StateLog.objects.filter(content_type_id=ct, object_id=OuterRef("pk"), timestamp__date__lte=as_of)
+    return qs.annotate(
+        revalidated=Exists(logged.filter(transition="reopen_draft")),
+        overridden=ExpressionWrapper(
+            Q(Exists(logged.filter(transition="override"))) | Q(Exists(
+                InvoiceException.objects.filter(invoice=OuterRef("pk"), state=InvoiceException.State.OVERRIDDEN)
+            )),
+            output_field=BooleanField(),
+        ),
+        rejected=Exists(logged.filter(transition="reject")),
+        credited=Exists(
+            Invoice.objects.filter(ISSUED, kind=Invoice.Kind.CREDIT_NOTE, credit_of=OuterRef("pk"),
+                                   issue_date__lte=as_of).exclude(status=Invoice.Status.CANCELLED)
+        ),
+    )
+
+
+REWORKED = Q(revalidated=True) | Q(overridden=True) | Q(rejected=True) | Q(credited=True)
+
+
+def finance_rework(f: KpiFilters) -> dict[str, Any]:
+    """Finance rework: share of the invoices issued in the period that finance had to touch again.
+
+    Reworked = needed at least one of: a revalidation (`reopen_draft`: exception → draft to be
+    re-priced), an override of a blocking exception (the `override` transition, or an exception
+    left overridden), a rejection by an approver (`reject`), or a credit note (issued, not
+    cancelled) — each recorded by the as-of date. The business units' intervention ranking: the
+    same figures per business unit (the invoice's project's, or any of its lines' projects'; an
+    invoice spanning two units counts in both; without a project: "(none)"), ordered by rework
+    rate, then by the number of interventions (one per reason an invoice has).
+    """
+    as_of = f.as_of
+    rows = list(rework_flags(issued_invoices(f), as_of).order_by().values_list("pk", "project__business_unit",
+                                                                            *REWORK_REASONS))
+    units: dict[int, set[str]] = defaultdict(set)
+    for pk, unit, *_flags in rows:
+        if unit:
+            units[pk].add(unit)
+    for pk, unit in InvoiceLine.objects.filter(
+        invoice_id__in=[r[0] for r in rows], project__isnull=False
+    ).exclude(project__business_unit="").order_by().values_list("invoice_id", "project__business_unit").distinct():
+        units[pk].add(unit)
+
+    def blank() -> dict[str, Any]:
+        return {"issued": 0, "reworked": 0, "interventions": 0, **{r: 0 for r in REWORK_REASONS}}
+
+    total = blank()
+    by_unit: dict[str, dict[str, Any]] = defaultdict(blank)
+    for pk, _unit, *flags in rows:
+        targets = [total] + [by_unit[u] for u in (units.get(pk) or {NO_BUSINESS_UNIT})]
+        for t in targets:
+            t["issued"] += 1
+            if any(flags):
+                t["reworked"] += 1
+            t["interventions"] += sum(bool(x) for x in flags)
+            for reason, hit in zip(REWORK_REASONS, flags, strict=True):
+                t[reason] += int(bool(hit))
+    ranking = [{"business_unit": u, **v, "rework_pct": _pct(v["reworked"], v["issued"])} for u, v in by_unit.items()]
+    ranking.sort(key=lambda r: (-(r["rework_pct"] or 0), -r["interventions"], r["business_unit"]))
+    for rank, row in enumerate(ranking, start=1):
+        row["rank"] = rank
+    return {**total, "rework_pct": _pct(total["reworked"], total["issued"]), "by_business_unit": ranking}
 
 
 # --- all of them ----------------------------------------------------------------------------------
@@ -1140,6 +1265,7 @@ METRICS: dict[str, Callable[[KpiFilters], dict[str, Any]]] = {
     "revenue": revenue,
     "wip_days": wip_days,
     "realisation": realisation,
+    "finance_rework": finance_rework,
 }
 
 TITLES = {
@@ -1157,6 +1283,7 @@ TITLES = {
     "revenue": "Revenue recognised",
     "wip_days": "WIP days",
     "realisation": "Realisation (billed ÷ standard value)",
+    "finance_rework": "Finance rework and business-unit intervention ranking",
 }
 
 

@@ -9,4 +9,5 @@ urlpatterns: list = [
     path("operations/", views.operations, name="operations"),
     path("workflow/", views.workflow_monitor, name="workflow_monitor"),
     path("records/", views.drilldown_view, name="drilldown"),
+    path("rework/", views.rework_ranking, name="rework_ranking"),
 ]

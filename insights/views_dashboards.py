@@ -234,6 +234,15 @@ def leadership_sections(ctx: Ctx) -> list[Section]:
                ctx.drill("cash_forecast", week="at_risk")),
         Figure("Forecast error (MAPE, last 8 weeks)", _num(cf["mape_pct"], " %")),
     ]
+    wb, bt = cf.get("with_billing"), (cf.get("backtest") or {}).get("horizons", {})
+    if wb:
+        four = bt.get("4", {})
+        s.figures += [
+            Figure("Expected in 13 weeks with invoices to come", f"{_num(wb['total'], digits=0)} {rc}"),
+            Figure("Backtest error at 4 weeks (WAPE)",
+                   f"{_num(four.get('wape_with_billing_pct'), ' %')} (open AR only: "
+                   f"{_num(four.get('wape_current_pct'), ' %')})"),
+        ]
     s.charts = [
         charts.column_chart(f"Expected receipts by week ({rc})", [
             Point(f"{w['week']:%d %b}", w["total"], ctx.drill("cash_forecast", week=w["week"].isoformat()))
@@ -254,6 +263,18 @@ def leadership_sections(ctx: Ctx) -> list[Section]:
             [Cell(e["week"].isoformat()), _money_cell(e["forecast"], rc), _money_cell(e["actual"], rc),
              _money_cell(e["error"], rc), Cell(_num(e["abs_pct"]), num=True)] for e in cf["error_weeks"]]),
     ]
+    if wb:
+        s.tables += [
+            _table(ctx, "cash_forecast_with_billing", f"Expected receipts with invoices to come ({rc})",
+                   ["Week of", "Open receivables", "Invoices to come", "Total"], [
+                [Cell(w["week"].isoformat()), _money_cell(w["open_ar"], rc), _money_cell(w["to_be_invoiced"], rc),
+                 _money_cell(w["total"], rc)] for w in wb["weeks"]]),
+            _table(ctx, "cash_forecast_backtest", "Measured error: backtest over the history (WAPE)",
+                   ["Horizon", "Cut-offs", "Open AR only (before)", "With invoices to come (after)"], [
+                [Cell(f"{h} week{'s' if h != '1' else ''}"), Cell(str(v["cutoffs"]), num=True),
+                 Cell(_num(v["wape_current_pct"], " %"), num=True),
+                 Cell(_num(v["wape_with_billing_pct"], " %"), num=True)] for h, v in bt.items()]),
+        ]
     sections.append(s)
 
     sections.append(_dispute_causes(ctx, data["disputes"]))
@@ -529,5 +550,32 @@ def drilldown_view(request: HttpRequest) -> HttpResponse:
         "result": result, "metric": metric, "title": selectors.TITLES.get(metric, metric),
         "definition": selectors.DEFINITIONS.get(metric, ""), "filters": f,
         "csv_url": f"{request.path}?{urlencode({**request.GET.dict(), 'format': 'csv'})}",
+        "dashboards": [(name, label) for name, (label, _, _) in DASHBOARDS.items()],
+    })
+
+
+@require_GET
+@login_required
+def rework_ranking(request: HttpRequest) -> HttpResponse:
+    """Finance rework by business unit, worst first; each figure drills down to its invoices."""
+    if not _allowed(request):
+        return _forbidden(request)
+    f = parse_filters(request.GET)
+    ctx = Ctx(request, f, "insights:rework_ranking")
+    data = selectors.finance_rework(f)
+
+    def drill(unit: str | None, reason: str = "") -> str:
+        query = {**ctx.query, "metric": "finance_rework", "business_unit": unit or "", "reason": reason}
+        return f"{reverse('insights:drilldown')}?{urlencode({k: v for k, v in query.items() if v})}"
+
+    rows = []
+    for r in data["by_business_unit"]:
+        unit = None if r["business_unit"] == selectors.NO_BUSINESS_UNIT else r["business_unit"]
+        rows.append({**r, "url": drill(unit) if unit else None,
+                     "reasons": [(r[k], drill(unit, k) if unit else None) for k in selectors.REWORK_REASONS]})
+    return render(request, "insights/dashboards/rework.html", {
+        "data": data, "rows": rows, "filters": f, "reasons": selectors.REWORK_REASONS,
+        "view_name": "insights:rework_ranking",
+        "definition": selectors.DEFINITIONS["finance_rework"], "all_url": drill(f.business_unit),
         "dashboards": [(name, label) for name, (label, _, _) in DASHBOARDS.items()],
     })

@@ -35,14 +35,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Invoice
+from insights.behaviour import load_behaviour
 from insights.features import (
+    EXTENDED_RISK_FEATURE_KEYS,
     LABEL_WINDOW_DAYS,
     RISK_FEATURE_KEYS,
     RISK_FEATURE_LABELS,
+    extended_risk_vector,
     load_dispute_events,
     load_facts,
     load_history,
-    risk_vector,
 )
 from insights.models import RiskModel
 
@@ -86,7 +88,7 @@ def _auc(y: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(y, scores))
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> dict:
+def _fit(x: np.ndarray, y: np.ndarray, features: tuple[str, ...] = RISK_FEATURE_KEYS) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -97,7 +99,7 @@ def _fit(x: np.ndarray, y: np.ndarray) -> dict:
     prior_shift = math.log(prior / (1 - prior)) if 0 < prior < 1 else 0.0
     scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
     return {
-        "features": list(RISK_FEATURE_KEYS),
+        "features": list(features),
         "mean": [float(v) for v in scaler.mean_],
         "scale": [float(v) for v in scale],
         "coef": [float(v) for v in clf.coef_[0]],
@@ -115,12 +117,12 @@ def fit_risk_model(x: np.ndarray, y: np.ndarray, *, features: tuple[str, ...] = 
     x_train, y_train, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
     if len(set(y_train.tolist())) < 2:
         return FitResult({}, None, None, "The older 75 % holds only one class; nothing to learn from.")
-    held_out = _fit(x_train, y_train)
+    held_out = _fit(x_train, y_train, features)
     auc = _auc(y_test, predict_logit(held_out, x_test))
     baseline = _auc(y_test, x_test[:, features.index(BASELINE_FEATURE)]) if BASELINE_FEATURE in features else None
     if baseline is None and auc is not None:
         baseline = 0.5  # a constant baseline ranks nothing
-    parameters = _fit(x, y)
+    parameters = _fit(x, y, features)
     parameters["holdout"] = {"train": cut, "test": n - cut}
     note = "" if auc is not None else "The newest 25 % holds only one class: no AUC."
     return FitResult(parameters, auc, baseline, note)
@@ -164,8 +166,58 @@ def explain(parameters: dict, values: list[float]) -> RiskResult:
 # --- training on the database -----------------------------------------------------------------------------
 
 
+@dataclass
+class Comparison:
+    """The current (invoice-only) and the extended feature set, fitted and measured on the same time split."""
+
+    base: FitResult
+    extended: FitResult
+    train: int
+    test: int
+    test_positives: int
+
+    @property
+    def winner(self) -> str:
+        """ "extended" only when it ranks the held-out invoices strictly better; a tie keeps the simpler model."""
+        if self.extended.roc_auc is not None and (
+            self.base.roc_auc is None or self.extended.roc_auc > self.base.roc_auc
+        ):
+            return "extended"
+        return "base"
+
+    def as_dict(self) -> dict:
+        return {
+            "split": "time-ordered: oldest 75 % train, newest 25 % test",
+            "train": self.train,
+            "test": self.test,
+            "test_positives": self.test_positives,
+            "base_features": list(RISK_FEATURE_KEYS),
+            "added_features": [k for k in EXTENDED_RISK_FEATURE_KEYS if k not in RISK_FEATURE_KEYS],
+            "base_auc": _round(self.base.roc_auc),
+            "extended_auc": _round(self.extended.roc_auc),
+            "client_rate_baseline_auc": _round(self.base.baseline_auc),
+            "winner": self.winner,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def compare_feature_sets(x: np.ndarray, y: np.ndarray) -> Comparison:
+    """Fit the current features (the first columns of `x`) and all of them on the same split; rows oldest first."""
+    base_cols = len(RISK_FEATURE_KEYS)
+    base = fit_risk_model(x[:, :base_cols], y, features=RISK_FEATURE_KEYS)
+    extended = fit_risk_model(x, y, features=EXTENDED_RISK_FEATURE_KEYS)
+    cut = math.ceil(len(y) * (1 - HOLDOUT_SHARE))
+    return Comparison(base, extended, cut, len(y) - cut, int(y[cut:].sum()))
+
+
 def training_set(*, today: date) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Issued invoices whose 60-day label window has closed, oldest first: ids, features, labels."""
+    """Issued invoices whose 60-day label window has closed, oldest first: ids, features, labels.
+
+    The columns are `EXTENDED_RISK_FEATURE_KEYS` (the invoice's own features first).
+    """
     from insights.services.anomaly import HISTORY_WINDOW, assess
 
     cutoff = today - timedelta(days=LABEL_WINDOW_DAYS)
@@ -176,23 +228,37 @@ def training_set(*, today: date) -> tuple[list[int], np.ndarray, np.ndarray]:
         .values_list("id", flat=True)
     )
     if not ids:
-        return [], np.zeros((0, len(RISK_FEATURE_KEYS))), np.zeros(0)
+        return [], np.zeros((0, len(EXTENDED_RISK_FEATURE_KEYS))), np.zeros(0)
     facts, codes = load_facts(ids)
     events = load_dispute_events(None)
+    behaviour = load_behaviour(ids, None, {f.contract_id for f in facts.values() if f.contract_id})
     stats = {s.invoice_id: s for s in history.all_stats()}
     rows, labels = [], []
     for pk in ids:
         f = facts[pk]
         s = stats[pk]
         anomaly = assess(s, history.before(f.client_id, f.currency, f.issue_date, window=HISTORY_WINDOW))
-        rows.append(risk_vector(f, codes.get(pk, set()), anomaly_max_z=anomaly.score, history=history, events=events))
+        rows.append(
+            extended_risk_vector(
+                f,
+                codes.get(pk, set()),
+                anomaly_max_z=anomaly.score,
+                history=history,
+                events=events,
+                behaviour=behaviour,
+            )
+        )
         labels.append(events.label(pk, f.issue_date))
     return ids, np.asarray(rows, dtype=float), np.asarray(labels, dtype=int)
 
 
 @transaction.atomic
 def train_risk_model(*, today: date | None = None) -> RiskModel:
-    """Train, evaluate and (when good enough) activate a new model; the attempt is always recorded."""
+    """Train, evaluate and (when good enough) activate a new model; the attempt is always recorded.
+
+    Both feature sets are fitted on the same time split; the one with the higher held-out AUC
+    is kept (the invoice-only set on a tie) and both AUCs are recorded in `parameters["comparison"]`.
+    """
     today = today or timezone.localdate()
     ids, x, y = training_set(today=today)
     samples, positives = len(ids), int(y.sum()) if len(y) else 0
@@ -206,8 +272,10 @@ def train_risk_model(*, today: date | None = None) -> RiskModel:
         )[:300]
         model.save()
         return model
-    fit = fit_risk_model(x, y)
-    model.parameters = fit.parameters
+    comparison = compare_feature_sets(x, y)
+    fit = comparison.extended if comparison.winner == "extended" else comparison.base
+    model.features = list(fit.parameters.get("features", RISK_FEATURE_KEYS))
+    model.parameters = {**fit.parameters, "comparison": comparison.as_dict()}
     model.roc_auc = _dec(fit.roc_auc)
     model.baseline_auc = _dec(fit.baseline_auc)
     if fit.roc_auc is None or fit.roc_auc < min_auc():
@@ -216,7 +284,12 @@ def train_risk_model(*, today: date | None = None) -> RiskModel:
         return model
     RiskModel.objects.filter(is_active=True).update(is_active=False)
     model.is_active = True
-    model.note = f"Trained on {samples} invoices issued up to {today - timedelta(days=LABEL_WINDOW_DAYS)}."
+    c = comparison.as_dict()
+    model.note = (
+        f"Trained on {samples} invoices issued up to {today - timedelta(days=LABEL_WINDOW_DAYS)}; "
+        f"held-out AUC {c['extended_auc']} with payment behaviour, notes and churn, {c['base_auc']} without: "
+        f"{'extended' if comparison.winner == 'extended' else 'invoice-only'} features kept."
+    )[:300]
     model.save()
     return model
 

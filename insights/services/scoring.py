@@ -4,7 +4,8 @@ Called by the billing run for the drafts it has just written (before their
 approval requests open, so an ANOMALY warning routes them to the extra
 controller step), by revalidation, and after each retraining for every invoice
 still awaiting approval or cash. A batch costs a fixed number of queries
-(about ten), whatever its size. Scores are advice: the only effect on the
+(about ten; some twenty with an active risk model, which also reads payments, notes and change
+orders — ADR 0125), whatever its size. Scores are advice: the only effect on the
 workflow is the ANOMALY warning, which the approval policies route.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 from django.db import transaction
 
 from billing.models import Invoice, InvoiceException
-from insights.features import invoice_stats, load_dispute_events, load_facts, load_history, risk_vector
+from insights.behaviour import load_behaviour
+from insights.features import extended_risk_vector, invoice_stats, load_dispute_events, load_facts, load_history, select
 from insights.models import InvoiceScore, RiskModel
 from insights.services.anomaly import HISTORY_WINDOW, AnomalyResult, assess, score_decimal
 from insights.services.risk import explain
@@ -63,11 +65,17 @@ def score_invoices(
     if model is not None:
         facts, codes = load_facts(ids)
         events = load_dispute_events(client_ids)
+        behaviour = load_behaviour(ids, client_ids, {f.contract_id for f in facts.values() if f.contract_id})
         for pk in ids:
-            values = risk_vector(
-                facts[pk], codes.get(pk, set()), anomaly_max_z=anomalies[pk].score, history=history, events=events
+            values = extended_risk_vector(
+                facts[pk],
+                codes.get(pk, set()),
+                anomaly_max_z=anomalies[pk].score,
+                history=history,
+                events=events,
+                behaviour=behaviour,
             )
-            risks[pk] = explain(model.parameters, values)
+            risks[pk] = explain(model.parameters, select(values, model.parameters["features"]))
     else:
         latest = RiskModel.objects.values_list("note", flat=True).first()
         risk_note = "No dispute-risk model is active" + (f": {latest}" if latest else " (none trained yet).")
@@ -118,7 +126,13 @@ def score_invoices(
             update_conflicts=True,
             unique_fields=["invoice"],
             update_fields=[
-                "anomaly_score", "anomaly_reasons", "risk_score", "risk_reasons", "risk_model", "note", "scored_at"
+                "anomaly_score",
+                "anomaly_reasons",
+                "risk_score",
+                "risk_reasons",
+                "risk_model",
+                "note",
+                "scored_at",
             ],
         )
     return {s.invoice.pk: s for s in scores}

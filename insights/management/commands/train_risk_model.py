@@ -26,6 +26,13 @@ class Command(BaseCommand):
             f"Model {model.pk}: {model.samples} labelled invoices, {model.positives} disputed or credited; "
             f"held-out ROC AUC {auc} (baseline {baseline}); {'ACTIVE' if model.is_active else 'not active'}."
         )
+        c = (model.parameters or {}).get("comparison")
+        if c:
+            self.stdout.write(
+                f"Same split ({c['train']} train / {c['test']} test, {c['test_positives']} disputed in test): "
+                f"AUC invoice-only {c['base_auc']}, with payment behaviour, notes and churn {c['extended_auc']}; "
+                f"kept: {c['winner']}."
+            )
         if model.note:
             self.stdout.write(model.note)
         if not no_rescore:
