@@ -202,8 +202,8 @@ def reconciliation(period_start: date) -> Reconciliation:
             )
         )
     entities: list[EntityLine] = []
-    per_entity = defaultdict(lambda: [ZERO, ZERO, ZERO, ZERO])
-    for entity_id, rev, billed, wip, deferred in (
+    per_entity = defaultdict(lambda: [ZERO, ZERO, ZERO, ZERO, ZERO])
+    for entity_id, rev, billed, wip, deferred, fx in (
         schedules.order_by()  # no ordering column in the GROUP BY: one row per entity
         .values("contract__entity_id")
         .annotate(
@@ -211,22 +211,23 @@ def reconciliation(period_start: date) -> Reconciliation:
             billed=Sum("period_billed_entity"),
             wip=Sum("wip_change_entity"),
             deferred=Sum("deferred_change_entity"),
+            fx=Sum("fx_revaluation_entity"),
         )
-        .values_list("contract__entity_id", "rev", "billed", "wip", "deferred")
+        .values_list("contract__entity_id", "rev", "billed", "wip", "deferred", "fx")
     ):
         totals = per_entity[entity_id]
-        for i, value in enumerate((rev, billed, wip, deferred)):
+        for i, value in enumerate((rev, billed, wip, deferred, fx)):
             totals[i] += value or ZERO
     journals = {j.entity_id: j for j in JournalEntry.objects.filter(period=period).select_related("entity")}
     lines = defaultdict(list)
     for line in JournalLine.objects.filter(entry__period=period).select_related("entry"):
         lines[line.entry.entity_id].append(line)
     for entity_id in sorted(set(per_entity) | set(journals)):
-        rev, billed, wip, deferred = per_entity[entity_id]
+        rev, billed, wip, deferred, fx = per_entity[entity_id]
         journal = journals.get(entity_id)
         diffs = []
         if journal is None:
-            if any((rev, billed, wip, deferred)):
+            if any((rev, billed, wip, deferred, fx)):
                 diffs.append(f"entity {entity_id}: no journal for non-zero schedules")
             continue
         accounts = accounts_for(journal.entity)
@@ -236,8 +237,14 @@ def reconciliation(period_start: date) -> Reconciliation:
         debits = sum((line.debit for line in lines[entity_id]), ZERO)
         credits = sum((line.credit for line in lines[entity_id]), ZERO)
         code = journal.entity.code
-        expected = {accounts.revenue: rev, accounts.billed: -billed, accounts.wip: -wip, accounts.deferred: deferred}
-        if len(set(expected)) == 4:
+        expected = {
+            accounts.revenue: rev,
+            accounts.billed: -billed,
+            accounts.wip: -wip,
+            accounts.deferred: deferred,
+            accounts.fx_revaluation: fx,
+        }
+        if len(set(expected)) == 5:
             for account, amount in expected.items():
                 if net[account] != amount:
                     diffs.append(f"{code}: journal account {account} nets {net[account]}, schedules say {amount}")
