@@ -30,7 +30,7 @@ def test_a_controller_closes_a_month_with_an_override_and_sees_it_locked_and_que
 
     page = new_page()
     log_in(page, "carla", "/revenue/close/")
-    page.get_by_label("Month").fill("2026-10")
+    page.get_by_label("Month", exact=True).fill("2026-10")
     page.get_by_role("button", name="Show").click()
     expect(page.locator("h1")).to_contain_text("Monthly close 2026-10")
     expect(page.locator("#check-unapproved_time")).to_contain_text("✗")
