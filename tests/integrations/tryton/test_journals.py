@@ -25,7 +25,13 @@ Status = OutboxMessage.Status
 D = datetime.date
 
 # Billable's revenue accounts of NWB, as codes of Tryton's universal chart (what a billing admin enters).
-TRYTON_ACCOUNTS = {"revenue": "4.2.2", "billed": "4.3.3", "wip": "1.4.2", "deferred": "2.2.2", "fx_revaluation": "6.2.1"}
+TRYTON_ACCOUNTS = {
+    "revenue": "4.2.2",
+    "billed": "4.3.3",
+    "wip": "1.4.2",
+    "deferred": "2.2.2",
+    "fx_revaluation": "6.2.1",
+}
 
 
 def _close(month: int, **accounts: str) -> tuple[JournalEntry, OutboxMessage]:
