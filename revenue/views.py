@@ -58,12 +58,19 @@ def revenue_report(request: HttpRequest) -> HttpResponse:
         group = "contract"
     report = selectors.revenue_by_month(group=group)
     # One page of rows (a contract per row over twelve months): the whole table ran to ~250 KB on the demo.
-    per_page = getattr(settings, "REVENUE_REPORT_ROWS_PER_PAGE", 50)
+    per_page = getattr(settings, "REVENUE_REPORT_ROWS_PER_PAGE", 25)
     page = Paginator(report["rows"], per_page).get_page(request.GET.get("page"))
     return render(
         request,
         "revenue/report.html",
-        {"report": report, "page": page, "noun": GROUP_NOUNS[group], "groups": GROUPS, "group": group},
+        {
+            "report": report,
+            "page": page,
+            "noun": GROUP_NOUNS[group],
+            "groups": GROUPS,
+            "group": group,
+            "items_url": reverse("revenue:items"),
+        },
     )
 
 
