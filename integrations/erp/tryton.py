@@ -63,6 +63,11 @@ DEMO_TAXES = {
     "TLL": [("S", "20.00", "VAT 20% (S)"), ("O", "0.00", "VAT 0% out of scope (O)")],
     "HUD": [("O", "0.00", "No VAT (O)")],
 }
+# The revenue close's accounts (revenue.EntityAccounts) as codes of the universal chart the template uses:
+# services recognised over time, revenue adjustments (invoiced revenue clearing), accrued income (WIP),
+# deferred income, foreign currency gain/loss. The demo enters them when it runs against Tryton.
+DEMO_REVENUE_ACCOUNTS = {"revenue": "4.2.2", "billed": "4.3.3", "wip": "1.4.2", "deferred": "2.2.2",
+                         "fx_revaluation": "6.2.1"}
 
 
 # =====================================================================================================

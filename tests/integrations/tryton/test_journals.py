@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from integrations.erp.base import get_adapter
+from integrations.erp.tryton import DEMO_REVENUE_ACCOUNTS
 from integrations.models import OutboxMessage
 from integrations.services.outbox import outbox_deliver
 from revenue.models import EntityAccounts, JournalEntry
@@ -24,14 +25,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 Status = OutboxMessage.Status
 D = datetime.date
 
-# Billable's revenue accounts of NWB, as codes of Tryton's universal chart (what a billing admin enters).
-TRYTON_ACCOUNTS = {
-    "revenue": "4.2.2",
-    "billed": "4.3.3",
-    "wip": "1.4.2",
-    "deferred": "2.2.2",
-    "fx_revaluation": "6.2.1",
-}
+# Billable's revenue accounts of NWB, as codes of Tryton's universal chart (what the Tryton demo enters).
+TRYTON_ACCOUNTS = DEMO_REVENUE_ACCOUNTS
 
 
 def _close(month: int, **accounts: str) -> tuple[JournalEntry, OutboxMessage]:
