@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Count, OuterRef, Subquery, Sum
 
 from billing.models import Contract, InvoiceException, TimeEntry
 from kernel.money import ZERO
@@ -175,7 +175,14 @@ def reconciliation(period_start: date) -> Reconciliation:
         row["contract_id"]: row
         for row in RevenueSchedule.objects.filter(period__start__lte=period_start, period__status__in=_COUNTED)
         .values("contract_id")
-        .annotate(rev=Sum("period_revenue"), billed=Sum("period_billed"))
+        .annotate(
+            rev=Sum("period_revenue"),
+            billed=Sum("period_billed"),
+            wip_e=Sum("wip_change_entity"),
+            deferred_e=Sum("deferred_change_entity"),
+            carried=Count("wip_entity"),
+            rows=Count("id"),
+        )
     }
     # A draft period counts its own rows on top of the closed ones before it.
     contracts: list[ContractLine] = []
@@ -196,6 +203,7 @@ def reconciliation(period_start: date) -> Reconciliation:
             diffs.append(f"{code}: Σ period revenue {rev} ≠ cumulative recognised {s.cumulative_recognised}")
         if billed != s.cumulative_billed:
             diffs.append(f"{code}: Σ period billed {billed} ≠ cumulative billed {s.cumulative_billed}")
+        diffs += _ledger_differences(s, row, draft=period.status == RevenuePeriod.Status.DRAFT)
         contracts.append(
             ContractLine(
                 code, s.currency, s.cumulative_recognised, s.cumulative_billed, s.wip, s.deferred, rev, billed, diffs
@@ -255,6 +263,25 @@ def reconciliation(period_start: date) -> Reconciliation:
 
 
 _COUNTED = [RevenuePeriod.Status.CLOSED]
+
+
+def _ledger_differences(s: RevenueSchedule, row: dict, *, draft: bool) -> list[str]:
+    """The journals' WIP and deferred movements add up to the balances carried at the period-end rate (ADR 0120).
+
+    Checked for contracts whose every schedule stores its carried balance (closes before ADR 0120 did not)."""
+    wip_e, deferred_e = row.get("wip_e") or ZERO, row.get("deferred_e") or ZERO
+    carried, rows = row.get("carried") or 0, row.get("rows") or 0
+    if draft:
+        wip_e, deferred_e = wip_e + s.wip_change_entity, deferred_e + s.deferred_change_entity
+        carried, rows = carried + (s.wip_entity is not None), rows + 1
+    if s.wip_entity is None or carried != rows:
+        return []
+    if (wip_e, deferred_e) != (s.wip_entity, s.deferred_entity):
+        return [
+            f"{s.contract.code}: journals carry WIP {wip_e} / deferred {deferred_e} {s.entity_currency}, "
+            f"the balances at the period-end rate are {s.wip_entity} / {s.deferred_entity}"
+        ]
+    return []
 
 
 # --- reports ---------------------------------------------------------------------------------------

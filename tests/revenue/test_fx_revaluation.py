@@ -103,3 +103,17 @@ def test_a_contract_in_the_entity_currency_never_has_an_fx_line():
     _close(10)
     assert not RevenueSchedule.objects.exclude(fx_revaluation_entity=0).exists()
     assert not JournalEntry.objects.filter(lines__account="7950").exists()
+
+
+def test_the_reconciliation_names_a_journal_movement_that_does_not_reach_the_carried_balance():
+    entity = LegalEntityFactory(code="DE-REVAL3", currency="EUR")
+    c, project = contract(currency="USD", entity=entity)
+    _rates((D(2026, 9, 30), "0.90"), (D(2026, 10, 31), "0.95"))
+    work(project, D(2026, 9, 7), "10")
+    _close(9)
+    revenue_close(period="2026-10", user=controller(), lock=False)  # a draft: its rows may still change
+    assert reconciliation(D(2026, 10, 1)).ties
+    RevenueSchedule.objects.filter(contract=c, period__start=D(2026, 10, 1)).update(wip_change_entity=M("40.00"))
+
+    differences = reconciliation(D(2026, 10, 1)).differences
+    assert any(f"{c.code}: journals carry WIP 940.00" in d and "950.00" in d for d in differences), differences
