@@ -123,7 +123,7 @@ class ImportBatchAdmin(ServiceWrittenAdmin):
 class ErpEntityMappingAdmin(BillableHistoryAdmin):
     """Billing admins say which ERP company books each entity; checked against the ERP before posting."""
 
-    list_display = ("entity", "erp_company", "receivable_account", "revenue_account", "journal")
+    list_display = ("entity", "erp_company", "receivable_account", "revenue_account", "journal", "close_journal")
     search_fields = ("entity__code", "erp_company")
 
 

@@ -277,6 +277,12 @@ class ErpEntityMapping(models.Model):
         max_length=50, blank=True, default="", help_text="Account code invoice lines are booked to (blank: default)."
     )
     journal = models.CharField(max_length=50, blank=True, default="", help_text="Journal code (blank: revenue).")
+    close_journal = models.CharField(
+        max_length=50,
+        blank=True,
+        default="",
+        help_text="Journal code of the revenue close's journal entries (blank: MISC, else the first general journal).",
+    )
     history = HistoricalRecords()
 
     class Meta:

@@ -112,6 +112,20 @@ def _history_work() -> int:
     return len(entries)
 
 
+def _erp_accounts() -> None:
+    """Against Tryton (`make demo ERP=tryton`) the journals book on accounts of Tryton's chart: enter their codes."""
+    from django.conf import settings
+
+    if not settings.ERP_ADAPTER.endswith("TrytonErpAdapter"):
+        return
+    from billing.models import LegalEntity
+    from integrations.erp.tryton import DEMO_COMPANIES, DEMO_REVENUE_ACCOUNTS
+    from revenue.models import EntityAccounts
+
+    for entity in LegalEntity.objects.filter(code__in=DEMO_COMPANIES):
+        EntityAccounts.objects.update_or_create(entity=entity, defaults=DEMO_REVENUE_ACCOUNTS)
+
+
 def seed_demo_extension(*, scale: int = 1, seed: int = 0, log: Callable[[str], None] = print) -> Counter:
     total: Counter = Counter()
     if not Contract.objects.exists():
@@ -124,6 +138,7 @@ def seed_demo_extension(*, scale: int = 1, seed: int = 0, log: Callable[[str], N
             f"({time.monotonic() - started:.1f} s)."
         )
     total["estimates"] += _estimates()
+    _erp_accounts()
     closed = set(RevenuePeriod.objects.filter(status=RevenuePeriod.Status.CLOSED).values_list("start", flat=True))
     started = time.monotonic()
     for month in _months():

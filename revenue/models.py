@@ -151,6 +151,17 @@ class RevenueSchedule(models.Model):
     period_billed_entity = models.DecimalField(**MONEY)
     wip_change_entity = models.DecimalField(**MONEY)
     deferred_change_entity = models.DecimalField(**MONEY)
+    wip_entity = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="WIP carried in entity currency: WIP × the period-end rate."
+    )
+    deferred_entity = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Deferred revenue carried in entity currency at the period-end rate."
+    )
+    fx_revaluation_entity = models.DecimalField(
+        **MONEY,
+        default=ZERO,
+        help_text="Gain (+) or loss (−) from carrying the opening WIP and deferred balances at this period-end rate.",
+    )
 
     class Meta:
         ordering = ["period__start", "contract__code"]
@@ -174,6 +185,11 @@ class EntityAccounts(TimeStamped):
     )
     wip = models.CharField(max_length=30, default="1250", help_text="Contract asset / unbilled receivables (WIP).")
     deferred = models.CharField(max_length=30, default="2450", help_text="Contract liability / deferred revenue.")
+    fx_revaluation = models.CharField(
+        max_length=30,
+        default="7950",
+        help_text="Unrealised FX gains and losses from revaluing foreign-currency WIP and deferred revenue.",
+    )
     history = HistoricalRecords()
 
     class Meta:

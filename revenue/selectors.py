@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Count, OuterRef, Subquery, Sum
 
 from billing.models import Contract, InvoiceException, TimeEntry
 from kernel.money import ZERO
@@ -175,7 +175,14 @@ def reconciliation(period_start: date) -> Reconciliation:
         row["contract_id"]: row
         for row in RevenueSchedule.objects.filter(period__start__lte=period_start, period__status__in=_COUNTED)
         .values("contract_id")
-        .annotate(rev=Sum("period_revenue"), billed=Sum("period_billed"))
+        .annotate(
+            rev=Sum("period_revenue"),
+            billed=Sum("period_billed"),
+            wip_e=Sum("wip_change_entity"),
+            deferred_e=Sum("deferred_change_entity"),
+            carried=Count("wip_entity"),
+            rows=Count("id"),
+        )
     }
     # A draft period counts its own rows on top of the closed ones before it.
     contracts: list[ContractLine] = []
@@ -196,14 +203,15 @@ def reconciliation(period_start: date) -> Reconciliation:
             diffs.append(f"{code}: Σ period revenue {rev} ≠ cumulative recognised {s.cumulative_recognised}")
         if billed != s.cumulative_billed:
             diffs.append(f"{code}: Σ period billed {billed} ≠ cumulative billed {s.cumulative_billed}")
+        diffs += _ledger_differences(s, row, draft=period.status == RevenuePeriod.Status.DRAFT)
         contracts.append(
             ContractLine(
                 code, s.currency, s.cumulative_recognised, s.cumulative_billed, s.wip, s.deferred, rev, billed, diffs
             )
         )
     entities: list[EntityLine] = []
-    per_entity = defaultdict(lambda: [ZERO, ZERO, ZERO, ZERO])
-    for entity_id, rev, billed, wip, deferred in (
+    per_entity = defaultdict(lambda: [ZERO, ZERO, ZERO, ZERO, ZERO])
+    for entity_id, rev, billed, wip, deferred, fx in (
         schedules.order_by()  # no ordering column in the GROUP BY: one row per entity
         .values("contract__entity_id")
         .annotate(
@@ -211,22 +219,23 @@ def reconciliation(period_start: date) -> Reconciliation:
             billed=Sum("period_billed_entity"),
             wip=Sum("wip_change_entity"),
             deferred=Sum("deferred_change_entity"),
+            fx=Sum("fx_revaluation_entity"),
         )
-        .values_list("contract__entity_id", "rev", "billed", "wip", "deferred")
+        .values_list("contract__entity_id", "rev", "billed", "wip", "deferred", "fx")
     ):
         totals = per_entity[entity_id]
-        for i, value in enumerate((rev, billed, wip, deferred)):
+        for i, value in enumerate((rev, billed, wip, deferred, fx)):
             totals[i] += value or ZERO
     journals = {j.entity_id: j for j in JournalEntry.objects.filter(period=period).select_related("entity")}
     lines = defaultdict(list)
     for line in JournalLine.objects.filter(entry__period=period).select_related("entry"):
         lines[line.entry.entity_id].append(line)
     for entity_id in sorted(set(per_entity) | set(journals)):
-        rev, billed, wip, deferred = per_entity[entity_id]
+        rev, billed, wip, deferred, fx = per_entity[entity_id]
         journal = journals.get(entity_id)
         diffs = []
         if journal is None:
-            if any((rev, billed, wip, deferred)):
+            if any((rev, billed, wip, deferred, fx)):
                 diffs.append(f"entity {entity_id}: no journal for non-zero schedules")
             continue
         accounts = accounts_for(journal.entity)
@@ -236,8 +245,14 @@ def reconciliation(period_start: date) -> Reconciliation:
         debits = sum((line.debit for line in lines[entity_id]), ZERO)
         credits = sum((line.credit for line in lines[entity_id]), ZERO)
         code = journal.entity.code
-        expected = {accounts.revenue: rev, accounts.billed: -billed, accounts.wip: -wip, accounts.deferred: deferred}
-        if len(set(expected)) == 4:
+        expected = {
+            accounts.revenue: rev,
+            accounts.billed: -billed,
+            accounts.wip: -wip,
+            accounts.deferred: deferred,
+            accounts.fx_revaluation: fx,
+        }
+        if len(set(expected)) == 5:
             for account, amount in expected.items():
                 if net[account] != amount:
                     diffs.append(f"{code}: journal account {account} nets {net[account]}, schedules say {amount}")
@@ -248,6 +263,25 @@ def reconciliation(period_start: date) -> Reconciliation:
 
 
 _COUNTED = [RevenuePeriod.Status.CLOSED]
+
+
+def _ledger_differences(s: RevenueSchedule, row: dict, *, draft: bool) -> list[str]:
+    """The journals' WIP and deferred movements add up to the balances carried at the period-end rate (ADR 0120).
+
+    Checked for contracts whose every schedule stores its carried balance (closes before ADR 0120 did not)."""
+    wip_e, deferred_e = row.get("wip_e") or ZERO, row.get("deferred_e") or ZERO
+    carried, rows = row.get("carried") or 0, row.get("rows") or 0
+    if draft:
+        wip_e, deferred_e = wip_e + s.wip_change_entity, deferred_e + s.deferred_change_entity
+        carried, rows = carried + (s.wip_entity is not None), rows + 1
+    if s.wip_entity is None or carried != rows:
+        return []
+    if (wip_e, deferred_e) != (s.wip_entity, s.deferred_entity):
+        return [
+            f"{s.contract.code}: journals carry WIP {wip_e} / deferred {deferred_e} {s.entity_currency}, "
+            f"the balances at the period-end rate are {s.wip_entity} / {s.deferred_entity}"
+        ]
+    return []
 
 
 # --- reports ---------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,6 +30,7 @@ from revenue.services.estimates import estimate_propose
 READ_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER, AUDITOR})
 CLOSE_ROLES = frozenset({FINANCE_ANALYST, FINANCE_CONTROLLER})
 GROUPS = [("contract", "Contract"), ("client", "Client"), ("entity", "Entity"), ("business_unit", "Business unit")]
+GROUP_NOUNS = {"contract": "contracts", "client": "clients", "entity": "entities", "business_unit": "business units"}
 
 
 def _require(request: HttpRequest, allowed: frozenset[str]) -> None:
@@ -54,7 +57,21 @@ def revenue_report(request: HttpRequest) -> HttpResponse:
     if group not in dict(GROUPS):
         group = "contract"
     report = selectors.revenue_by_month(group=group)
-    return render(request, "revenue/report.html", {"report": report, "groups": GROUPS, "group": group})
+    # One page of rows (a contract per row over twelve months): the whole table ran to ~250 KB on the demo.
+    per_page = getattr(settings, "REVENUE_REPORT_ROWS_PER_PAGE", 25)
+    page = Paginator(report["rows"], per_page).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "revenue/report.html",
+        {
+            "report": report,
+            "page": page,
+            "noun": GROUP_NOUNS[group],
+            "groups": GROUPS,
+            "group": group,
+            "items_url": reverse("revenue:items"),
+        },
+    )
 
 
 @login_required
@@ -152,6 +169,9 @@ def close_screen(request: HttpRequest) -> HttpResponse:
     checklist = selectors.close_checklist(start, end)
     contracts = Contract.objects.exclude(status=Contract.Status.DRAFT).count()
     scheduled = record.schedules.count() if record else 0
+    journals = (
+        record.journals.select_related("entity").prefetch_related("lines").order_by("entity__code") if record else []
+    )
     return render(
         request,
         "revenue/close.html",
@@ -161,6 +181,7 @@ def close_screen(request: HttpRequest) -> HttpResponse:
             "checklist": checklist,
             "checklist_clear": all(i.clear for i in checklist),
             "progress": {"contracts": contracts, "scheduled": scheduled},
+            "journals": journals,
             "periods": RevenuePeriod.objects.all()[:24],
             "can_close": bool(cached_user_roles(request.user) & CLOSE_ROLES) or request.user.is_superuser,
         },

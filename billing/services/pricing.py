@@ -10,7 +10,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from billing.models import Client, Contract, ContractRate, FxRate, InvoiceLine, RateCardLine, TaxRule
@@ -52,7 +52,10 @@ class RateResolver:
         for line in RateCardLine.objects.filter(rate_card_id__in=card_ids).select_related("rate_card"):
             self._card_lines[(line.rate_card_id, line.role_id)].append(line)
             self._card_currency[line.rate_card_id] = line.rate_card.currency
-        self._cache: dict[tuple[int, int, int, date], ResolvedRate | None] = {}
+        # Answers per (contract, person, role, stretch of days over which no rate starts or ends): every day of
+        # a stretch has the same covering rates, so the same answer (a month of daily entries: one look-up).
+        self._cache: dict[tuple[int, int, int, int], ResolvedRate | None] = {}
+        self._breaks: dict[tuple[int, int, int], list[date]] = {}
 
     @staticmethod
     def _latest_override(rates: list[ContractRate], day: date) -> ContractRate | None:
@@ -63,10 +66,26 @@ class RateResolver:
         return max(covering, key=lambda r: (r.effective_from, r.change_order_id is not None, r.id))
 
     def resolve(self, *, contract_id: int, person_id: int, role_id: int, day: date) -> ResolvedRate | None:
-        key = (contract_id, person_id, role_id, day)
+        who = (contract_id, person_id, role_id)
+        breaks = self._breaks.get(who)
+        if breaks is None:
+            breaks = self._breaks[who] = self._breakpoints(contract_id, person_id, role_id)
+        key = (contract_id, person_id, role_id, bisect.bisect_right(breaks, day))
         if key not in self._cache:
             self._cache[key] = self._resolve(contract_id, person_id, role_id, day)
         return self._cache[key]
+
+    def _breakpoints(self, contract_id: int, person_id: int, role_id: int) -> list[date]:
+        """The days on which a rate that could apply starts, or the day after one ends (sorted)."""
+        contract = self._contracts[contract_id]
+        candidates = [
+            *self._person_rates.get((contract_id, person_id), []),
+            *self._role_rates.get((contract_id, role_id), []),
+            *self._card_lines.get((contract.rate_card_id, role_id), []),
+        ]
+        days = {r.effective_from for r in candidates}
+        days.update(r.effective_to + timedelta(days=1) for r in candidates if r.effective_to not in (None, date.max))
+        return sorted(days)
 
     def _resolve(self, contract_id: int, person_id: int, role_id: int, day: date) -> ResolvedRate | None:
         for rates, what in (

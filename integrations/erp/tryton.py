@@ -10,7 +10,12 @@ Mapping (docs/manual/erp-mapping.md):
   revenue account with the ERP tax of each Billable tax (`ErpTaxMapping`), then posted (Tryton gives
   its own number). A credit note is an invoice with negative quantities: Tryton numbers it in the
   credit-note sequence. The ERP id stored in Billable is Tryton's invoice id;
-- payments ← the payment lines Tryton reconciled against those invoices (`invoice_payments`).
+- payments ← the payment lines Tryton reconciled against those invoices (`invoice_payments`);
+- journal (the revenue close, kind `post_journal`) → a posted `account.move` in the entity's company, in
+  the mapping's close journal (default MISC), the Tryton period holding the journal's date, Billable's
+  reference as the move's `description` and one move line per journal line on the account with the
+  same code in Tryton's chart. Re-deliveries find the move by that description (a draft left behind
+  is posted), never create a second one.
 
 Exactly once: `reference` is not unique in Tryton, so every post first looks the invoice up by
 Billable's number in the company: a posted one is answered as it is, a draft left by an attempt that
@@ -58,6 +63,11 @@ DEMO_TAXES = {
     "TLL": [("S", "20.00", "VAT 20% (S)"), ("O", "0.00", "VAT 0% out of scope (O)")],
     "HUD": [("O", "0.00", "No VAT (O)")],
 }
+# The revenue close's accounts (revenue.EntityAccounts) as codes of the universal chart the template uses:
+# services recognised over time, revenue adjustments (invoiced revenue clearing), accrued income (WIP),
+# deferred income, foreign currency gain/loss. The demo enters them when it runs against Tryton.
+DEMO_REVENUE_ACCOUNTS = {"revenue": "4.2.2", "billed": "4.3.3", "wip": "1.4.2", "deferred": "2.2.2",
+                         "fx_revaluation": "6.2.1"}
 
 
 # =====================================================================================================
@@ -209,6 +219,9 @@ class _Company:
     journal: int
     taxes: dict[tuple[str, Decimal], int] = field(default_factory=dict)
     resolved_at: float = 0.0
+    close_journal_code: str = ""
+    close_journal: int | None = None
+    accounts: dict[str, int] = field(default_factory=dict)
 
 
 class MappingError(ErpError):
@@ -286,7 +299,7 @@ class TrytonErpAdapter(ErpAdapter):
         if not journals:
             raise MappingError(f"Entity {entity_code}: no Tryton journal {mapping.journal or 'of type revenue'}.")
         company = _Company(id=cid, currency=currency, receivable=receivable, revenue=revenue, journal=journals[0],
-                           resolved_at=time.monotonic())
+                           resolved_at=time.monotonic(), close_journal_code=mapping.close_journal)
         for tax in ErpTaxMapping.objects.filter(entity__code=entity_code):
             ids = self._search("account.tax", [("name", "=", tax.erp_tax), ("company", "=", cid),
                                                ("parent", "=", None)], company=cid, limit=2)
@@ -546,11 +559,114 @@ class TrytonErpAdapter(ErpAdapter):
             kind, _, rest = idempotency_key.partition(":")
             if not kind.startswith("post_"):
                 return None  # a customer upsert is sent again: it is idempotent by the party's code
+            if kind == "post_journal":
+                move = self._find_move(None, rest)
+                if move is None or move["state"] != "posted":
+                    return None  # (a draft: the post that follows finishes it)
+                return ErpResult(erp_id=str(move["id"]), replayed=True)
             number = rest
         found = self._find_invoice(None, number)
         if found is None or found["state"] in ("draft", "validated", "cancelled"):
             return None  # (a cancelled one: the post that follows says so, as a rejection)
         return ErpResult(erp_id=str(found["id"]), replayed=True)
+
+    # --- journals (the revenue close) ---------------------------------------------------------------
+    def _find_move(self, company: int | None, reference: str) -> dict[str, Any] | None:
+        """The move Billable posted for a journal reference (its `description`), oldest first."""
+        domain: list = [("description", "=", reference)]
+        if company:
+            domain.append(("company", "=", company))
+        ids = self._search("account.move", domain, company=company, limit=2, order=[("id", "ASC")])
+        if not ids:
+            return None
+        if len(ids) > 1:
+            logger.error("tryton: %s moves carry reference %s (ids %s)", len(ids), reference, ids)
+        (row,) = self._read("account.move", [ids[0]], ["state", "number"], company=company)
+        return row
+
+    def _close_journal(self, company: _Company, entity_code: str) -> int:
+        """The journal of the close's moves: the mapping's code, else MISC, else the first general journal."""
+        if company.close_journal is None:
+            code = company.close_journal_code or "MISC"
+            ids = self._search("account.journal", [("code", "=", code)], company=company.id, limit=1)
+            if not ids and not company.close_journal_code:
+                ids = self._search("account.journal", [("type", "=", "general")], company=company.id, limit=1,
+                                   order=[("code", "ASC")])
+            if not ids:
+                raise MappingError(f"Entity {entity_code}: no Tryton journal {code} for the revenue close "
+                                   "(admin: ERP company mappings, close journal).")
+            company.close_journal = ids[0]
+        return company.close_journal
+
+    def _move_account(self, company: _Company, code: str, entity_code: str) -> int:
+        """A journal line's account: Tryton's account with Billable's code, open, booking without a party."""
+        if code not in company.accounts:
+            ids = self._search("account.account", [("company", "=", company.id), ("code", "=", code),
+                                                   ("closed", "!=", True)], company=company.id, limit=2)
+            if len(ids) != 1:
+                raise MappingError(f"Entity {entity_code}: Tryton's chart has {len(ids)} open accounts with code "
+                                   f"{code!r} (revenue accounts of the entity, Billable admin).")
+            (row,) = self._read("account.account", ids, ["party_required", "type"], company=company.id)
+            if not row.get("type"):
+                raise MappingError(f"Entity {entity_code}: Tryton account {code} is a view (no type): "
+                                   "map an account that books.")
+            if row.get("party_required"):
+                raise MappingError(f"Entity {entity_code}: Tryton account {code} needs a party on every line; the "
+                                   "revenue journal books totals per entity — map an account without party.")
+            company.accounts[code] = ids[0]
+        return company.accounts[code]
+
+    def _period(self, company: _Company, day: datetime.date, reference: str) -> int:
+        ids = self._search("account.period", [("company", "=", company.id), ("type", "=", "standard"),
+                                              ("start_date", "<=", day), ("end_date", ">=", day)],
+                           company=company.id, limit=1)
+        if not ids:
+            raise MappingError(f"{reference}: Tryton has no accounting period for {day.isoformat()} "
+                               "(create the fiscal year and its periods).")
+        return ids[0]
+
+    def post_journal(self, document: dict[str, Any], *, idempotency_key: str) -> ErpResult:
+        """The revenue close's journal → one posted `account.move`; a re-delivery answers the existing move."""
+        entity_code = document["entity"]
+        reference = document.get("reference") or document["number"]
+        company = self.company(entity_code)
+        existing = self._find_move(company.id, reference)
+        if existing is not None:
+            if existing["state"] == "draft":  # created by an attempt that died before posting
+                self._acknowledged("model.account.move.post", [existing["id"]], company=company.id)
+                logger.info("tryton: journal %s found in draft (move %s) and posted", reference, existing["id"])
+            return ErpResult(erp_id=str(existing["id"]), replayed=True)
+        if company.currency and company.currency != document["currency"]:
+            raise MappingError(f"{reference} is in {document['currency']}, the Tryton company of {entity_code} "
+                               f"books {company.currency}.")
+        day = datetime.date.fromisoformat(document["date"])
+        lines = []
+        for line in document["lines"]:
+            debit, credit = Decimal(line["debit"]), Decimal(line["credit"])
+            if not debit and not credit:
+                continue
+            lines.append({"account": self._move_account(company, line["account"], entity_code),
+                          "debit": debit, "credit": credit, "description": (line.get("label") or "")[:300]})
+        if not lines:
+            raise ErpError(f"{reference} has no line to book.", outcome=Outcome.PERMANENT)
+        if sum(x["debit"] for x in lines) != sum(x["credit"] for x in lines):
+            raise ErpError(f"{reference} does not balance: not sent to Tryton.", outcome=Outcome.PERMANENT)
+        values = {
+            "company": company.id,
+            "journal": self._close_journal(company, entity_code),
+            "period": self._period(company, day, reference),
+            "date": day,
+            "description": reference,
+            "lines": [["create", lines]],
+        }
+        (move_id,) = self._acknowledged("model.account.move.create", [values], company=company.id)
+        try:
+            self._acknowledged("model.account.move.post", [move_id], company=company.id)
+        except ErpError as error:
+            if error.outcome == Outcome.PERMANENT:  # rejected (a closed period...): leave no draft behind
+                self._call("model.account.move.delete", [move_id], company=company.id, write=True)
+            raise
+        return ErpResult(erp_id=str(move_id), status_code=201)
 
     # --- payments -----------------------------------------------------------------------------------
     def invoice_payments(self, erp_ids: list[str]) -> list[ErpPayment]:

@@ -143,7 +143,6 @@ def _build_schedules(record: RevenuePeriod, previous: RevenuePeriod | None) -> l
         before = stored.get(contract.id)
         prev_recognised = before.cumulative_recognised if before else ZERO
         prev_billed = before.cumulative_billed if before else ZERO
-        prev_wip = before.wip if before else ZERO
         position = rec.cumulative - rec.billed
         wip, deferred = max(position, ZERO), max(-position, ZERO)
         period_revenue = rec.cumulative - prev_recognised
@@ -156,9 +155,14 @@ def _build_schedules(record: RevenuePeriod, previous: RevenuePeriod | None) -> l
         ccy = contract.entity.currency
         revenue_e = round_money(period_revenue * rate, ccy)
         billed_e = round_money(period_billed * rate, ccy)
-        wip_change_e = round_money((wip - prev_wip) * rate, ccy)
-        # Δ(WIP − deferred) = revenue − billed, in entity currency too: the journal balances by construction.
-        deferred_change_e = wip_change_e - (revenue_e - billed_e)
+        # Balances are carried at the period-end rate (ADR 0120): the movement of each in entity currency
+        # is today's balance at today's rate minus what the previous close carried; what the month's
+        # revenue and billing do not explain is the revaluation of the opening balances (FX gain or loss).
+        wip_e, deferred_e = round_money(wip * rate, ccy), round_money(deferred * rate, ccy)
+        prev_wip_e, prev_deferred_e = _carried(before, ccy)
+        wip_change_e = wip_e - prev_wip_e
+        deferred_change_e = deferred_e - prev_deferred_e
+        fx_revaluation_e = (wip_change_e - deferred_change_e) - (revenue_e - billed_e)
         rows.append(
             RevenueSchedule(
                 period=record,
@@ -181,9 +185,26 @@ def _build_schedules(record: RevenuePeriod, previous: RevenuePeriod | None) -> l
                 period_billed_entity=billed_e,
                 wip_change_entity=wip_change_e,
                 deferred_change_entity=deferred_change_e,
+                wip_entity=wip_e,
+                deferred_entity=deferred_e,
+                fx_revaluation_entity=fx_revaluation_e,
             )
         )
     return rows
+
+
+def _carried(before: RevenueSchedule | None, ccy: str) -> tuple[Decimal, Decimal]:
+    """WIP and deferred as the previous close carried them in entity currency (rows from before ADR 0120:
+    the balance at that close's rate)."""
+    if before is None:
+        return ZERO, ZERO
+    wip_e = before.wip_entity if before.wip_entity is not None else round_money(before.wip * before.fx_rate, ccy)
+    deferred_e = (
+        before.deferred_entity
+        if before.deferred_entity is not None
+        else round_money(before.deferred * before.fx_rate, ccy)
+    )
+    return wip_e, deferred_e
 
 
 def _signed_line(entry: JournalEntry, account: str, label: str, credit_amount: Decimal) -> JournalLine | None:
@@ -198,14 +219,15 @@ def _signed_line(entry: JournalEntry, account: str, label: str, credit_amount: D
 def _build_journals(record: RevenuePeriod, schedules: list[RevenueSchedule]) -> list[JournalEntry]:
     totals: dict[int, list[Decimal]] = {}
     for s in schedules:
-        t = totals.setdefault(s.contract.entity_id, [ZERO, ZERO, ZERO, ZERO])
+        t = totals.setdefault(s.contract.entity_id, [ZERO, ZERO, ZERO, ZERO, ZERO])
         t[0] += s.period_revenue_entity
         t[1] += s.period_billed_entity
         t[2] += s.wip_change_entity
         t[3] += s.deferred_change_entity
+        t[4] += s.fx_revaluation_entity
     entries = []
     for entity in LegalEntity.objects.filter(pk__in=totals).order_by("code"):
-        revenue, billed, wip_change, deferred_change = totals[entity.pk]
+        revenue, billed, wip_change, deferred_change, fx_revaluation = totals[entity.pk]
         accounts = accounts_for(entity)
         entry = JournalEntry.objects.create(
             period=record, entity=entity, currency=entity.currency, reference=f"REV-{entity.code}-{record.label}"
@@ -215,6 +237,12 @@ def _build_journals(record: RevenuePeriod, schedules: list[RevenueSchedule]) -> 
             _signed_line(entry, accounts.billed, f"Invoiced revenue reclassified {record.label}", -billed),
             _signed_line(entry, accounts.wip, f"Contract assets (WIP) movement {record.label}", -wip_change),
             _signed_line(entry, accounts.deferred, f"Deferred revenue movement {record.label}", deferred_change),
+            _signed_line(
+                entry,
+                accounts.fx_revaluation,
+                f"FX revaluation of WIP and deferred revenue {record.label}",
+                fx_revaluation,
+            ),
         ]
         JournalLine.objects.bulk_create([line for line in lines if line is not None])
         entries.append(entry)

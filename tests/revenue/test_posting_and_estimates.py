@@ -104,3 +104,23 @@ def test_only_the_pm_or_finance_proposes_and_only_for_fixed_fee():
     tm, _ = contract()
     with pytest.raises(ApplicationError, match="fixed-fee"):
         estimate_propose(contract=tm, hours=Decimal("10"), as_of=D(2026, 10, 1), user=controller())
+
+
+def test_the_tryton_demo_books_the_journals_on_accounts_of_trytons_chart(settings):
+    from billing.models import LegalEntity
+    from integrations.erp.tryton import DEMO_REVENUE_ACCOUNTS
+    from revenue.demo import _erp_accounts
+    from revenue.models import EntityAccounts
+    from tests.factories import LegalEntityFactory
+
+    nwb = LegalEntityFactory(code="NWB")
+    _erp_accounts()  # the simulator: Billable's default codes stay
+    assert not EntityAccounts.objects.exists()
+    settings.ERP_ADAPTER = "integrations.erp.tryton.TrytonErpAdapter"
+    _erp_accounts()
+    accounts = EntityAccounts.objects.get(entity=LegalEntity.objects.get(pk=nwb.pk))
+    assert (accounts.revenue, accounts.wip, accounts.fx_revaluation) == (
+        DEMO_REVENUE_ACCOUNTS["revenue"],
+        DEMO_REVENUE_ACCOUNTS["wip"],
+        DEMO_REVENUE_ACCOUNTS["fx_revaluation"],
+    )

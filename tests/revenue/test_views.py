@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from integrations.services.clients import integration_client_create
 from revenue.models import RevenuePeriod
+from revenue.services.close import revenue_close
 from tests.factories import UserFactory
 
 from .helpers import D, contract, controller, issue, work
@@ -91,3 +94,30 @@ def test_the_command_closes_a_month(october):
 
     with pytest.raises(CommandError, match="closed again"):
         call_command("revenue_close", "--period", "2026-10", stdout=StringIO())
+
+
+def _report_rows(content: bytes) -> list[bytes]:
+    table = content.split(b'id="revenue-by-month"', 1)[1].split(b"</table>", 1)[0]
+    body = table.split(b"<tbody>", 1)[1]
+    return re.findall(rb'<th scope="row">([^<]*)</th>', body)
+
+
+def test_the_revenue_report_shows_one_page_of_rows_at_a_time(client, settings):
+    settings.REVENUE_REPORT_ROWS_PER_PAGE = 2
+    codes = []
+    for _ in range(5):
+        c, project = contract()
+        work(project, D(2026, 10, 5), "8")
+        codes.append(c.code)
+    revenue_close(period="2026-10", user=controller(), lock=True)
+    client.force_login(controller())
+
+    pages = [client.get(reverse("revenue:report") + f"?group=contract&page={n}") for n in (1, 2, 3)]
+
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    rows = [_report_rows(p.content) for p in pages]
+    assert [len(r) for r in rows] == [2, 2, 1]
+    assert [code.decode() for page_rows in rows for code in page_rows] == sorted(codes)
+    assert b"1\xe2\x80\x932 of 5 contracts" in pages[0].content and b'rel="next"' in pages[0].content
+    assert b"group=contract&amp;page=2" in pages[0].content  # the grouping survives paging
+    assert b'rel="next"' not in pages[2].content
