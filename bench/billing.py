@@ -25,6 +25,7 @@ import cProfile
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -649,12 +650,21 @@ def measure_workers(dbs: Databases, workers: int) -> dict:
             run = billing_run_open(period_start=PERIOD_START, period_end=PERIOD_END, run_date=RUN_DATE, user=None)
             started = time.perf_counter()
             async_task("billing.tasks.run_billing_task", run.pk, task_name=f"bench-run-{run.pk}")
+            waits: dict[str, int] = {}  # what the cluster's busy backends wait on, sampled every 0.2 s
             while True:
                 status = admin.execute("SELECT status FROM billing_billingrun WHERE id = %s", [run.pk]).fetchone()[0]
                 if status in BillingRun.ENDED_STATUSES:
                     break
-                time.sleep(0.05)
+                for kind, event, query in admin.execute(
+                    "SELECT wait_event_type, wait_event, left(query, 60) FROM pg_stat_activity"
+                    " WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid()",
+                    [dbs.run],
+                ).fetchall():
+                    key = f"{kind or 'CPU'}:{event or '-'}" + (f" {query}" if kind == "Lock" else "")
+                    waits[key] = waits.get(key, 0) + 1
+                time.sleep(0.2)
             elapsed = time.perf_counter() - started
+            queued_at = admin.execute("SELECT created_at FROM billing_billingrun WHERE id = %s", [run.pk]).fetchone()[0]
             python_cpu = _tree_cpu(cluster.pid) - python_before
             postgres_cpu = sum(
                 cpu - postgres_before.get(pid, 0.0) for pid, cpu in _backends_cpu(admin, dbs.run).items()
@@ -667,13 +677,28 @@ def measure_workers(dbs: Databases, workers: int) -> dict:
             "python_cpu_s": round(python_cpu, 2),
             "postgres_cpu_s": round(postgres_cpu, 2),
             "chunks": BillingRunChunk.objects.filter(run=run).count(),
+            # When each chunk committed, seconds after the run was queued: chunks side by side commit in pairs.
+            "chunks_done_after_s": [
+                round((done - queued_at).total_seconds(), 1)
+                for done in run.chunks.order_by("done_at").values_list("done_at", flat=True)
+            ],
+            "taken_after_s": round((run.started_at - queued_at).total_seconds(), 1),
+            "backend_samples": dict(sorted(waits.items(), key=lambda kv: -kv[1])[:8]),
             "entries": TimeEntry.objects.filter(invoice_line__invoice__billing_run=run).count(),
             "invoices": Invoice.objects.filter(billing_run=run).count(),
             "load_before": round(load, 2),
         }
+    except BaseException:
+        log.seek(0)
+        print(log.read().decode(errors="replace")[-3000:], file=sys.stderr)
+        raise
     finally:
-        os.killpg(cluster.pid, 15)
-        cluster.wait(30)
+        os.killpg(cluster.pid, signal.SIGTERM)  # the run has ended: what its workers still hold is no work
+        try:
+            cluster.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+            cluster.wait(20)
         log.close()
         dbs.use(dbs.base)
         connections["default"].close()
