@@ -662,6 +662,15 @@ def measure_workers(dbs: Databases, workers: int) -> dict:
                 ).fetchall():
                     key = f"{kind or 'CPU'}:{event or '-'}" + (f" {query}" if kind == "Lock" else "")
                     waits[key] = waits.get(key, 0) + 1
+                for (blocker,) in admin.execute(
+                    "SELECT (SELECT string_agg(DISTINCT l.mode, ', ')"
+                    " FROM pg_locks l WHERE l.pid = b.pid AND l.relation = 'billing_billingrun'::regclass)"
+                    " || ' | ' || left(b.query, 80) || ' | ' || b.state FROM pg_stat_activity a"
+                    " JOIN pg_stat_activity b ON b.pid = (pg_blocking_pids(a.pid))[1]"
+                    " WHERE a.datname = %s AND a.wait_event_type = 'Lock'",
+                    [dbs.run],
+                ).fetchall():
+                    waits[f"blocked by: {blocker}"] = waits.get(f"blocked by: {blocker}", 0) + 1
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
             queued_at = admin.execute("SELECT created_at FROM billing_billingrun WHERE id = %s", [run.pk]).fetchone()[0]
@@ -683,7 +692,7 @@ def measure_workers(dbs: Databases, workers: int) -> dict:
                 for done in run.chunks.order_by("done_at").values_list("done_at", flat=True)
             ],
             "taken_after_s": round((run.started_at - queued_at).total_seconds(), 1),
-            "backend_samples": dict(sorted(waits.items(), key=lambda kv: -kv[1])[:8]),
+            "backend_samples": dict(sorted(waits.items(), key=lambda kv: -kv[1])[:10]),
             "entries": TimeEntry.objects.filter(invoice_line__invoice__billing_run=run).count(),
             "invoices": Invoice.objects.filter(billing_run=run).count(),
             "load_before": round(load, 2),

@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
-                "ordering": ["run", "position"],
+                "ordering": ["run_id", "position"],
                 "constraints": [
                     models.UniqueConstraint(fields=("run", "position"), name="billing_billingrunchunk_position_once")
                 ],

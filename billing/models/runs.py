@@ -30,7 +30,7 @@ class BillingRunChunk(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "position"]
+        ordering = ["run_id", "position"]  # never through the run (a join a row lock would take along)
         constraints = [
             models.UniqueConstraint(fields=["run", "position"], name="billing_billingrunchunk_position_once"),
         ]

@@ -35,7 +35,7 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -387,18 +387,13 @@ def bill_run_chunks(run_id: int) -> BillingRun:
 def _beat_chunk_done(run: BillingRun, contracts: int) -> None:
     """Heartbeat, progress and the summary of the chunks done so far, after a chunk's commit.
 
-    Under the run's row lock (workers beat one at a time, the summary written last is the
-    latest); a run no longer running stops the worker (`RunInterrupted`), as `_beat` does.
+    One conditional UPDATE, no row lock taken first: another worker's chunk in flight holds a lock
+    on the run row (its invoices reference it), and waiting for it would line the workers up. Two
+    beats crossing may leave the summary one chunk behind until the next beat; the run's end
+    writes it exactly. A run no longer running stops the worker (`RunInterrupted`), as `_beat` does.
     """
-    with transaction.atomic():
-        running = BillingRun.objects.filter(pk=run.pk, status=BillingRun.Status.RUNNING)
-        locked = running.select_for_update(no_key=True).first()  # no wait on the chunks' foreign-key checks
-        if locked is None:
-            raise RunInterrupted(run.pk)
-        locked.contracts_done += contracts
-        locked.summary = _chunks_summary(locked).as_dict()
-        locked.heartbeat_at = timezone.now()
-        locked.save(update_fields=["contracts_done", "summary", "heartbeat_at"])
+    summary = _chunks_summary(run).as_dict()
+    _beat(run, contracts_done=F("contracts_done") + contracts, summary=summary)
 
 
 def _chunks_summary(run: BillingRun) -> _Summary:
@@ -423,9 +418,12 @@ def _claim_chunk(run: BillingRun) -> Any:
     for position, status, waits_for in sorted(chunks):
         if status == BillingRunChunk.Status.DONE or not done.issuperset(waits_for):
             continue
+        # The chunk row only (`of`, no ordering through the run): locking the run row here would make
+        # every other worker's heartbeat wait for this chunk, and the chunks would run one at a time.
         claimed = (
-            BillingRunChunk.objects.select_for_update(skip_locked=True)
+            BillingRunChunk.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(run=run, position=position, status=BillingRunChunk.Status.PENDING)
+            .order_by()
             .first()
         )
         if claimed is not None:

@@ -185,5 +185,5 @@ def _chunk_in_flight(run: BillingRun) -> bool:
     """A chunk still being billed (its row locked by a worker): the workers have not stopped yet."""
     with transaction.atomic():
         pending = BillingRunChunk.objects.filter(run=run, status=BillingRunChunk.Status.PENDING)
-        free = list(pending.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        free = list(pending.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True))
         return len(free) != pending.count()
