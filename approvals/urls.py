@@ -16,6 +16,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     # everyone
     path("mine/", views.my_queue, name="mine"),
+    path("mine/decide/", views.queue_decide, name="mine_decide"),
     path("requests/<int:pk>/", views.request_detail, name="request_detail"),
     path("requests/<int:pk>/decide/", views.request_decide, name="request_decide"),
     path("requests/<int:pk>/override/", overrides.override_request, name="override_request"),

@@ -25,8 +25,10 @@ import cProfile
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager, suppress
@@ -449,6 +451,8 @@ class CpuClock:
         self.others: dict[int, float | None] = {}  # pid → CPU when opened
         self.others_cpu = 0.0
         self.unreadable = False
+        self.python_s: float | None = None  # this process (Django, the engine)
+        self.postgres_s: float | None = None  # its backends
 
     def backend_opened(self, pid: int) -> None:
         self.others[pid] = _backend_cpu(pid)
@@ -466,7 +470,9 @@ class CpuClock:
             self.backend_closing(pid)
         if backend is None or self.started[1] is None or self.unreadable:
             return None
-        return round(process - self.started[0] + backend - self.started[1] + self.others_cpu, 2)
+        self.python_s = round(process - self.started[0], 2)
+        self.postgres_s = round(backend - self.started[1] + self.others_cpu, 2)
+        return round(self.python_s + self.postgres_s, 2)
 
 
 class QueryCounter:
@@ -567,12 +573,162 @@ def measure_run(dbs: Databases, profile: Path | None = None) -> dict:
         "lines": InvoiceLine.objects.filter(invoice__billing_run=run).count(),
         "run_s": round(elapsed, 3),
         "cpu_s": cpu_s,
+        "python_cpu_s": cpu.python_s,
+        "postgres_cpu_s": cpu.postgres_s,
         "queries": counter.count,
         "by_status": run.summary["by_status"],
     }
     dbs.use(dbs.base)
     connections["default"].close()
     return result
+
+
+# --------------------------------------------------------------------------- across django-q2 workers
+
+QCLUSTER = Path(__file__).resolve().parents[1] / "tests" / "integrations" / "outbox" / "qcluster_erp_only.py"
+
+
+def _tree_cpu(pgid: int) -> float:
+    """utime + stime of every live process of a process group (the cluster: sentinel, workers, pusher…)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of /proc/pid/stat: the process group
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _backends_cpu(conn: psycopg.Connection, dbname: str) -> dict[int, float]:
+    """CPU of every backend on `dbname` but our own (the cluster's connections)."""
+    pids = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [dbname]
+    ).fetchall()
+    return {pid: cpu for (pid,) in pids if (cpu := _backend_cpu(pid)) is not None}
+
+
+def measure_workers(dbs: Databases, workers: int) -> dict:
+    """The run as the finance page starts it: a django-q2 task, its chunks fanned out to `workers` workers.
+
+    A `qcluster` (Redis, `Q_REDIS_URL`) on a fresh copy of the seed; the clock starts when the run is
+    queued and stops when it has ended. CPU: the cluster's processes (Python) and the run database's
+    backends (PostgreSQL), read from /proc; connections are kept for the whole run (`CONN_MAX_AGE`).
+    """
+    from django.conf import settings
+    from django_q.tasks import async_task
+
+    from billing.models import BillingRun, BillingRunChunk, Invoice, TimeEntry
+    from billing.services.billing_run import billing_run_open
+
+    if "redis" not in settings.Q_CLUSTER:
+        sys.exit("bench.billing --workers needs Q_REDIS_URL (the workers share Redis and PostgreSQL)")
+    dbs.create(dbs.run, template=dbs.seed)
+    dbs.checkpoint()
+    dbs.use(dbs.run)
+    url = f"postgresql://{dbs.settings['USER']}@{dbs.settings['HOST'] or '127.0.0.1'}:{dbs.settings['PORT'] or 5432}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{url}/{dbs.run}",
+        "Q_WORKERS": str(workers),
+        "Q_SCHEDULER": "false",
+        "Q_POLL": "0.05",
+        "CONN_MAX_AGE": "3600",
+        "LOG_LEVEL": "WARNING",
+    }
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the cluster's output, closed below
+    cluster = subprocess.Popen(  # noqa: S603 - our own script
+        [sys.executable, str(QCLUSTER)], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        time.sleep(5)  # the sentinel forks its workers, which connect to Redis
+        assert cluster.poll() is None, "the cluster stopped"
+        with dbs.connect(dbs.run, autocommit=True) as admin:
+            python_before, postgres_before = _tree_cpu(cluster.pid), _backends_cpu(admin, dbs.run)
+            load = os.getloadavg()[0]
+            run = billing_run_open(period_start=PERIOD_START, period_end=PERIOD_END, run_date=RUN_DATE, user=None)
+            started = time.perf_counter()
+            async_task("billing.tasks.run_billing_task", run.pk, task_name=f"bench-run-{run.pk}")
+            waits: dict[str, int] = {}  # what the cluster's busy backends wait on, sampled every 0.2 s
+            while True:
+                status = admin.execute("SELECT status FROM billing_billingrun WHERE id = %s", [run.pk]).fetchone()[0]
+                if status in BillingRun.ENDED_STATUSES:
+                    break
+                for kind, event, query in admin.execute(
+                    "SELECT wait_event_type, wait_event, left(query, 60) FROM pg_stat_activity"
+                    " WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid()",
+                    [dbs.run],
+                ).fetchall():
+                    key = f"{kind or 'CPU'}:{event or '-'}" + (f" {query}" if kind == "Lock" else "")
+                    waits[key] = waits.get(key, 0) + 1
+                for (blocker,) in admin.execute(
+                    "SELECT (SELECT string_agg(DISTINCT l.mode, ', ')"
+                    " FROM pg_locks l WHERE l.pid = b.pid AND l.relation = 'billing_billingrun'::regclass)"
+                    " || ' | ' || left(b.query, 80) || ' | ' || b.state FROM pg_stat_activity a"
+                    " JOIN pg_stat_activity b ON b.pid = (pg_blocking_pids(a.pid))[1]"
+                    " WHERE a.datname = %s AND a.wait_event_type = 'Lock'",
+                    [dbs.run],
+                ).fetchall():
+                    waits[f"blocked by: {blocker}"] = waits.get(f"blocked by: {blocker}", 0) + 1
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+            queued_at = admin.execute("SELECT created_at FROM billing_billingrun WHERE id = %s", [run.pk]).fetchone()[0]
+            python_cpu = _tree_cpu(cluster.pid) - python_before
+            postgres_cpu = sum(
+                cpu - postgres_before.get(pid, 0.0) for pid, cpu in _backends_cpu(admin, dbs.run).items()
+            )
+        run.refresh_from_db()
+        assert run.status == BillingRun.Status.DONE, run.error
+        result = {
+            "workers": workers,
+            "run_s": round(elapsed, 3),
+            "python_cpu_s": round(python_cpu, 2),
+            "postgres_cpu_s": round(postgres_cpu, 2),
+            "chunks": BillingRunChunk.objects.filter(run=run).count(),
+            # When each chunk committed, seconds after the run was queued: chunks side by side commit in pairs.
+            "chunks_done_after_s": [
+                round((done - queued_at).total_seconds(), 1)
+                for done in run.chunks.order_by("done_at").values_list("done_at", flat=True)
+            ],
+            "taken_after_s": round((run.started_at - queued_at).total_seconds(), 1),
+            "backend_samples": dict(sorted(waits.items(), key=lambda kv: -kv[1])[:10]),
+            "entries": TimeEntry.objects.filter(invoice_line__invoice__billing_run=run).count(),
+            "invoices": Invoice.objects.filter(billing_run=run).count(),
+            "load_before": round(load, 2),
+        }
+    except BaseException:
+        log.seek(0)
+        print(log.read().decode(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        os.killpg(cluster.pid, signal.SIGTERM)  # the run has ended: what its workers still hold is no work
+        try:
+            cluster.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+            cluster.wait(20)
+        log.close()
+        dbs.use(dbs.base)
+        connections["default"].close()
+    return result
+
+
+def bench_workers(dbs: Databases, contracts: int, entries: int, workers: list[int], repeat: int) -> dict:
+    """Seed once; then for each worker count, `repeat` runs on fresh copies; the fastest counts."""
+    seed_s = seed(dbs, contracts, entries)
+    out: dict = {"contracts": contracts, "entries_seeded": entries, "seed_s": round(seed_s, 1)}
+    for n in workers:
+        samples = [measure_workers(dbs, n) for _ in range(repeat)]
+        best = min(samples, key=lambda r: r["run_s"])
+        best["run_samples_s"] = [r["run_s"] for r in samples]
+        out[f"{n}_workers"] = best
+        print(
+            f"  {n} worker(s): run {best['run_samples_s']} s, CPU Python {best['python_cpu_s']} s, "
+            f"PostgreSQL {best['postgres_cpu_s']} s, {best['chunks']} chunks",
+            flush=True,
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- floor
@@ -747,6 +903,12 @@ def bench_scale(dbs: Databases, contracts: int, entries: int, profile: Path | No
         "run_cpu_s": run_cpu,
         "floor_cpu_s": floor_cpu,
         "cpu_ratio": round(run_cpu / floor_cpu, 2) if run_cpu and floor_cpu else None,
+        # How the run's CPU divides between Python (this process) and PostgreSQL (its backends), best run.
+        "run_cpu_split_s": min(
+            ({"python": r["python_cpu_s"], "postgres": r["postgres_cpu_s"]} for r in runs if r["cpu_s"] is not None),
+            key=lambda split: split["python"] + split["postgres"],
+            default=None,
+        ),
     }
 
 
@@ -773,6 +935,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-migrate", action="store_true", help="reuse the migrated base database as it is")
     parser.add_argument("--keep", action="store_true", help="keep the _seed/_run/_floor databases")
     parser.add_argument("--drop-all", action="store_true", help="also drop the migrated base database at the end")
+    parser.add_argument(
+        "--workers",
+        help="comma-separated django-q2 worker counts (e.g. 1,2): the run fanned out to a qcluster, no floor",
+    )
     args = parser.parse_args(argv)
 
     dbs = Databases()
@@ -798,6 +964,10 @@ def main(argv: list[str] | None = None) -> dict:
             contracts, entries = scales[name]
             print(f"bench.billing: {name}: {contracts} contracts, {entries} entries …", flush=True)
             profile = args.profile if name == max(scales, key=lambda n: scales[n][1]) else None
+            if args.workers:
+                counts = [int(n) for n in args.workers.split(",")]
+                results[name] = bench_workers(dbs, contracts, entries, counts, max(1, args.repeat))
+                continue
             results[name] = bench_scale(dbs, contracts, entries, profile, max(1, args.repeat))
             r = results[name]
             print(
@@ -814,6 +984,15 @@ def main(argv: list[str] | None = None) -> dict:
             dbs.drop(dbs.base)
 
     output: dict = {name: results[name] for name in ("full", "quarter") if name in results}
+    if args.workers:
+        output["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        output["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+        output["commit"] = _git("rev-parse", "--short", "HEAD")
+        out = args.out if args.out != RESULTS else RESULTS.with_name("billing_workers.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+        print(f"bench.billing: wrote {out}")
+        return output
     if "full" in results and "quarter" in results:
         full, quarter = results["full"], results["quarter"]
         output["growth"] = round(full["run_s"] / quarter["run_s"], 2)

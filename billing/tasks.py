@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.conf import settings
 from django.utils import timezone
 
 from billing.models import BillingRun
-from billing.services.billing_run import bill_period, billing_runs_interrupt_stale, run_billing
+from billing.services.billing_run import bill_period, bill_run_chunks, billing_runs_interrupt_stale, run_billing
 from kernel.periods import month_of, previous_month
 
 
@@ -16,7 +17,14 @@ def run_billing_task(billing_run_id: int) -> dict:
     billing_run = BillingRun.objects.get(pk=billing_run_id)
     if billing_run.status != BillingRun.Status.QUEUED:
         return billing_run.summary  # already taken by another worker: idempotent
-    return run_billing(billing_run).summary
+    return run_billing(billing_run, fan_out=True, chunk_size=settings.BILLING_RUN_CHUNK_SIZE).summary
+
+
+def bill_run_chunks_task(billing_run_id: int) -> str:
+    """A fanned-out run's chunk (ADR 0115): bill what this worker can claim; delivered twice, bills nothing twice."""
+    if not BillingRun.objects.filter(pk=billing_run_id).exists():
+        return "no such run"
+    return bill_run_chunks(billing_run_id).status
 
 
 def retry_tax_engine_recordings() -> dict:

@@ -188,7 +188,8 @@ USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
 # django-q2: ORM broker by default (demo), Redis when Q_REDIS_URL is set.
 # retry must exceed timeout so a task is never handed to two workers.
 Q_CLUSTER = {
-    "name": "billable",
+    # The queue's name in the broker: deployments (or a benchmark) sharing one Redis keep apart by name.
+    "name": env("Q_CLUSTER_NAME", default="billable"),
     "workers": env.int("Q_WORKERS", default=2),
     # A task running longer than `timeout` is killed; a task not acknowledged after `retry` is handed
     # out again. retry > timeout, so a running task is never handed to a second worker (ADR 0022).
@@ -267,6 +268,9 @@ BILLING_TIMESHEET_CUTOFF_DAYS = env.int("BILLING_TIMESHEET_CUTOFF_DAYS", default
 # above the longest chunk (about 6 s at the benchmark's full scale) and below Q_RETRY.
 BILLING_RUN_STALE_AFTER_SECONDS = env.int("BILLING_RUN_STALE_AFTER_SECONDS", default=300)
 BILLING_RUN_PARALLEL_CHUNKS = env.int("BILLING_RUN_PARALLEL_CHUNKS", default=2)  # chunks billed side by side (ADR 0085)
+# A run started from the page or the API hands its chunks to django-q2 workers (ADR 0115); off: one worker.
+BILLING_RUN_FAN_OUT = env.bool("BILLING_RUN_FAN_OUT", default=True)
+BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=250)  # contracts per chunk (one transaction)
 # Off: an approved invoice counts as posted at once (no ERP configured); on: the ERP adapter posts it.
 ERP_POSTING_ENABLED = env.bool("ERP_POSTING_ENABLED", default=False)
 # The ERP (or its middleware) endpoint of the outbox (ADR 0022, docs/manual/erp-posting.md).

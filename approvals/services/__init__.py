@@ -26,6 +26,7 @@ from approvals.services.requests import (
     approval_request_escalate,
     approval_request_open,
     approval_requests_cancel_for,
+    approval_requests_decide_selected,
     approval_requests_open_bulk,
     check_decider,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "approval_request_escalate",
     "approval_request_open",
     "approval_requests_cancel_for",
+    "approval_requests_decide_selected",
     "approval_requests_open_bulk",
     "approvals_escalate_overdue",
     "check_decider",

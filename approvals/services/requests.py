@@ -555,7 +555,14 @@ _DECIDED_FIELDS = [
 ]
 
 
-def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, comment: str = "") -> list[Any]:
+def approval_decide_bulk(
+    *,
+    subjects: Iterable[Any],
+    user: User,
+    decision: str,
+    comment: str = "",
+    refused: list[tuple[Any, ApplicationError]] | None = None,
+) -> list[Any]:
     """Decide the open step of many subjects' pending requests at once, in a bounded number of queries.
 
     The same rules as `approval_decide`, item by item (segregation of duties,
@@ -572,6 +579,10 @@ def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, 
     The settled subjects' outcomes are applied through their handlers:
     approvals with `apply_approved_many` (one call per model), rejections one by one.
     Returns the subjects whose request was settled by this decision.
+
+    `refused` (a list, the approvals queue's multi-select, ADR 0116): an item the user may not
+    decide (segregation of duties, not one of the step's approvers, no longer awaiting approval,
+    its step gone) is left undecided and appended as (subject, the error); the others proceed.
     """
     from approvals.services.routing import requests_pm_ids
     from approvals.services.subjects import apply_approval_many
@@ -590,13 +601,22 @@ def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, 
         return []
     with transaction.atomic(), buffered_state_logs():
         locked_subjects = _lock_subjects(subjects)
+        awaiting = []
         for subject in locked_subjects:
             if not is_awaiting(subject):
-                raise ConflictError(
+                error = ConflictError(
                     f"{subject_label(subject).capitalize()} is {subject.get_status_display().lower()}, no longer "
                     "awaiting approval; there is nothing to decide.",
                     code="subject_not_awaiting",
                 )
+                if refused is None:
+                    raise error
+                refused.append((subject, error))
+            else:
+                awaiting.append(subject)
+        locked_subjects = awaiting
+        if not locked_subjects:
+            return []
         requests = _lock_pending_requests(locked_subjects)
         unrouted = [s for s in locked_subjects if (_content_type_id(type(s)), s.pk) not in requests]
         if unrouted:
@@ -623,16 +643,29 @@ def approval_decide_bulk(*, subjects: Iterable[Any], user: User, decision: str, 
             locked = requests[(_content_type_id(type(subject)), subject.pk)]
             steps = steps_by_policy.get(locked.policy_id, [])
             step = next((s for s in steps if s.order == locked.current_step), None)
-            if step is None:
-                raise ApplicationError(
-                    f"Step {locked.current_step} no longer exists in policy '{locked.policy}'; cancel the request "
-                    "and open it again.",
-                    code="policy_changed",
-                )
             before = earlier.get(locked.pk, [])
-            on_behalf_of = _authorize(
-                locked, step, subject, user, today=today, decider=decider, decisions=before, pm_ids=pm_ids[locked.pk]
-            )
+            try:
+                if step is None:
+                    raise ApplicationError(
+                        f"Step {locked.current_step} no longer exists in policy '{locked.policy}'; cancel the "
+                        "request and open it again.",
+                        code="policy_changed",
+                    )
+                on_behalf_of = _authorize(
+                    locked,
+                    step,
+                    subject,
+                    user,
+                    today=today,
+                    decider=decider,
+                    decisions=before,
+                    pm_ids=pm_ids[locked.pk],
+                )
+            except ApplicationError as error:
+                if refused is None:
+                    raise
+                refused.append((subject, error))
+                continue
             made = ApprovalDecision(
                 request=locked,
                 step_order=step.order,
@@ -801,3 +834,43 @@ def approval_request_escalate(*, request: ApprovalRequest, now: datetime | None 
         save_audited(locked, user=None, reason=f"Escalated: step {locked.current_step} past its SLA")
     refresh_caller(request, locked)
     return True
+
+
+def approval_requests_decide_selected(
+    *, request_ids: Iterable[int], user: User, decision: str, comment: str = ""
+) -> tuple[list[ApprovalRequest], list[tuple[str, str]]]:
+    """The approvals queue's multi-select: decide the open step of the selected requests, whatever their type.
+
+    Through `approval_decide_bulk` (bounded queries, the same records and checks as one by
+    one), with per-item refusals: an item the user may not decide is reported as
+    (label, reason) and left as it is; the others are decided in the same transaction.
+    Requests no longer pending are reported the same way. Returns (the requests decided, the refusals).
+    """
+    ids = sorted({int(pk) for pk in request_ids})
+    if not ids:
+        raise ApplicationError(
+            "Select at least one approval.", code="invalid", field_errors={"request": ["Select one."]}
+        )
+    requests = list(ApprovalRequest.objects.filter(pk__in=ids).prefetch_related("subject").order_by("pk"))
+    refusals: list[tuple[str, str]] = []
+    subjects = []
+    for approval in requests:
+        subject = approval.subject
+        label = subject_label(subject) if subject is not None else f"approval {approval.pk}"
+        if approval.status != Status.PENDING or subject is None:
+            refusals.append((label, f"{label.capitalize()} is no longer pending; there is nothing to decide."))
+            continue
+        subjects.append(subject)
+    refused: list[tuple[Any, ApplicationError]] = []
+    with transaction.atomic():
+        approval_decide_bulk(subjects=subjects, user=user, decision=decision, comment=comment, refused=refused)
+    refusals.extend((subject_label(subject), error.message) for subject, error in refused)
+    not_decided = {(type(subject), subject.pk) for subject, _ in refused}
+    decided = [
+        approval
+        for approval in requests
+        if approval.status == Status.PENDING
+        and approval.subject is not None
+        and (type(approval.subject), approval.subject.pk) not in not_decided
+    ]
+    return decided, refusals

@@ -6,7 +6,15 @@ queues) live in billing beside their services (`billing.views_work`, `billing.vi
 """
 
 from approvals.views.delegations import delegation_end_view, delegations
-from approvals.views.queue import index, my_queue
+from approvals.views.queue import index, my_queue, queue_decide
 from approvals.views.requests import request_decide, request_detail
 
-__all__ = ["delegation_end_view", "delegations", "index", "my_queue", "request_decide", "request_detail"]
+__all__ = [
+    "delegation_end_view",
+    "delegations",
+    "index",
+    "my_queue",
+    "queue_decide",
+    "request_decide",
+    "request_detail",
+]

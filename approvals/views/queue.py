@@ -7,17 +7,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from approvals.models import ApprovalRequest, ApprovalStep, Delegation
 from approvals.registry import subject_label, subject_type_choices
 from approvals.selectors import my_approvals
+from approvals.services import approval_requests_decide_selected
 from approvals.views.common import render_screen, screen_roles
+from kernel.errors import ApplicationError
+from kernel.http import HttpResponseSeeOther, safe_next
 from kernel.listing import age_label, paginate
 from kernel.roles import (
     CONSULTANT,
@@ -73,8 +78,10 @@ def my_queue(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     kind = request.GET.get("type", "")
     overdue_only = request.GET.get("overdue") == "1"
-    qs = my_approvals(request.user, now=now).select_related("prepared_by").prefetch_related(
-        Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order"))
+    qs = (
+        my_approvals(request.user, now=now)
+        .select_related("prepared_by")
+        .prefetch_related(Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order")))
     )
     if kind in dict(subject_type_choices()):
         qs = qs.filter(subject_type=kind)
@@ -99,3 +106,29 @@ def my_queue(request: HttpRequest) -> HttpResponse:
             "acting_for": delegations,
         },
     )
+
+
+@require_POST
+@login_required
+def queue_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the requests ticked in the queue at once (ADR 0116); what is refused is reported."""
+    back = safe_next(request, reverse("approvals:mine"))
+    decision = request.POST.get("decision", "")
+    try:
+        ids = [int(pk) for pk in request.POST.getlist("request")]
+    except ValueError:
+        ids = []
+    try:
+        decided, refusals = approval_requests_decide_selected(
+            request_ids=ids, user=request.user, decision=decision, comment=request.POST.get("comment", "")
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseSeeOther(back)
+    if decided:
+        verb = "approved" if decision == "approve" else "rejected"
+        noun = "approval" if len(decided) == 1 else "approvals"
+        messages.success(request, f"{len(decided)} {noun} {verb}.")
+    for label, reason in refusals:
+        messages.warning(request, f"Not decided: {label}: {reason}")
+    return HttpResponseSeeOther(back)

@@ -29,12 +29,14 @@ from billing.models.masterdata import (
     TaxRule,
 )
 from billing.models.purchase_orders import PurchaseOrder
+from billing.models.runs import BillingRunChunk
 from billing.models.tax_recordings import TaxEngineRecording
 from billing.models.vat_checks import VatCheck
 from billing.models.work import Expense, Milestone, TimeEntry
 
 __all__ = [
     "BillingRun",
+    "BillingRunChunk",
     "ChangeOrder",
     "ChangeOrderMilestone",
     "ChangeOrderRate",

@@ -35,12 +35,12 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing.hooks import score_invoices
-from billing.models import BillingRun, Contract, Invoice, TimeEntry
+from billing.models import BillingRun, BillingRunChunk, Contract, Invoice, TimeEntry
 from billing.services.billing_engine import InvoiceDraft, price_contract
 from billing.services.billing_frequency import billing_period, split_not_due
 from billing.services.consolidation import chunks_of, consolidate, contract_units
@@ -59,23 +59,31 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 250
 
 
-def run_billing(billing_run: BillingRun, *, chunk_size: int = CHUNK_SIZE, bill_now: bool | None = None) -> BillingRun:
+def run_billing(
+    billing_run: BillingRun, *, chunk_size: int = CHUNK_SIZE, bill_now: bool | None = None, fan_out: bool = False
+) -> BillingRun:
     """Execute a queued run: bill every contract in its scope with work due in its period; returns it ended.
 
     Everything comes from the row: period, issue date (`run_date`), scope (`contract_codes`, empty:
     every contract) and who started it. `bill_now`: ignore the contracts' billing frequency (§13);
     by default a run over named contracts is a "bill now" run and a run over all contracts is not.
+
+    `fan_out` (the django-q2 task): when `_fan_out_enabled`, the chunks become `BillingRunChunk`
+    rows that any worker claims (`bill_run_chunks`, ADR 0115); this worker bills too, and the one
+    that commits the last chunk ends the run. The run returned may then still be running.
     """
     period_start, period_end = billing_run.period_start, billing_run.period_end
     contracts = list(billing_run.contract_codes) or None
     user = billing_run.started_by
     if bill_now is None:
         bill_now = contracts is not None
-    billing_run.start()
-    billing_run.started_at = billing_run.heartbeat_at = timezone.now()
-    billing_run.save()
+    if not _take(billing_run):
+        logger.warning("Billing run %s was already taken by another worker", billing_run.pk)
+        billing_run.refresh_from_db()
+        return billing_run
 
     summary = _Summary()
+    fanned_out = False
     try:
         # Inside the try: an unknown contract code fails the run visibly instead of leaving it running.
         candidate_ids = candidate_contract_ids(period_start, period_end, contracts, bill_now=bill_now)
@@ -85,7 +93,10 @@ def run_billing(billing_run: BillingRun, *, chunk_size: int = CHUNK_SIZE, bill_n
         _beat(billing_run, contracts_total=billing_run.contracts_total)
         # A consolidating client's contracts stay in one chunk: its invoice is never split (§13).
         chunks = chunks_of(contract_units(candidate_ids), chunk_size)
-        if _parallel_workers(len(chunks)) > 1:
+        if fan_out and _fan_out_enabled(len(chunks)):
+            _plan_chunks(billing_run, chunks, summary.not_due)
+            fanned_out = True
+        elif _parallel_workers(len(chunks)) > 1:
             _bill_chunks_in_parallel(chunks, billing_run, summary, user=user, workers=_parallel_workers(len(chunks)))
         else:
             for chunk in chunks:
@@ -102,7 +113,23 @@ def run_billing(billing_run: BillingRun, *, chunk_size: int = CHUNK_SIZE, bill_n
         logger.exception("Billing run %s failed", billing_run.pk)
         _end_run(billing_run, "fail", summary, error=str(exc))
         raise
+    if fanned_out:
+        return bill_run_chunks(billing_run.pk)
     return _end_run(billing_run, "finish", summary)
+
+
+def _take(billing_run: BillingRun) -> bool:
+    """Queued → running, compare-and-set: of two workers handed the same run task, one runs it."""
+    billing_run.start()  # the transition's own check (queued only)
+    billing_run.started_at = billing_run.heartbeat_at = timezone.now()
+    return bool(
+        BillingRun.objects.filter(pk=billing_run.pk, status=BillingRun.Status.QUEUED).update(
+            status=billing_run.status,
+            started_at=billing_run.started_at,
+            heartbeat_at=billing_run.heartbeat_at,
+            updated_at=billing_run.started_at,
+        )
+    )
 
 
 class RunInterrupted(Exception):
@@ -271,6 +298,161 @@ def _bill_chunks_in_parallel(
         raise interrupted[0] if interrupted else errors[0]
 
 
+# --- chunks across django-q2 workers: claimed rows, the last one ends the run (ADR 0115) -------------
+
+
+def _fan_out_enabled(chunks: int) -> bool:
+    """Whether a run's chunks go to django-q2 workers (`BILLING_RUN_FAN_OUT`, default on).
+
+    Not for one chunk, not outside PostgreSQL (`SKIP LOCKED`), not inside an outer transaction
+    (the workers could not see the chunk rows), not with a synchronous django-q2 (`sync`: tests).
+    """
+    from django.conf import settings
+
+    if chunks < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    if getattr(settings, "Q_CLUSTER", {}).get("sync"):
+        return False
+    return bool(getattr(settings, "BILLING_RUN_FAN_OUT", True))
+
+
+def _plan_chunks(billing_run: BillingRun, chunks: list[list[int]], not_due: list[dict]) -> None:
+    """One `BillingRunChunk` row per chunk, then one django-q2 task per chunk but the first (this worker's).
+
+    A chunk whose contracts draw on a purchase order waits for the previous chunk drawing on the same
+    PO (`waits_for`): POs are drawn in chunk order, as on one worker (§13). The rows and the progress
+    are committed before any task is handed out.
+    """
+    everyone = [contract_id for chunk in chunks for contract_id in chunk]
+    po_of = dict(
+        Contract.objects.filter(id__in=everyone, purchase_order__isnull=False).values_list("id", "purchase_order_id")
+    )
+    last_chunk_of_po: dict[int, int] = {}
+    rows = []
+    for position, ids in enumerate(chunks):
+        pos = {po_of[contract_id] for contract_id in ids if contract_id in po_of}
+        waits_for = sorted({last_chunk_of_po[po] for po in pos if po in last_chunk_of_po})
+        last_chunk_of_po.update(dict.fromkeys(pos, position))
+        rows.append(BillingRunChunk(run=billing_run, position=position, contract_ids=list(ids), waits_for=waits_for))
+    with transaction.atomic():
+        BillingRunChunk.objects.bulk_create(rows)
+        _beat(billing_run, summary={"not_due": not_due})
+        for position in range(1, len(chunks)):
+            transaction.on_commit(
+                partial(
+                    async_task,
+                    "billing.tasks.bill_run_chunks_task",
+                    billing_run.pk,
+                    task_name=f"billing-run-{billing_run.pk}-chunk-{position}",
+                    group="billing_runs",
+                )
+            )
+    logger.info("Billing run %s fanned out in %s chunks", billing_run.pk, len(chunks))
+
+
+def bill_run_chunks(run_id: int) -> BillingRun:
+    """Bill the run's chunks this worker can claim, one transaction each, until none is left; returns the run.
+
+    A chunk is claimed under its row lock inside the transaction that bills it and marks it done:
+    a worker killed mid-chunk rolls back claim and billing together (the chunk is pending again),
+    and a task delivered twice finds the chunk done or locked and bills nothing. After each commit
+    the run beats (compare-and-set on `running`: an interrupted run stops its workers). The worker
+    that finds every chunk done ends the run, under the run's row lock, once.
+    """
+    run = BillingRun.objects.select_related("started_by").get(pk=run_id)
+    user = run.started_by
+    while True:
+        try:
+            with _gc_paused(), transaction.atomic():
+                chunk = _claim_chunk(run)
+                if chunk is None:
+                    break
+                part = _Summary()
+                _bill_chunk(chunk.contract_ids, run, part, user=user)
+                chunk.status = BillingRunChunk.Status.DONE
+                chunk.summary = part.as_dict()
+                chunk.done_at = timezone.now()
+                chunk.save(update_fields=["status", "summary", "done_at"])
+            _beat_chunk_done(run, len(chunk.contract_ids))
+        except RunInterrupted:
+            logger.warning("Billing run %s was interrupted while a worker billed its chunks; stopping", run.pk)
+            return _end_fanned_out(run, "")
+        except Exception as exc:
+            logger.exception("Billing run %s failed in a chunk", run.pk)
+            _end_fanned_out(run, "fail", error=str(exc))
+            raise
+    return _end_fanned_out(run, "finish")
+
+
+def _beat_chunk_done(run: BillingRun, contracts: int) -> None:
+    """Heartbeat, progress and the summary of the chunks done so far, after a chunk's commit.
+
+    One conditional UPDATE, no row lock taken first: another worker's chunk in flight holds a lock
+    on the run row (its invoices reference it), and waiting for it would line the workers up. Two
+    beats crossing may leave the summary one chunk behind until the next beat; the run's end
+    writes it exactly. A run no longer running stops the worker (`RunInterrupted`), as `_beat` does.
+    """
+    summary = _chunks_summary(run).as_dict()
+    _beat(run, contracts_done=F("contracts_done") + contracts, summary=summary)
+
+
+def _chunks_summary(run: BillingRun) -> _Summary:
+    """The run's summary: the chunks done, in chunk order, and the contracts found not due at the start."""
+    summary = _Summary()
+    summary.not_due = (run.summary or {}).get("not_due", [])
+    done = BillingRunChunk.objects.filter(run=run, status=BillingRunChunk.Status.DONE).order_by("position")
+    for part in done.values_list("summary", flat=True):
+        summary.merge(_Summary.from_dict(part))
+    return summary
+
+
+def _claim_chunk(run: BillingRun) -> Any:
+    """The first pending chunk nobody holds whose PO predecessors are done, locked; None when there is none.
+
+    Nothing is claimed for a run that is no longer running (interrupted, failed).
+    """
+    if not BillingRun.objects.filter(pk=run.pk, status=BillingRun.Status.RUNNING).exists():
+        return None
+    chunks = list(BillingRunChunk.objects.filter(run=run).values_list("position", "status", "waits_for"))
+    done = {position for position, status, _ in chunks if status == BillingRunChunk.Status.DONE}
+    for position, status, waits_for in sorted(chunks):
+        if status == BillingRunChunk.Status.DONE or not done.issuperset(waits_for):
+            continue
+        # The chunk row only (`of`, no ordering through the run): locking the run row here would make
+        # every other worker's heartbeat wait for this chunk, and the chunks would run one at a time.
+        claimed = (
+            BillingRunChunk.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(run=run, position=position, status=BillingRunChunk.Status.PENDING)
+            .order_by()
+            .first()
+        )
+        if claimed is not None:
+            return claimed
+    return None
+
+
+def _end_fanned_out(run: BillingRun, transition_name: str, *, error: str = "") -> BillingRun:
+    """Record the summary of the chunks done (in chunk order); `finish` only once every chunk is done.
+
+    Under the run's row lock, so the two workers committing the last chunks end the run once.
+    """
+    with transaction.atomic():
+        locked = BillingRun.objects.select_for_update(no_key=True).get(pk=run.pk)
+        if transition_name:
+            if locked.status != BillingRun.Status.RUNNING:
+                return locked
+            pending = BillingRunChunk.objects.filter(run=locked).exclude(status=BillingRunChunk.Status.DONE)
+            if transition_name == "finish" and pending.exists():
+                return locked  # others still at work: the last of them ends the run
+        locked.summary = _chunks_summary(locked).as_dict()
+        if transition_name:
+            getattr(locked, transition_name)()
+            locked.finished_at = locked.heartbeat_at = timezone.now()
+            locked.error = error
+        locked.save()
+    return locked
+
+
 class _Summary:
     def __init__(self) -> None:
         self.invoices = 0
@@ -293,6 +475,20 @@ class _Summary:
             self.items["time_entries"] += len(line.time_entry_ids)
             self.items["expenses"] += len(line.expense_ids)
             self.items["milestones"] += len(line.milestone_ids)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> _Summary:
+        """The figures `as_dict` wrote (a chunk's summary, kept on its row)."""
+        summary = cls()
+        summary.invoices = data.get("invoices", 0)
+        summary.by_status.update(data.get("by_status", {}))
+        summary.totals.update({k: Decimal(v) for k, v in data.get("totals_by_currency", {}).items()})
+        summary.by_entity_currency.update(data.get("invoices_by_entity_currency", {}))
+        summary.exceptions.update(data.get("exceptions_by_code", {}))
+        summary.items.update(data.get("items_billed", {}))
+        summary.skipped = list(data.get("skipped", []))
+        summary.not_due = list(data.get("not_due", []))
+        return summary
 
     def merge(self, other: _Summary) -> None:
         """Add another chunk's figures (chunks billed side by side)."""
@@ -565,7 +761,10 @@ def billing_runs_interrupt_stale(
     interrupted = []
     for pk in candidates.values_list("pk", flat=True):
         with transaction.atomic():
-            run = BillingRun.objects.select_for_update(skip_locked=True).filter(_stale(cutoff), pk=pk).first()
+            # FOR NO KEY UPDATE: skips a run whose heartbeat is being written, not one whose chunk is
+            # committing invoices (their foreign-key check takes a key-share lock on the run).
+            stale = BillingRun.objects.filter(_stale(cutoff), pk=pk)
+            run = stale.select_for_update(skip_locked=True, no_key=True).first()
             if run is None:  # it beat in the meantime, or another sweep took it
                 continue
             last = run.heartbeat_at or run.started_at

@@ -136,6 +136,8 @@ def test_a_worker_killed_mid_run_is_interrupted_and_resume_bills_every_entry_exa
         "DATABASE_URL": _test_database_url(),
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "BILLING_RUN_PARALLEL_CHUNKS": "1",
+        "BILLING_RUN_CHUNK_SIZE": "2",  # five chunks of two contracts
+        "BILLING_RUN_FAN_OUT": "false",  # one worker; the fanned-out run is killed in tests/billing/test_run_workers.py
     }
     worker = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", WORKER, str(dead.pk), str(ready)], cwd=ROOT, env=env,
