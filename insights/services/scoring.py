@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from billing.models import Invoice, InvoiceException
 from insights.features import invoice_stats, load_dispute_events, load_facts, load_history, risk_vector
 from insights.models import InvoiceScore, RiskModel
 from insights.services.anomaly import HISTORY_WINDOW, AnomalyResult, assess, score_decimal
 from insights.services.risk import explain
-from kernel.bulk import copy_create, copy_supported
+from kernel.bulk import copy_create
 
 ANOMALY = "ANOMALY"
 ANOMALY_FIX_HINT = "Check the lines against the client's usual invoices; a controller approves it as well."
@@ -114,38 +114,16 @@ def score_invoices(
     with transaction.atomic():
         if warnings:
             copy_create(warnings, InvoiceException)
-        _save_scores(scores)
-    return {s.invoice.pk: s for s in scores}
-
-
-_SCORE_FIELDS = ["anomaly_score", "anomaly_reasons", "risk_score", "risk_reasons", "risk_model", "note", "scored_at"]
-
-
-def _save_scores(scores: list[InvoiceScore]) -> None:
-    """Insert or update each invoice's one score row.
-
-    Invoices without a score yet (a run's new invoices: all of them) get theirs by COPY
-    (`kernel.bulk`); the others, and every row if another scorer inserted one meanwhile,
-    by an upsert on the invoice.
-    """
-    scored = set(
-        InvoiceScore.objects.filter(invoice_id__in=[s.invoice_id for s in scores]).values_list("invoice_id", flat=True)
-    )
-    new = [s for s in scores if s.invoice_id not in scored]
-    if new and copy_supported():
-        try:
-            with transaction.atomic():
-                copy_create(new, InvoiceScore)
-        except IntegrityError:
-            for score in new:
-                score.pk = None
-                score._state.adding = True
-        else:
-            scores = [s for s in scores if s.invoice_id in scored]
-    if scores:
+        # One upsert whatever the mix of new and rescored invoices (a fixed number of queries a batch).
         InvoiceScore.objects.bulk_create(
-            scores, update_conflicts=True, unique_fields=["invoice"], update_fields=_SCORE_FIELDS
+            scores,
+            update_conflicts=True,
+            unique_fields=["invoice"],
+            update_fields=[
+                "anomaly_score", "anomaly_reasons", "risk_score", "risk_reasons", "risk_model", "note", "scored_at"
+            ],
         )
+    return {s.invoice.pk: s for s in scores}
 
 
 def rescore_open_invoices(*, batch: int = 1000) -> int:
