@@ -43,6 +43,7 @@ from approvals.services.subjects import (
     subject_model,
 )
 from kernel.audit import save_audited
+from kernel.bulk import copy_create_with_history
 from kernel.errors import (
     ApplicationError,
     ConflictError,
@@ -197,12 +198,8 @@ def approval_requests_open_bulk(*, subjects: Iterable[Any], user: User | None = 
                 if unrouted:
                     raise _no_policy_error(unrouted)
                 requests = [_build_request(f, policy, user=actor, now=now) for f, policy in matched]
-                bulk_create_with_history(
-                    requests,
-                    ApprovalRequest,
-                    batch_size=batch_size,
-                    default_user=actor,
-                    default_change_reason="Approval requested",
+                copy_create_with_history(
+                    requests, ApprovalRequest, actor=actor, reason="Approval requested", batch_size=batch_size
                 )
                 return len(requests)
         except IntegrityError as exc:

@@ -90,6 +90,11 @@ class WorkStatus(models.TextChoices):
     INVOICED = "invoiced", "Invoiced"
 
 
+#: Condition of the status indexes of time and expenses: billed work (the bulk of the table, which
+#: queries reach by project, line or person) is not in them.
+NOT_INVOICED = ~Q(status="invoiced")
+
+
 def _invoiced_iff_linked(prefix: str) -> models.CheckConstraint:
     return models.CheckConstraint(
         condition=(Q(status="invoiced") & Q(invoice_line__isnull=False))
@@ -166,7 +171,8 @@ class SubmittedWork(FSMModelMixin, ExternallyIdentified, TimeStamped):
 
 
 class TimeEntry(SubmittedWork):
-    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="time_entries")
+    # No index of its own: `billing_time_person_date` (person, date) serves every look-up by person.
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="time_entries", db_index=False)
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="time_entries")
     hours = models.DecimalField(**HOURS)
     invoice_line = models.ForeignKey(
@@ -185,7 +191,9 @@ class TimeEntry(SubmittedWork):
             _invoiced_iff_linked("timeentry"),
         ]
         indexes = [
-            models.Index(fields=["status", "date"], name="billing_time_status_date"),
+            # Work in flight only: queries filter a status before billing (submitted, approved); the
+            # billing run's link (approved → invoiced) then leaves this index alone (ADR 0110).
+            models.Index(fields=["status", "date"], name="billing_time_status_date", condition=NOT_INVOICED),
             models.Index(fields=["person", "date"], name="billing_time_person_date"),
         ]
 
@@ -220,7 +228,7 @@ class Expense(SubmittedWork):
             supported_currency_constraint("expense"),
             _invoiced_iff_linked("expense"),
         ]
-        indexes = [models.Index(fields=["status", "date"], name="billing_expense_status_date")]
+        indexes = [models.Index(fields=["status", "date"], name="billing_expense_status_date", condition=NOT_INVOICED)]
 
     def __str__(self) -> str:
         return f"{self.person} {self.date} {self.amount} {self.currency}"

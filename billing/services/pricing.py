@@ -52,10 +52,9 @@ class RateResolver:
         for line in RateCardLine.objects.filter(rate_card_id__in=card_ids).select_related("rate_card"):
             self._card_lines[(line.rate_card_id, line.role_id)].append(line)
             self._card_currency[line.rate_card_id] = line.rate_card.currency
-        # Answers per (contract, person, role, stretch of days over which no rate starts or ends): every day of
-        # a stretch has the same covering rates, so the same answer (a month of daily entries: one look-up).
-        self._cache: dict[tuple[int, int, int, int], ResolvedRate | None] = {}
-        self._breaks: dict[tuple[int, int, int], list[date]] = {}
+        # Per (contract, person with overrides or None, role): the days on which a rate starts or ends
+        # to apply, and the answer for each span between them (`resolve`).
+        self._spans: dict[tuple[int, int | None, int], tuple[list[date], dict[int, ResolvedRate | None]]] = {}
 
     @staticmethod
     def _latest_override(rates: list[ContractRate], day: date) -> ContractRate | None:
@@ -66,25 +65,35 @@ class RateResolver:
         return max(covering, key=lambda r: (r.effective_from, r.change_order_id is not None, r.id))
 
     def resolve(self, *, contract_id: int, person_id: int, role_id: int, day: date) -> ResolvedRate | None:
-        who = (contract_id, person_id, role_id)
-        breaks = self._breaks.get(who)
-        if breaks is None:
-            breaks = self._breaks[who] = self._breakpoints(contract_id, person_id, role_id)
-        key = (contract_id, person_id, role_id, bisect.bisect_right(breaks, day))
-        if key not in self._cache:
-            self._cache[key] = self._resolve(contract_id, person_id, role_id, day)
-        return self._cache[key]
+        """The rate of a day's work, answered once per span of days over which no candidate rate starts or ends.
 
-    def _breakpoints(self, contract_id: int, person_id: int, role_id: int) -> list[date]:
-        """The days on which a rate that could apply starts, or the day after one ends (sorted)."""
+        Between two consecutive boundaries (a rate's `effective_from`, the day after its `effective_to`)
+        the rates covering a day are the same, so is the answer: a month of entries costs one
+        resolution per contract, role (and person with overrides) and rate change, not one per day.
+        """
+        person_key = person_id if (contract_id, person_id) in self._person_rates else None
+        key = (contract_id, person_key, role_id)
+        spans = self._spans.get(key)
+        if spans is None:
+            spans = self._spans[key] = (self._boundaries(contract_id, person_key, role_id), {})
+        boundaries, answers = spans
+        span = bisect.bisect_right(boundaries, day)
+        if span not in answers:
+            answers[span] = self._resolve(contract_id, person_id, role_id, day)
+        return answers[span]
+
+    def _boundaries(self, contract_id: int, person_id: int | None, role_id: int) -> list[date]:
+        """Sorted days on which one of the rates `_resolve` looks at for this key starts or stops covering."""
         contract = self._contracts[contract_id]
         candidates = [
-            *self._person_rates.get((contract_id, person_id), []),
+            *(self._person_rates.get((contract_id, person_id), []) if person_id is not None else []),
             *self._role_rates.get((contract_id, role_id), []),
             *self._card_lines.get((contract.rate_card_id, role_id), []),
         ]
         days = {r.effective_from for r in candidates}
-        days.update(r.effective_to + timedelta(days=1) for r in candidates if r.effective_to not in (None, date.max))
+        days.update(
+            r.effective_to + timedelta(days=1) for r in candidates if r.effective_to and r.effective_to < date.max
+        )
         return sorted(days)
 
     def _resolve(self, contract_id: int, person_id: int, role_id: int, day: date) -> ResolvedRate | None:

@@ -3,23 +3,23 @@
 Writes only what the engine priced (`InvoiceDraft`s), inside the caller's transaction (a run's chunk,
 a revalidation). Items are linked by a compare-and-set UPDATE whose row count must match, else the
 transaction rolls back (never bill twice, ADR 0003). On PostgreSQL the many rows of a run (lines, their
-history, one `StateLog` row per billed item) go by COPY with ids drawn from the tables' sequences:
-the same rows `bulk_create` / `bulk_history_create` would write; other databases use those.
+history, exceptions) go by COPY with ids drawn from the tables' sequences (`kernel.bulk`): the same
+rows `bulk_create` / `bulk_history_create` would write; other databases use those. The `StateLog` row
+of each billed item is written by the linking statement itself (`_link_postgresql`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from functools import partial
-from operator import attrgetter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, models
+from django.db import connection
 from django.utils import timezone
 from django_fsm_log.models import StateLog
-from simple_history.utils import bulk_create_with_history
 
 from billing.fix_links import exception_fix_url
 from billing.models import (
@@ -33,6 +33,7 @@ from billing.models import (
     TimeEntry,
 )
 from billing.services.billing_engine import InvoiceDraft
+from kernel.bulk import FastInstances, copy_create, copy_create_with_history, copy_rows, copy_supported
 from kernel.errors import ConflictError
 
 LINK_BATCH = 50_000
@@ -79,7 +80,7 @@ def write_drafts(
         )
         for d in drafts
     ]
-    invoices = _create_with_history(invoices, Invoice, actor=actor, reason=reason, batch_size=1000)
+    invoices = copy_create_with_history(invoices, Invoice, actor=actor, reason=reason, batch_size=1000)
     write_invoice_contents(list(zip(invoices, drafts, strict=True)), actor=actor, reason=reason, run=run)
     _log_invoice_transitions(invoices, drafts, actor, reason)
     return invoices
@@ -93,7 +94,7 @@ def write_invoice_contents(
     links: dict[type, list[tuple[int, InvoiceLine]]] = {TimeEntry: [], Expense: [], Milestone: []}
     taxes: list[InvoiceTax] = []
     exceptions: list[InvoiceException] = []
-    new_line = _FastInstances(InvoiceLine)
+    new_line = FastInstances(InvoiceLine)
     for invoice, draft in pairs:
         for position, ld in enumerate(draft.lines, start=1):
             line = new_line(
@@ -135,31 +136,11 @@ def write_invoice_contents(
             )
             for e in draft.exceptions
         )
-    _create_with_history(lines, InvoiceLine, actor=actor, reason=reason, batch_size=2000)
-    _create_with_history(taxes, InvoiceTax, actor=actor, reason=reason, batch_size=2000)
-    InvoiceException.objects.bulk_create(exceptions, batch_size=2000)
+    copy_create_with_history(lines, InvoiceLine, actor=actor, reason=reason, batch_size=2000)
+    copy_create_with_history(taxes, InvoiceTax, actor=actor, reason=reason, batch_size=2000)
+    copy_create(exceptions, InvoiceException, batch_size=2000)
     for model, model_links in links.items():
         link_items(model, [(item_id, line.pk) for item_id, line in model_links], actor, run)
-
-
-class _FastInstances:
-    """Unsaved instances of a model with the values `Model(**values)` would hold, built without `__init__`.
-
-    A run builds one line per (project, role, rate, month) — tens of thousands — and only writes
-    them: the descriptors and signals of `Model.__init__` are a large share of that Python.
-    Values are given by attname (`invoice_id`); every other field holds its default, as it would.
-    """
-
-    def __init__(self, model: type[models.Model]) -> None:
-        self.model = model
-        self.defaults = {f.attname: f.get_default() for f in model._meta.concrete_fields}
-
-    def __call__(self, **values: Any) -> models.Model:
-        obj = self.model.__new__(self.model)
-        obj.__dict__.update(self.defaults)
-        obj.__dict__.update(values)
-        obj._state = models.base.ModelState()
-        return obj
 
 
 def _log_invoice_transitions(invoices: list[Invoice], drafts: Sequence[InvoiceDraft], actor: Any, reason: str) -> None:
@@ -185,34 +166,50 @@ def _log_invoice_transitions(invoices: list[Invoice], drafts: Sequence[InvoiceDr
 
 
 def link_items(model, pairs: list[tuple[int, int]], actor: Any, run: BillingRun | None) -> None:
-    """Compare-and-set link of approved items to their lines; any miss aborts the chunk."""
+    """Compare-and-set link of approved items to their lines, with one `mark_invoiced` log row each.
+
+    Any miss aborts the chunk. On PostgreSQL the log rows are written by the linking statement
+    itself, from the rows it updated, in the order of `pairs` (`_link_postgresql`).
+    """
     if not pairs:
         return
-    linked = _link_postgresql(model, pairs) if connection.vendor == "postgresql" else _link_portable(model, pairs)
+    log = _LinkLog(
+        timestamp=timezone.now(),
+        by_id=getattr(actor, "pk", None),
+        content_type_id=ContentType.objects.get_for_model(model).pk,
+        description=f"Billed by run {run.pk}" if run else "Billed on revalidation",
+    )
+    linked = _link_postgresql(model, pairs, log) if copy_supported() else _link_portable(model, pairs)
     if linked != len(pairs):
         raise ConflictError(
             f"{len(pairs) - linked} {model._meta.verbose_name_plural} were billed by another run at the same "
             "moment; nothing of this chunk was saved. Run again."
         )
-    content_type_id = ContentType.objects.get_for_model(model).pk
-    now = timezone.now()
-    actor_id = getattr(actor, "pk", None)
-    description = f"Billed by run {run.pk}" if run else "Billed on revalidation"
-    _create_state_logs(
-        [
-            (
-                now,
-                actor_id,
-                model.Status.APPROVED,
-                model.Status.INVOICED,
-                "mark_invoiced",
-                content_type_id,
-                item_id,
-                f"{description} (invoice line {line_id})",
-            )
-            for item_id, line_id in pairs
-        ]
-    )
+    if not copy_supported():
+        _create_state_logs([log.row(model, item_id, line_id) for item_id, line_id in pairs])
+
+
+@dataclass(frozen=True)
+class _LinkLog:
+    """The `StateLog` row of each linked item: approved → invoiced by `mark_invoiced`, naming its line."""
+
+    timestamp: datetime
+    by_id: int | None
+    content_type_id: int
+    description: str
+
+    def row(self, model, item_id: int, line_id: int) -> tuple:
+        """The row's values in `_STATE_LOG_FIELDS` order."""
+        return (
+            self.timestamp,
+            self.by_id,
+            model.Status.APPROVED,
+            model.Status.INVOICED,
+            "mark_invoiced",
+            self.content_type_id,
+            item_id,
+            f"{self.description} (invoice line {line_id})",
+        )
 
 
 _STATE_LOG_FIELDS = (
@@ -235,108 +232,42 @@ def _create_state_logs(rows: list[tuple]) -> None:
     """
     if not rows:
         return
-    if connection.vendor != "postgresql":
+    if not copy_supported():
         StateLog.objects.bulk_create(
             [StateLog(**dict(zip(_STATE_LOG_FIELDS, row, strict=True))) for row in rows], batch_size=5000
         )
         return
     column = {field.attname: field.column for field in StateLog._meta.concrete_fields}
-    columns = [column[name] for name in _STATE_LOG_FIELDS]
-    with connection.cursor() as cursor:
-        _copy(cursor, StateLog._meta.db_table, columns, rows)
+    copy_rows(StateLog._meta.db_table, [column[name] for name in _STATE_LOG_FIELDS], rows)
 
 
-def _copy(cursor, table: str, columns: list[str], rows: Iterable[Sequence]) -> None:
-    """COPY rows into a table through Django's connection (PostgreSQL, psycopg 3), in its transaction."""
-    qn = connection.ops.quote_name
-    statement = f"COPY {qn(table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN"
-    with cursor.cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+def _link_postgresql(model, pairs: list[tuple[int, int]], log: _LinkLog) -> int:
+    """One statement per batch: UPDATE … FROM unnest(ids, line ids), and INSERT of the log rows it linked.
 
-
-def _create_with_history(objs: list, model, *, actor: Any, reason: str, batch_size: int) -> list:
-    """`bulk_create_with_history`; on PostgreSQL the same rows and "+" history rows by COPY.
-
-    Ids are drawn from the table's own sequence first (as the INSERT would draw them)
-    and set on the objects; values are those bulk_create sends (`pre_save` +
-    `get_db_prep_save`, read straight from the attribute for plain types, where both
-    return it unchanged); history rows get, like `bulk_history_create`, the tracked
-    fields, `history_date` = now, the change reason and the default history user.
+    The ids travel as two array literals (two parameters, not two per item), so a batch can be
+    large: one statement, one plan, one pass per chunk. The items are fetched by primary key
+    (nested loop): a chunk's items are few next to the table, which the planner's default hash
+    join would scan whole, once per chunk, a cost that grows with the table's history; the
+    setting is local to the statements. The `StateLog` rows (`_LinkLog.row`, the same values)
+    are inserted from the UPDATE's RETURNING, in the order of `pairs` (their ids as a COPY in
+    that order would draw them): nothing per item travels back to Python. Returns the rows
+    linked; a miss rolls the chunk back, log rows included.
     """
-    if connection.vendor != "postgresql":
-        return bulk_create_with_history(
-            objs, model, batch_size=batch_size, default_user=actor, default_change_reason=reason
-        )
-    if not objs:
-        return objs
-    meta = model._meta
-    pk_field = meta.pk
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    getters = [attrgetter(f.attname) if isinstance(f, _PLAIN_FIELDS) else partial(_prepared_value, f) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, pk_field.column, len(objs)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        rows = []
-        for obj, pk in zip(objs, ids, strict=True):
-            rows.append([pk, *[get(obj) for get in getters]])
-            obj.pk = pk
-            obj._state.adding = False
-            obj._state.db = connection.alias
-        _copy(cursor, meta.db_table, [pk_field.column, *[f.column for f in fields]], rows)
-
-        history = model.history.model
-        tracked = history.tracked_fields
-        columns = [history._meta.get_field(f.name).column for f in tracked]
-        columns += ["history_date", "history_change_reason", "history_type", "history_user_id"]
-        names = [f.attname for f in tracked]
-        tracked_values = attrgetter(*names) if len(names) > 1 else lambda obj: (getattr(obj, names[0]),)
-        _copy(
-            cursor,
-            history._meta.db_table,
-            columns,
-            (
-                [
-                    *tracked_values(obj),
-                    timezone.now(),
-                    reason,
-                    "+",
-                    getattr(actor or history.get_default_history_user(obj), "pk", None),
-                ]
-                for obj in objs
-            ),
-        )
-    return objs
-
-
-# Fields whose `pre_save` + `get_db_prep_save` return the attribute unchanged on PostgreSQL.
-_PLAIN_FIELDS = (
-    models.CharField,
-    models.TextField,
-    models.IntegerField,
-    models.DecimalField,
-    models.BooleanField,
-    models.ForeignKey,
-)
-
-
-def _prepared_value(field, obj):
-    return field.get_db_prep_save(field.pre_save(obj, True), connection)
-
-
-def _link_postgresql(model, pairs: list[tuple[int, int]]) -> int:
-    """One UPDATE … FROM unnest(ids, line ids) per batch: set-based, as fast as the database allows.
-
-    The ids travel as two array literals (two parameters, not two per item), so a
-    batch can be large: one statement, one plan, one pass per chunk. The items are
-    fetched by primary key (nested loop): a chunk's items are few next to the table,
-    which the planner's default hash join would scan whole, once per chunk, a cost
-    that grows with the table's history; the setting is local to the statements.
-    """
-    table = model._meta.db_table
+    table = connection.ops.quote_name(model._meta.db_table)
+    state_log = StateLog._meta
+    column = {field.attname: connection.ops.quote_name(field.column) for field in state_log.concrete_fields}
+    columns = ", ".join(column[name] for name in _STATE_LOG_FIELDS)
+    statement = (
+        f"WITH linked AS (UPDATE {table} AS item SET invoice_line_id = links.line_id, status = %(invoiced)s "  # noqa: S608
+        "FROM unnest(%(items)s::bigint[], %(lines)s::bigint[]) WITH ORDINALITY AS links(item_id, line_id, position) "
+        "WHERE item.id = links.item_id AND item.invoice_line_id IS NULL AND item.status = %(approved)s "
+        "RETURNING links.item_id, links.line_id, links.position) "
+        f"INSERT INTO {connection.ops.quote_name(state_log.db_table)} ({columns}) "
+        "SELECT %(timestamp)s::timestamptz, %(by_id)s::bigint, %(approved)s, %(invoiced)s, 'mark_invoiced', "
+        "%(content_type_id)s::bigint, linked.item_id, "
+        "%(description)s::text || ' (invoice line ' || linked.line_id::text || ')' "
+        "FROM linked ORDER BY linked.position"
+    )
     linked = 0
     with connection.cursor() as cursor:
         cursor.execute(
@@ -347,15 +278,17 @@ def _link_postgresql(model, pairs: list[tuple[int, int]]) -> int:
         for offset in range(0, len(pairs), LINK_BATCH):
             batch = pairs[offset : offset + LINK_BATCH]
             cursor.execute(
-                f"UPDATE {table} AS item SET invoice_line_id = links.line_id, status = %s "  # noqa: S608
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS links(item_id, line_id) "
-                "WHERE item.id = links.item_id AND item.invoice_line_id IS NULL AND item.status = %s",
-                [
-                    model.Status.INVOICED,
-                    "{" + ",".join(str(item_id) for item_id, _ in batch) + "}",
-                    "{" + ",".join(str(line_id) for _, line_id in batch) + "}",
-                    model.Status.APPROVED,
-                ],
+                statement,
+                {
+                    "invoiced": model.Status.INVOICED,
+                    "approved": model.Status.APPROVED,
+                    "items": "{" + ",".join(str(item_id) for item_id, _ in batch) + "}",
+                    "lines": "{" + ",".join(str(line_id) for _, line_id in batch) + "}",
+                    "timestamp": log.timestamp,
+                    "by_id": log.by_id,
+                    "content_type_id": log.content_type_id,
+                    "description": log.description,
+                },
             )
             linked += cursor.rowcount
         cursor.execute(

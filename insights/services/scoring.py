@@ -23,6 +23,7 @@ from insights.features import extended_risk_vector, invoice_stats, load_dispute_
 from insights.models import InvoiceScore, RiskModel
 from insights.services.anomaly import HISTORY_WINDOW, AnomalyResult, assess, score_decimal
 from insights.services.risk import explain
+from kernel.bulk import copy_create
 
 ANOMALY = "ANOMALY"
 ANOMALY_FIX_HINT = "Check the lines against the client's usual invoices; a controller approves it as well."
@@ -120,7 +121,8 @@ def score_invoices(
         )
     with transaction.atomic():
         if warnings:
-            InvoiceException.objects.bulk_create(warnings)
+            copy_create(warnings, InvoiceException)
+        # One upsert whatever the mix of new and rescored invoices (a fixed number of queries a batch).
         InvoiceScore.objects.bulk_create(
             scores,
             update_conflicts=True,

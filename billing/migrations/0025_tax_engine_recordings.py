@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0022_billing_run_chunks'),
+        ('billing', '0024_billing_run_chunks'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0021_contract_customer_flags"),
+        ("billing", "0023_statelog_indexes"),
     ]
 
     operations = [
