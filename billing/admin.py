@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 
 from billing.models import (
     BillingRun,
+    BillingRunChunk,
     ChangeOrder,
     ChangeOrderMilestone,
     ChangeOrderRate,
@@ -1034,6 +1035,17 @@ class DeliveryAttemptAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
     search_fields = ("invoice__number", "to", "message_id")
     list_select_related = ("invoice", "triggered_by")
     date_hierarchy = "attempted_at"
+
+
+@admin.register(BillingRunChunk)
+class BillingRunChunkAdmin(_ServiceWrittenAdmin, BillableModelAdmin):
+    """The chunks of billing runs fanned out to workers (ADR 0115): written by the run only."""
+
+    list_display = ("run", "position", "status", "done_at")
+    list_filter = ("status",)
+    search_fields = ("run__id",)
+    list_select_related = ("run",)
+    date_hierarchy = "done_at"
 
 
 @admin.register(TaxEngineRecording)

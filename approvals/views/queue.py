@@ -129,6 +129,7 @@ def queue_decide(request: HttpRequest) -> HttpResponse:
         verb = "approved" if decision == "approve" else "rejected"
         noun = "approval" if len(decided) == 1 else "approvals"
         messages.success(request, f"{len(decided)} {noun} {verb}.")
+    report = messages.warning if decided else messages.error  # nothing decided at all: an error
     for label, reason in refusals:
-        messages.warning(request, f"Not decided: {label}: {reason}")
+        report(request, f"Not decided: {label}: {reason}")
     return HttpResponseSeeOther(back)

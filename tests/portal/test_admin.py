@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from billing.models import (
     BillingRun,
+    BillingRunChunk,
     ChangeOrder,
     DeliveryAttempt,
     Invoice,
@@ -61,7 +62,7 @@ BILLING_MODELS = sorted(
 )
 # Written by services only (numbering, runs, payments, validation): nobody adds them in admin.
 SERVICE_WRITTEN = {BillingRun, InvoiceNumberSequence, Payment, InvoiceException, InvoiceDocument, DeliveryAttempt,
-                   VatCheck, TaxEngineRecording}
+                   VatCheck, TaxEngineRecording, BillingRunChunk}
 
 
 def _url(model, view: str, *args) -> str:
@@ -85,7 +86,7 @@ def one_of_each(db):
         invoice=sent, to="ap@example.com", attempted_at=timezone.now(), result="sent", message_id="<1@billable>"
     )
     InvoiceNumberSequenceFactory()
-    BillingRunFactory()
+    BillingRunChunk.objects.create(run=BillingRunFactory(), position=0, done_at=timezone.now(), status="done")
     ChangeOrderRateFactory()
     ChangeOrderMilestoneFactory()
     ContractRateFactory()

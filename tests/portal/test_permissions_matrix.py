@@ -356,6 +356,7 @@ BODIES: dict[str, Any] = {
     "approvals:pm_milestone_action": lambda w, o: dict(_REASON_BODY),
     "approvals:pm_change_order_action": lambda w, o: dict(_REASON_BODY),
     "approvals:request_decide": lambda w, o: {"decision": "approve", "step": o.current_step, "comment": REASON},
+    "approvals:mine_decide": lambda w, o: {"decision": "approve", "request": [o.pk], "comment": REASON},
     "approvals:delegation": _delegation_body,
     "approvals:delegation_end": lambda w, o: {},
 }
