@@ -53,7 +53,14 @@ class ApprovalStepInline(AuditorReadOnlyMixin, admin.TabularInline):
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(BillableHistoryAdmin):
     list_display = (
-        "name", "subject_type", "amount_band", "conditions", "priority", "active", "allow_override", "steps_summary"
+        "name",
+        "subject_type",
+        "amount_band",
+        "conditions",
+        "priority",
+        "active",
+        "allow_override",
+        "steps_summary",
     )
     list_filter = ("subject_type", "active", "allow_override")
     search_fields = ("name", "description")
@@ -112,7 +119,14 @@ class ApprovalPolicyAdmin(BillableHistoryAdmin):
 class ApprovalDecisionInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = ApprovalDecision
     fields = (
-        "step_order", "decision", "approver", "on_behalf_of", "override", "comment", "step_opened_at", "decided_at"
+        "step_order",
+        "decision",
+        "approver",
+        "on_behalf_of",
+        "override",
+        "comment",
+        "step_opened_at",
+        "decided_at",
     )
     readonly_fields = fields
     ordering = ("step_order",)

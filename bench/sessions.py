@@ -25,6 +25,11 @@ def verify_mfa(session: Any, user: Any) -> None:
     session.save()
 
 
+# The backend `login()` records for staff (portal/settings.py): a session naming a backend that is not
+# configured is anonymous, and every page would answer with the login redirect.
+STAFF_BACKEND = "customers.auth.StaffBackend"
+
+
 def signed_in_session_key(user: Any) -> str:
     """A new session of `user` in the session store (as `login()` leaves it), MFA passed: its key for a cookie."""
     from importlib import import_module
@@ -34,7 +39,7 @@ def signed_in_session_key(user: Any) -> str:
 
     store = import_module(settings.SESSION_ENGINE).SessionStore()
     store[SESSION_KEY] = user._meta.pk.value_to_string(user)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[BACKEND_SESSION_KEY] = STAFF_BACKEND
     store[HASH_SESSION_KEY] = user.get_session_auth_hash()
     store.save()
     verify_mfa(store, user)

@@ -160,7 +160,7 @@ class Timesheet:
     rows: list[Row]
     rejections: list[Rejection]
     other_rejected_weeks: list[str]
-    addable: list[Project]
+    addable: list[tuple[int, str, str]]  # (pk, code, name)
 
     @property
     def key(self) -> str:
@@ -284,11 +284,12 @@ def build_timesheet(person: Person, monday: datetime.date, *, extra_project_ids:
             .values_list("date", flat=True)
         }
     )
+    # (pk, code, name) of every other active project: the picker lists hundreds in a firm of real size.
     addable = list(
         Project.objects.filter(active)
         .exclude(pk__in=[p.pk for p in projects])
-        .only("pk", "code", "name")
         .order_by("code")
+        .values_list("pk", "code", "name")
     )
     return Timesheet(person, monday, days, rows, rejections, other_weeks, addable)
 

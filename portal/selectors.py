@@ -131,6 +131,9 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
         mine = Q(person__user=user)
         managed = Q(project__project_manager=user)
         scope = (mine if is_consultant else Q(pk__in=[])) | (managed if is_pm else Q(pk__in=[]))
+        # Only open work counts: the status condition lets the database read the (partial) status index
+        # instead of every entry of the PM's projects, whose history grows by the month.
+        scope &= Q(status__in=["draft", "rejected", "submitted"])
         agg = TimeEntry.objects.filter(scope).aggregate(
             draft_week=Count("pk", filter=mine & this_week & Q(status="draft")),
             rejected_week=Count("pk", filter=mine & this_week & Q(status="rejected")),

@@ -140,9 +140,7 @@ def approval_override_request(*, request: ApprovalRequest, user: User, reason: s
     with transaction.atomic():
         locked, subject = _lock(request)
         _check_may_request(locked, subject, user)
-        override = ApprovalOverride(
-            request=locked, requested_by=user, reason=reason, from_step=locked.current_step
-        )
+        override = ApprovalOverride(request=locked, requested_by=user, reason=reason, from_step=locked.current_step)
         try:
             with transaction.atomic():
                 save_audited(override, user=user, reason=f"Override requested: {reason}")

@@ -166,7 +166,8 @@ class _DelegateCheck:
         services = service_account_ids(delegate_ids)
         users = get_user_model().objects.in_bulk(delegate_ids)
         self.never = {
-            uid for uid, user in users.items()
+            uid
+            for uid, user in users.items()
             if delegate_refusal(user, self.roles.get(uid, ()), is_service_account=uid in services)
         }
 

@@ -30,8 +30,12 @@ def is_htmx(request: HttpRequest) -> bool:
 
 def render_screen(request: HttpRequest, template: str, context: dict) -> HttpResponse:
     """Full page; for htmx (after an inline action) the swapped region shows the messages itself."""
-    context = {**context, "inline_messages": is_htmx(request), "here": request.get_full_path(),
-               "ap_roles": screen_roles(request)}
+    context = {
+        **context,
+        "inline_messages": is_htmx(request),
+        "here": request.get_full_path(),
+        "ap_roles": screen_roles(request),
+    }
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -46,5 +50,3 @@ def form_errors(form: Any, exc: ApplicationError) -> None:
             placed = True
     if not placed:
         form.add_error(None, exc.message)
-
-

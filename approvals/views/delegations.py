@@ -101,4 +101,3 @@ def delegation_end_view(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"Delegation to {who} ended: it was valid up to {ended.ends_on:%d %b %Y}.")
     return HttpResponseSeeOther(reverse("approvals:delegation"))
-

@@ -86,8 +86,10 @@ def override_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{_label(override.request)}: override confirmed; approved, the skipped steps "
-                                  "are recorded as overridden.")
+        messages.success(
+            request,
+            f"{_label(override.request)}: override confirmed; approved, the skipped steps are recorded as overridden.",
+        )
     return HttpResponseSeeOther(_back(request, override.request))
 
 

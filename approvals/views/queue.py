@@ -18,12 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals.models import ApprovalRequest, ApprovalStep, Delegation
 from approvals.registry import subject_label, subject_type_choices
-from approvals.selectors import my_approvals
+from approvals.selectors import my_approvals, page_of_requests
 from approvals.services import approval_requests_decide_selected
 from approvals.views.common import render_screen, screen_roles
 from kernel.errors import ApplicationError
 from kernel.http import HttpResponseSeeOther, safe_next
-from kernel.listing import age_label, paginate
+from kernel.listing import age_label
 from kernel.roles import (
     CONSULTANT,
     PROJECT_MANAGER,
@@ -78,16 +78,18 @@ def my_queue(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     kind = request.GET.get("type", "")
     overdue_only = request.GET.get("overdue") == "1"
-    qs = (
-        my_approvals(request.user, now=now)
-        .select_related("prepared_by")
-        .prefetch_related(Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order")))
-    )
+    qs = my_approvals(request.user, now=now)
     if kind in dict(subject_type_choices()):
         qs = qs.filter(subject_type=kind)
     if overdue_only:
         qs = qs.filter(sla_due_at__lt=now)
-    page = paginate(qs, request.GET.get("page"))
+    page = page_of_requests(
+        qs,
+        request.GET.get("page"),
+        display=lambda page_qs: page_qs.select_related("prepared_by").prefetch_related(
+            Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order"))
+        ),
+    )
     rows = _queue_rows(page.object_list, now)
     delegations = list(
         Delegation.objects.filter(

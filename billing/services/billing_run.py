@@ -525,6 +525,31 @@ def _bill_chunk(
     user: Any,
     before_po: Callable[[], None] | None = None,
 ) -> None:
+    # One chunk at a time reads and prices (pure Python, under the GIL): chunks billed side by side
+    # then take turns, one pricing while the other's writes run in PostgreSQL, instead of both
+    # pricing at once and then both waiting on the database.
+    with _PRICING_TURN:
+        drafts, extra_links, project_codes = _price_chunk(contract_ids, run, summary)
+    # POs are locked after the contracts (same order everywhere): drafts of one PO draw in turn (§13).
+    if before_po is not None and any(d.purchase_order is not None for d in drafts):
+        before_po()
+    lock_purchase_orders(d.purchase_order.pk for d in drafts if d.purchase_order is not None)
+    apply_po_rules(drafts, project_codes=project_codes)
+    invoices = write_drafts(drafts, run=run, user=user)
+    _score_drafts(invoices, drafts)
+    actor = user if getattr(user, "pk", None) else None
+    _route_for_approval([i for i in invoices if i.status == Invoice.Status.PENDING_APPROVAL], actor)
+    for invoice, draft in zip(invoices, drafts, strict=True):
+        summary.add(invoice, draft)
+    if extra_links:
+        link_items(TimeEntry, [(i, line) for line, ids in extra_links.items() for i in ids], user, run)
+
+
+def _price_chunk(
+    contract_ids: Sequence[int], run: BillingRun, summary: _Summary
+) -> tuple[list[InvoiceDraft], dict[int, list[int]], dict[int, str]]:
+    """Lock the chunk's contracts, read their work and price it: the drafts (consolidated), the time
+    entries a retainer fee already billed covers (by fee line) and the project codes."""
     # Lock first, read after: a concurrent run over these contracts waits here,
     # then reads the items this run linked and finds nothing left to bill.
     frequencies = (
@@ -570,19 +595,10 @@ def _bill_chunk(
                 extra_links.setdefault(line_id, []).extend(entry_ids)
     drafts.sort(key=lambda d: d.contract.id)  # the order contracts were locked and billed in before
     drafts = consolidate(drafts, taxes=taxes, project_codes=project_codes)
-    # POs are locked after the contracts (same order everywhere): drafts of one PO draw in turn (§13).
-    if before_po is not None and any(d.purchase_order is not None for d in drafts):
-        before_po()
-    lock_purchase_orders(d.purchase_order.pk for d in drafts if d.purchase_order is not None)
-    apply_po_rules(drafts, project_codes=project_codes)
-    invoices = write_drafts(drafts, run=run, user=user)
-    _score_drafts(invoices, drafts)
-    actor = user if getattr(user, "pk", None) else None
-    _route_for_approval([i for i in invoices if i.status == Invoice.Status.PENDING_APPROVAL], actor)
-    for invoice, draft in zip(invoices, drafts, strict=True):
-        summary.add(invoice, draft)
-    if extra_links:
-        link_items(TimeEntry, [(i, line) for line, ids in extra_links.items() for i in ids], user, run)
+    return drafts, extra_links, project_codes
+
+
+_PRICING_TURN = threading.Lock()
 
 
 def _score_drafts(invoices: list[Invoice], drafts: Sequence[InvoiceDraft]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import format_html_join
 
 from kernel import security
 from kernel.money import money
@@ -9,6 +10,13 @@ from kernel.roles import ALL_ROLES, ROLE_LABELS, cached_user_roles, is_auditor
 from portal import selectors
 
 register = template.Library()
+
+
+@register.filter
+def project_options(projects) -> str:
+    """`<option>`s of (pk, code, name) rows, escaped, in one join: a picker of every active project is
+    hundreds of options, which a template loop renders ten times slower."""
+    return format_html_join("", '<option value="{}">{} · {}</option>', projects)
 
 
 @register.simple_tag

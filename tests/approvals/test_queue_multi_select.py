@@ -87,7 +87,10 @@ def test_what_the_user_may_not_decide_is_refused_and_reported_and_the_rest_is_de
     others[0].refresh_from_db()
     assert own.status == "submitted" and others[0].status == "submitted"
     assert not ApprovalDecision.objects.filter(request_id__in=ids[4:]).exists()
-    assert not StateLog.objects.filter(object_id__in=[own.pk, others[0].pk], transition="approve").exists()
+    refused_entries = StateLog.objects.filter(
+        content_type=ContentType.objects.get_for_model(TimeEntry), object_id__in=[own.pk, others[0].pk]
+    )
+    assert not refused_entries.filter(transition="approve").exists()
     # Deciding them again: nothing is pending any more, each is reported, nothing is decided twice.
     _post(client, ids[:4])
     assert "no longer pending" in client.get(reverse("approvals:mine")).content.decode()

@@ -112,6 +112,23 @@ def test_the_scheduled_refresh_stores_what_the_pages_read_by_default(history):
     assert KpiSnapshot.objects.count() == 3  # refreshed in place
 
 
+def test_the_scheduled_refresh_computes_each_metric_once_for_all_the_default_sets(history, monkeypatch):
+    from insights.params import default_period
+
+    calls: list[str] = []
+    for name, compute in list(selectors.METRICS.items()):
+        monkeypatch.setitem(selectors.METRICS, name, lambda f, _n=name, _c=compute: calls.append(_n) or _c(f))
+
+    refresh_default_snapshots()
+
+    assert sorted(calls) == sorted(selectors.METRICS)  # the leadership and operations sets are not recomputed
+    start, end = default_period()
+    monkeypatch.undo()
+    for metrics in (LEADERSHIP_METRICS, OPERATIONS_METRICS, None):
+        assert kpis_snapshot(start, end, metrics=metrics)[0] == selectors.kpis(start, end, metrics=metrics)
+    assert KpiSnapshot.objects.count() == 3
+
+
 def test_the_api_answers_from_the_snapshot_with_its_time(history):
     _client, token, _secret = integration_client_create(name="bi-snap", scopes=["read:kpis"])
     api = APIClient()
