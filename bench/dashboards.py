@@ -58,9 +58,14 @@ PAGES = (
 
 
 def _admin(settings: dict, statement: sql.Composable) -> None:
-    with psycopg.connect(dbname="postgres", host=settings.get("HOST") or None, port=settings.get("PORT") or None,
-                         user=settings.get("USER") or None, password=settings.get("PASSWORD") or None,
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        dbname="postgres",
+        host=settings.get("HOST") or None,
+        port=settings.get("PORT") or None,
+        user=settings.get("USER") or None,
+        password=settings.get("PASSWORD") or None,
+        autocommit=True,
+    ) as conn:
         conn.execute(statement)
 
 
@@ -89,9 +94,14 @@ def seed(scale: int, reuse: bool) -> dict:
 
     seed_demo(scale=scale, log=lambda line: print("  " + line))
     connection.close()
-    with psycopg.connect(dbname=name, host=settings.get("HOST") or None, port=settings.get("PORT") or None,
-                         user=settings.get("USER") or None, password=settings.get("PASSWORD") or None,
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        dbname=name,
+        host=settings.get("HOST") or None,
+        port=settings.get("PORT") or None,
+        user=settings.get("USER") or None,
+        password=settings.get("PASSWORD") or None,
+        autocommit=True,
+    ) as conn:
         conn.execute("VACUUM ANALYZE")
     return {"seed_s": round(time.perf_counter() - started, 1), "reused": False}
 
@@ -140,8 +150,12 @@ def measure(repeat: int) -> dict:
                 size = call()
                 samples.append(time.perf_counter() - began)
             queries = len(captured.captured_queries)
-        results[key] = {"best_s": round(min(samples), 3), "samples_s": [round(s, 3) for s in samples],
-                        "queries": queries, "bytes": size}
+        results[key] = {
+            "best_s": round(min(samples), 3),
+            "samples_s": [round(s, 3) for s in samples],
+            "queries": queries,
+            "bytes": size,
+        }
         print(f"  {key:<22} {min(samples):7.3f} s  {queries:4d} queries")
 
     def page(url: str):
@@ -152,6 +166,7 @@ def measure(repeat: int) -> dict:
                 raise SystemExit(f"{url}: HTTP {response.status_code}")
             body = b"".join(response.streaming_content) if response.streaming else response.content
             return len(body)
+
         return call
 
     for key, url in PAGES:
@@ -177,8 +192,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="Keep an already seeded database.")
-    parser.add_argument("--live", action="store_true",
-                        help="Compute every KPI live at each request (snapshots off), as before the snapshots.")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="Compute every KPI live at each request (snapshots off), as before the snapshots.",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.live:
@@ -207,13 +225,18 @@ def main(argv: list[str] | None = None) -> dict:
         **seeded,
         "rows": counts,
         "pages": pages,
-        "snapshots": "off (live)" if args.live else {"max_age_s": settings.INSIGHTS_KPI_SNAPSHOT_MAX_AGE_S,
-                                                      "refresh": refresh},
-        "environment": {"python": platform.python_version(), "postgresql": server, "machine": platform.machine(),
-                        "cpus": os.cpu_count()},
+        "snapshots": "off (live)"
+        if args.live
+        else {"max_age_s": settings.INSIGHTS_KPI_SNAPSHOT_MAX_AGE_S, "refresh": refresh},
+        "environment": {
+            "python": platform.python_version(),
+            "postgresql": server,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
         "note": "Wall time of a full request through Django's test client as a finance controller (templates, "
-                "navigation, session included), best of --repeat; queries counted per request. The machine is "
-                "shared: compare query counts and orders of magnitude, not milliseconds.",
+        "navigation, session included), best of --repeat; queries counted per request. The machine is "
+        "shared: compare query counts and orders of magnitude, not milliseconds.",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

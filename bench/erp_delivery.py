@@ -44,9 +44,14 @@ RESULTS = Path(__file__).resolve().parent / "results" / "erp_delivery.json"
 
 
 def _admin(settings: dict, statement: sql.Composable) -> None:
-    with psycopg.connect(dbname="postgres", host=settings.get("HOST") or None, port=settings.get("PORT") or None,
-                         user=settings.get("USER") or None, password=settings.get("PASSWORD") or None,
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        dbname="postgres",
+        host=settings.get("HOST") or None,
+        port=settings.get("PORT") or None,
+        user=settings.get("USER") or None,
+        password=settings.get("PASSWORD") or None,
+        autocommit=True,
+    ) as conn:
         conn.execute(statement)
 
 
@@ -94,8 +99,16 @@ def main() -> None:
     print(f"{args.invoices} invoices and tasks made in {time.monotonic() - made:.0f}s", flush=True)
 
     mode = "mixed" if args.fail_rate else "ok"
-    erp = ErpSimulator("127.0.0.1", 0, mode=mode, fail_rate=args.fail_rate, latency_ms=args.latency_ms, seed=1,
-                       retry_after_s=0.2, timeout_sleep_s=1.5).start()
+    erp = ErpSimulator(
+        "127.0.0.1",
+        0,
+        mode=mode,
+        fail_rate=args.fail_rate,
+        latency_ms=args.latency_ms,
+        seed=1,
+        retry_after_s=0.2,
+        timeout_sleep_s=1.5,
+    ).start()
     log = Path(tempfile.gettempdir()) / f"bench-erp-qcluster-{os.getpid()}.log"
     env = worker_env(erp.url, Q_WORKERS=str(args.workers), LOG_LEVEL="WARNING")
     env["DATABASE_URL"] = os.environ["DATABASE_URL"]
@@ -136,8 +149,12 @@ def main() -> None:
         "steady_s_first_to_last_ack": round(steady, 1),
         "erp_faults": dict(erp.state.stats.faults),
         "broker": "django-q2 ORM (PostgreSQL)",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_1m_at_end": round(os.getloadavg()[0], 1), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
+            "platform": platform.platform(),
+        },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.parent.mkdir(exist_ok=True)

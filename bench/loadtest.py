@@ -1,6 +1,6 @@
 """Load test: a realistic user mix against gunicorn + PostgreSQL + Redis-backed django-q2.
 
-    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 60] [--workers 4]
+    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 60] [--workers 2×cores+1]
 
 1. seed: `<db>` (DATABASE_URL, default `billable_load_bench`; the name must contain "bench") is
    dropped, created, migrated and filled with `seed_demo --scale N` (as bench/dashboards.py does);
@@ -10,7 +10,8 @@
    integration client (write:time, read:billing) and samples of invoices, clients and person/project
    pairs; written to var/loadtest/fixtures.json for bench/locustfile.py.
 3. serve: gunicorn (`--workers`, sync) with bench/load_settings.py (the production settings plus an
-   empty view), DEBUG off, and a django-q2 cluster on Redis (`Q_REDIS_URL`, default db 15).
+   empty view), DEBUG off, and a django-q2 cluster on Redis (`Q_REDIS_URL`, default db 15), started
+   with `nice -n 10` as the deployment guide runs it next to the web workers.
 4. run: locust headless, each user count in turn (`--run-time` seconds, ramp 4 users/s), and reads
    its per-request statistics: requests, failures, p50/p95/p99 (ms) and requests/s per page.
 
@@ -50,6 +51,7 @@ RESULTS = ROOT / "bench" / "results" / "load.json"
 VAR = ROOT / "var" / "loadtest"
 INTERACTIVE_P95_MS = 250
 FLOOR_NAME = "empty view (floor)"
+WORKER_NICENESS = 10
 
 
 def prepare(consultants: int = 24, pms: int = 24) -> dict:
@@ -178,11 +180,14 @@ def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
         env=env,
         start_new_session=True,
     )
+    # The workers run below the web workers' CPU priority, as README's deployment section says: PDF
+    # rendering, deliveries and the KPI refresh yield the cores to the people waiting for a page.
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,
         env=env,
         start_new_session=True,
+        preexec_fn=lambda: os.nice(WORKER_NICENESS),  # this process runs no threads
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -205,6 +210,7 @@ def run_locust(port: int, users: int, run_time: int) -> dict:
     prefix = VAR / f"locust-{users}"
     env = {**os.environ, "LOADTEST_FIXTURES": str(VAR / "fixtures.json")}
     load_before = os.getloadavg()
+    began = timezone.now()
     subprocess.run(
         [
             str(Path(sys.executable).parent / "locust"),
@@ -260,19 +266,49 @@ def run_locust(port: int, users: int, run_time: int) -> dict:
         "failures": failures,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "background_tasks": background_tasks(began, timezone.now()),
     }
+
+
+def background_tasks(began, ended) -> dict[str, dict]:
+    """The django-q2 tasks the cluster ran during a run (deliveries, schedules): count and seconds, by function."""
+    from django.db.models import Count, F, Sum
+    from django_q.models import Task
+
+    rows = (
+        Task.objects.filter(started__gte=began, started__lte=ended)
+        .values("func")
+        .annotate(count=Count("id"), seconds=Sum(F("stopped") - F("started")))
+        .order_by("func")
+    )
+    return {r["func"]: {"count": r["count"], "seconds": round(r["seconds"].total_seconds(), 1)} for r in rows}
+
+
+def is_interactive(page: str) -> bool:
+    """A page a person waits for in the browser: not the floor, not an API call ("GET api …", "PUT api …")."""
+    _method, name = page.split(" ", 1)
+    return name != FLOOR_NAME and not name.startswith("api ")
 
 
 def verdict(run: dict) -> dict:
+    """The targets at this user count: interactive pages p95 ≤ 250 ms and ≤ 5× the floor's; API calls are
+    held to the same figures but reported apart (machine clients, bulk reads of 50 invoices with lines)."""
     floor = next((v for k, v in run["pages"].items() if k.endswith(FLOOR_NAME)), None)
     floor_p95 = floor["p95_ms"] if floor else None
-    slow = {
-        k: v["p95_ms"]
-        for k, v in run["pages"].items()
-        if not k.endswith(FLOOR_NAME)
-        and (v["p95_ms"] > INTERACTIVE_P95_MS or (floor_p95 and v["p95_ms"] > 5 * floor_p95))
+
+    def slow(wanted) -> dict[str, float]:
+        return {
+            k: v["p95_ms"]
+            for k, v in run["pages"].items()
+            if wanted(k) and (v["p95_ms"] > INTERACTIVE_P95_MS or (floor_p95 and v["p95_ms"] > 5 * floor_p95))
+        }
+
+    return {
+        "floor_p95_ms": floor_p95,
+        "over_target": slow(is_interactive),
+        "api_over_target": slow(lambda k: not is_interactive(k) and not k.endswith(FLOOR_NAME)),
+        "errors": run["total"].get("failures", 0),
     }
-    return {"floor_p95_ms": floor_p95, "over_target": slow, "errors": run["total"].get("failures", 0)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -281,7 +317,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reuse", action="store_true", help="Keep an already seeded database.")
     parser.add_argument("--users", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--run-time", type=int, default=60)
-    parser.add_argument("--workers", type=int, default=4)
+    # The deployment guide's gunicorn size (README): about 2 × cores + 1 sync workers.
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--port", type=int, default=8897)
     parser.add_argument("--redis", default=os.environ.get("LOADTEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -312,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"p95 {v['p95_ms']:7.0f}  p99 {v['p99_ms']:7.0f} ms"
                 )
             print(f"  total {run['total'].get('rps')} req/s, load average {run['load_average_after']}")
+            print(f"  background tasks {run['background_tasks']}")
     finally:
         stop(processes)
     result = {
@@ -322,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
             "gunicorn_workers": args.workers,
             "worker_class": "sync",
             "database": "PostgreSQL",
-            "queue": "django-q2 on Redis",
+            "queue": f"django-q2 on Redis (nice {WORKER_NICENESS})",
             "client": "locust (same machine)",
         },
         "sessions": prepared,
