@@ -50,6 +50,7 @@ from django.db import connections  # noqa: E402
 from django.urls import NoReverseMatch, reverse  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench.procs import tree_cpu  # noqa: E402
 from billing.models.contracts import TERMS_UNLOCK_SETTING  # noqa: E402
 
 PERIOD_START = date(2026, 10, 1)
@@ -588,19 +589,6 @@ def measure_run(dbs: Databases, profile: Path | None = None) -> dict:
 QCLUSTER = Path(__file__).resolve().parents[1] / "tests" / "integrations" / "outbox" / "qcluster_erp_only.py"
 
 
-def _tree_cpu(pgid: int) -> float:
-    """utime + stime of every live process of a process group (the cluster: sentinel, workers, pusher…)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # field 5 of /proc/pid/stat: the process group
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
 def _backends_cpu(conn: psycopg.Connection, dbname: str) -> dict[int, float]:
     """CPU of every backend on `dbname` but our own (the cluster's connections)."""
     pids = conn.execute(
@@ -645,7 +633,7 @@ def measure_workers(dbs: Databases, workers: int) -> dict:
         time.sleep(5)  # the sentinel forks its workers, which connect to Redis
         assert cluster.poll() is None, "the cluster stopped"
         with dbs.connect(dbs.run, autocommit=True) as admin:
-            python_before, postgres_before = _tree_cpu(cluster.pid), _backends_cpu(admin, dbs.run)
+            python_before, postgres_before = tree_cpu(cluster.pid), _backends_cpu(admin, dbs.run)
             load = os.getloadavg()[0]
             run = billing_run_open(period_start=PERIOD_START, period_end=PERIOD_END, run_date=RUN_DATE, user=None)
             started = time.perf_counter()
@@ -674,7 +662,7 @@ def measure_workers(dbs: Databases, workers: int) -> dict:
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
             queued_at = admin.execute("SELECT created_at FROM billing_billingrun WHERE id = %s", [run.pk]).fetchone()[0]
-            python_cpu = _tree_cpu(cluster.pid) - python_before
+            python_cpu = tree_cpu(cluster.pid) - python_before
             postgres_cpu = sum(
                 cpu - postgres_before.get(pid, 0.0) for pid, cpu in _backends_cpu(admin, dbs.run).items()
             )
