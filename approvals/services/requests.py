@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
@@ -833,6 +834,15 @@ def approval_request_escalate(*, request: ApprovalRequest, now: datetime | None 
     return True
 
 
+def _requests_visible_to(user: User, ids: list[int]) -> set[int]:
+    """Of `ids`, the requests whose subject the user may be told about: in their queue now, or decided by them."""
+    from approvals.selectors import my_approvals
+
+    queued = my_approvals(user).filter(pk__in=ids).prefetch_related(None).values_list("pk", flat=True)
+    decided = ApprovalDecision.objects.filter(Q(approver=user) | Q(on_behalf_of=user), request_id__in=ids)
+    return {*queued, *decided.values_list("request_id", flat=True)}
+
+
 def approval_requests_decide_selected(
     *, request_ids: Iterable[int], user: User, decision: str, comment: str = ""
 ) -> tuple[list[ApprovalRequest], list[tuple[str, str]]]:
@@ -849,19 +859,28 @@ def approval_requests_decide_selected(
             "Select at least one approval.", code="invalid", field_errors={"request": ["Select one."]}
         )
     requests = list(ApprovalRequest.objects.filter(pk__in=ids).prefetch_related("subject").order_by("pk"))
+    visible = _requests_visible_to(user, ids)
     refusals: list[tuple[str, str]] = []
     subjects = []
+    request_of: dict[tuple[type, int], ApprovalRequest] = {}
     for approval in requests:
         subject = approval.subject
-        label = subject_label(subject) if subject is not None else f"approval {approval.pk}"
         if approval.status != Status.PENDING or subject is None:
+            shown = subject is not None and approval.pk in visible
+            label = subject_label(subject) if shown else f"approval {approval.pk}"
             refusals.append((label, f"{label.capitalize()} is no longer pending; there is nothing to decide."))
             continue
         subjects.append(subject)
+        request_of[(type(subject), subject.pk)] = approval
     refused: list[tuple[Any, ApplicationError]] = []
     with transaction.atomic():
         approval_decide_bulk(subjects=subjects, user=user, decision=decision, comment=comment, refused=refused)
-    refusals.extend((subject_label(subject), error.message) for subject, error in refused)
+    for subject, error in refused:
+        approval = request_of[(type(subject), subject.pk)]
+        if approval.pk in visible:
+            refusals.append((subject_label(subject), error.message))
+        else:  # someone else's: neither what it is nor why it is not the user's
+            refusals.append((f"approval {approval.pk}", "It is not in your approvals queue."))
     not_decided = {(type(subject), subject.pk) for subject, _ in refused}
     decided = [
         approval

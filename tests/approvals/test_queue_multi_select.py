@@ -15,6 +15,7 @@ from django.urls import reverse
 from django_fsm_log.models import StateLog
 
 from approvals.models import ApprovalDecision, ApprovalRequest
+from approvals.registry import subject_label
 from approvals.services import approval_requests_open_bulk
 from billing.models import Expense, TimeEntry
 from tests.approvals.test_bulk_decisions import _records, _week
@@ -82,6 +83,10 @@ def test_what_the_user_may_not_decide_is_refused_and_reported_and_the_rest_is_de
     page = client.get(reverse("approvals:mine")).content.decode()
     assert "4 approvals approved." in page
     assert page.count("Not decided:") == 2
+    # Another PM's item is reported by its request number only: neither what it is nor why (no side door
+    # for reading other people's work by posting request ids).
+    assert f"Not decided: approval {ids[-1]}: It is not in your approvals queue." in page
+    assert subject_label(others[0]) not in page
     assert {i.status for i in (type(i).objects.get(pk=i.pk) for i in items)} == {"approved"}
     own.refresh_from_db()
     others[0].refresh_from_db()
