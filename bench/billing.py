@@ -50,6 +50,7 @@ from django.db import connections  # noqa: E402
 from django.urls import NoReverseMatch, reverse  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench.db import connect  # noqa: E402
 from bench.procs import tree_cpu  # noqa: E402
 from billing.models.contracts import TERMS_UNLOCK_SETTING  # noqa: E402
 
@@ -79,15 +80,7 @@ class Databases:
         self.seed, self.run, self.floor = f"{self.base}_seed", f"{self.base}_run", f"{self.base}_floor"
 
     def connect(self, dbname: str, *, autocommit: bool = False) -> psycopg.Connection:
-        s = self.settings
-        return psycopg.connect(
-            dbname=dbname,
-            host=s.get("HOST") or None,
-            port=s.get("PORT") or None,
-            user=s.get("USER") or None,
-            password=s.get("PASSWORD") or None,
-            autocommit=autocommit,
-        )
+        return connect(self.settings, dbname, autocommit=autocommit)
 
     def use(self, dbname: str) -> None:
         """Point Django's default connection at another database of the same server."""

@@ -35,11 +35,12 @@ import django
 
 django.setup()
 
-import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from psycopg import sql  # noqa: E402
+
+from bench.db import admin  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bulk.json"
 
@@ -54,15 +55,11 @@ def _fresh_database() -> None:
     if settings["ENGINE"] != "django.db.backends.postgresql" or "bench" not in name:
         sys.exit(f"bench.bulk drops and recreates its PostgreSQL database: {name!r} must contain 'bench'.")
     connection.close()
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings.get("HOST") or None,
-        port=settings.get("PORT") or None,
-        user=settings.get("USER") or None,
-        autocommit=True,
-    ) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin(
+        settings,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)),
+    )
     call_command("migrate", verbosity=0)
 
 

@@ -37,13 +37,14 @@ import django
 
 django.setup()
 
-import psycopg  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from psycopg import sql  # noqa: E402
+
+from bench.db import admin, connect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dashboards.json"
 PAGES = (
@@ -55,18 +56,6 @@ PAGES = (
     ("drilldown_leakage", "/insights/records/?metric=leakage&kind=time&bucket=31-60"),
     ("export_ar_csv", "/insights/operations/?export=ar_aging"),
 )
-
-
-def _admin(settings: dict, statement: sql.Composable) -> None:
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings.get("HOST") or None,
-        port=settings.get("PORT") or None,
-        user=settings.get("USER") or None,
-        password=settings.get("PASSWORD") or None,
-        autocommit=True,
-    ) as conn:
-        conn.execute(statement)
 
 
 def seed(scale: int, reuse: bool) -> dict:
@@ -86,22 +75,15 @@ def seed(scale: int, reuse: bool) -> dict:
         except Exception:  # noqa: S110 - no database yet: seed it
             pass
     connection.close()
-    _admin(settings, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    _admin(settings, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin(settings, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin(settings, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     started = time.perf_counter()
     call_command("migrate", verbosity=0, skip_checks=True)
     from billing.demo import seed_demo
 
     seed_demo(scale=scale, log=lambda line: print("  " + line))
     connection.close()
-    with psycopg.connect(
-        dbname=name,
-        host=settings.get("HOST") or None,
-        port=settings.get("PORT") or None,
-        user=settings.get("USER") or None,
-        password=settings.get("PASSWORD") or None,
-        autocommit=True,
-    ) as conn:
+    with connect(settings, name, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return {"seed_s": round(time.perf_counter() - started, 1), "reused": False}
 

@@ -33,26 +33,15 @@ import django
 
 django.setup()
 
-import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections, transaction  # noqa: E402
 from django.db.models import Max, Min  # noqa: E402
 from django.test import override_settings  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench.db import admin  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "erp_delivery.json"
-
-
-def _admin(settings: dict, statement: sql.Composable) -> None:
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings.get("HOST") or None,
-        port=settings.get("PORT") or None,
-        user=settings.get("USER") or None,
-        password=settings.get("PASSWORD") or None,
-        autocommit=True,
-    ) as conn:
-        conn.execute(statement)
 
 
 def fresh_database() -> None:
@@ -63,8 +52,8 @@ def fresh_database() -> None:
     if "bench" not in name:
         sys.exit(f"bench.erp_delivery drops and recreates its database: {name!r} must contain 'bench'.")
     connection.close()
-    _admin(settings, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    _admin(settings, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin(settings, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin(settings, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     call_command("migrate", verbosity=0, interactive=False)
 
 
