@@ -113,6 +113,7 @@ def _money_list(rows, amount_key: str) -> list[Money]:
 def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
     """What waits for `user`, for each of their roles, in a bounded number of queries."""
     from billing.models import ChangeOrder, Expense, Invoice, InvoiceException, Milestone, Payment, TimeEntry
+    from billing.models.work import OPEN_WORK
 
     today = today or timezone.localdate()
     cached = getattr(user, _COUNTS_ATTR, None)
@@ -133,7 +134,7 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
         scope = (mine if is_consultant else Q(pk__in=[])) | (managed if is_pm else Q(pk__in=[]))
         # Only open work counts: the status condition lets the database read the (partial) status index
         # instead of every entry of the PM's projects, whose history grows by the month.
-        scope &= Q(status__in=["draft", "rejected", "submitted"])
+        scope &= OPEN_WORK
         agg = TimeEntry.objects.filter(scope).aggregate(
             draft_week=Count("pk", filter=mine & this_week & Q(status="draft")),
             rejected_week=Count("pk", filter=mine & this_week & Q(status="rejected")),

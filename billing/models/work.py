@@ -93,6 +93,7 @@ class WorkStatus(models.TextChoices):
 #: Condition of the status indexes of time and expenses: billed work (the bulk of the table, which
 #: queries reach by project, line or person) is not in them.
 NOT_INVOICED = ~Q(status="invoiced")
+OPEN_WORK = Q(status__in=["draft", "rejected", "submitted"])
 
 
 def _invoiced_iff_linked(prefix: str) -> models.CheckConstraint:
@@ -195,6 +196,9 @@ class TimeEntry(SubmittedWork):
             # billing run's link (approved → invoiced) then leaves this index alone (ADR 0110).
             models.Index(fields=["status", "date"], name="billing_time_status_date", condition=NOT_INVOICED),
             models.Index(fields=["person", "date"], name="billing_time_person_date"),
+            # Open work by project: the PM's queue and every page's navigation count read it. Small (only
+            # what waits for a consultant or a PM) and never touched by approval-to-invoice updates.
+            models.Index(fields=["project", "status"], name="billing_time_open_project", condition=OPEN_WORK),
         ]
 
     def __str__(self) -> str:

@@ -190,7 +190,8 @@ def current_forecast(ledger: Ledger, cutoff: date) -> list[Flow]:
 
 def _spread(due: date, amount: Decimal, currency: str, lates: list[int], cutoff: date) -> list[Flow]:
     """`amount` over the delays still possible at the cut-off (paid on or after it), equally likely."""
-    possible = [late for late in lates if due + timedelta(days=late) >= cutoff]
+    earliest = (cutoff - due).days  # due + late >= cutoff, in whole days
+    possible = [late for late in lates if late >= earliest]
     if not possible:
         return [(cutoff + timedelta(days=14), amount, currency)]
     share = amount / len(possible)
@@ -275,6 +276,37 @@ def billing_forecast(
     return open_ar_flows(ledger, cutoff) + invoice_flows(ledger, cutoff, expected)
 
 
+@dataclass
+class _CutoffForecasts:
+    """Both forecasts made at one cut-off, for every horizon at once (the backtest's unit of work).
+
+    The current forecast and the open AR do not depend on the horizon; the invoices still to come are
+    made up to the longest horizon, and a shorter one takes those issued before its end (the same
+    invoices `expected_invoices` makes for it, in the same order), so each horizon's flows are exactly
+    `current_forecast(...)` and `billing_forecast(ledger, cutoff, stop)`.
+    """
+
+    current: list[Flow]
+    open_ar: list[Flow]
+    expected: list[tuple[date, list[Flow]]]  # (issue date, its receipts) of each invoice still to come
+
+    @classmethod
+    def make(cls, ledger: Ledger, cutoff: date, until: date) -> _CutoffForecasts:
+        expected = expected_invoices(ledger, cutoff, until)
+        return cls(
+            current=current_forecast(ledger, cutoff),
+            open_ar=open_ar_flows(ledger, cutoff),
+            expected=[(exp.issue, invoice_flows(ledger, cutoff, [exp])) for exp in expected],
+        )
+
+    def with_billing(self, stop: date) -> list[Flow]:
+        flows = list(self.open_ar)
+        for issue, receipts in self.expected:
+            if issue < stop:
+                flows += receipts
+        return flows
+
+
 def window(flows: list[Flow], start: date, end: date) -> dict[str, Decimal]:
     out: dict[str, Decimal] = defaultdict(Decimal)
     for day, amount, cur in flows:
@@ -312,29 +344,35 @@ def backtest(
     counts for horizon h when its whole window ends on or before `end`.
     """
     rates = rates or {}
-    result: dict[str, Any] = {"end": end.isoformat(), "horizons": {}}
-    points = cutoffs(ledger, end)
-    for h in horizons:
-        n, actual_sum, err = 0, ZERO, {"current": ZERO, "with_billing": ZERO}
-        weeks = []
-        for cut in points:
+    last_stop = end + timedelta(days=1)
+    tallies = {h: {"n": 0, "actual": ZERO, "current": ZERO, "with_billing": ZERO, "weeks": []} for h in horizons}
+    # Cut-off by cut-off: both forecasts are made once for all horizons (`_CutoffForecasts`), then dropped.
+    for cut in cutoffs(ledger, end):
+        due = [h for h in horizons if cut + timedelta(weeks=h) <= last_stop]
+        if not due:
+            continue
+        made = _CutoffForecasts.make(ledger, cut, cut + timedelta(weeks=max(due)))
+        for h in due:
             stop = cut + timedelta(weeks=h)
-            if stop > end + timedelta(days=1):
-                break
             actual = _convert(ledger.actual(cut, stop), rates)
-            cur = _convert(window(current_forecast(ledger, cut), cut, stop), rates)
-            new = _convert(window(billing_forecast(ledger, cut, stop), cut, stop), rates)
-            n += 1
-            actual_sum += actual
-            err["current"] += abs(cur - actual)
-            err["with_billing"] += abs(new - actual)
-            weeks.append({"cutoff": cut.isoformat(), "actual": _r(actual), "current": _r(cur), "with_billing": _r(new)})
+            cur = _convert(window(made.current, cut, stop), rates)
+            new = _convert(window(made.with_billing(stop), cut, stop), rates)
+            tally = tallies[h]
+            tally["n"] += 1
+            tally["actual"] += actual
+            tally["current"] += abs(cur - actual)
+            tally["with_billing"] += abs(new - actual)
+            tally["weeks"].append(
+                {"cutoff": cut.isoformat(), "actual": _r(actual), "current": _r(cur), "with_billing": _r(new)}
+            )
+    result: dict[str, Any] = {"end": end.isoformat(), "horizons": {}}
+    for h, tally in tallies.items():
         result["horizons"][str(h)] = {
-            "cutoffs": n,
-            "actual_total": _r(actual_sum),
-            "wape_current_pct": _pct(err["current"], actual_sum),
-            "wape_with_billing_pct": _pct(err["with_billing"], actual_sum),
-            "weeks": weeks,
+            "cutoffs": tally["n"],
+            "actual_total": _r(tally["actual"]),
+            "wape_current_pct": _pct(tally["current"], tally["actual"]),
+            "wape_with_billing_pct": _pct(tally["with_billing"], tally["actual"]),
+            "weeks": tally["weeks"],
         }
     return result
 

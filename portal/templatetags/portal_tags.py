@@ -1,8 +1,10 @@
 """Template helpers of the portal shell: navigation with counts, money, role labels."""
 from __future__ import annotations
 
+from html import escape
+
 from django import template
-from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from kernel import security
 from kernel.money import money
@@ -15,8 +17,12 @@ register = template.Library()
 @register.filter
 def project_options(projects) -> str:
     """`<option>`s of (pk, code, name) rows, escaped, in one join: a picker of every active project is
-    hundreds of options, which a template loop renders ten times slower."""
-    return format_html_join("", '<option value="{}">{} · {}</option>', projects)
+    hundreds of options, which a template loop renders ten times slower (and `format_html_join` three)."""
+    return mark_safe(
+        "".join(
+            f'<option value="{escape(str(pk))}">{escape(code)} · {escape(name)}</option>' for pk, code, name in projects
+        )
+    )
 
 
 @register.simple_tag
