@@ -70,6 +70,25 @@ def test_backtest_wape_per_horizon(history):
 
 
 @pytest.mark.django_db
+def test_backtest_weeks_are_each_horizons_own_forecasts(history):
+    """The backtest makes a cut-off's forecasts once for all horizons: each week's figures are exactly
+    the forecasts made for that horizon alone (`current_forecast`, `billing_forecast` to its end)."""
+    ledger = fc.load_ledger()
+    result = fc.backtest(ledger, end=D(2025, 7, 6))
+    checked = 0
+    for h, figures in result["horizons"].items():
+        for week in figures["weeks"]:
+            cut = D.fromisoformat(week["cutoff"])
+            stop = cut + datetime.timedelta(weeks=int(h))
+            current = fc.window(fc.current_forecast(ledger, cut), cut, stop)
+            with_billing = fc.window(fc.billing_forecast(ledger, cut, stop), cut, stop)
+            assert week["current"] == fc._r(sum(current.values(), Decimal(0)))
+            assert week["with_billing"] == fc._r(sum(with_billing.values(), Decimal(0)))
+            checked += 1
+    assert checked == sum(f["cutoffs"] for f in result["horizons"].values()) > 10
+
+
+@pytest.mark.django_db
 def test_a_payment_after_the_cut_off_is_not_known_at_it(history):
     """The forecast at 7 Apr is the same whether or not the later payments exist: no peeking."""
     ledger = fc.load_ledger()
