@@ -397,29 +397,43 @@ def standard_value(start: date, end: date, contract_ids: list[int]) -> dict[int,
     lines: dict[tuple[int, int], list] = defaultdict(list)
     for line in RateCardLine.objects.filter(rate_card__contracts__id__in=contract_ids).distinct():
         lines[(line.rate_card_id, line.role_id)].append(line)
+    rates: dict[tuple[int, int, date], Decimal | None] = {}
+
+    def rate_on(card_id: int, role_id: int, day: date) -> Decimal | None:
+        key = (card_id, role_id, day)
+        if key not in rates:
+            covering = [
+                line
+                for line in lines.get((card_id, role_id), [])
+                if line.effective_from <= day and (line.effective_to is None or line.effective_to >= day)
+            ]
+            rates[key] = max(covering, key=lambda line: (line.effective_from, line.id)).rate if covering else None
+        return rates[key]
+
     value: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for contract_id, card_id, currency, role_id, day, hours in TimeEntry.objects.filter(
-        project__contract_id__in=contract_ids,
-        status__in=(TimeEntry.Status.APPROVED, TimeEntry.Status.INVOICED),
-        billable=True,
-        date__gte=start,
-        date__lte=end,
-    ).values_list(
-        "project__contract_id",
-        "project__contract__rate_card_id",
-        "project__contract__currency",
-        "person__role_id",
-        "date",
-        "hours",
+    # Entries alike in contract, role, day and hours are worth the same, each rounded: counted, not repeated.
+    for contract_id, card_id, currency, role_id, day, hours, alike in (
+        TimeEntry.objects.filter(
+            project__contract_id__in=contract_ids,
+            status__in=(TimeEntry.Status.APPROVED, TimeEntry.Status.INVOICED),
+            billable=True,
+            date__gte=start,
+            date__lte=end,
+        )
+        .values_list(
+            "project__contract_id",
+            "project__contract__rate_card_id",
+            "project__contract__currency",
+            "person__role_id",
+            "date",
+            "hours",
+        )
+        .annotate(alike=Count("pk"))
+        .order_by()
     ):
-        covering = [
-            line
-            for line in lines.get((card_id, role_id), [])
-            if line.effective_from <= day and (line.effective_to is None or line.effective_to >= day)
-        ]
-        if covering:
-            rate = max(covering, key=lambda line: (line.effective_from, line.id)).rate
-            value[contract_id] += round_money(hours * rate, currency)
+        rate = rate_on(card_id, role_id, day)
+        if rate is not None:
+            value[contract_id] += alike * round_money(hours * rate, currency)
     return value
 
 
