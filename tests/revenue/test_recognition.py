@@ -255,3 +255,18 @@ def test_kpis_gain_revenue_wip_days_and_realisation():
     assert result["wip_days"]["wip_days"] == 9.0
     # billed 1,800.00 ÷ 23 h × 100.00 standard
     assert result["realisation"]["realisation_pct"] == 78.3
+
+
+def test_standard_value_counts_each_of_alike_entries_rounded():
+    """Entries alike in contract, role, day and hours are read as one group; each still counts, rounded."""
+    from revenue.selectors import standard_value
+
+    c, project = contract()
+    line = c.rate_card.lines.get()
+    line.rate = Decimal("100.0050")  # 0.33 h × 100.005 = 33.00165 → 33.00 each
+    line.save()
+    for who in (person(), person(), person()):
+        work(project, D(2026, 10, 5), "0.33", who=who)
+    work(project, D(2026, 10, 6), "1", who=person())
+    work(project, D(2026, 10, 7), "2", who=person(), status="submitted")  # not approved: not counted
+    assert standard_value(D(2026, 10, 1), D(2026, 10, 31), [c.pk]) == {c.pk: M("199.01")}  # 3 × 33.00 + 100.01
