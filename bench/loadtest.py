@@ -1,6 +1,6 @@
 """Load test: a realistic user mix against gunicorn + PostgreSQL + Redis-backed django-q2.
 
-    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 60] [--workers 2×cores+1]
+    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 180] [--workers 2×cores+1]
 
 1. seed: `<db>` (DATABASE_URL, default `billable_load_bench`; the name must contain "bench") is
    dropped, created, migrated and filled with `seed_demo --scale N` (as bench/dashboards.py does);
@@ -368,7 +368,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--reuse", action="store_true", help="Keep an already seeded database.")
     parser.add_argument("--users", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--run-time", type=int, default=60)
+    # Three minutes a count: enough requests of the rarer pages (a few per cent of the mix) for a p95.
+    parser.add_argument("--run-time", type=int, default=180)
     # The deployment guide's gunicorn size (README): about 2 × cores + 1 sync workers.
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--port", type=int, default=8897)
