@@ -10,25 +10,40 @@ bar them or the person they would act for.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import reduce
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.paginator import Page
-from django.db.models import Case, Exists, F, FilteredRelation, OuterRef, Prefetch, Q, QuerySet, Value, When
+from django.core.paginator import Page, Paginator
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    FilteredRelation,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
 from django.utils import timezone
 
-from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
+from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation, approver_label
 from approvals.registry import project_managers
 from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
-from approvals.services.subjects import subject_prefetch
+from approvals.services.subjects import display_subjects, subject_prefetch
 from kernel.errors import ApplicationError
-from kernel.listing import paginate
-from kernel.roles import PROJECT_MANAGER
+from kernel.listing import PAGE_SIZE, paginate
+from kernel.roles import PROJECT_MANAGER, cached_user_roles
 
 Kind = ApprovalStep.ApproverKind
 #: What a queue row shows of a request besides its subject.
@@ -82,32 +97,42 @@ def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
     )
 
 
-def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[ApprovalRequest]:
+def my_approvals(
+    user: Any, *, now: datetime | None = None, delegations: Iterable[Delegation] | None = None
+) -> QuerySet[ApprovalRequest]:
     """Pending requests `user` can decide now (also for whoever delegated to them), overdue first.
 
-    Subjects are prefetched ready for display; three queries plus one per subject type.
+    `delegations`: the ones `user` holds today from active delegators, when the caller has read them
+    already (the queue shows them); otherwise read here. Subjects are prefetched ready for display.
     """
     if not _active(user):
         return ApprovalRequest.objects.none()
     now = now or timezone.now()
     today = timezone.localdate(now)
-    delegator_ids = set(
-        Delegation.objects.filter(
-            delegate_id=user.pk, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
-        ).values_list("delegator_id", flat=True)
-    )
-    roles = user_roles_by_id({user.pk, *delegator_ids})
-    own_roles = roles.get(user.pk, set())
+    if delegations is None:
+        delegator_ids = set(
+            Delegation.objects.filter(
+                delegate_id=user.pk, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
+            ).values_list("delegator_id", flat=True)
+        )
+    else:
+        delegator_ids = {d.delegator_id for d in delegations}
+    own_roles = set(cached_user_roles(user))  # the request's user: read once per request, shared with the screens
+    roles = user_roles_by_id(delegator_ids) if delegator_ids else {}
     # An ineligible delegate acts for nobody. (Service users never see this queue: they cannot sign in.)
     if delegator_ids and delegate_refusal(user, own_roles):
         delegator_ids = set()
-    # The actor must be free of SoD bars too, whoever they act for.
-    actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
-    direct = _may_decide(user.pk, own_roles)
-    via_delegation = [_may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)]
+    # Deciding directly already requires the actor to be free of SoD bars; for a delegator too.
+    condition = _may_decide(user.pk, own_roles)
+    if delegator_ids:
+        actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
+        via_delegation = [
+            _may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)
+        ]
+        condition = actor_free & reduce(operator.or_, [condition, *via_delegation])
     return (
         _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
-        .filter(actor_free & reduce(operator.or_, [direct, *via_delegation]))
+        .filter(condition)
         .annotate(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
         .select_related(*QUEUE_RELATED)
         .prefetch_related(subject_prefetch())
@@ -115,25 +140,137 @@ def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[Approval
     )
 
 
-def page_of_requests(
-    qs: QuerySet[ApprovalRequest],
-    page_number: str | None,
-    *,
-    display: Callable[[QuerySet[ApprovalRequest]], QuerySet[ApprovalRequest]] = lambda page_qs: page_qs,
-) -> Page:
-    """A page of a queue: counted and sliced over the ids alone, then the page's requests loaded for display.
+@dataclass
+class QueueEntry:
+    """One request of a queue page as its row shows it: plain values read in one query, and its subject."""
+
+    pk: int
+    content_type_id: int
+    object_id: int
+    subject_type: str
+    #: With only the fields its handler displays; None when the subject is gone.
+    subject: Any
+    amount: Decimal | None
+    currency: str
+    project_code: str | None
+    contract_code: str | None
+    #: Display name of the preparer; None: prepared by the system.
+    prepared_by: str | None
+    created_at: datetime
+    sla_due_at: datetime
+    current_step: int
+    step_count: int
+    #: Who decides the open step; "" when the policy no longer has that step.
+    step_label: str
+    escalated: bool
+    escalation_reason: str
+
+
+def _name(first: str | None, last: str | None, username: str | None) -> str:
+    """`get_full_name() or get_username()` from the columns alone."""
+    return f"{first or ''} {last or ''}".strip() or (username or "")
+
+
+def _queue_entries(ids: list[int]) -> list[QueueEntry]:
+    """The requests `ids` in that order, with what a queue row shows: one query, and one per subject model."""
+    if not ids:
+        return []
+    step_count = Subquery(
+        ApprovalStep.objects.filter(policy=OuterRef("policy"))
+        .order_by()
+        .values("policy")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    open_step = FilteredRelation("policy__steps", condition=Q(policy__steps__order=F("current_step")))
+    rows = (
+        ApprovalRequest.objects.filter(pk__in=ids)
+        .annotate(open_step=open_step)
+        .values(
+            "pk", "content_type_id", "object_id", "subject_type", "amount", "currency", "created_at", "sla_due_at",
+            "current_step", "escalated", "escalation_reason", "prepared_by_id",
+            project_code=F("project__code"),
+            contract_code=F("contract__code"),
+            prepared_first=F("prepared_by__first_name"),
+            prepared_last=F("prepared_by__last_name"),
+            prepared_username=F("prepared_by__username"),
+            step_kind=F("open_step__approver_kind"),
+            step_role=F("open_step__role"),
+            step_username=F("open_step__user__username"),
+            step_count=step_count,
+        )
+    )
+    by_id = {row["pk"]: row for row in rows}
+    subjects = display_subjects((row["content_type_id"], row["object_id"]) for row in by_id.values())
+    reasons = dict(ApprovalRequest.EscalationReason.choices)
+    entries = []
+    for pk in ids:
+        row = by_id.get(pk)
+        if row is None:
+            continue
+        entries.append(
+            QueueEntry(
+                pk=pk,
+                content_type_id=row["content_type_id"],
+                object_id=row["object_id"],
+                subject_type=row["subject_type"],
+                subject=subjects.get((row["content_type_id"], row["object_id"])),
+                amount=row["amount"],
+                currency=row["currency"],
+                project_code=row["project_code"],
+                contract_code=row["contract_code"],
+                prepared_by=(
+                    _name(row["prepared_first"], row["prepared_last"], row["prepared_username"])
+                    if row["prepared_by_id"] is not None
+                    else None
+                ),
+                created_at=row["created_at"],
+                sla_due_at=row["sla_due_at"],
+                current_step=row["current_step"],
+                step_count=row["step_count"] or 0,
+                step_label=(
+                    approver_label(row["step_kind"], row["step_role"], row["step_username"])
+                    if row["step_kind"]
+                    else ""
+                ),
+                escalated=row["escalated"],
+                escalation_reason=reasons.get(row["escalation_reason"], row["escalation_reason"]),
+            )
+        )
+    return entries
+
+
+def _page_number(page_number: str | None) -> int:
+    """`Paginator.get_page`'s reading of the page parameter: anything but a whole number is page 1."""
+    try:
+        return int(page_number) if page_number is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def page_of_requests(qs: QuerySet[ApprovalRequest], page_number: str | None) -> Page:
+    """A page of a queue as `QueueEntry`s: its ids and the queue's size in one query, then the rows.
 
     The queue's conditions (open step, SoD, delegations) joined with everything the rows display make a
     query the database spends longer planning than running; apart, each plans in a few milliseconds.
-    `display` adds the page query's `select_related`/`prefetch_related`. Order as in `qs`.
+    The count rides along the page's ids (`COUNT(*) OVER ()`) instead of running those conditions
+    twice; a page past the end falls back to counting first, as `Paginator.get_page` does. Order as in `qs`.
     """
-    page = paginate(qs.select_related(None).prefetch_related(None).values_list("pk", flat=True), page_number)
-    ids = list(page.object_list)
-    loaded = display(
-        qs.model._default_manager.filter(pk__in=ids).select_related(*QUEUE_RELATED).prefetch_related(subject_prefetch())
-    )
-    by_id = {request.pk: request for request in loaded}
-    page.object_list = [by_id[pk] for pk in ids if pk in by_id]
+    ids_qs = qs.select_related(None).prefetch_related(None)
+    number = _page_number(page_number)
+    page = None
+    if number >= 1:
+        offset = (number - 1) * PAGE_SIZE
+        found = list(ids_qs.annotate(total=Window(Count("*"))).values_list("pk", "total")[offset : offset + PAGE_SIZE])
+        if found or number == 1:
+            paginator = Paginator(ids_qs.values_list("pk", flat=True), PAGE_SIZE)
+            paginator.count = found[0][1] if found else 0  # Paginator.count is a cached property
+            page = paginator.page(number)
+            ids = [pk for pk, _total in found]
+    if page is None:
+        page = paginate(ids_qs.values_list("pk", flat=True), page_number)
+        ids = list(page.object_list)
+    page.object_list = _queue_entries(ids)
     return page
 
 

@@ -133,6 +133,7 @@ def _queue_of_size(n: int, project, controller):
 
 
 def _queries_to_show(user) -> tuple[int, int]:
+    user = type(user).objects.get(pk=user.pk)  # as a request's user: roles not yet read (they are then memoised)
     with CaptureQueriesContext(connection) as ctx:
         rows = [(str(r.subject), r.subject_type, r.policy.name, r.contract_id) for r in my_approvals(user)]
     return len(rows), len(ctx.captured_queries)

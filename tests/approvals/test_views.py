@@ -808,7 +808,7 @@ def test_a_delegate_sees_and_decides_on_behalf(client, pm, other_pm, anna, proje
 
     c = login(client, other_pm)
     page = c.get(reverse("approvals:mine"))
-    assert [r.request.pk for r in page.context["rows"]] == [request.pk]
+    assert [r.pk for r in page.context["rows"]] == [request.pk]
     assert "You also decide for" in page.content.decode()
     assert c.get(reverse("approvals:request_detail", args=[request.pk])).status_code == 200
 
