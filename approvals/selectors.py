@@ -10,6 +10,7 @@ bar them or the person they would act for.
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,12 +25,10 @@ from django.db.models import (
     Count,
     Exists,
     F,
-    FilteredRelation,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
     Value,
     When,
     Window,
@@ -60,54 +59,94 @@ def _decided_by(user_id: int) -> Exists:
     )
 
 
-def _may_decide(principal_id: int, roles: set[str], *, delegate_roles: set[str] | None = None) -> Q:
-    """The open step names `principal_id`, and SoD does not bar them (on an annotated queryset).
+#: `policy_id * _STEP_KEY + current_step` names a (policy, step order) pair in one integer (orders are small).
+_STEP_KEY = 65536
 
+
+@dataclass(frozen=True)
+class _Step:
+    policy_id: int
+    order: int
+    kind: str
+    role: str
+    user_id: int | None
+    escalation_role: str
+    user_name: str | None
+
+    @property
+    def key(self) -> int:
+        return self.policy_id * _STEP_KEY + self.order
+
+    @property
+    def label(self) -> str:
+        return approver_label(self.kind, self.role, self.user_name)
+
+
+def _steps() -> list[_Step]:
+    """Every policy's steps (a few dozen rows): the queue matches requests' open steps against them here."""
+    return [
+        _Step(*row)
+        for row in ApprovalStep.objects.order_by().values_list(
+            "policy_id", "order", "approver_kind", "role", "user_id", "escalation_role", "user__username"
+        )
+    ]
+
+
+def _at_steps(keys: list[int]) -> Q:
+    """The request's open step is one of `keys` (`step_key` is aliased by `my_approvals`)."""
+    return Q(step_key__in=keys)
+
+
+def _may_decide(
+    principal_id: int, roles: set[str], steps: list[_Step], *, delegate_roles: set[str] | None = None
+) -> Q:
+    """The open step names `principal_id`, and SoD does not bar them.
+
+    Which steps name them is worked out here from `steps`, so the database gets a list of
+    (policy, order) keys: it filters the pending requests on their own columns, sees how few
+    qualify, and checks SoD on those alone (not on every decision the user ever took).
     With `delegate_roles` (a delegate acting for the principal) the step must also accept
     a role the delegate holds, as `eligibility.accepted_delegate_roles` says.
     """
-    manages_contract = project_managers().manages_contract(principal_id)
-    is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & manages_contract
-    named = [Q(step_kind=Kind.USER, step_user=principal_id), Q(step_kind=Kind.PROJECT_MANAGER) & is_pm]
-    if roles:
-        named += [Q(step_kind=Kind.ROLE, step_role__in=roles), Q(escalated=True, step_escalation_role__in=roles)]
-    may = reduce(operator.or_, named) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
-    if delegate_roles is None:
-        return may
-    accepted = [Q(step_kind=Kind.ROLE, step_role__in=delegate_roles), Q(step_escalation_role__in=delegate_roles)]
-    if PROJECT_MANAGER in delegate_roles:
-        accepted.append(Q(step_kind=Kind.PROJECT_MANAGER))
-    if roles & delegate_roles & DELEGATE_ROLES:
-        accepted.append(Q(step_kind=Kind.USER))
-    return may & reduce(operator.or_, accepted)
+
+    def accepted(step: _Step) -> bool:
+        if delegate_roles is None:
+            return True
+        return (
+            (step.kind == Kind.ROLE and step.role in delegate_roles)
+            or step.escalation_role in delegate_roles
+            or (step.kind == Kind.PROJECT_MANAGER and PROJECT_MANAGER in delegate_roles)
+            or (step.kind == Kind.USER and bool(roles & delegate_roles & DELEGATE_ROLES))
+        )
+
+    steps = [step for step in steps if accepted(step)]
+    named = [
+        step.key
+        for step in steps
+        if (step.kind == Kind.USER and step.user_id == principal_id) or (step.kind == Kind.ROLE and step.role in roles)
+    ]
+    managed = [step.key for step in steps if step.kind == Kind.PROJECT_MANAGER]
+    escalated = [step.key for step in steps if step.escalation_role in roles]
+    parts = []
+    if named:
+        parts.append(_at_steps(named))
+    if managed:
+        manages_contract = project_managers().manages_contract(principal_id)
+        is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & manages_contract
+        parts.append(_at_steps(managed) & is_pm)
+    if escalated:
+        parts.append(Q(escalated=True) & _at_steps(escalated))
+    if not parts:
+        return Q(pk__in=[])
+    return reduce(operator.or_, parts) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
 
 
-def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
-    """The open step's approver columns on each request, through one join on (policy, order).
-
-    A join the database can hash against the few steps there are, not four correlated look-ups per
-    pending request (thousands of them wait at PMs' steps, and every queue reads them all).
-    """
-    open_step = FilteredRelation("policy__steps", condition=Q(policy__steps__order=F("current_step")))
-    return qs.annotate(open_step=open_step).annotate(
-        step_kind=F("open_step__approver_kind"),
-        step_role=F("open_step__role"),
-        step_user=F("open_step__user"),
-        step_escalation_role=F("open_step__escalation_role"),
-    )
-
-
-def my_approvals(
-    user: Any, *, now: datetime | None = None, delegations: Iterable[Delegation] | None = None
+def _queue(
+    user: Any, *, now: datetime, delegations: Iterable[Delegation] | None, steps: list[_Step]
 ) -> QuerySet[ApprovalRequest]:
-    """Pending requests `user` can decide now (also for whoever delegated to them), overdue first.
-
-    `delegations`: the ones `user` holds today from active delegators, when the caller has read them
-    already (the queue shows them); otherwise read here. Subjects are prefetched ready for display.
-    """
+    """`my_approvals` without what its rows display (ordered, nothing joined or prefetched for display)."""
     if not _active(user):
         return ApprovalRequest.objects.none()
-    now = now or timezone.now()
     today = timezone.localdate(now)
     if delegations is None:
         delegator_ids = set(
@@ -123,21 +162,32 @@ def my_approvals(
     if delegator_ids and delegate_refusal(user, own_roles):
         delegator_ids = set()
     # Deciding directly already requires the actor to be free of SoD bars; for a delegator too.
-    condition = _may_decide(user.pk, own_roles)
+    condition = _may_decide(user.pk, own_roles, steps)
     if delegator_ids:
         actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
         via_delegation = [
-            _may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)
+            _may_decide(d, roles.get(d, set()), steps, delegate_roles=own_roles) for d in sorted(delegator_ids)
         ]
         condition = actor_free & reduce(operator.or_, [condition, *via_delegation])
     return (
-        _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
+        ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
+        .alias(step_key=F("policy_id") * _STEP_KEY + F("current_step"))
         .filter(condition)
-        .annotate(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
-        .select_related(*QUEUE_RELATED)
-        .prefetch_related(subject_prefetch())
+        .alias(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
         .order_by("overdue_rank", "sla_due_at", "pk")
     )
+
+
+def my_approvals(
+    user: Any, *, now: datetime | None = None, delegations: Iterable[Delegation] | None = None
+) -> QuerySet[ApprovalRequest]:
+    """Pending requests `user` can decide now (also for whoever delegated to them), overdue first.
+
+    `delegations`: the ones `user` holds today from active delegators, when the caller has read them
+    already; otherwise read here. Subjects are prefetched ready for display.
+    """
+    qs = _queue(user, now=now or timezone.now(), delegations=delegations, steps=_steps())
+    return qs.select_related(*QUEUE_RELATED).prefetch_related(subject_prefetch())
 
 
 @dataclass
@@ -171,43 +221,34 @@ def _name(first: str | None, last: str | None, username: str | None) -> str:
     return f"{first or ''} {last or ''}".strip() or (username or "")
 
 
-def _queue_entries(ids: list[int]) -> list[QueueEntry]:
+def _queue_entries(ids: list[int], steps: list[_Step]) -> list[QueueEntry]:
     """The requests `ids` in that order, with what a queue row shows: one query, and one per subject model."""
     if not ids:
         return []
-    step_count = Subquery(
-        ApprovalStep.objects.filter(policy=OuterRef("policy"))
-        .order_by()
-        .values("policy")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    open_step = FilteredRelation("policy__steps", condition=Q(policy__steps__order=F("current_step")))
     rows = (
         ApprovalRequest.objects.filter(pk__in=ids)
-        .annotate(open_step=open_step)
+        .order_by()  # in the order of `ids`, below
         .values(
             "pk", "content_type_id", "object_id", "subject_type", "amount", "currency", "created_at", "sla_due_at",
-            "current_step", "escalated", "escalation_reason", "prepared_by_id",
+            "policy_id", "current_step", "escalated", "escalation_reason", "prepared_by_id",
             project_code=F("project__code"),
             contract_code=F("contract__code"),
             prepared_first=F("prepared_by__first_name"),
             prepared_last=F("prepared_by__last_name"),
             prepared_username=F("prepared_by__username"),
-            step_kind=F("open_step__approver_kind"),
-            step_role=F("open_step__role"),
-            step_username=F("open_step__user__username"),
-            step_count=step_count,
         )
     )
     by_id = {row["pk"]: row for row in rows}
     subjects = display_subjects((row["content_type_id"], row["object_id"]) for row in by_id.values())
     reasons = dict(ApprovalRequest.EscalationReason.choices)
+    by_key = {step.key: step for step in steps}
+    step_counts = Counter(step.policy_id for step in steps)
     entries = []
     for pk in ids:
         row = by_id.get(pk)
         if row is None:
             continue
+        step = by_key.get(row["policy_id"] * _STEP_KEY + row["current_step"])
         entries.append(
             QueueEntry(
                 pk=pk,
@@ -227,12 +268,8 @@ def _queue_entries(ids: list[int]) -> list[QueueEntry]:
                 created_at=row["created_at"],
                 sla_due_at=row["sla_due_at"],
                 current_step=row["current_step"],
-                step_count=row["step_count"] or 0,
-                step_label=(
-                    approver_label(row["step_kind"], row["step_role"], row["step_username"])
-                    if row["step_kind"]
-                    else ""
-                ),
+                step_count=step_counts[row["policy_id"]],
+                step_label=step.label if step is not None else "",
                 escalated=row["escalated"],
                 escalation_reason=reasons.get(row["escalation_reason"], row["escalation_reason"]),
             )
@@ -248,29 +285,42 @@ def _page_number(page_number: str | None) -> int:
         return 1
 
 
-def page_of_requests(qs: QuerySet[ApprovalRequest], page_number: str | None) -> Page:
-    """A page of a queue as `QueueEntry`s: its ids and the queue's size in one query, then the rows.
+def my_approvals_page(
+    user: Any,
+    *,
+    now: datetime,
+    delegations: Iterable[Delegation] | None = None,
+    subject_type: str = "",
+    overdue_only: bool = False,
+    page_number: str | None = None,
+) -> Page:
+    """A page of `my_approvals` as `QueueEntry`s, optionally of one subject type or overdue only.
 
-    The queue's conditions (open step, SoD, delegations) joined with everything the rows display make a
-    query the database spends longer planning than running; apart, each plans in a few milliseconds.
-    The count rides along the page's ids (`COUNT(*) OVER ()`) instead of running those conditions
-    twice; a page past the end falls back to counting first, as `Paginator.get_page` does. Order as in `qs`.
+    The page's ids and the queue's size come in one query (`COUNT(*) OVER ()`) instead of running the
+    queue's conditions twice; a page past the end falls back to counting first, as `Paginator.get_page`
+    does. The rows are then read by id, apart: joined with the queue's conditions they make a query the
+    database spends longer planning than running. The policies' steps are read once for both.
     """
-    ids_qs = qs.select_related(None).prefetch_related(None)
+    steps = _steps()
+    qs = _queue(user, now=now, delegations=delegations, steps=steps)
+    if subject_type:
+        qs = qs.filter(subject_type=subject_type)
+    if overdue_only:
+        qs = qs.filter(sla_due_at__lt=now)
     number = _page_number(page_number)
     page = None
     if number >= 1:
         offset = (number - 1) * PAGE_SIZE
-        found = list(ids_qs.annotate(total=Window(Count("*"))).values_list("pk", "total")[offset : offset + PAGE_SIZE])
+        found = list(qs.annotate(total=Window(Count("*"))).values_list("pk", "total")[offset : offset + PAGE_SIZE])
         if found or number == 1:
-            paginator = Paginator(ids_qs.values_list("pk", flat=True), PAGE_SIZE)
+            paginator = Paginator(qs.values_list("pk", flat=True), PAGE_SIZE)
             paginator.count = found[0][1] if found else 0  # Paginator.count is a cached property
             page = paginator.page(number)
             ids = [pk for pk, _total in found]
     if page is None:
-        page = paginate(ids_qs.values_list("pk", flat=True), page_number)
+        page = paginate(qs.values_list("pk", flat=True), page_number)
         ids = list(page.object_list)
-    page.object_list = _queue_entries(ids)
+    page.object_list = _queue_entries(ids, steps)
     return page
 
 

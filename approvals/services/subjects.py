@@ -208,7 +208,7 @@ def display_subjects(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], A
         if model is None or not is_registered(model):
             continue
         handler = handler_for(model)
-        qs = model._default_manager.filter(pk__in=pks)
+        qs = model._default_manager.filter(pk__in=pks).order_by()
         if handler.display_fields:
             related = {path.rsplit("__", 1)[0] for path in handler.display_fields if "__" in path}
             qs = qs.select_related(*related).only(*handler.display_fields)

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals.models import Delegation
 from approvals.registry import subject_label, subject_type_choices
-from approvals.selectors import QueueEntry, my_approvals, page_of_requests
+from approvals.selectors import QueueEntry, my_approvals_page
 from approvals.services import approval_requests_decide_selected
 from approvals.views.common import render_screen, screen_roles
 from kernel.errors import ApplicationError
@@ -87,12 +87,14 @@ def my_queue(request: HttpRequest) -> HttpResponse:
             delegate=request.user, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
         ).select_related("delegator")
     )
-    qs = my_approvals(request.user, now=now, delegations=delegations)
-    if kind in dict(subject_type_choices()):
-        qs = qs.filter(subject_type=kind)
-    if overdue_only:
-        qs = qs.filter(sla_due_at__lt=now)
-    page = page_of_requests(qs, request.GET.get("page"))
+    page = my_approvals_page(
+        request.user,
+        now=now,
+        delegations=delegations,
+        subject_type=kind if kind in dict(subject_type_choices()) else "",
+        overdue_only=overdue_only,
+        page_number=request.GET.get("page"),
+    )
     return render_screen(
         request,
         "approvals/my_queue.html",

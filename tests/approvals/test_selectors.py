@@ -150,7 +150,7 @@ def test_my_approvals_takes_a_bounded_number_of_queries(controller):
 
     assert (small, large) == (8, 40)
     assert large_queries == small_queries
-    assert large_queries <= 3 + 4  # delegations, roles, requests + one per subject type
+    assert large_queries <= 4 + 4  # delegations, roles, steps, requests + one per subject type
 
 
 def test_queue_and_service_agree_on_who_may_decide(preparer, analyst, controller, controller2):
