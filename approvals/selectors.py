@@ -13,7 +13,7 @@ import operator
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import reduce
 from typing import Any
@@ -25,6 +25,7 @@ from django.db.models import (
     Count,
     Exists,
     F,
+    IntegerField,
     OuterRef,
     Prefetch,
     Q,
@@ -61,6 +62,7 @@ def _decided_by(user_id: int) -> Exists:
 
 #: `policy_id * _STEP_KEY + current_step` names a (policy, step order) pair in one integer (orders are small).
 _STEP_KEY = 65536
+_RANK = IntegerField()
 
 
 @dataclass(frozen=True)
@@ -141,13 +143,14 @@ def _may_decide(
     return reduce(operator.or_, parts) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
 
 
-def _queue(
-    user: Any, *, now: datetime, delegations: Iterable[Delegation] | None, steps: list[_Step]
-) -> QuerySet[ApprovalRequest]:
-    """`my_approvals` without what its rows display (ordered, nothing joined or prefetched for display)."""
-    if not _active(user):
-        return ApprovalRequest.objects.none()
-    today = timezone.localdate(now)
+#: On the request's user, set by the queue page: (day, queryset) of its queue, which the navigation's count
+#: in the same request then reuses instead of reading the steps and delegations and building it again (a
+#: request's user is loaded afresh by every request, like the roles memoised on it). Never evaluated itself.
+_QUEUE_ATTR = "_approvals_queue"
+
+
+def _condition(user: Any, *, today: date, delegations: Iterable[Delegation] | None, steps: list[_Step]) -> Q:
+    """Which pending requests `user` may decide now, directly or for whoever delegated to them."""
     if delegations is None:
         delegator_ids = set(
             Delegation.objects.filter(
@@ -169,11 +172,16 @@ def _queue(
             _may_decide(d, roles.get(d, set()), steps, delegate_roles=own_roles) for d in sorted(delegator_ids)
         ]
         condition = actor_free & reduce(operator.or_, [condition, *via_delegation])
+    return condition
+
+
+def _queue(condition: Q, *, now: datetime) -> QuerySet[ApprovalRequest]:
+    """The pending requests meeting `condition`, overdue first (nothing joined or prefetched for display)."""
     return (
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
         .alias(step_key=F("policy_id") * _STEP_KEY + F("current_step"))
         .filter(condition)
-        .alias(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
+        .alias(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1), output_field=_RANK))
         .order_by("overdue_rank", "sla_due_at", "pk")
     )
 
@@ -186,7 +194,15 @@ def my_approvals(
     `delegations`: the ones `user` holds today from active delegators, when the caller has read them
     already; otherwise read here. Subjects are prefetched ready for display.
     """
-    qs = _queue(user, now=now or timezone.now(), delegations=delegations, steps=_steps())
+    if not _active(user):
+        return ApprovalRequest.objects.none()
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    built = getattr(user, _QUEUE_ATTR, None)
+    if delegations is None and built is not None and built[0] == today:
+        qs = built[1]
+    else:
+        qs = _queue(_condition(user, today=today, delegations=delegations, steps=_steps()), now=now)
     return qs.select_related(*QUEUE_RELATED).prefetch_related(subject_prefetch())
 
 
@@ -301,8 +317,13 @@ def my_approvals_page(
     does. The rows are then read by id, apart: joined with the queue's conditions they make a query the
     database spends longer planning than running. The policies' steps are read once for both.
     """
+    if not _active(user):
+        return paginate([], page_number)
     steps = _steps()
-    qs = _queue(user, now=now, delegations=delegations, steps=steps)
+    today = timezone.localdate(now)
+    qs = _queue(_condition(user, today=today, delegations=delegations, steps=steps), now=now)
+    if delegations is not None:
+        setattr(user, _QUEUE_ATTR, (today, qs))
     if subject_type:
         qs = qs.filter(subject_type=subject_type)
     if overdue_only:
