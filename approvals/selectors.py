@@ -40,7 +40,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, De
 from approvals.registry import project_managers
 from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
-from approvals.services.subjects import display_subjects, subject_prefetch
+from approvals.services.subjects import display_subjects, load_subject, subject_prefetch
 from kernel.errors import ApplicationError
 from kernel.listing import PAGE_SIZE, paginate
 from kernel.roles import PROJECT_MANAGER, cached_user_roles
@@ -378,6 +378,21 @@ def approvals_of(subject: Any) -> QuerySet[ApprovalRequest]:
                 queryset=ApprovalDecision.objects.select_related("approver", "on_behalf_of").order_by("step_order"),
             )
         )
+        .order_by("-created_at", "-pk")
+    )
+
+
+def request_subject(approval: ApprovalRequest) -> Any:
+    """The request's subject for its page (whole, with what its summary shows); None when it is gone."""
+    return load_subject(approval.content_type_id, approval.object_id)
+
+
+def earlier_approvals(approval: ApprovalRequest) -> QuerySet[ApprovalRequest]:
+    """The subject's other approval requests, newest first, with what the request page lists of them."""
+    return (
+        ApprovalRequest.objects.filter(content_type_id=approval.content_type_id, object_id=approval.object_id)
+        .exclude(pk=approval.pk)
+        .only("pk", "status", "created_at", "outcome_reason")
         .order_by("-created_at", "-pk")
     )
 

@@ -37,6 +37,7 @@ __all__ = [
     "display_subjects",
     "engine_is_applying",
     "is_awaiting",
+    "load_subject",
     "lock_subject",
     "preparer_id",
     "preparer_phrase",
@@ -217,3 +218,16 @@ def display_subjects(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], A
         for subject in qs:
             found[(content_type_id, subject.pk)] = subject
     return found
+
+
+def load_subject(content_type_id: int, object_id: int) -> Any:
+    """One request's subject, whole and with what its summary shows (`display_related`); None when gone."""
+    from django.contrib.contenttypes.models import ContentType
+
+    model = ContentType.objects.get_for_id(content_type_id).model_class()
+    if model is None:
+        return None
+    qs = model._default_manager.all()
+    if is_registered(model):
+        qs = qs.select_related(*handler_for(model).display_related)
+    return qs.filter(pk=object_id).first()
