@@ -221,7 +221,7 @@ def display_subjects(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], A
 
 
 def load_subject(content_type_id: int, object_id: int) -> Any:
-    """One request's subject, whole and with what its summary shows (`display_related`); None when gone."""
+    """One request's subject, whole, with the relations its summary shows (`display_fields`); None when gone."""
     from django.contrib.contenttypes.models import ContentType
 
     model = ContentType.objects.get_for_id(content_type_id).model_class()
@@ -229,5 +229,7 @@ def load_subject(content_type_id: int, object_id: int) -> Any:
         return None
     qs = model._default_manager.all()
     if is_registered(model):
-        qs = qs.select_related(*handler_for(model).display_related)
+        handler = handler_for(model)
+        shown = {path.rsplit("__", 1)[0] for path in handler.display_fields if "__" in path}
+        qs = qs.select_related(*(shown if handler.display_fields else handler.display_related))
     return qs.filter(pk=object_id).first()
