@@ -62,7 +62,7 @@ def _decided_by(user_id: int) -> Exists:
 
 #: `policy_id * _STEP_KEY + current_step` names a (policy, step order) pair in one integer (orders are small).
 _STEP_KEY = 65536
-_RANK = IntegerField()
+_RANK_FIELD = IntegerField()  # of the overdue-first ordering (spares resolving it per query)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _steps() -> list[_Step]:
 
 
 def _at_steps(keys: list[int]) -> Q:
-    """The request's open step is one of `keys` (`step_key` is aliased by `my_approvals`)."""
+    """The request's open step is one of `keys` (`step_key` is aliased by `_queue`)."""
     return Q(step_key__in=keys)
 
 
@@ -181,8 +181,17 @@ def _queue(condition: Q, *, now: datetime) -> QuerySet[ApprovalRequest]:
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
         .alias(step_key=F("policy_id") * _STEP_KEY + F("current_step"))
         .filter(condition)
-        .alias(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1), output_field=_RANK))
+        .alias(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1), output_field=_RANK_FIELD))
         .order_by("overdue_rank", "sla_due_at", "pk")
+    )
+
+
+def delegations_held(user: Any, *, today: date) -> list[Delegation]:
+    """The delegations `user` holds today from active delegators, with the delegators (the queue names them)."""
+    return list(
+        Delegation.objects.filter(
+            delegate=user, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
+        ).select_related("delegator")
     )
 
 

@@ -2,8 +2,8 @@
 
 A queue page is fifty rows of ten cells and two forms each; as a template loop (variables, filters,
 `{% url %}`, `{% include %}` and `{% csrf_token %}` per row) it cost most of the page's time. Here each
-row is one `format_html` call: every value is escaped by it, the URLs are reversed once, and the CSRF
-token is read once. The markup is the template's, unchanged (ids, labels and htmx attributes that
+row is one `format_html`-like call (`_format_html`: every value escaped), the URLs are reversed once, and
+the CSRF token is read once. The markup is the template's, unchanged (ids, labels and htmx attributes that
 tests and browsers look for).
 """
 
@@ -40,6 +40,8 @@ def _format_html(template: str, *args: Any, **kwargs: Any) -> SafeString:
     return mark_safe(  # the template is ours, every value in it is escaped
         template.format(*map(_escape, args), **{name: _escape(value) for name, value in kwargs.items()})
     )
+
+
 _PK = 2147483647  # a placeholder id, reversed once per page and replaced per row
 
 

@@ -15,9 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from approvals.models import Delegation
 from approvals.registry import subject_label, subject_type_choices
-from approvals.selectors import QueueEntry, my_approvals_page
+from approvals.selectors import QueueEntry, delegations_held, my_approvals_page
 from approvals.services import approval_requests_decide_selected
 from approvals.views.common import render_screen, screen_roles
 from kernel.errors import ApplicationError
@@ -82,11 +81,7 @@ def my_queue(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate(now)
     kind = request.GET.get("type", "")
     overdue_only = request.GET.get("overdue") == "1"
-    delegations = list(
-        Delegation.objects.filter(
-            delegate=request.user, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
-        ).select_related("delegator")
-    )
+    delegations = delegations_held(request.user, today=today)
     page = my_approvals_page(
         request.user,
         now=now,
