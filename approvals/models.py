@@ -151,11 +151,21 @@ class ApprovalStep(models.Model):
 
     @property
     def approver_label(self) -> str:
-        if self.approver_kind == self.ApproverKind.ROLE:
-            return self.get_role_display()
         if self.approver_kind == self.ApproverKind.USER:
-            return str(self.user) if self.user_id else "—"
-        return "Project manager"
+            return approver_label(self.approver_kind, self.role, str(self.user) if self.user_id else None)
+        return approver_label(self.approver_kind, self.role, None)
+
+
+_ROLE_LABELS = dict(ROLE_CHOICES)
+
+
+def approver_label(kind: str, role: str, user_name: str | None) -> str:
+    """Who decides a step, from its columns alone: queues read them with the request, not as steps."""
+    if kind == ApprovalStep.ApproverKind.ROLE:
+        return _ROLE_LABELS.get(role, role)
+    if kind == ApprovalStep.ApproverKind.USER:
+        return user_name or "—"
+    return "Project manager"
 
 
 class ApprovalRequest(FSMModelMixin, TimeStamped):

@@ -74,6 +74,9 @@ class SubjectHandler:
     related: tuple[str, ...] = ()
     #: `select_related` paths that make `str(subject)` free of queries (queues, e-mails).
     display_related: tuple[str, ...] = ()
+    #: The fields a queue row shows of a subject and its label needs (`only()` paths; `a__b` follows a relation):
+    #: the queue then reads a few columns instead of whole rows. Empty: every field, with `display_related`.
+    display_fields: tuple[str, ...] = ()
     #: Bulk loader of the facts; None: `default_facts` one by one (no extra query).
     facts_loader: FactsLoader | None = None
 

@@ -10,25 +10,40 @@ bar them or the person they would act for.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from functools import reduce
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.paginator import Page
-from django.db.models import Case, Exists, F, FilteredRelation, OuterRef, Prefetch, Q, QuerySet, Value, When
+from django.core.paginator import Page, Paginator
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+    When,
+    Window,
+)
 from django.utils import timezone
 
-from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation
+from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStep, Delegation, approver_label
 from approvals.registry import project_managers
 from approvals.services.eligibility import DELEGATE_ROLES, delegate_refusal
 from approvals.services.routing import user_roles_by_id
-from approvals.services.subjects import subject_prefetch
+from approvals.services.subjects import display_subjects, load_subject, subject_prefetch
 from kernel.errors import ApplicationError
-from kernel.listing import paginate
-from kernel.roles import PROJECT_MANAGER
+from kernel.listing import PAGE_SIZE, paginate
+from kernel.roles import PROJECT_MANAGER, cached_user_roles
 
 Kind = ApprovalStep.ApproverKind
 #: What a queue row shows of a request besides its subject.
@@ -45,95 +60,297 @@ def _decided_by(user_id: int) -> Exists:
     )
 
 
-def _may_decide(principal_id: int, roles: set[str], *, delegate_roles: set[str] | None = None) -> Q:
-    """The open step names `principal_id`, and SoD does not bar them (on an annotated queryset).
+#: `policy_id * _STEP_KEY + current_step` names a (policy, step order) pair in one integer (orders are small).
+_STEP_KEY = 65536
+_RANK_FIELD = IntegerField()  # of the overdue-first ordering (spares resolving it per query)
 
+
+@dataclass(frozen=True)
+class _Step:
+    policy_id: int
+    order: int
+    kind: str
+    role: str
+    user_id: int | None
+    escalation_role: str
+    user_name: str | None
+
+    @property
+    def key(self) -> int:
+        return self.policy_id * _STEP_KEY + self.order
+
+    @property
+    def label(self) -> str:
+        return approver_label(self.kind, self.role, self.user_name)
+
+
+def _steps() -> list[_Step]:
+    """Every policy's steps (a few dozen rows): the queue matches requests' open steps against them here."""
+    return [
+        _Step(*row)
+        for row in ApprovalStep.objects.order_by().values_list(
+            "policy_id", "order", "approver_kind", "role", "user_id", "escalation_role", "user__username"
+        )
+    ]
+
+
+def _at_steps(keys: list[int]) -> Q:
+    """The request's open step is one of `keys` (`step_key` is aliased by `_queue`)."""
+    return Q(step_key__in=keys)
+
+
+def _may_decide(
+    principal_id: int, roles: set[str], steps: list[_Step], *, delegate_roles: set[str] | None = None
+) -> Q:
+    """The open step names `principal_id`, and SoD does not bar them.
+
+    Which steps name them is worked out here from `steps`, so the database gets a list of
+    (policy, order) keys: it filters the pending requests on their own columns, sees how few
+    qualify, and checks SoD on those alone (not on every decision the user ever took).
     With `delegate_roles` (a delegate acting for the principal) the step must also accept
     a role the delegate holds, as `eligibility.accepted_delegate_roles` says.
     """
-    manages_contract = project_managers().manages_contract(principal_id)
-    is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & manages_contract
-    named = [Q(step_kind=Kind.USER, step_user=principal_id), Q(step_kind=Kind.PROJECT_MANAGER) & is_pm]
-    if roles:
-        named += [Q(step_kind=Kind.ROLE, step_role__in=roles), Q(escalated=True, step_escalation_role__in=roles)]
-    may = reduce(operator.or_, named) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
-    if delegate_roles is None:
-        return may
-    accepted = [Q(step_kind=Kind.ROLE, step_role__in=delegate_roles), Q(step_escalation_role__in=delegate_roles)]
-    if PROJECT_MANAGER in delegate_roles:
-        accepted.append(Q(step_kind=Kind.PROJECT_MANAGER))
-    if roles & delegate_roles & DELEGATE_ROLES:
-        accepted.append(Q(step_kind=Kind.USER))
-    return may & reduce(operator.or_, accepted)
+
+    def accepted(step: _Step) -> bool:
+        if delegate_roles is None:
+            return True
+        return (
+            (step.kind == Kind.ROLE and step.role in delegate_roles)
+            or step.escalation_role in delegate_roles
+            or (step.kind == Kind.PROJECT_MANAGER and PROJECT_MANAGER in delegate_roles)
+            or (step.kind == Kind.USER and bool(roles & delegate_roles & DELEGATE_ROLES))
+        )
+
+    steps = [step for step in steps if accepted(step)]
+    named = [
+        step.key
+        for step in steps
+        if (step.kind == Kind.USER and step.user_id == principal_id) or (step.kind == Kind.ROLE and step.role in roles)
+    ]
+    managed = [step.key for step in steps if step.kind == Kind.PROJECT_MANAGER]
+    escalated = [step.key for step in steps if step.escalation_role in roles]
+    parts = []
+    if named:
+        parts.append(_at_steps(named))
+    if managed:
+        manages_contract = project_managers().manages_contract(principal_id)
+        is_pm = Q(project__project_manager_id=principal_id) | Q(project__isnull=True) & manages_contract
+        parts.append(_at_steps(managed) & is_pm)
+    if escalated:
+        parts.append(Q(escalated=True) & _at_steps(escalated))
+    if not parts:
+        return Q(pk__in=[])
+    return reduce(operator.or_, parts) & ~Q(prepared_by_id=principal_id) & ~_decided_by(principal_id)
 
 
-def _with_open_step(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
-    """The open step's approver columns on each request, through one join on (policy, order).
+#: On the request's user, set by the queue page: (day, queryset) of its queue, which the navigation's count
+#: in the same request then reuses instead of reading the steps and delegations and building it again (a
+#: request's user is loaded afresh by every request, like the roles memoised on it). Never evaluated itself.
+_QUEUE_ATTR = "_approvals_queue"
 
-    A join the database can hash against the few steps there are, not four correlated look-ups per
-    pending request (thousands of them wait at PMs' steps, and every queue reads them all).
-    """
-    open_step = FilteredRelation("policy__steps", condition=Q(policy__steps__order=F("current_step")))
-    return qs.annotate(open_step=open_step).annotate(
-        step_kind=F("open_step__approver_kind"),
-        step_role=F("open_step__role"),
-        step_user=F("open_step__user"),
-        step_escalation_role=F("open_step__escalation_role"),
+
+def _condition(user: Any, *, today: date, delegations: Iterable[Delegation] | None, steps: list[_Step]) -> Q:
+    """Which pending requests `user` may decide now, directly or for whoever delegated to them."""
+    if delegations is None:
+        delegator_ids = set(
+            Delegation.objects.filter(
+                delegate_id=user.pk, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
+            ).values_list("delegator_id", flat=True)
+        )
+    else:
+        delegator_ids = {d.delegator_id for d in delegations}
+    own_roles = set(cached_user_roles(user))  # the request's user: read once per request, shared with the screens
+    roles = user_roles_by_id(delegator_ids) if delegator_ids else {}
+    # An ineligible delegate acts for nobody. (Service users never see this queue: they cannot sign in.)
+    if delegator_ids and delegate_refusal(user, own_roles):
+        delegator_ids = set()
+    # Deciding directly already requires the actor to be free of SoD bars; for a delegator too.
+    condition = _may_decide(user.pk, own_roles, steps)
+    if delegator_ids:
+        actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
+        via_delegation = [
+            _may_decide(d, roles.get(d, set()), steps, delegate_roles=own_roles) for d in sorted(delegator_ids)
+        ]
+        condition = actor_free & reduce(operator.or_, [condition, *via_delegation])
+    return condition
+
+
+def _queue(condition: Q, *, now: datetime) -> QuerySet[ApprovalRequest]:
+    """The pending requests meeting `condition`, overdue first (nothing joined or prefetched for display)."""
+    return (
+        ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
+        .alias(step_key=F("policy_id") * _STEP_KEY + F("current_step"))
+        .filter(condition)
+        .alias(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1), output_field=_RANK_FIELD))
+        .order_by("overdue_rank", "sla_due_at", "pk")
     )
 
 
-def my_approvals(user: Any, *, now: datetime | None = None) -> QuerySet[ApprovalRequest]:
+def delegations_held(user: Any, *, today: date) -> list[Delegation]:
+    """The delegations `user` holds today from active delegators, with the delegators (the queue names them)."""
+    return list(
+        Delegation.objects.filter(
+            delegate=user, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
+        ).select_related("delegator")
+    )
+
+
+def my_approvals(
+    user: Any, *, now: datetime | None = None, delegations: Iterable[Delegation] | None = None
+) -> QuerySet[ApprovalRequest]:
     """Pending requests `user` can decide now (also for whoever delegated to them), overdue first.
 
-    Subjects are prefetched ready for display; three queries plus one per subject type.
+    `delegations`: the ones `user` holds today from active delegators, when the caller has read them
+    already; otherwise read here. Subjects are prefetched ready for display.
     """
     if not _active(user):
         return ApprovalRequest.objects.none()
     now = now or timezone.now()
     today = timezone.localdate(now)
-    delegator_ids = set(
-        Delegation.objects.filter(
-            delegate_id=user.pk, starts_on__lte=today, ends_on__gte=today, delegator__is_active=True
-        ).values_list("delegator_id", flat=True)
-    )
-    roles = user_roles_by_id({user.pk, *delegator_ids})
-    own_roles = roles.get(user.pk, set())
-    # An ineligible delegate acts for nobody. (Service users never see this queue: they cannot sign in.)
-    if delegator_ids and delegate_refusal(user, own_roles):
-        delegator_ids = set()
-    # The actor must be free of SoD bars too, whoever they act for.
-    actor_free = ~Q(prepared_by_id=user.pk) & ~_decided_by(user.pk)
-    direct = _may_decide(user.pk, own_roles)
-    via_delegation = [_may_decide(d, roles.get(d, set()), delegate_roles=own_roles) for d in sorted(delegator_ids)]
-    return (
-        _with_open_step(ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING))
-        .filter(actor_free & reduce(operator.or_, [direct, *via_delegation]))
-        .annotate(overdue_rank=Case(When(sla_due_at__lt=now, then=Value(0)), default=Value(1)))
-        .select_related(*QUEUE_RELATED)
-        .prefetch_related(subject_prefetch())
-        .order_by("overdue_rank", "sla_due_at", "pk")
-    )
+    built = getattr(user, _QUEUE_ATTR, None)
+    if delegations is None and built is not None and built[0] == today:
+        qs = built[1]
+    else:
+        qs = _queue(_condition(user, today=today, delegations=delegations, steps=_steps()), now=now)
+    return qs.select_related(*QUEUE_RELATED).prefetch_related(subject_prefetch())
 
 
-def page_of_requests(
-    qs: QuerySet[ApprovalRequest],
-    page_number: str | None,
+@dataclass
+class QueueEntry:
+    """One request of a queue page as its row shows it: plain values read in one query, and its subject."""
+
+    pk: int
+    content_type_id: int
+    object_id: int
+    subject_type: str
+    #: With only the fields its handler displays; None when the subject is gone.
+    subject: Any
+    amount: Decimal | None
+    currency: str
+    project_code: str | None
+    contract_code: str | None
+    #: Display name of the preparer; None: prepared by the system.
+    prepared_by: str | None
+    created_at: datetime
+    sla_due_at: datetime
+    current_step: int
+    step_count: int
+    #: Who decides the open step; "" when the policy no longer has that step.
+    step_label: str
+    escalated: bool
+    escalation_reason: str
+
+
+def _name(first: str | None, last: str | None, username: str | None) -> str:
+    """`get_full_name() or get_username()` from the columns alone."""
+    return f"{first or ''} {last or ''}".strip() or (username or "")
+
+
+def _queue_entries(ids: list[int], steps: list[_Step]) -> list[QueueEntry]:
+    """The requests `ids` in that order, with what a queue row shows: one query, and one per subject model."""
+    if not ids:
+        return []
+    rows = (
+        ApprovalRequest.objects.filter(pk__in=ids)
+        .order_by()  # in the order of `ids`, below
+        .values(
+            "pk", "content_type_id", "object_id", "subject_type", "amount", "currency", "created_at", "sla_due_at",
+            "policy_id", "current_step", "escalated", "escalation_reason", "prepared_by_id",
+            project_code=F("project__code"),
+            contract_code=F("contract__code"),
+            prepared_first=F("prepared_by__first_name"),
+            prepared_last=F("prepared_by__last_name"),
+            prepared_username=F("prepared_by__username"),
+        )
+    )
+    by_id = {row["pk"]: row for row in rows}
+    subjects = display_subjects((row["content_type_id"], row["object_id"]) for row in by_id.values())
+    reasons = dict(ApprovalRequest.EscalationReason.choices)
+    by_key = {step.key: step for step in steps}
+    step_counts = Counter(step.policy_id for step in steps)
+    entries = []
+    for pk in ids:
+        row = by_id.get(pk)
+        if row is None:
+            continue
+        step = by_key.get(row["policy_id"] * _STEP_KEY + row["current_step"])
+        entries.append(
+            QueueEntry(
+                pk=pk,
+                content_type_id=row["content_type_id"],
+                object_id=row["object_id"],
+                subject_type=row["subject_type"],
+                subject=subjects.get((row["content_type_id"], row["object_id"])),
+                amount=row["amount"],
+                currency=row["currency"],
+                project_code=row["project_code"],
+                contract_code=row["contract_code"],
+                prepared_by=(
+                    _name(row["prepared_first"], row["prepared_last"], row["prepared_username"])
+                    if row["prepared_by_id"] is not None
+                    else None
+                ),
+                created_at=row["created_at"],
+                sla_due_at=row["sla_due_at"],
+                current_step=row["current_step"],
+                step_count=step_counts[row["policy_id"]],
+                step_label=step.label if step is not None else "",
+                escalated=row["escalated"],
+                escalation_reason=reasons.get(row["escalation_reason"], row["escalation_reason"]),
+            )
+        )
+    return entries
+
+
+def _page_number(page_number: str | None) -> int:
+    """`Paginator.get_page`'s reading of the page parameter: anything but a whole number is page 1."""
+    try:
+        return int(page_number) if page_number is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def my_approvals_page(
+    user: Any,
     *,
-    display: Callable[[QuerySet[ApprovalRequest]], QuerySet[ApprovalRequest]] = lambda page_qs: page_qs,
+    now: datetime,
+    delegations: Iterable[Delegation] | None = None,
+    subject_type: str = "",
+    overdue_only: bool = False,
+    page_number: str | None = None,
 ) -> Page:
-    """A page of a queue: counted and sliced over the ids alone, then the page's requests loaded for display.
+    """A page of `my_approvals` as `QueueEntry`s, optionally of one subject type or overdue only.
 
-    The queue's conditions (open step, SoD, delegations) joined with everything the rows display make a
-    query the database spends longer planning than running; apart, each plans in a few milliseconds.
-    `display` adds the page query's `select_related`/`prefetch_related`. Order as in `qs`.
+    The page's ids and the queue's size come in one query (`COUNT(*) OVER ()`) instead of running the
+    queue's conditions twice; a page past the end falls back to counting first, as `Paginator.get_page`
+    does. The rows are then read by id, apart: joined with the queue's conditions they make a query the
+    database spends longer planning than running. The policies' steps are read once for both.
     """
-    page = paginate(qs.select_related(None).prefetch_related(None).values_list("pk", flat=True), page_number)
-    ids = list(page.object_list)
-    loaded = display(
-        qs.model._default_manager.filter(pk__in=ids).select_related(*QUEUE_RELATED).prefetch_related(subject_prefetch())
-    )
-    by_id = {request.pk: request for request in loaded}
-    page.object_list = [by_id[pk] for pk in ids if pk in by_id]
+    if not _active(user):
+        return paginate([], page_number)
+    steps = _steps()
+    today = timezone.localdate(now)
+    qs = _queue(_condition(user, today=today, delegations=delegations, steps=steps), now=now)
+    if delegations is not None:
+        setattr(user, _QUEUE_ATTR, (today, qs))
+    if subject_type:
+        qs = qs.filter(subject_type=subject_type)
+    if overdue_only:
+        qs = qs.filter(sla_due_at__lt=now)
+    number = _page_number(page_number)
+    page = None
+    if number >= 1:
+        offset = (number - 1) * PAGE_SIZE
+        found = list(qs.annotate(total=Window(Count("*"))).values_list("pk", "total")[offset : offset + PAGE_SIZE])
+        if found or number == 1:
+            paginator = Paginator(qs.values_list("pk", flat=True), PAGE_SIZE)
+            paginator.count = found[0][1] if found else 0  # Paginator.count is a cached property
+            page = paginator.page(number)
+            ids = [pk for pk, _total in found]
+    if page is None:
+        page = paginate(qs.values_list("pk", flat=True), page_number)
+        ids = list(page.object_list)
+    page.object_list = _queue_entries(ids, steps)
     return page
 
 
@@ -170,6 +387,21 @@ def approvals_of(subject: Any) -> QuerySet[ApprovalRequest]:
                 queryset=ApprovalDecision.objects.select_related("approver", "on_behalf_of").order_by("step_order"),
             )
         )
+        .order_by("-created_at", "-pk")
+    )
+
+
+def request_subject(approval: ApprovalRequest) -> Any:
+    """The request's subject for its page (whole, with what its summary shows); None when it is gone."""
+    return load_subject(approval.content_type_id, approval.object_id)
+
+
+def earlier_approvals(approval: ApprovalRequest) -> QuerySet[ApprovalRequest]:
+    """The subject's other approval requests, newest first, with what the request page lists of them."""
+    return (
+        ApprovalRequest.objects.filter(content_type_id=approval.content_type_id, object_id=approval.object_id)
+        .exclude(pk=approval.pk)
+        .only("pk", "status", "created_at", "outcome_reason")
         .order_by("-created_at", "-pk")
     )
 

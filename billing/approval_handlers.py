@@ -223,6 +223,7 @@ class InvoiceHandler(SubjectHandler):
     awaiting_status = Invoice.Status.PENDING_APPROVAL
     related = ("entity", "contract", "project")
     display_related = ("client", "contract")
+    display_fields = ("kind", "number", "client__legal_name")
     facts_loader = staticmethod(collect_billing_facts)
 
     def type_of(self, subject: Any) -> str:
@@ -258,6 +259,8 @@ class WorkHandler(SubjectHandler):
     def __init__(self, subject_type: str, noun: str) -> None:
         self.subject_type = subject_type
         self.noun = noun
+        shown = ("hours", "billable") if subject_type == SubjectType.TIME_ENTRY else ("category",)
+        self.display_fields = ("date", "description", "person__name", *shown)
 
     def label(self, subject: Any) -> str:
         return f"{self.noun} {subject.pk}"
@@ -291,6 +294,7 @@ class MilestoneHandler(SubjectHandler):
     awaiting_status = Milestone.Status.COMPLETED
     related = ("project", "project__contract", "project__contract__entity")
     display_related = ("project",)
+    display_fields = ("name", "evidence")
     facts_loader = staticmethod(collect_billing_facts)
 
     def label(self, subject: Any) -> str:
@@ -316,6 +320,7 @@ class ChangeOrderHandler(SubjectHandler):
     awaiting_status = ChangeOrder.Status.SUBMITTED
     related = ("contract", "contract__entity")
     display_related = ("contract",)
+    display_fields = ("code", "description", "contract__code")
     facts_loader = staticmethod(collect_billing_facts)
 
     def label(self, subject: Any) -> str:

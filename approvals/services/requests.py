@@ -241,8 +241,12 @@ def _check_still_open(locked: ApprovalRequest, expected_step: int | None) -> Non
     raise _conflict(locked, expected_step if expected_step is not None else locked.current_step)
 
 
-def _current_step(request: ApprovalRequest) -> ApprovalStep:
-    step = request.policy.steps.select_related("user").filter(order=request.current_step).first()
+def _current_step(request: ApprovalRequest, steps: Sequence[ApprovalStep] | None = None) -> ApprovalStep:
+    """The open step, from `steps` when the caller has the policy's steps already."""
+    if steps is None:
+        step = request.policy.steps.select_related("user").filter(order=request.current_step).first()
+    else:
+        step = next((s for s in steps if s.order == request.current_step), None)
     if step is None:
         raise ApplicationError(
             f"Step {request.current_step} no longer exists in policy '{request.policy}'; cancel the request "
@@ -397,17 +401,33 @@ def _require_awaiting_subject(request: ApprovalRequest, subject: Any) -> None:
         )
 
 
-def check_decider(*, request: ApprovalRequest, user: Any) -> Any | None:
+def check_decider(
+    *,
+    request: ApprovalRequest,
+    user: Any,
+    subject: Any = None,
+    steps: Sequence[ApprovalStep] | None = None,
+    decisions: Sequence[ApprovalDecision] | None = None,
+    roles: Iterable[str] | None = None,
+) -> Any | None:
     """Raise if `user` may not decide the request's open step now; else the principal (None: themselves).
 
-    A read-only check for screens (no locks); `approval_decide` checks again under lock.
+    A read-only check for screens (no locks); `approval_decide` checks again under lock. A screen that
+    has read them this request passes the subject, the policy's steps (with their users), the request's
+    decisions or the user's roles, so the check does not read them again.
     """
     if request.status != Status.PENDING:
         raise ConflictError(f"This approval is {request.get_status_display().lower()}.")
-    model = subject_model(request.content_type_id)
-    subject = model._default_manager.get(pk=request.object_id)
+    if subject is None:
+        model = subject_model(request.content_type_id)
+        subject = model._default_manager.get(pk=request.object_id)
     _require_awaiting_subject(request, subject)
-    return _authorize(request, _current_step(request), subject, user, today=timezone.localdate())
+    today = timezone.localdate()
+    decider = _Decider(user, today=today)
+    if roles is not None:
+        decider._roles = set(roles)
+    step = _current_step(request, steps)
+    return _authorize(request, step, subject, user, today=today, decider=decider, decisions=decisions)
 
 
 def _record_decision(request: ApprovalRequest, decision: ApprovalDecision, user: Any) -> None:

@@ -16,7 +16,7 @@ The subject's own service applies the outcome, called through its handler
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
@@ -34,8 +34,10 @@ __all__ = [
     "apply_rejection",
     "awaiting_status",
     "collect_facts",
+    "display_subjects",
     "engine_is_applying",
     "is_awaiting",
+    "load_subject",
     "lock_subject",
     "preparer_id",
     "preparer_phrase",
@@ -188,3 +190,46 @@ def subject_prefetch(to_attr: str | None = None) -> Any:
         model._default_manager.select_related(*handler_for(model).display_related) for model in registered_models()
     ]
     return GenericPrefetch("subject", querysets, to_attr=to_attr)
+
+
+def display_subjects(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Any]:
+    """Subjects by (content type id, pk), each with only the fields its handler displays; one query per model.
+
+    For queue rows: a page of requests reads a handful of columns of its subjects, not every column
+    of every invoice and contract. A subject that is gone (or no longer approvable) is absent.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    by_type: dict[int, set[int]] = defaultdict(set)
+    for content_type_id, pk in keys:
+        by_type[content_type_id].add(pk)
+    found: dict[tuple[int, int], Any] = {}
+    for content_type_id, pks in by_type.items():
+        model = ContentType.objects.get_for_id(content_type_id).model_class()
+        if model is None or not is_registered(model):
+            continue
+        handler = handler_for(model)
+        qs = model._default_manager.filter(pk__in=pks).order_by()
+        if handler.display_fields:
+            related = {path.rsplit("__", 1)[0] for path in handler.display_fields if "__" in path}
+            qs = qs.select_related(*related).only(*handler.display_fields)
+        else:
+            qs = qs.select_related(*handler.display_related)
+        for subject in qs:
+            found[(content_type_id, subject.pk)] = subject
+    return found
+
+
+def load_subject(content_type_id: int, object_id: int) -> Any:
+    """One request's subject, whole, with the relations its summary shows (`display_fields`); None when gone."""
+    from django.contrib.contenttypes.models import ContentType
+
+    model = ContentType.objects.get_for_id(content_type_id).model_class()
+    if model is None:
+        return None
+    qs = model._default_manager.all()
+    if is_registered(model):
+        handler = handler_for(model)
+        shown = {path.rsplit("__", 1)[0] for path in handler.display_fields if "__" in path}
+        qs = qs.select_related(*(shown if handler.display_fields else handler.display_related))
+    return qs.filter(pk=object_id).first()

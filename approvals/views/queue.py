@@ -9,16 +9,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from approvals.models import ApprovalRequest, ApprovalStep, Delegation
 from approvals.registry import subject_label, subject_type_choices
-from approvals.selectors import my_approvals, page_of_requests
+from approvals.selectors import QueueEntry, delegations_held, my_approvals_page
 from approvals.services import approval_requests_decide_selected
 from approvals.views.common import render_screen, screen_roles
 from kernel.errors import ApplicationError
@@ -44,64 +42,60 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @dataclass
 class QueueRow:
-    request: ApprovalRequest
-    subject: Any
+    """A queue row: the request's entry and what is worked out from it once (label, age, overdue)."""
+
+    entry: QueueEntry
     label: str
     age: str
     overdue: bool
-    step: ApprovalStep | None
-    step_count: int
+
+    @property
+    def pk(self) -> int:
+        return self.entry.pk
+
+    @property
+    def subject(self) -> Any:
+        return self.entry.subject
 
 
-def _queue_rows(requests: Iterable[ApprovalRequest], now: datetime.datetime) -> list[QueueRow]:
-    rows = []
-    for request in requests:
-        steps = list(request.policy.steps.all())
-        subject = request.subject
-        rows.append(
-            QueueRow(
-                request=request,
-                subject=subject,
-                label=subject_label(subject) if subject is not None else f"{request.subject_type} {request.object_id}",
-                age=age_label(request.created_at, now),
-                overdue=request.sla_due_at < now,
-                step=next((s for s in steps if s.order == request.current_step), None),
-                step_count=len(steps),
-            )
+def _queue_rows(entries: Iterable[QueueEntry], now: datetime.datetime) -> list[QueueRow]:
+    def label(entry: QueueEntry) -> str:
+        return subject_label(entry.subject) if entry.subject is not None else f"{entry.subject_type} {entry.object_id}"
+
+    return [
+        QueueRow(
+            entry=entry,
+            label=label(entry),
+            age=age_label(entry.created_at, now),
+            overdue=entry.sla_due_at < now,
         )
-    return rows
+        for entry in entries
+    ]
 
 
 @require_GET
 @login_required
 def my_queue(request: HttpRequest) -> HttpResponse:
+    """What the user may decide now, a page at a time; the rows are formatted by `approval_queue_rows`."""
     now = timezone.now()
+    today = timezone.localdate(now)
     kind = request.GET.get("type", "")
     overdue_only = request.GET.get("overdue") == "1"
-    qs = my_approvals(request.user, now=now)
-    if kind in dict(subject_type_choices()):
-        qs = qs.filter(subject_type=kind)
-    if overdue_only:
-        qs = qs.filter(sla_due_at__lt=now)
-    page = page_of_requests(
-        qs,
-        request.GET.get("page"),
-        display=lambda page_qs: page_qs.select_related("prepared_by").prefetch_related(
-            Prefetch("policy__steps", queryset=ApprovalStep.objects.order_by("order"))
-        ),
-    )
-    rows = _queue_rows(page.object_list, now)
-    delegations = list(
-        Delegation.objects.filter(
-            delegate=request.user, starts_on__lte=now.date(), ends_on__gte=now.date(), delegator__is_active=True
-        ).select_related("delegator")
+    delegations = delegations_held(request.user, today=today)
+    page = my_approvals_page(
+        request.user,
+        now=now,
+        delegations=delegations,
+        subject_type=kind if kind in dict(subject_type_choices()) else "",
+        overdue_only=overdue_only,
+        page_number=request.GET.get("page"),
     )
     return render_screen(
         request,
         "approvals/my_queue.html",
         {
             "page": page,
-            "rows": rows,
+            "rows": _queue_rows(page.object_list, now),
             "kind": kind,
             "overdue_only": overdue_only,
             "types": subject_type_choices(),

@@ -11,9 +11,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals.forms import DecisionForm
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.registry import subject_label
-from approvals.selectors import approvals_of, my_approvals
+from approvals.selectors import earlier_approvals, my_approvals, request_subject
 from approvals.services import (
     approval_decide,
     check_decider,
@@ -24,7 +24,10 @@ from kernel.http import HttpResponseSeeOther, safe_next
 from kernel.listing import age_label
 
 
-def _may_view_request(request: HttpRequest, approval: ApprovalRequest) -> bool:
+def _may_view_request(
+    request: HttpRequest, approval: ApprovalRequest, decisions: list[ApprovalDecision] | None = None
+) -> bool:
+    """Finance and auditors see every approval; others what they prepared, manage, decided or may decide."""
     user = request.user
     if user.is_superuser or screen_roles(request) & READ_ALL_ROLES:
         return True
@@ -34,7 +37,10 @@ def _may_view_request(request: HttpRequest, approval: ApprovalRequest) -> bool:
         return True
     if approval.contract_id and approval.contract.projects.filter(project_manager=user).exists():
         return True
-    if approval.decisions.filter(Q(approver=user) | Q(on_behalf_of=user)).exists():
+    if decisions is None:
+        if approval.decisions.filter(Q(approver=user) | Q(on_behalf_of=user)).exists():
+            return True
+    elif any(user.pk in (d.approver_id, d.on_behalf_of_id) for d in decisions):
         return True
     return my_approvals(user).filter(pk=approval.pk).exists()
 
@@ -53,22 +59,34 @@ def _get_request(pk: int) -> ApprovalRequest:
 @require_GET
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One approval: its subject, steps and decisions, earlier approvals, and the decision form if it is yours.
+
+    The steps, decisions and subject are read once and shared with the decider check.
+    """
     approval = _get_request(pk)
-    if not _may_view_request(request, approval):
+    decisions = list(approval.decisions.select_related("approver", "on_behalf_of"))
+    if not _may_view_request(request, approval, decisions):
         return forbidden(request, "This approval is about work you neither prepared, manage nor may decide.")
     now = timezone.now()
-    subject = approval.subject
+    subject = request_subject(approval)
+    steps = list(approval.policy.steps.select_related("user").order_by("order"))
     refusal = ""
     can_decide = False
     if approval.status == ApprovalRequest.Status.PENDING:
         try:
-            check_decider(request=approval, user=request.user)
+            check_decider(
+                request=approval,
+                user=request.user,
+                subject=subject,
+                steps=steps,
+                decisions=decisions,
+                roles=screen_roles(request),
+            )
             can_decide = True
         except ApplicationError as exc:
             refusal = exc.message
-    steps = list(approval.policy.steps.order_by("order"))
-    decisions = {d.step_order: d for d in approval.decisions.select_related("approver", "on_behalf_of")}
-    history = [r for r in approvals_of(subject) if r.pk != approval.pk] if subject is not None else []
+    by_step = {d.step_order: d for d in decisions}
+    history = list(earlier_approvals(approval)) if subject is not None else []
     return render_screen(
         request,
         "approvals/request_detail.html",
@@ -76,7 +94,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "approval": approval,
             "subject": subject,
             "label": subject_label(subject) if subject is not None else "",
-            "steps": [(s, decisions.get(s.order)) for s in steps],
+            "steps": [(s, by_step.get(s.order)) for s in steps],
             "can_decide": can_decide,
             "refusal": refusal,
             "age": age_label(approval.created_at, now),

@@ -808,7 +808,7 @@ def test_a_delegate_sees_and_decides_on_behalf(client, pm, other_pm, anna, proje
 
     c = login(client, other_pm)
     page = c.get(reverse("approvals:mine"))
-    assert [r.request.pk for r in page.context["rows"]] == [request.pk]
+    assert [r.pk for r in page.context["rows"]] == [request.pk]
     assert "You also decide for" in page.content.decode()
     assert c.get(reverse("approvals:request_detail", args=[request.pk])).status_code == 200
 
@@ -923,7 +923,7 @@ SCREEN_QUERIES = {
     "pm_time": 12,
     "milestones": 19,
     "change_orders": 20,
-    "mine": 16,
+    "mine": 13,
     "delegation": 11,
 }
 
@@ -939,3 +939,70 @@ def test_lists_take_a_bounded_number_of_queries(client, django_assert_max_num_qu
     page = response.context.get("page") or getattr(response.context.get("queue"), "page", None)
     if page is not None and n == 200:
         assert len(page.object_list) == 50 and page.paginator.num_pages >= 4
+
+
+def _queue_page(client, user, **query):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(reverse("approvals:mine"), query)
+    assert response.status_code == 200
+    return response, len(ctx.captured_queries)
+
+
+def test_my_approvals_reads_the_same_queries_for_3_and_60_rows_and_shows_every_row(client, anna, pm, project):
+    """The queue's rows are formatted in Python (approval_queue_rows): same markup, ids and labels per row."""
+    person = PersonFactory(name="Carl <Cole>")
+    entries = [
+        TimeEntryFactory(person=person, project=project, status="submitted", hours=Decimal("1.50"),
+                         description="Design & review", billable=i % 2 == 0)
+        for i in range(3)
+    ]
+    approval_requests_open_bulk(subjects=entries)
+    small, small_queries = _queue_page(client, pm)
+    assert len(small.context["rows"]) == 3
+
+    more = [TimeEntryFactory(person=person, project=project, status="submitted") for _ in range(50)]
+    expenses = [ExpenseFactory(person=person, project=project, status="submitted") for _ in range(7)]
+    approval_requests_open_bulk(subjects=[*more, *expenses])
+    large, large_queries = _queue_page(client, pm)
+
+    assert large_queries == small_queries <= SCREEN_QUERIES["mine"]
+    rows = large.context["rows"]
+    assert len(rows) == 50 and large.context["page"].paginator.count == 60
+    page = large.content.decode()
+    assert page.count('<tr id="request-') == 50
+    assert page.count('name="csrfmiddlewaretoken"') == 2 * 50 + 2  # each row's two forms, the bulk form, sign-out
+    assert "1–50 of 60 approvals" in text(large)
+
+    first = small.context["rows"][0]
+    pk, entry = first.pk, first.subject
+    html_ = small.content.decode()
+    for fragment in (
+        f'<tr id="request-{pk}" class="">',
+        f'id="select-{pk}" aria-label="Select time entry {entry.pk}"',
+        f'<a href="{reverse("approvals:request_detail", args=[pk])}">Time entry {entry.pk}</a>',
+        f'action="{reverse("approvals:request_decide", args=[pk])}"',
+        f'aria-label="Approve time entry {entry.pk}"',
+        f'<label for="rq-{pk}">Reason for rejecting time entry {entry.pk}</label>',
+        "1.50 h · Carl &lt;Cole&gt; · ",  # escaped
+        '<div class="muted small">Design &amp; review</div>',
+        '<span class="ap-project-code">PRJ-NORD</span><div class="muted small">C-NORD</div>',
+        '<td class="num">1.50 h</td>',
+        "1/1 · Project manager",
+        '<input type="hidden" name="next" value="/approvals/mine/">',
+    ):
+        assert fragment in html_, fragment
+    assert html_.count('<span class="badge badge-info">Non-billable</span>') == 1
+    assert "Carl <Cole>" not in html_
+
+
+def test_the_request_page_reads_a_bounded_number_of_queries(client, django_assert_max_num_queries, pm, anna, project):
+    request = requests_of(book(anna, project, day(0), "8")).get()
+    client.force_login(pm)
+    with django_assert_max_num_queries(14):
+        response = client.get(reverse("approvals:request_detail", args=[request.pk]))
+    assert "Approve step 1" in response.content.decode()
+    assert "8 h · Anna Berger · " in text(response)
