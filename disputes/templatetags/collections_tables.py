@@ -18,9 +18,10 @@ from django import template
 from django.template.defaultfilters import urlencode
 from django.template.loader import get_template
 from django.urls import reverse
-from django.utils.dateformat import format as date_format
-from django.utils.html import format_html, format_html_join
+from django.utils.dates import MONTHS_3
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import template_localtime
 
 from kernel.money import money
 
@@ -47,8 +48,8 @@ def _url_of(name: str) -> str:
 
 
 def _date(value: datetime.date | None) -> str:
-    """As the templates' `|date:"j M Y"`."""
-    return date_format(value, "j M Y") if value else ""
+    """As the templates' `|date:"j M Y"` (Django's DateFormat `j`, `M`, `Y`), without parsing the format per cell."""
+    return f"{value.day} {MONTHS_3[value.month].title()} {value.year:04d}" if value else ""
 
 
 # --- AR aging -----------------------------------------------------------------------------------------------
@@ -59,6 +60,7 @@ _AGING_ROW = (
     '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>'
 )
 _AGING_CELL = '<td class="num"><a class="cell-link" href="{}{}#drill">{}</a></td>'
+_ZERO_CELL = f'<td class="num">{_ZERO}</td>'
 
 
 @register.simple_tag
@@ -69,10 +71,11 @@ def aging_client_rows(rows: Iterable[Any], base_query: str, as_of: datetime.date
     out = []
     for row in rows:
         ccy = row.currency
-        drill = f"?{base_query}&client={row.client_id}&bucket="
+        drill = escape(f"?{base_query}&client={row.client_id}&bucket=")  # escaped once for the row's six links
+        # Safe parts only: the escaped link, a bucket key (a constant of the selector), `money`'s markup.
         cells = SafeString(
             "".join(
-                format_html(_AGING_CELL, drill, key, money(amount, ccy)) if amount else f'<td class="num">{_ZERO}</td>'
+                _AGING_CELL.format(drill, key, money(amount, ccy)) if amount else _ZERO_CELL
                 for key, amount in row.cells
             )
         )
@@ -119,6 +122,84 @@ def aging_total_rows(totals: Iterable[Any], row_class: str, label: str, suffix: 
     )
 
 
+_DRILL_ROW = (
+    '<tr><th scope="row"><a href="{}">{}</a></th>{}<td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td>'
+    "<td>{} {} {} {}</td><td>{}</td>"
+    '<td class="num">{}</td><td class="num"><strong>{}</strong></td><td>{}</td></tr>'
+)
+_DISPUTE_OPEN = mark_safe('<span class="badge badge-todo">Dispute open</span>')
+_HANDED_OFF_BADGE = mark_safe('<span class="badge badge-info">Handed off</span>')
+_NO_REMINDER = mark_safe('<span class="muted">none</span>')
+
+
+def _status_badges(template_name: str = "billing/_invoice_status.html") -> Any:
+    """status, label → the invoice status badge, rendered by its own template once per status of a table."""
+    status_template = get_template(template_name)
+    badges: dict[str, str] = {}
+
+    def badge(status: str, label: str) -> str:
+        html = badges.get(status)
+        if html is None:
+            html = badges[status] = status_template.render({"status": status, "label": label})
+        return html
+
+    return badge
+
+
+@register.simple_tag
+def aging_drill_rows(invoices: Iterable[Any], drill_client: Any, can_hand_off: bool, here: str) -> SafeString:
+    """The invoices behind an aging cell: status and dispute, reminders, amounts, hand-off (templates' _drill.html).
+
+    The client column only when the drill-down is not already one client's (`drill_client` None).
+    """
+    detail = _url_of("billing:invoice_detail")
+    handoff = _url_of("disputes:handoff_new")
+    next_param = urlencode(here)
+    badge = _status_badges()
+    out = []
+    for inv in invoices:
+        ccy = inv.currency
+        held = inv.held_in_dispute
+        if inv.dunning_level:
+            reminded = template_localtime(inv.last_reminder_at)
+            reminders = format_html(
+                'Level {} <span class="muted small">{}</span>',
+                inv.dunning_level,
+                f"{reminded.day} {MONTHS_3[reminded.month].title()}" if reminded else "",
+            )
+        else:
+            reminders = _NO_REMINDER
+        out.append(
+            format_html(
+                _DRILL_ROW,
+                detail.format(inv.pk),
+                inv.number,
+                format_html('<td>{}<div class="muted small">{}</div></td>', inv.client.legal_name, inv.client.code)
+                if not drill_client
+                else _EMPTY,
+                inv.entity.code,
+                _date(inv.issue_date),
+                _date(inv.due_date),
+                inv.days_past_due if inv.days_past_due > 0 else _NOT_DUE,
+                badge(inv.status, inv.get_status_display()),
+                _DISPUTE_OPEN if inv.has_live_dispute else _EMPTY,
+                format_html(
+                    '<div class="muted small partial-dispute">{} in dispute; the rest is due</div>', money(held, ccy)
+                )
+                if held and held < inv.open_balance
+                else _EMPTY,
+                _HANDED_OFF_BADGE if inv.open_handoff_id else _EMPTY,
+                reminders,
+                money(inv.total, ccy),
+                money(inv.open_balance, ccy),
+                format_html('<a class="btn btn-sm" href="{}?next={}">Hand off</a>', handoff.format(inv.pk), next_param)
+                if can_hand_off and not inv.open_handoff_id
+                else _EMPTY,
+            )
+        )
+    return SafeString("".join(out))
+
+
 # --- client statement ---------------------------------------------------------------------------------------
 
 _OPEN_ITEM_ROW = (
@@ -135,16 +216,10 @@ def statement_open_item_rows(invoices: Iterable[Any], can_hand_off: bool, here: 
     detail = _url_of("billing:invoice_detail")
     handoff = _url_of("disputes:handoff_new")
     next_param = urlencode(here)
-    status_template = get_template("billing/_invoice_status.html")
-    badges: dict[str, str] = {}  # status → its badge, rendered by billing/_invoice_status.html once per status
+    badge = _status_badges()
     out = []
     for inv in invoices:
         ccy = inv.currency
-        badge = badges.get(inv.status)
-        if badge is None:
-            badge = badges[inv.status] = status_template.render(
-                {"status": inv.status, "label": inv.get_status_display()}
-            )
         action = (
             format_html('<a class="btn btn-sm" href="{}?next={}">Hand off</a>', handoff.format(inv.pk), next_param)
             if can_hand_off and not inv.open_handoff_id
@@ -158,7 +233,7 @@ def statement_open_item_rows(invoices: Iterable[Any], can_hand_off: bool, here: 
                 _date(inv.issue_date),
                 _date(inv.due_date),
                 inv.days_past_due if inv.days_past_due > 0 else _NOT_DUE,
-                badge,
+                badge(inv.status, inv.get_status_display()),
                 _HANDED_OFF if inv.open_handoff_id else _EMPTY,
                 format_html(' <span class="small muted">reminder {}</span>', inv.dunning_level)
                 if inv.dunning_level
