@@ -387,7 +387,16 @@ def aging_invoice_queryset(
         invoices = invoices.filter(entity__code=entity)
     if currency:
         invoices = invoices.filter(currency=currency)
-    return _annotate_collections_state(invoices.select_related("client", "entity")).order_by("due_date", "id")
+    return _annotate_collections_state(
+        invoices.select_related("client", "entity").only(*AGING_INVOICE_FIELDS)
+    ).order_by("due_date", "id")
+
+
+#: What the drill-down shows of an invoice, its client and its entity (the other columns stay in the database).
+AGING_INVOICE_FIELDS = (
+    "id", "kind", "number", "client_id", "entity_id", "issue_date", "due_date", "status", "currency",
+    "total", "credited_amount", "paid_amount", "client__code", "client__legal_name", "entity__code",
+)
 
 
 def with_days_past_due(invoices: Iterable[Invoice], *, as_of: datetime.date) -> list[Invoice]:

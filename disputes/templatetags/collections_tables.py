@@ -133,14 +133,16 @@ _NO_REMINDER = mark_safe('<span class="muted">none</span>')
 
 
 def _status_badges(template_name: str = "billing/_invoice_status.html") -> Any:
-    """status, label → the invoice status badge, rendered by its own template once per status of a table."""
+    """invoice → its status badge, rendered by the badge's own template once per status of a table."""
     status_template = get_template(template_name)
     badges: dict[str, str] = {}
 
-    def badge(status: str, label: str) -> str:
-        html = badges.get(status)
+    def badge(invoice: Any) -> str:
+        html = badges.get(invoice.status)
         if html is None:
-            html = badges[status] = status_template.render({"status": status, "label": label})
+            html = badges[invoice.status] = status_template.render(
+                {"status": invoice.status, "label": invoice.get_status_display()}
+            )
         return html
 
     return badge
@@ -181,7 +183,7 @@ def aging_drill_rows(invoices: Iterable[Any], drill_client: Any, can_hand_off: b
                 _date(inv.issue_date),
                 _date(inv.due_date),
                 inv.days_past_due if inv.days_past_due > 0 else _NOT_DUE,
-                badge(inv.status, inv.get_status_display()),
+                badge(inv),
                 _DISPUTE_OPEN if inv.has_live_dispute else _EMPTY,
                 format_html(
                     '<div class="muted small partial-dispute">{} in dispute; the rest is due</div>', money(held, ccy)
@@ -233,7 +235,7 @@ def statement_open_item_rows(invoices: Iterable[Any], can_hand_off: bool, here: 
                 _date(inv.issue_date),
                 _date(inv.due_date),
                 inv.days_past_due if inv.days_past_due > 0 else _NOT_DUE,
-                badge(inv.status, inv.get_status_display()),
+                badge(inv),
                 _HANDED_OFF if inv.open_handoff_id else _EMPTY,
                 format_html(' <span class="small muted">reminder {}</span>', inv.dunning_level)
                 if inv.dunning_level
