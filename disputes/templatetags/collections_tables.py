@@ -122,6 +122,31 @@ def aging_total_rows(totals: Iterable[Any], row_class: str, label: str, suffix: 
     )
 
 
+@register.simple_tag
+def aging_unapplied_rows(unapplied: Iterable[Any]) -> SafeString:
+    """Unapplied cash per payer: the client's statement link (an unknown payer has none), payments, amount."""
+    statement = _url_of("disputes:client_statement")
+    return format_html_join(
+        "",
+        '<tr><th scope="row">{}</th><td class="num">{}</td><td class="num">{}</td></tr>',
+        (
+            (
+                format_html(
+                    '<a href="{}">{}</a> <span class="muted small">{}</span>',
+                    statement.format(u.client_id),
+                    u.client_name,
+                    u.client_code,
+                )
+                if u.client_id
+                else u.client_name,
+                u.payments,
+                money(u.amount, u.currency),
+            )
+            for u in unapplied
+        ),
+    )
+
+
 _DRILL_ROW = (
     '<tr><th scope="row"><a href="{}">{}</a></th>{}<td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td>'
     "<td>{} {} {} {}</td><td>{}</td>"

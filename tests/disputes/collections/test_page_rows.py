@@ -55,6 +55,7 @@ def test_aging_rows_show_every_cell_escaped_and_the_queries_do_not_grow_with_row
     issued_invoice(client=odd, entity=entity, total="7.50", days_late=0)
     live_dispute(issued_invoice(client=odd, entity=entity, total="20.00", days_late=100), amount="5.00")
     payment(client=odd, amount="3.00")
+    payment(client=None, amount="4.00")
     _clients_with_open_invoices(entity, 2)
     url = reverse("disputes:aging")
 
@@ -78,6 +79,14 @@ def test_aging_rows_show_every_cell_escaped_and_the_queries_do_not_grow_with_row
     assert html.count('<tr class="subtotal-row"><th scope="row">NWB total</th><td>EUR</td>') == 1
     assert '<tr class="grand-row"><th scope="row">All entities</th><td>EUR</td>' in html
     assert "Client 006" in html and f"Client {AGING_PAGE_SIZE + 4:03d}" not in html  # one page of rows
+    unapplied = html.split('id="unapplied-title"')[1]
+    assert (
+        f'<tr><th scope="row"><a href="{statement}">Abel &amp; &lt;Sons&gt;</a> '
+        '<span class="muted small">A&amp;S</span></th><td class="num">1</td><td class="num"><span class="money">3.00 <'
+    ) in unapplied
+    assert '<tr><th scope="row">Unknown payer</th><td class="num">1</td><td class="num"><span class="money">4.00 <' in (
+        unapplied
+    )
 
 
 def _reminded(invoice, level: int) -> None:
