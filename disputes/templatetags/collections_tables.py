@@ -3,9 +3,10 @@
 A template loop over these rows spent most of the page's time resolving variables, running
 the `money` and `date` filters, `{% url %}` and the status-badge `{% include %}` cell by cell.
 Here each row is one `format_html` call over values computed once: URLs are reversed once
-per table, the status badge is rendered once per status from its own template. Every value
-goes through `format_html`, which escapes it; amounts come from `kernel.money.money` as on
-every other page. The markup is the templates' own (templates/disputes/collections/).
+per table, the status badge is rendered once per status from its own template. Every value is
+escaped: by `format_html`, or once by `escape` for the drill-down link an aging row repeats in
+six cells; amounts come from `kernel.money.money` as on every other page. The markup is the
+templates' own (templates/disputes/collections/), and so are their ids and labels.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ _ZERO_CELL = f'<td class="num">{_ZERO}</td>'
 def aging_client_rows(rows: Iterable[Any], base_query: str, as_of: datetime.date) -> SafeString:
     """The client rows of one entity of the AR aging: statement link, bucket cells drilling down, totals."""
     statement = _url_of("disputes:client_statement")
-    as_of_param = as_of.strftime("%Y-%m-%d")
+    as_of_param = as_of.isoformat()  # as `|date:'Y-m-d'`
     out = []
     for row in rows:
         ccy = row.currency
