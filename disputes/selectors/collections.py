@@ -231,14 +231,15 @@ def aging_report(
         invoices = invoices.filter(currency=currency)
     if overdue_only:
         invoices = invoices.filter(due_date__lt=as_of)
-    sums = {f"b_{key}": Sum(balance_expression(), filter=bucket_q(key, as_of)) for key in BUCKET_KEYS}
+    # "ar_balance" is `open_receivables`' alias of `balance_expression()`: the same SQL, built once.
+    sums = {f"b_{key}": Sum("ar_balance", filter=bucket_q(key, as_of)) for key in BUCKET_KEYS}
     grouped = (
         invoices.values(
             "entity_id", "entity__code", "entity__name", "client_id", "client__code", "client__legal_name", "currency"
         )
         .annotate(
             **sums,
-            open_total=Sum(balance_expression()),
+            open_total=Sum("ar_balance"),
             disputed_total=Sum(held_in_dispute_expression()),
             n_invoices=Count("pk"),
             oldest_due=Min("due_date"),
@@ -249,32 +250,41 @@ def aging_report(
     unapplied_by_key = {(u.client_id, u.currency): u.amount for u in unapplied}
 
     blocks: dict[int, EntityBlock] = {}
-    grand: dict[str, AgingFigures] = {}
     entity_totals: dict[tuple[int, str], AgingFigures] = {}
+    bucket_columns = [(key, f"b_{key}") for key in BUCKET_KEYS]
     for g in grouped:
+        # A few hundred rows a page load: built in one constructor call, totalled once per row
+        # (the grand totals are then the sums of the entity totals).
+        ccy, entity_id, client_id = g["currency"], g["entity_id"], g["client_id"]
+        buckets = {key: g[column] or ZERO for key, column in bucket_columns}
+        total = g["open_total"] or ZERO
         row = AgingRow(
-            currency=g["currency"],
-            entity_id=g["entity_id"],
+            currency=ccy,
+            buckets=buckets,
+            total=total,
+            overdue=total - buckets["current"],
+            disputed=g["disputed_total"] or ZERO,
+            unapplied=unapplied_by_key.get((client_id, ccy), ZERO),
+            invoices=g["n_invoices"],
+            entity_id=entity_id,
             entity_code=g["entity__code"],
-            client_id=g["client_id"],
+            client_id=client_id,
             client_code=g["client__code"],
             client_name=g["client__legal_name"],
-            total=g["open_total"] or ZERO,
-            disputed=g["disputed_total"] or ZERO,
-            invoices=g["n_invoices"],
             oldest_due=g["oldest_due"],
-            unapplied=unapplied_by_key.get((g["client_id"], g["currency"]), ZERO),
         )
-        row.buckets = {key: g[f"b_{key}"] or ZERO for key in BUCKET_KEYS}
-        row.overdue = row.total - row.buckets["current"]
-        block = blocks.setdefault(
-            g["entity_id"], EntityBlock(g["entity_id"], g["entity__code"], g["entity__name"], [], [])
-        )
+        block = blocks.get(entity_id)
+        if block is None:
+            block = blocks[entity_id] = EntityBlock(entity_id, g["entity__code"], g["entity__name"], [], [])
         block.rows.append(row)
-        entity_totals.setdefault((g["entity_id"], row.currency), AgingFigures(row.currency)).add(row)
-        grand.setdefault(row.currency, AgingFigures(row.currency)).add(row)
-    for (entity_id, _ccy), figures in sorted(entity_totals.items(), key=lambda item: item[0][1]):
+        figures = entity_totals.get((entity_id, ccy))
+        if figures is None:
+            figures = entity_totals[(entity_id, ccy)] = AgingFigures(ccy)
+        figures.add(row)
+    grand: dict[str, AgingFigures] = {}
+    for (entity_id, ccy), figures in sorted(entity_totals.items(), key=lambda item: item[0][1]):
         blocks[entity_id].totals.append(figures)
+        grand.setdefault(ccy, AgingFigures(ccy)).add(figures)
     return AgingReport(
         as_of=as_of,
         entities=list(blocks.values()),
@@ -330,23 +340,33 @@ def _annotate_collections_state(invoices: QuerySet[Invoice]) -> QuerySet[Invoice
     return invoices.annotate(
         open_balance=balance_expression(),
         held_in_dispute=held_in_dispute_expression(),
-        dunning_level=Subquery(
-            DunningNotice.objects.filter(invoice=OuterRef("pk"), result="sent")
-            .values("invoice")
-            .annotate(level=Max("level"))
-            .values("level")[:1]
-        ),
+        dunning_level=_dunning_level(),
         last_reminder_at=Subquery(
             DunningNotice.objects.filter(invoice=OuterRef("pk"), result="sent")
             .order_by("-sent_at")
             .values("sent_at")[:1]
         ),
         has_live_dispute=Exists(Dispute.objects.filter(invoice=OuterRef("pk"), status__in=LIVE_DISPUTE)),
-        open_handoff_id=Subquery(
-            CollectionsHandoff.objects.filter(invoice=OuterRef("pk"), status=CollectionsHandoff.Status.OPEN).values(
-                "pk"
-            )[:1]
-        ),
+        open_handoff_id=_open_handoff_id(),
+    )
+
+
+def _dunning_level() -> Subquery:
+    """The highest reminder level sent for the invoice of the outer query (None: no reminder yet)."""
+    return Subquery(
+        DunningNotice.objects.filter(invoice=OuterRef("pk"), result="sent")
+        .values("invoice")
+        .annotate(level=Max("level"))
+        .values("level")[:1]
+    )
+
+
+def _open_handoff_id() -> Subquery:
+    """The open hand-off of the invoice of the outer query (None: not handed off)."""
+    return Subquery(
+        CollectionsHandoff.objects.filter(invoice=OuterRef("pk"), status=CollectionsHandoff.Status.OPEN).values("pk")[
+            :1
+        ]
     )
 
 
@@ -368,7 +388,16 @@ def aging_invoice_queryset(
         invoices = invoices.filter(entity__code=entity)
     if currency:
         invoices = invoices.filter(currency=currency)
-    return _annotate_collections_state(invoices.select_related("client", "entity")).order_by("due_date", "id")
+    return _annotate_collections_state(
+        invoices.select_related("client", "entity").only(*AGING_INVOICE_FIELDS)
+    ).order_by("due_date", "id")
+
+
+#: What the drill-down shows of an invoice, its client and its entity (the other columns stay in the database).
+AGING_INVOICE_FIELDS = (
+    "id", "kind", "number", "client_id", "entity_id", "issue_date", "due_date", "status", "currency",
+    "total", "credited_amount", "paid_amount", "client__code", "client__legal_name", "entity__code",
+)
 
 
 def with_days_past_due(invoices: Iterable[Invoice], *, as_of: datetime.date) -> list[Invoice]:
@@ -654,17 +683,50 @@ def get_client(client_id: int) -> Client:
     return Client.objects.get(pk=client_id)
 
 
+def statement_client(client_id: int) -> Client | None:
+    """The client of a statement page with its collections profile, in one query (None: no such client)."""
+    return Client.objects.select_related("collections_profile").filter(pk=client_id).first()
+
+
+#: The invoice columns a statement shows of its open items (the rest stays in the database).
+STATEMENT_OPEN_ITEM_FIELDS = (
+    "id", "kind", "client_id", "entity_id", "number", "issue_date", "due_date", "status", "currency",
+    "total", "credited_amount", "paid_amount",
+)
+
+
+def statement_open_items(*, as_of: datetime.date, client_id: int, limit: int = 1000) -> list[Invoice]:
+    """A client's open invoices at `as_of`, oldest due first, with what a statement shows of each (one query).
+
+    Lighter than `aging_invoices`: the statement shows no dispute detail, so neither those
+    subqueries nor the client and entity rows are loaded.
+    """
+    invoices = (
+        open_receivables(as_of=as_of)
+        .filter(client_id=client_id)
+        .only(*STATEMENT_OPEN_ITEM_FIELDS)
+        .annotate(open_balance=balance_expression(), dunning_level=_dunning_level(), open_handoff_id=_open_handoff_id())
+        .order_by("due_date", "id")
+    )
+    return with_days_past_due(invoices[:limit], as_of=as_of)
+
+
 def client_statement(*, client: Client, as_of: datetime.date, since: datetime.date) -> ClientStatement:
     """A client's account: open items at `as_of`, and every invoice, credit note and payment since `since`.
 
     The running balance per currency starts from the opening balance (everything dated before
     `since`): + invoices, − credit notes, − payments (applied or not). Issued documents only.
+    Six queries (five if the client came with its profile, as from `statement_client`).
     """
-    open_items = aging_invoices(as_of=as_of, client_id=client.pk, limit=1000)
+    open_items = statement_open_items(as_of=as_of, client_id=client.pk)
     documents = Invoice.objects.filter(
         client=client, number__isnull=False, status__in=ISSUED_STATUSES, issue_date__lte=as_of
     )
-    payments = client_payments(as_of=as_of).filter(Q(client=client) | Q(invoice__client=client))
+    # The client's own payments and those applied to its invoices. `IN (its invoices)` rather than a join:
+    # PostgreSQL then reads the client's payments by index instead of joining every payment to its invoice.
+    payments = client_payments(as_of=as_of).filter(
+        Q(client=client) | Q(invoice__in=Invoice.objects.filter(client=client).values("pk"))
+    )
 
     opening: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for row in (
@@ -672,40 +734,60 @@ def client_statement(*, client: Client, as_of: datetime.date, since: datetime.da
     ):
         sign = 1 if row["kind"] == Invoice.Kind.INVOICE else -1
         opening[row["currency"]] += sign * row["s"]
-    for row in payments.filter(date__lt=since).values("currency").annotate(s=Sum("amount")).order_by():
-        opening[row["currency"]] -= row["s"]
+    # Payments before `since` (into the opening balance) and unapplied cash, per currency, in one query:
+    # the client's unapplied payments are those of `payments` that name no invoice.
+    unapplied_by_currency: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for row in (
+        payments.values("currency")
+        .annotate(before=Sum("amount", filter=Q(date__lt=since)), unapplied=Sum("amount", filter=Q(invoice=None)))
+        .order_by()
+    ):
+        if row["before"] is not None:
+            opening[row["currency"]] -= row["before"]
+        if row["unapplied"] is not None:
+            unapplied_by_currency[row["currency"]] += row["unapplied"]
 
     entries: list[StatementEntry] = []
-    for doc in documents.filter(issue_date__gte=since).select_related("credit_of").order_by("issue_date", "id"):
-        is_invoice = doc.kind == Invoice.Kind.INVOICE
+    for doc in (
+        documents.filter(issue_date__gte=since)
+        .values(
+            "id", "issue_date", "kind", "number", "due_date", "currency", "total", "credit_of_id", "credit_of__number"
+        )
+        .order_by("issue_date", "id")
+    ):
+        is_invoice = doc["kind"] == Invoice.Kind.INVOICE
         entries.append(
             StatementEntry(
-                date=doc.issue_date,
-                kind=doc.kind,
-                reference=doc.number,
+                date=doc["issue_date"],
+                kind=doc["kind"],
+                reference=doc["number"],
                 description=(
-                    f"Invoice, due {doc.due_date:%d %b %Y}"
+                    f"Invoice, due {doc['due_date']:%d %b %Y}"
                     if is_invoice
-                    else f"Credit note on {doc.credit_of.number if doc.credit_of_id else '—'}"
+                    else f"Credit note on {doc['credit_of__number'] if doc['credit_of_id'] else '—'}"
                 ),
-                currency=doc.currency,
-                debit=doc.total if is_invoice else ZERO,
-                credit=ZERO if is_invoice else doc.total,
-                invoice_id=doc.pk,
+                currency=doc["currency"],
+                debit=doc["total"] if is_invoice else ZERO,
+                credit=ZERO if is_invoice else doc["total"],
+                invoice_id=doc["id"],
             )
         )
-    for payment in payments.filter(date__gte=since).select_related("invoice").order_by("date", "id"):
-        applied = payment.invoice_id is not None
+    for payment in (
+        payments.filter(date__gte=since)
+        .values("date", "external_reference", "currency", "amount", "invoice_id", "invoice__number")
+        .order_by("date", "id")
+    ):
+        applied = payment["invoice_id"] is not None
         entries.append(
             StatementEntry(
-                date=payment.date,
+                date=payment["date"],
                 kind="payment",
-                reference=payment.external_reference,
-                description=f"Payment on {payment.invoice.number}" if applied else "Payment, not applied yet",
-                currency=payment.currency,
+                reference=payment["external_reference"],
+                description=f"Payment on {payment['invoice__number']}" if applied else "Payment, not applied yet",
+                currency=payment["currency"],
                 debit=ZERO,
-                credit=payment.amount,
-                invoice_id=payment.invoice_id,
+                credit=payment["amount"],
+                invoice_id=payment["invoice_id"],
                 unapplied=not applied,
             )
         )
@@ -718,9 +800,6 @@ def client_statement(*, client: Client, as_of: datetime.date, since: datetime.da
     open_by_currency: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for invoice in open_items:
         open_by_currency[invoice.currency] += invoice.open_balance
-    unapplied_by_currency: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for cash in unapplied_cash(as_of=as_of, client_id=client.pk):
-        unapplied_by_currency[cash.currency] += cash.amount
 
     ledgers = []
     for currency in sorted(set(opening) | set(by_currency) | set(open_by_currency) | set(unapplied_by_currency)):
@@ -738,7 +817,7 @@ def client_statement(*, client: Client, as_of: datetime.date, since: datetime.da
                 unapplied=unapplied_by_currency[currency],
             )
         )
-    profile = CollectionsProfile.objects.filter(client=client).first()
+    profile = _profile_of(client)
     return ClientStatement(
         client=client,
         as_of=as_of,

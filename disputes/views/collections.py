@@ -348,7 +348,9 @@ def _client_or_404(client_id: int) -> Client:
 @require_GET
 @collections_view()
 def client_statement(request: HttpRequest, client_id: int) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = sel.statement_client(client_id)  # with its collections profile: one query for both
+    if client is None:
+        raise Http404("No such client.")
     today = timezone.localdate()
     form = StatementForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}

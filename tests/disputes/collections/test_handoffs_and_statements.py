@@ -133,7 +133,7 @@ def test_statement_page_is_printable_and_bounded(client, django_assert_max_num_q
     client.force_login(UserFactory(groups=["auditor"]))
     url = reverse("disputes:client_statement", args=[first.client_id])
 
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(12):
         page = client.get(url, {"as_of": TODAY.isoformat()})
 
     html = page.content.decode()
