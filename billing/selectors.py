@@ -444,21 +444,20 @@ def get_invoice(pk: int) -> Invoice:
     """The invoice with everything its page shows, in a bounded number of queries (not growing with lines
     or billed items). Billed time entries, expenses and milestones are read only for lines of their kind;
     a time line's entries come as `line.billed_entries` (`BilledEntry` rows of the drill-down's columns)."""
-    invoice = (
-        Invoice.objects.select_related("entity", "client", "contract")
-        .prefetch_related(
-            *INVOICE_OPTIONAL_RELATIONS,
-            Prefetch("lines", queryset=InvoiceLine.objects.select_related("project", "role", "contract")
-                     .order_by("position", "id")),
-            "taxes",
-            Prefetch(
-                "exceptions",
-                queryset=InvoiceException.objects.select_related("resolved_by", "owner").order_by(
-                    "state", "severity", "code", "id"
-                ),
+    invoice = Invoice.objects.select_related("entity", "client", "contract").get(pk=pk)
+    # A line names its contract only on a consolidated invoice (invoice_line_groups).
+    line_relations = ("project", "role", "contract") if invoice.consolidated else ("project", "role")
+    prefetch_related_objects(
+        [invoice],
+        *INVOICE_OPTIONAL_RELATIONS,
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related(*line_relations).order_by("position", "id")),
+        "taxes",
+        Prefetch(
+            "exceptions",
+            queryset=InvoiceException.objects.select_related("resolved_by", "owner").order_by(
+                "state", "severity", "code", "id"
             ),
-        )
-        .get(pk=pk)
+        ),
     )
     lines = list(invoice.lines.all())
     by_kind: dict[str, list[InvoiceLine]] = defaultdict(list)
