@@ -437,7 +437,7 @@ class BilledEntry(NamedTuple):
 
 #: Optional relations of an invoice page, each read by its own query only when the invoice has one:
 #: a join per nullable relation made the planner, not the data, the dearest part of the page.
-INVOICE_OPTIONAL_RELATIONS = ("project", "prepared_by", "approved_by", "credit_of", "purchase_order")
+INVOICE_OPTIONAL_RELATIONS = ("project", "credit_of", "purchase_order")
 
 
 def get_invoice(pk: int) -> Invoice:
@@ -445,6 +445,11 @@ def get_invoice(pk: int) -> Invoice:
     or billed items). Billed time entries, expenses and milestones are read only for lines of their kind;
     a time line's entries come as `line.billed_entries` (`BilledEntry` rows of the drill-down's columns)."""
     invoice = Invoice.objects.select_related("entity", "client", "contract").get(pk=pk)
+    # Preparer and approver (either may be unset) in one query.
+    user_ids = {invoice.prepared_by_id, invoice.approved_by_id} - {None}
+    users = _user_model().objects.in_bulk(user_ids) if user_ids else {}
+    invoice.prepared_by = users.get(invoice.prepared_by_id)
+    invoice.approved_by = users.get(invoice.approved_by_id)
     # A line names its contract only on a consolidated invoice (invoice_line_groups).
     line_relations = ("project", "role", "contract") if invoice.consolidated else ("project", "role")
     prefetch_related_objects(
@@ -454,9 +459,7 @@ def get_invoice(pk: int) -> Invoice:
         "taxes",
         Prefetch(
             "exceptions",
-            queryset=InvoiceException.objects.select_related("resolved_by", "owner").order_by(
-                "state", "severity", "code", "id"
-            ),
+            queryset=InvoiceException.objects.select_related("resolved_by").order_by("state", "severity", "code", "id"),
         ),
     )
     lines = list(invoice.lines.all())
