@@ -379,15 +379,20 @@ def invoice_queue(
     invoices = list(
         filtered.select_related("client", "contract", "entity")
         .only(*QUEUE_FIELDS)
-        .prefetch_related(
-            Prefetch("project", queryset=Project.objects.only("code")),
-            Prefetch("prepared_by", queryset=_user_model().objects.only("username", "first_name", "last_name")),
-        )
         .annotate(open_warnings=_open_exceptions(WARNING), open_blocking=_open_exceptions(BLOCKING))
         .order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["oldest"]))[: limit + 1]
     )
     truncated = len(invoices) > limit
     invoices = invoices[:limit]
+    # Only rows that have a project / a preparer ask (none: no query).
+    prefetch_related_objects(
+        [invoice for invoice in invoices if invoice.project_id],
+        Prefetch("project", queryset=Project.objects.only("code")),
+    )
+    prefetch_related_objects(
+        [invoice for invoice in invoices if invoice.prepared_by_id],
+        Prefetch("prepared_by", queryset=_user_model().objects.only("username", "first_name", "last_name")),
+    )
     today = timezone.localdate()
     for invoice in invoices:
         invoice.age_days = (today - timezone.localtime(invoice.created_at).date()).days
@@ -454,7 +459,7 @@ def get_invoice(pk: int) -> Invoice:
     line_relations = ("project", "role", "contract") if invoice.consolidated else ("project", "role")
     prefetch_related_objects(
         [invoice],
-        *INVOICE_OPTIONAL_RELATIONS,
+        *(name for name in INVOICE_OPTIONAL_RELATIONS if getattr(invoice, f"{name}_id") is not None),
         Prefetch("lines", queryset=InvoiceLine.objects.select_related(*line_relations).order_by("position", "id")),
         "taxes",
         Prefetch(
