@@ -11,10 +11,22 @@ import re
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models import (
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    prefetch_related_objects,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
@@ -27,6 +39,7 @@ from billing.models import (
     InvoiceException,
     InvoiceLine,
     Milestone,
+    Project,
     TimeEntry,
 )
 from billing.services.billing_engine import FIX_HINTS, Code
@@ -304,6 +317,33 @@ QUEUE_SORTS = {
 }
 
 
+#: The columns the review queue shows (templates/billing/invoice_list.html): the rows are read narrow.
+#: Project and preparer (nullable) come in their own small queries: two more outer joins cost the
+#: planner more than both queries.
+QUEUE_FIELDS = (
+    "id", "kind", "number", "status", "billing_run_id", "project_id", "prepared_by_id", "period_start",
+    "issue_date", "due_date", "created_at", "total", "currency", "client__code", "client__legal_name",
+    "contract__code", "entity__code", "entity__currency",
+)
+
+
+def _user_model() -> Any:
+    return Invoice._meta.get_field("prepared_by").related_model
+
+
+def _open_exceptions(severity: str) -> Coalesce:
+    """Open exceptions of one severity per invoice, as a correlated count: a GROUP BY over the joined
+    queue rows costs the planner several times more than the query itself."""
+    per_invoice = (
+        InvoiceException.objects.filter(invoice=OuterRef("pk"), state=OPEN, severity=severity)
+        .order_by()
+        .values("invoice")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(per_invoice, output_field=IntegerField()), 0)
+
+
 def invoice_queue(
     *,
     status: str | None = None,
@@ -323,7 +363,7 @@ def invoice_queue(
         base = base.filter(billing_run_id=run_id)
     base = _filter_invoices(base, filters or {})
     # One query for the counts of every tab.
-    per_status = dict(base.values("status").annotate(n=Count("pk")).values_list("status", "n"))
+    per_status = dict(base.values("status").annotate(n=Count("*")).values_list("status", "n"))
     tabs = [
         (key, label, sum(per_status.get(s, 0) for s in statuses) if statuses else sum(per_status.values()))
         for key, label, statuses in INVOICE_TABS
@@ -337,15 +377,22 @@ def invoice_queue(
     if sort == "priority":
         filtered = annotate_cash_impact(filtered)
     invoices = list(
-        filtered.select_related("client", "contract", "entity", "project", "prepared_by")
-        .annotate(
-            open_warnings=Count("exceptions", filter=Q(exceptions__state=OPEN, exceptions__severity=WARNING)),
-            open_blocking=Count("exceptions", filter=Q(exceptions__state=OPEN, exceptions__severity=BLOCKING)),
-        )
+        filtered.select_related("client", "contract", "entity")
+        .only(*QUEUE_FIELDS)
+        .annotate(open_warnings=_open_exceptions(WARNING), open_blocking=_open_exceptions(BLOCKING))
         .order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["oldest"]))[: limit + 1]
     )
     truncated = len(invoices) > limit
     invoices = invoices[:limit]
+    # Only rows that have a project / a preparer ask (none: no query).
+    prefetch_related_objects(
+        [invoice for invoice in invoices if invoice.project_id],
+        Prefetch("project", queryset=Project.objects.only("code")),
+    )
+    prefetch_related_objects(
+        [invoice for invoice in invoices if invoice.prepared_by_id],
+        Prefetch("prepared_by", queryset=_user_model().objects.only("username", "first_name", "last_name")),
+    )
     today = timezone.localdate()
     for invoice in invoices:
         invoice.age_days = (today - timezone.localtime(invoice.created_at).date()).days
@@ -384,36 +431,69 @@ class LineGroup:
     contract: Any = None  # set on consolidated invoices: groups by contract, then project (§13)
 
 
+class BilledEntry(NamedTuple):
+    """A time entry as a line's drill-down shows it (an invoice bills hundreds: plain rows, not models)."""
+
+    person: str
+    date: datetime.date
+    hours: Decimal
+    description: str
+
+
+#: Optional relations of an invoice page, each read by its own query only when the invoice has one:
+#: a join per nullable relation made the planner, not the data, the dearest part of the page.
+INVOICE_OPTIONAL_RELATIONS = ("project", "credit_of", "purchase_order")
+
+
 def get_invoice(pk: int) -> Invoice:
-    """The invoice with everything its page shows, in a fixed number of queries."""
-    return (
-        Invoice.objects.select_related(
-            "entity", "client", "contract", "project", "billing_run", "prepared_by", "approved_by", "credit_of",
-            "purchase_order",
-        )
-        .prefetch_related(
-            Prefetch(
-                "lines",
-                queryset=InvoiceLine.objects.select_related("project", "role", "contract")
-                .prefetch_related(
-                    Prefetch(
-                        "time_entries", queryset=TimeEntry.objects.select_related("person").order_by("date", "id")
-                    ),
-                    Prefetch("expenses", queryset=Expense.objects.select_related("person").order_by("date", "id")),
-                    Prefetch("milestones", queryset=Milestone.objects.order_by("due_date", "id")),
-                )
-                .order_by("position", "id"),
-            ),
-            "taxes",
-            Prefetch(
-                "exceptions",
-                queryset=InvoiceException.objects.select_related("resolved_by", "owner").order_by(
-                    "state", "severity", "code", "id"
-                ),
-            ),
-        )
-        .get(pk=pk)
+    """The invoice with everything its page shows, in a bounded number of queries (not growing with lines
+    or billed items). Billed time entries, expenses and milestones are read only for lines of their kind;
+    a time line's entries come as `line.billed_entries` (`BilledEntry` rows of the drill-down's columns)."""
+    invoice = Invoice.objects.select_related("entity", "client", "contract").get(pk=pk)
+    # Preparer and approver (either may be unset) in one query.
+    user_ids = {invoice.prepared_by_id, invoice.approved_by_id} - {None}
+    users = _user_model().objects.in_bulk(user_ids) if user_ids else {}
+    invoice.prepared_by = users.get(invoice.prepared_by_id)
+    invoice.approved_by = users.get(invoice.approved_by_id)
+    # A line names its contract only on a consolidated invoice (invoice_line_groups).
+    line_relations = ("project", "role", "contract") if invoice.consolidated else ("project", "role")
+    prefetch_related_objects(
+        [invoice],
+        *(name for name in INVOICE_OPTIONAL_RELATIONS if getattr(invoice, f"{name}_id") is not None),
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related(*line_relations).order_by("position", "id")),
+        "taxes",
+        Prefetch(
+            "exceptions",
+            queryset=InvoiceException.objects.select_related("resolved_by").order_by("state", "severity", "code", "id"),
+        ),
     )
+    lines = list(invoice.lines.all())
+    by_kind: dict[str, list[InvoiceLine]] = defaultdict(list)
+    for line in lines:
+        by_kind[line.kind].append(line)
+    time_lines = by_kind[InvoiceLine.Kind.TIME] + by_kind[InvoiceLine.Kind.OVERAGE]
+    if time_lines:
+        entries: dict[int, list[BilledEntry]] = defaultdict(list)
+        rows = (
+            TimeEntry.objects.filter(invoice_line_id__in=[line.pk for line in time_lines])
+            .order_by("date", "id")
+            .values_list("invoice_line_id", "person__name", "date", "hours", "description")
+        )
+        for line_id, *shown in rows:
+            entries[line_id].append(BilledEntry(*shown))
+        for line in time_lines:
+            line.billed_entries = entries[line.pk]
+    if by_kind[InvoiceLine.Kind.EXPENSE]:
+        prefetch_related_objects(
+            by_kind[InvoiceLine.Kind.EXPENSE],
+            Prefetch("expenses", queryset=Expense.objects.select_related("person").order_by("date", "id")),
+        )
+    if by_kind[InvoiceLine.Kind.MILESTONE]:
+        prefetch_related_objects(
+            by_kind[InvoiceLine.Kind.MILESTONE],
+            Prefetch("milestones", queryset=Milestone.objects.order_by("due_date", "id")),
+        )
+    return invoice
 
 
 def invoice_line_groups(invoice: Invoice) -> list[LineGroup]:
@@ -457,6 +537,11 @@ def actor_name(user: Any) -> str:
     return user.get_full_name() or user.get_username()
 
 
+def _actor_fields(relation: str) -> tuple[str, ...]:
+    """The user columns `actor_name` reads, through `relation` (the timelines load nothing more)."""
+    return tuple(f"{relation}__{name}" for name in ("username", "first_name", "last_name"))
+
+
 def record_timeline(obj: Any, *, labels: dict[str, str], created: str = "Created") -> list[TimelineEntry]:
     """Transitions (django-fsm-log) and saved versions (simple-history) of a record with a `status`. Two queries.
 
@@ -464,7 +549,11 @@ def record_timeline(obj: Any, *, labels: dict[str, str], created: str = "Created
     """
     entries: list[TimelineEntry] = []
     content_type = ContentType.objects.get_for_model(type(obj))
-    for log in StateLog.objects.filter(content_type=content_type, object_id=obj.pk).select_related("by"):
+    for log in (
+        StateLog.objects.filter(content_type=content_type, object_id=obj.pk)
+        .select_related("by")
+        .only("timestamp", "source_state", "state", "description", *_actor_fields("by"))
+    ):
         source = labels.get(log.source_state, log.source_state or "—")
         entries.append(
             TimelineEntry(
@@ -475,7 +564,10 @@ def record_timeline(obj: Any, *, labels: dict[str, str], created: str = "Created
                 detail=log.description or "",
             )
         )
-    for record in obj.history.select_related("history_user").all():
+    versions = obj.history.select_related("history_user").only(
+        "history_date", "history_type", "status", "history_change_reason", *_actor_fields("history_user")
+    )
+    for record in versions:
         action = {"+": created, "~": "Changed", "-": "Deleted"}.get(record.history_type, "Changed")
         entries.append(
             TimelineEntry(
@@ -504,7 +596,6 @@ def invoices_of_managed_projects(user: Any) -> QuerySet[Invoice]:
     An invoice per project belongs to that project's PM; an invoice of the whole contract to the
     PM of any of the contract's projects (it bills their project's work with the others').
     """
-    from billing.models import Project
 
     managed = Project.objects.filter(project_manager=user)
     return Invoice.objects.filter(

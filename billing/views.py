@@ -254,6 +254,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             "run_id": run_id or "",
             "access": _access(request),
             "filter_form": filter_form,
+            "priority": request.GET.get("sort") == "priority",  # the cash-impact column
         },
     )
 

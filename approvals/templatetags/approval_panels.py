@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalRequest, ApprovalStep
 from approvals.services.overrides import override_confirm_refusal, override_request_refusal
-from kernel.roles import FINANCE_CONTROLLER, user_roles
+from kernel.roles import FINANCE_CONTROLLER, cached_user_roles
 
 register = template.Library()
 
@@ -78,7 +78,7 @@ def approval_route_panel(context: Any, subject: Any) -> str:
     latest, earlier = approvals[0], approvals[1:]
     overrides = list(latest.overrides.all())
     pending = next((o for o in overrides if o.status == ApprovalOverride.Status.PENDING), None)
-    is_controller = user is not None and FINANCE_CONTROLLER in user_roles(user)
+    is_controller = user is not None and FINANCE_CONTROLLER in cached_user_roles(user)
     request_refusal = confirm_refusal = None
     if latest.status == ApprovalRequest.Status.PENDING and is_controller:
         if pending is None:

@@ -162,7 +162,10 @@ def test_get_invoice_prefetches_the_billed_entries():
     invoice = selectors.get_invoice(Invoice.objects.get().pk)
     line = invoice.lines.all()[0]
     assert line.kind == InvoiceLine.Kind.TIME
-    assert [e.person.name for e in line.time_entries.all()] == ["Anna Berger", "Anna Berger"]
+    # As the drill-down shows them: person, date, hours, description (plain rows, no models).
+    assert [(e.person, e.date) for e in line.billed_entries] == [
+        ("Anna Berger", datetime.date(2025, 3, 10)), ("Anna Berger", datetime.date(2025, 3, 11))
+    ]
 
 
 def test_timeline_merges_transitions_and_history_newest_first_with_system_for_no_user():
