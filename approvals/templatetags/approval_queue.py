@@ -2,67 +2,42 @@
 
 A queue page is fifty rows of ten cells and two forms each; as a template loop (variables, filters,
 `{% url %}`, `{% include %}` and `{% csrf_token %}` per row) it cost most of the page's time. Here each
-row is one `format_html`-like call (`_format_html`: every value escaped), the URLs are reversed once, and
+row is one `kernel.rows.format_html` call (every value escaped), the URLs are reversed once, and
 the CSRF token is read once. The markup is the template's, unchanged (ids, labels and htmx attributes that
 tests and browsers look for).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from django import template
 from django.template.defaultfilters import date as date_filter
 from django.template.defaultfilters import floatformat, truncatechars
-from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 from django.utils.timezone import template_localtime
 
 from approvals.registry import subject_type_choices
 from kernel.money import money
+from kernel.rows import format_html, url_pattern
 
 register = template.Library()
 
 _MUTED_DIV = '<div class="muted small">{}</div>'
 
 
-def _escape(value: Any) -> str:
-    """`conditional_escape`, without the lazy-string check it costs on each of a row's thirty values."""
-    if hasattr(value, "__html__"):
-        return value.__html__()
-    return html.escape(str(value))
-
-
-def _format_html(template: str, *args: Any, **kwargs: Any) -> SafeString:
-    """`django.utils.html.format_html` on `_escape`: every argument escaped unless already safe."""
-    return mark_safe(  # the template is ours, every value in it is escaped
-        template.format(*map(_escape, args), **{name: _escape(value) for name, value in kwargs.items()})
-    )
-
-
-_PK = 2147483647  # a placeholder id, reversed once per page and replaced per row
-
-
-def _url_of(name: str) -> tuple[str, str]:
-    """A URL with a pk argument, reversed once, as (before, after) the pk."""
-    url = reverse(name, args=[_PK])
-    before, after = url.rsplit(str(_PK), 1)
-    return before, after
-
-
 def _note(text: str) -> SafeString | str:
-    return _format_html(_MUTED_DIV, truncatechars(text, 60)) if text else ""
+    return format_html(_MUTED_DIV, truncatechars(text, 60)) if text else ""
 
 
 def subject_summary(subject_type: str, subject: Any, type_label: str, object_id: int) -> SafeString:
     """What the subject is, in a line (and a note): hours and person, expense category, milestone, change order…"""
     s = subject
     if s is None:
-        return _format_html('<span class="muted">{} {} (gone)</span>', type_label, object_id)
+        return format_html('<span class="muted">{} {} (gone)</span>', type_label, object_id)
     if subject_type == "time_entry":
-        return _format_html(
+        return format_html(
             "{} h · {} · {}{}{}",
             floatformat(s.hours, "-2"),
             s.person.name,
@@ -71,18 +46,18 @@ def subject_summary(subject_type: str, subject: Any, type_label: str, object_id:
             _note(s.description),
         )
     if subject_type == "expense":
-        return _format_html(
+        return format_html(
             "{} · {} · {}{}", s.person.name, s.get_category_display(), date_filter(s.date, "j M"), _note(s.description)
         )
     if subject_type == "milestone":
-        return _format_html("{}{}", s.name, _note(s.evidence))
+        return format_html("{}{}", s.name, _note(s.evidence))
     if subject_type == "change_order":
-        return _format_html("{}/{}{}", s.contract.code, s.code, _note(s.description))
+        return format_html("{}/{}{}", s.contract.code, s.code, _note(s.description))
     client = getattr(s, "client", None)
-    return _format_html(
+    return format_html(
         "{}{}",
         getattr(s, "display_number", "") or s,
-        _format_html(_MUTED_DIV, client.legal_name) if client else "",
+        format_html(_MUTED_DIV, client.legal_name) if client else "",
     )
 
 
@@ -137,13 +112,13 @@ def approval_queue_rows(context: Any, rows: list[Any]) -> SafeString:
     """The `<tr>`s of the approvals queue (`approvals.views.queue.QueueRow`s), every value escaped."""
     csrf_value = context.get("csrf_token")  # what `{% csrf_token %}` writes, read once for every form
     csrf = (
-        _format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_value)
+        format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_value)
         if csrf_value and csrf_value != _CSRF_NOT_PROVIDED
         else ""
     )
-    here = _format_html("{}", context.get("here", ""))  # escaped once, not per form
-    detail_before, detail_after = _url_of("approvals:request_detail")
-    decide_before, decide_after = _url_of("approvals:request_decide")
+    here = format_html("{}", context.get("here", ""))  # escaped once, not per form
+    detail = url_pattern("approvals:request_detail")
+    decide = url_pattern("approvals:request_decide")
     type_labels = dict(subject_type_choices())
     rows_html = []
     for row in rows:
@@ -152,25 +127,25 @@ def approval_queue_rows(context: Any, rows: list[Any]) -> SafeString:
         if e.amount is not None:
             amount = money(e.amount, e.currency)
         elif e.subject_type == "time_entry" and e.subject is not None:
-            amount = _format_html("{} h", floatformat(e.subject.hours, "-2"))
+            amount = format_html("{} h", floatformat(e.subject.hours, "-2"))
         else:
             amount = _MUTED_DASH
         rows_html.append(
-            _format_html(
+            format_html(
                 _ROW,
                 pk=e.pk,
                 row_class="is-overdue" if row.overdue else "",
                 label=row.label,
-                detail=f"{detail_before}{e.pk}{detail_after}",
+                detail=detail.format(e.pk),
                 title=capfirst(row.label),
                 summary=subject_summary(e.subject_type, e.subject, type_label, e.object_id),
                 type_label=type_label,
                 project=(
-                    _format_html('<span class="ap-project-code">{}</span>', e.project_code)
+                    format_html('<span class="ap-project-code">{}</span>', e.project_code)
                     if e.project_code is not None
                     else ""
                 ),
-                contract=_format_html(_MUTED_DIV, e.contract_code) if e.contract_code is not None else "",
+                contract=format_html(_MUTED_DIV, e.contract_code) if e.contract_code is not None else "",
                 amount=amount,
                 prepared_by=e.prepared_by if e.prepared_by is not None else _SYSTEM,
                 age=row.age,
@@ -178,13 +153,13 @@ def approval_queue_rows(context: Any, rows: list[Any]) -> SafeString:
                 step_count=e.step_count,
                 step_label=e.step_label or "—",
                 escalated=(
-                    _format_html(' <span class="badge badge-warning" title="{}">Escalated</span>', e.escalation_reason)
+                    format_html(' <span class="badge badge-warning" title="{}">Escalated</span>', e.escalation_reason)
                     if e.escalated
                     else ""
                 ),
                 overdue=mark_safe('<span class="badge badge-error">Overdue</span>') if row.overdue else "",
                 sla=date_filter(template_localtime(e.sla_due_at), "j M H:i"),
-                decide=f"{decide_before}{e.pk}{decide_after}",
+                decide=decide.format(e.pk),
                 csrf=csrf,
                 here=here,
             )

@@ -9,17 +9,15 @@ Precedent: `project_options` in portal/templatetags/portal_tags.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from typing import Any
 
 from django import template
 from django.template.defaultfilters import floatformat
-from django.urls import reverse
-from django.utils import dateformat
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from kernel.money import money
+from kernel.rows import DateTexts, url_pattern
 
 register = template.Library()
 
@@ -43,23 +41,6 @@ def status_badge_class(status: str) -> str:
 def invoice_status_badge(status: str, label: Any) -> SafeString:
     """`<span class="badge …">label</span>` of an invoice status (templates/billing/_invoice_status.html)."""
     return format_html('<span class="badge {}">{}</span>', status_badge_class(status), label)
-
-
-class _Dates:
-    """What the `date` filter prints for a format string (it calls the same formatter), once per distinct
-    date of one rendering: rows share a handful of dates and the formatter is the dearest call of a row."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[date, str], str] = {}
-
-    def __call__(self, value: date | None, fmt: str) -> str:
-        if not value:
-            return ""
-        key = (value, fmt)
-        text = self._seen.get(key)
-        if text is None:
-            text = self._seen[key] = dateformat.format(value, fmt)
-        return text
 
 
 def _user_name(user: Any) -> str:
@@ -102,9 +83,8 @@ def _priority_cell(invoice: Any) -> SafeString:
 @register.simple_tag
 def invoice_queue_rows(invoices: Iterable[Any], user_id: int | None, priority: bool = False) -> SafeString:
     """The `<tr>`s of the review queue (invoice_queue rows); `priority` adds the cash-impact cell."""
-    marker = 918273645
-    detail_url = reverse("billing:invoice_detail", args=[marker]).replace(str(marker), "{}")
-    _date = _Dates()
+    detail_url = url_pattern("billing:invoice_detail")
+    _date = DateTexts()
 
     def row(invoice: Any) -> tuple:
         prepared_by = invoice.prepared_by
@@ -145,7 +125,7 @@ _ENTRY_ROW = '<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="muted"
 def time_entry_rows(entries: Iterable[Any]) -> SafeString:
     """The drill-down `<tr>`s of a time line's billed entries (billing.selectors.BilledEntry rows):
     person, date, hours, description."""
-    _date = _Dates()
+    _date = DateTexts()
     return format_html_join(
         "",
         _ENTRY_ROW,

@@ -3,7 +3,7 @@
 A week grid holds one popover per entry (its description and a reject form). Through the template
 engine each costs about a millisecond (two URL reversals, a CSRF input, eight filters), so a queue of a
 few hundred entries spent most of its time there. `{% pm_entry_popover e project_code %}` writes the
-same markup with `format_html` (everything escaped), the URL reversed once per request.
+same markup with `kernel.rows.format_html` (everything escaped), the URL reversed once per request.
 """
 
 from __future__ import annotations
@@ -13,21 +13,20 @@ from typing import Any
 from django import template
 from django.template.defaultfilters import date as date_filter
 from django.template.defaultfilters import floatformat
-from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+from kernel.rows import format_html, url_pattern
 
 register = template.Library()
 
-_PK_SLOT = 2_147_483_647  # reversed once with this pk, then the entry's pk is put in its place
 _NON_BILLABLE = SafeString('<abbr class="ap-nb" title="Non-billable">NB</abbr>')
 
 
 def _reject_url(context: Any, kind: str, pk: int) -> str:
-    cache = context.render_context.setdefault("work_cells_reject_urls", {})
-    if kind not in cache:
-        cache[kind] = reverse("approvals:pm_work_reject", args=[kind, _PK_SLOT])
-    return cache[kind].replace(str(_PK_SLOT), str(pk))
+    patterns = context.render_context.setdefault("work_cells_reject_urls", {})  # reversed once per page
+    if kind not in patterns:
+        patterns[kind] = url_pattern("approvals:pm_work_reject", kind)
+    return patterns[kind].format(pk)
 
 
 @register.simple_tag(takes_context=True)

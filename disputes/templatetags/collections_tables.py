@@ -18,18 +18,16 @@ from typing import Any
 from django import template
 from django.template.defaultfilters import urlencode
 from django.template.loader import get_template
-from django.urls import reverse
 from django.utils.dates import MONTHS_3
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime
 
 from kernel.money import money
+from kernel.rows import url_pattern
 
 register = template.Library()
 
-#: A stand-in id: a URL is reversed once with it, then each row's id is put in its place.
-_ID = 987654321
 #: Markup without data (constants, never user input).
 _ZERO = mark_safe('<span class="zero">–</span>')
 _MUTED_DASH = mark_safe('<span class="muted">–</span>')
@@ -41,11 +39,6 @@ _KIND_BADGES = {
 }
 _UNAPPLIED_ROW = mark_safe(' class="ledger-row-unapplied"')
 _EMPTY = SafeString("")
-
-
-def _url_of(name: str) -> str:
-    """`name`'s URL for one id as a `str.format` pattern (`/…/{}/…`): one `reverse` per table, not per row."""
-    return reverse(name, args=[_ID]).replace(str(_ID), "{}")
 
 
 def _date(value: datetime.date | None) -> str:
@@ -67,7 +60,7 @@ _ZERO_CELL = f'<td class="num">{_ZERO}</td>'
 @register.simple_tag
 def aging_client_rows(rows: Iterable[Any], base_query: str, as_of: datetime.date) -> SafeString:
     """The client rows of one entity of the AR aging: statement link, bucket cells drilling down, totals."""
-    statement = _url_of("disputes:client_statement")
+    statement = url_pattern("disputes:client_statement")
     as_of_param = as_of.isoformat()  # as `|date:'Y-m-d'`
     out = []
     for row in rows:
@@ -126,7 +119,7 @@ def aging_total_rows(totals: Iterable[Any], row_class: str, label: str, suffix: 
 @register.simple_tag
 def aging_unapplied_rows(unapplied: Iterable[Any]) -> SafeString:
     """Unapplied cash per payer: the client's statement link (an unknown payer has none), payments, amount."""
-    statement = _url_of("disputes:client_statement")
+    statement = url_pattern("disputes:client_statement")
     return format_html_join(
         "",
         '<tr><th scope="row">{}</th><td class="num">{}</td><td class="num">{}</td></tr>',
@@ -180,8 +173,8 @@ def aging_drill_rows(invoices: Iterable[Any], drill_client: Any, can_hand_off: b
 
     The client column only when the drill-down is not already one client's (`drill_client` None).
     """
-    detail = _url_of("billing:invoice_detail")
-    handoff = _url_of("disputes:handoff_new")
+    detail = url_pattern("billing:invoice_detail")
+    handoff = url_pattern("disputes:handoff_new")
     next_param = urlencode(here)
     badge = _status_badges()
     out = []
@@ -241,8 +234,8 @@ _OPEN_ITEM_ROW = (
 @register.simple_tag
 def statement_open_item_rows(invoices: Iterable[Any], can_hand_off: bool, here: str) -> SafeString:
     """The open invoices of a client statement: dates, days late, status and reminders, amounts, hand-off."""
-    detail = _url_of("billing:invoice_detail")
-    handoff = _url_of("disputes:handoff_new")
+    detail = url_pattern("billing:invoice_detail")
+    handoff = url_pattern("disputes:handoff_new")
     next_param = urlencode(here)
     badge = _status_badges()
     out = []
@@ -285,7 +278,7 @@ _LEDGER_ROW = (
 @register.simple_tag
 def statement_ledger_rows(ledger: Any) -> SafeString:
     """The activity of one currency of a client statement: documents and payments with the running balance."""
-    detail = _url_of("billing:invoice_detail")
+    detail = url_pattern("billing:invoice_detail")
     ccy = ledger.currency
     return format_html_join(
         "",
