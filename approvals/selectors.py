@@ -302,6 +302,11 @@ def _queue_entries(ids: list[int], steps: list[_Step]) -> list[QueueEntry]:
     return entries
 
 
+#: Pages read with their count in one query; a number beyond (a hostile `?page=`) is counted first and
+#: clamped to the last page, as `Paginator.get_page` does, before any offset reaches the database.
+_FAST_PAGES = 100_000
+
+
 def _page_number(page_number: str | None) -> int:
     """`Paginator.get_page`'s reading of the page parameter: anything but a whole number is page 1."""
     try:
@@ -339,7 +344,7 @@ def my_approvals_page(
         qs = qs.filter(sla_due_at__lt=now)
     number = _page_number(page_number)
     page = None
-    if number >= 1:
+    if 1 <= number <= _FAST_PAGES:
         offset = (number - 1) * PAGE_SIZE
         found = list(qs.annotate(total=Window(Count("*"))).values_list("pk", "total")[offset : offset + PAGE_SIZE])
         if found or number == 1:

@@ -200,9 +200,9 @@ def display_subjects(keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], A
     """
     from django.contrib.contenttypes.models import ContentType
 
-    by_type: dict[int, set[int]] = defaultdict(set)
+    by_type: dict[int, list[int]] = defaultdict(list)
     for content_type_id, pk in keys:
-        by_type[content_type_id].add(pk)
+        by_type[content_type_id].append(pk)
     found: dict[tuple[int, int], Any] = {}
     for content_type_id, pks in by_type.items():
         model = ContentType.objects.get_for_id(content_type_id).model_class()
