@@ -3,7 +3,7 @@
 A template loop over these rows spent most of the page's time resolving variables, running
 the `money` and `date` filters, `{% url %}` and the status-badge `{% include %}` cell by cell.
 Here each row is one `format_html` call over values computed once: URLs are reversed once
-per table, the status badge is rendered once per status from its own template. Every value is
+per table, the status badge is made once per status (billing's `invoice_status_badge`). Every value is
 escaped: by `format_html`, or once by `escape` for the drill-down link an aging row repeats in
 six cells; amounts come from `kernel.money.money` as on every other page. The markup is the
 templates' own (templates/disputes/collections/), and so are their ids and labels.
@@ -17,12 +17,12 @@ from typing import Any
 
 from django import template
 from django.template.defaultfilters import urlencode
-from django.template.loader import get_template
 from django.utils.dates import MONTHS_3
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime
 
+from billing.templatetags.invoice_rows import invoice_status_badge
 from kernel.money import money
 from kernel.rows import url_pattern
 
@@ -151,17 +151,14 @@ _HANDED_OFF_BADGE = mark_safe('<span class="badge badge-info">Handed off</span>'
 _NO_REMINDER = mark_safe('<span class="muted">none</span>')
 
 
-def _status_badges(template_name: str = "billing/_invoice_status.html") -> Any:
-    """invoice → its status badge, rendered by the badge's own template once per status of a table."""
-    status_template = get_template(template_name)
+def _status_badges() -> Any:
+    """invoice → its status badge (billing's one definition of it), made once per status of a table."""
     badges: dict[str, str] = {}
 
     def badge(invoice: Any) -> str:
         html = badges.get(invoice.status)
         if html is None:
-            html = badges[invoice.status] = status_template.render(
-                {"status": invoice.status, "label": invoice.get_status_display()}
-            )
+            html = badges[invoice.status] = invoice_status_badge(invoice.status, invoice.get_status_display())
         return html
 
     return badge
