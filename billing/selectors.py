@@ -462,9 +462,12 @@ def get_invoice(pk: int) -> Invoice:
         *(name for name in INVOICE_OPTIONAL_RELATIONS if getattr(invoice, f"{name}_id") is not None),
         Prefetch("lines", queryset=InvoiceLine.objects.select_related(*line_relations).order_by("position", "id")),
         "taxes",
+        # With the payment an unapplied-cash exception names (the payment panel lists those).
         Prefetch(
             "exceptions",
-            queryset=InvoiceException.objects.select_related("resolved_by").order_by("state", "severity", "code", "id"),
+            queryset=InvoiceException.objects.select_related("resolved_by", "payment").order_by(
+                "state", "severity", "code", "id"
+            ),
         ),
     )
     lines = list(invoice.lines.all())

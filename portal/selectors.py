@@ -89,6 +89,8 @@ class WorkCounts:
     # collections
     overdue_receivables: int = 0
     overdue_totals: list[Money] = field(default_factory=list)
+    #: Whether the money figures (exception groups, totals) were computed, not only the counts.
+    with_totals: bool = True
 
     @property
     def pm_approvals(self) -> int:
@@ -110,19 +112,23 @@ def _money_list(rows, amount_key: str) -> list[Money]:
     return [Money(r["currency"], r[amount_key] or Decimal("0")) for r in rows]
 
 
-def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
-    """What waits for `user`, for each of their roles, in a bounded number of queries."""
+def work_counts(user, *, today: datetime.date | None = None, totals: bool = True) -> WorkCounts:
+    """What waits for `user`, for each of their roles, in a bounded number of queries.
+
+    `totals=False` (the navigation on every page): the counts only, without the money figures
+    "My work" shows (exception groups, pending and overdue totals), which cost a query or a sum each.
+    """
     from billing.models import ChangeOrder, Expense, Invoice, InvoiceException, Milestone, Payment, TimeEntry
     from billing.models.work import OPEN_WORK
 
     today = today or timezone.localdate()
     cached = getattr(user, _COUNTS_ATTR, None)
-    if cached is not None and cached.today == today:
+    if cached is not None and cached.today == today and (cached.with_totals or not totals):
         return cached
 
     roles = cached_user_roles(user)
     week_start, week_end = week_bounds(today)
-    counts = WorkCounts(today=today, week_start=week_start, week_end=week_end, roles=roles)
+    counts = WorkCounts(today=today, week_start=week_start, week_end=week_end, roles=roles, with_totals=totals)
     is_consultant = CONSULTANT in roles
     is_pm = PROJECT_MANAGER in roles
     this_week = Q(date__gte=week_start, date__lte=week_end)
@@ -178,7 +184,7 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
         counts.invoices_pending_approval = agg["pending"]
         counts.invoices_pending_prepared_by_me = agg["pending_mine"]
 
-    if FINANCE_ANALYST in roles:
+    if FINANCE_ANALYST in roles and totals:
         # One row per (invoice, code): skip a repeat of the same open code on one invoice.
         repeat = InvoiceException.objects.filter(
             invoice=OuterRef("invoice"), code=OuterRef("code"), state="open", pk__lt=OuterRef("pk")
@@ -204,20 +210,25 @@ def work_counts(user, *, today: datetime.date | None = None) -> WorkCounts:
         )
 
     if FINANCE_CONTROLLER in roles:
-        rows = (
-            Invoice.objects.filter(status="pending_approval")
-            .values("currency")
-            .annotate(total=Sum("total"))
-            .order_by("currency")
-        )
-        counts.pending_approval_totals = _money_list(rows, "total")
+        if totals:
+            rows = (
+                Invoice.objects.filter(status="pending_approval")
+                .values("currency")
+                .annotate(total=Sum("total"))
+                .order_by("currency")
+            )
+            counts.pending_approval_totals = _money_list(rows, "total")
         from approvals.selectors import my_approvals
 
         counts.invoices_at_my_step = (
             my_approvals(user).filter(subject_type__in=("invoice", "credit_note")).prefetch_related(None).count()
         )
 
-    if COLLECTIONS in roles:
+    if COLLECTIONS in roles and not totals:
+        counts.overdue_receivables = Invoice.objects.filter(
+            kind="invoice", status__in=OPEN_RECEIVABLE_STATUSES, due_date__lt=today
+        ).count()
+    elif COLLECTIONS in roles:
         paid = (
             Payment.objects.filter(invoice=OuterRef("pk"))
             .values("invoice")
@@ -539,7 +550,7 @@ def navigation(user, *, today: datetime.date | None = None) -> list[NavItem]:
 
     if not getattr(user, "is_authenticated", False):
         return []
-    c = work_counts(user, today=today)
+    c = work_counts(user, today=today, totals=False)
     items: list[NavItem] = [NavItem("My work", reverse("home"), key="home")]
 
     def link(name: str, params: dict | None = None) -> str | None:

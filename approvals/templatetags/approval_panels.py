@@ -47,6 +47,21 @@ def _steps(approval: ApprovalRequest) -> list[RouteStep]:
     return rows
 
 
+def _overrides(approval: ApprovalRequest) -> list[ApprovalOverride]:
+    """The request's overrides, newest first; read only when there can be one the panel shows.
+
+    The panel shows a pending override (only on a pending request) and confirmed ones, and a
+    confirmed override always decided a step (`ApprovalDecision.override`): a settled request
+    whose decisions name no override has none to show, so most pages skip the query.
+    """
+    pending = approval.status == ApprovalRequest.Status.PENDING
+    if not pending and not any(d.override_id for d in approval.decisions.all()):
+        return []
+    return list(
+        approval.overrides.select_related("requested_by", "confirmed_by").order_by("-created_at", "-pk")
+    )
+
+
 @register.simple_tag(takes_context=True)
 def approval_route_panel(context: Any, subject: Any) -> str:
     request = context.get("request")
@@ -65,18 +80,12 @@ def approval_route_panel(context: Any, subject: Any) -> str:
                     "approver", "on_behalf_of", "override__requested_by"
                 ).order_by("step_order"),
             ),
-            Prefetch(
-                "overrides",
-                queryset=ApprovalOverride.objects.select_related("requested_by", "confirmed_by").order_by(
-                    "-created_at", "-pk"
-                ),
-            ),
         )
     )
     if not approvals:
         return ""
     latest, earlier = approvals[0], approvals[1:]
-    overrides = list(latest.overrides.all())
+    overrides = _overrides(latest)
     pending = next((o for o in overrides if o.status == ApprovalOverride.Status.PENDING), None)
     is_controller = user is not None and FINANCE_CONTROLLER in cached_user_roles(user)
     request_refusal = confirm_refusal = None

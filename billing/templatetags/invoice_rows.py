@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import template
-from django.template.defaultfilters import floatformat
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
+from kernel import rows
 from kernel.money import money
-from kernel.rows import DateTexts, url_pattern
+from kernel.rows import DateTexts, NumberTexts, url_pattern
 
 register = template.Library()
 
@@ -125,12 +125,100 @@ _ENTRY_ROW = '<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="muted"
 def time_entry_rows(entries: Iterable[Any]) -> SafeString:
     """The drill-down `<tr>`s of a time line's billed entries (billing.selectors.BilledEntry rows):
     person, date, hours, description."""
-    _date = DateTexts()
-    return format_html_join(
-        "",
-        _ENTRY_ROW,
-        (
-            (person, _date(day, "D j M Y"), floatformat(hours, "2g"), description)
+    _date, _hours = DateTexts(), NumberTexts("2g")
+    return mark_safe(  # every row from format_html, each value escaped
+        "".join(
+            rows.format_html(_ENTRY_ROW, person, _date(day, "D j M Y"), _hours(hours), description)
             for person, day, hours, description in entries
-        ),
+        )
+    )
+
+
+_LINE_ROW = (
+    '<tr class="line line-{}"><td>{}{}</td><td class="num">{}{}</td><td class="num" title="{}">{}</td>'
+    '<td class="num">{}</td><td class="small">{}</td></tr>'
+)
+_DRILL = (
+    '<details class="drill"><summary>{} <span class="muted small">({} entr{})</span></summary>'
+    '<table class="table nested"><thead><tr><th scope="col">Person</th><th scope="col">Date</th>'
+    '<th scope="col" class="num">Hours</th><th scope="col">Description</th></tr></thead><tbody>{}</tbody></table>'
+    "</details>"
+)
+_NO_ENTRIES = '<tr><td colspan="4" class="muted">{}</td></tr>'
+_EXPENSE = '<div class="muted small">{} · {} · {} · {}{}</div>'
+_SERVICE = '<div class="muted small line-service">Service {}</div>'
+_HOURLY = frozenset({"time", "overage"})
+
+
+@register.simple_tag
+def invoice_line_rows(lines: Iterable[Any], currency: str) -> SafeString:
+    """The `<tr>`s of an invoice's lines (a line group of billing.selectors.invoice_line_groups): what
+    each line bills (a time line's drill-down of billed entries, an expense's receipts, a milestone's
+    name), its service period, quantity × unit price = amount, and where the rate came from."""
+    _date, _number = DateTexts(), NumberTexts("2g")
+
+    def billed(line: Any) -> SafeString:
+        kind = line.kind
+        if kind in _HOURLY:
+            entries = line.billed_entries
+            what = line.description or line.get_kind_display()
+            if not line.description and line.role_id:
+                what = f"{what} · {line.role.code}"
+            if kind == "overage":
+                what = f"{line.get_kind_display()} · {what}"
+            if entries:
+                body = time_entry_rows(entries)
+            else:
+                body = rows.format_html(
+                    _NO_ENTRIES,
+                    "Hours split from entries partly covered by the retainer." if kind == "overage"
+                    else "No entries linked.",
+                )
+            return rows.format_html(_DRILL, what, len(entries), "y" if len(entries) == 1 else "ies", body)
+        if kind == "expense":
+            text = line.get_kind_display() + (f" · {line.description}" if line.description else "")
+            receipts = (
+                rows.format_html(
+                    _EXPENSE,
+                    e.person.name,
+                    _date(e.date, "j M Y"),
+                    e.get_category_display(),
+                    money(e.amount, e.currency),
+                    " converted" if e.currency != currency else "",
+                )
+                for e in line.expenses.all()
+            )
+            return mark_safe(rows.escape(text) + "".join(receipts))  # every part escaped
+        if kind == "milestone":
+            names = [m.name for m in line.milestones.all()] or [line.description]
+            return rows.format_html("{} · {}", line.get_kind_display(), "".join(names))
+        return rows.format_html("{}", line.description or line.get_kind_display())
+
+    def service(line: Any) -> SafeString | str:
+        if not line.service_start:
+            return ""
+        start = _date(line.service_start, "j M Y")
+        if line.service_start == line.service_end:
+            return rows.format_html(_SERVICE, start)
+        return rows.format_html(_SERVICE, f"{start} – {_date(line.service_end, 'j M Y')}")
+
+    def unit_price(price: Any) -> str:
+        return f"−{_number(-price)}" if price < 0 else _number(price)
+
+    return mark_safe(  # every row from format_html, each value escaped
+        "".join(
+            rows.format_html(
+                _LINE_ROW,
+                line.kind,
+                billed(line),
+                service(line),
+                _number(line.quantity),
+                " h" if line.kind in _HOURLY else "",
+                line.unit_price,
+                unit_price(line.unit_price),
+                money(line.amount, currency),
+                line.rate_source_label or "—",
+            )
+            for line in lines
+        )
     )

@@ -9,7 +9,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Sum, Value, When
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+    prefetch_related_objects,
+)
 
 from billing.models import Invoice, InvoiceException, Payment
 from kernel.money import ZERO
@@ -131,10 +144,11 @@ def invoice_payments(invoice: Invoice) -> list[Payment]:
 
 
 def invoice_open_payment_exceptions(invoice: Invoice) -> list[InvoiceException]:
-    """Unapplied cash that names this invoice (currency mismatch, excess, closed). One query."""
-    return list(
-        InvoiceException.objects.filter(invoice_id=invoice.pk, state=OPEN, payment__isnull=False)
-        .select_related("payment")
-        .order_by("id")
+    """Unapplied cash that names this invoice (currency mismatch, excess, closed). At most two queries,
+    none when the invoice page has loaded the invoice's exceptions already and none is about a payment."""
+    found = sorted(
+        (e for e in invoice.exceptions.all() if e.state == OPEN and e.payment_id is not None), key=lambda e: e.pk
     )
+    prefetch_related_objects(found, "payment")
+    return found
 
