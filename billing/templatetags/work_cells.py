@@ -2,8 +2,10 @@
 
 A week grid holds one popover per entry (its description and a reject form). Through the template
 engine each costs about a millisecond (two URL reversals, a CSRF input, eight filters), so a queue of a
-few hundred entries spent most of its time there. `{% pm_entry_popover e project_code %}` writes the
-same markup with `kernel.rows.format_html` (everything escaped), the URL reversed once per request.
+few hundred entries spent most of its time there. `{% pm_week_rows group user.pk %}` writes a week's
+project rows and day cells, and `{% pm_entry_popover e project_code %}` one entry, with the same markup
+through `kernel.rows.format_html` (everything escaped), the URL reversed once per request and each
+distinct date and hours formatted once.
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
-from django.template.defaultfilters import date as date_filter
-from django.template.defaultfilters import floatformat
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 
-from kernel.rows import format_html, url_pattern
+from kernel.rows import DateTexts, NumberTexts, format_html, url_pattern
 
 register = template.Library()
 
@@ -29,10 +30,19 @@ def _reject_url(context: Any, kind: str, pk: int) -> str:
     return patterns[kind].format(pk)
 
 
+def _texts(context: Any) -> tuple[DateTexts, NumberTexts]:
+    """The page's date and hours texts, formatted once per distinct value (a grid repeats both)."""
+    texts = context.render_context.get("work_cells_texts")
+    if texts is None:
+        texts = context.render_context["work_cells_texts"] = (DateTexts(), NumberTexts("-2"))
+    return texts
+
+
 @register.simple_tag(takes_context=True)
 def pm_entry_popover(context: Any, entry: Any, project_code: str) -> str:
     """An entry's hours in the PM's week grid: a popover with its description and a reject form."""
-    hours = floatformat(entry.hours, "-2")
+    date_text, number_text = _texts(context)
+    hours = number_text(entry.hours)
     nb = "" if entry.billable else _NON_BILLABLE
     description = entry.description or "No description"
     url = _reject_url(context, "time", entry.pk)
@@ -54,8 +64,8 @@ def pm_entry_popover(context: Any, entry: Any, project_code: str) -> str:
         pk=entry.pk,
         description=description,
         hours=hours,
-        long_date=date_filter(entry.date, "l j F"),
-        short_date=date_filter(entry.date, "D j M"),
+        long_date=date_text(entry.date, "l j F"),
+        short_date=date_text(entry.date, "D j M"),
         code=project_code,
         nb_label="" if entry.billable else ", non-billable",
         nb=nb,
@@ -64,3 +74,43 @@ def pm_entry_popover(context: Any, entry: Any, project_code: str) -> str:
         csrf=context.get("csrf_token", ""),
         here=context.get("here", ""),
     )
+
+
+_OWN_ENTRY = '<span class="ap-cell-entry" title="{}">{}{}</span>'
+_DAY_SUM = '<span class="ap-cell-sum" title="{} entries on this day">= {}</span>'
+_PROJECT = '<th scope="row"><span class="ap-project-code">{}</span> <span class="muted small">{}</span>{}</th>'
+_NON_BILLABLE_BADGE = SafeString(' <span class="badge badge-info">Non-billable</span>')
+
+
+@register.simple_tag(takes_context=True)
+def pm_week_rows(context: Any, group: Any, user_id: int) -> SafeString:
+    """The `<tr>`s of a person-week's grid (billing.selectors_work.WeekGroup): a row per project with
+    the day cells and its total. Each entry is a popover to reject it (`pm_entry_popover`), or plain
+    hours when the work is the user's own (a controller decides it)."""
+    _, number_text = _texts(context)
+    own = group.person_user_id == user_id
+
+    def entry_html(entry: Any, code: str) -> str:
+        if own:
+            return format_html(
+                _OWN_ENTRY, entry.description, number_text(entry.hours), "" if entry.billable else _NON_BILLABLE
+            )
+        return pm_entry_popover(context, entry, code)
+
+    def cell_html(index: int, cell: list, total: Any, code: str) -> str:
+        weekend = " is-weekend" if index >= 5 else ""
+        if not cell:
+            return f'<td class="num ap-pm-cell{weekend}"></td>'
+        entries = "".join(entry_html(entry, code) for entry in cell)
+        total_html = format_html(_DAY_SUM, len(cell), number_text(total)) if len(cell) > 1 else ""
+        return f'<td class="num ap-pm-cell{weekend}"><div class="ap-cell-stack">{entries}{total_html}</div></td>'
+
+    rows = []
+    for row in group.rows:
+        code = row.project.code
+        head = format_html(
+            _PROJECT, code, Truncator(row.project.name).chars(34), _NON_BILLABLE_BADGE if row.non_billable else ""
+        )
+        cells = "".join(cell_html(i, cell, total, code) for i, (cell, total) in enumerate(row.day_cells))
+        rows.append(f'<tr>{head}{cells}<td class="num"><strong>{number_text(row.total)}</strong></td></tr>')
+    return mark_safe("".join(rows))  # every value escaped by format_html; the rest is this tag's markup
