@@ -112,8 +112,21 @@ class SubjectHandler:
         """Apply a settled rejection; False when the subject has no way back (it stays as it is)."""
         return False
 
-    def apply_approved_many(self, subjects: Sequence[Any], *, user: Any, comment: str) -> None:
-        """Apply many settled approvals (a bulk decision); override to do it set-based, in bounded queries."""
+    def loaded_project_manager(self, subject: Any) -> tuple[int, int | None] | None:
+        """(project id, its manager) when the subject was read (locked) with its project row; None: not known.
+
+        Lets a bulk decision route "project manager" steps on what the lock query read, not read it again.
+        """
+        return None
+
+    def apply_approved_many(
+        self, subjects: Sequence[Any], *, user: Any, comment: str, roles: frozenset[str] | None = None
+    ) -> None:
+        """Apply many settled approvals (a bulk decision); override to do it set-based, in bounded queries.
+
+        `roles`: the user's roles as the engine read them in this transaction (None: not read), so a
+        set-based override need not read them again.
+        """
         for subject in subjects:
             self.apply_approved(subject, user=user, comment=comment)
 

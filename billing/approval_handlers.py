@@ -277,10 +277,17 @@ class WorkHandler(SubjectHandler):
 
         work_approve(item=subject, user=user)
 
-    def apply_approved_many(self, subjects: Sequence[Any], *, user: Any, comment: str) -> None:
+    def loaded_project_manager(self, subject: Any) -> tuple[int, int | None] | None:
+        if subject.project_id and type(subject).project.is_cached(subject):
+            return subject.project_id, subject.project.project_manager_id
+        return None
+
+    def apply_approved_many(
+        self, subjects: Sequence[Any], *, user: Any, comment: str, roles: frozenset[str] | None = None
+    ) -> None:
         from billing.services.work import work_apply_approved_many
 
-        work_apply_approved_many(items=subjects, user=user)
+        work_apply_approved_many(items=subjects, user=user, roles=roles)
 
     def apply_rejected(self, subject: Any, *, user: Any, reason: str) -> bool:
         from billing.services.work import work_reject

@@ -82,7 +82,9 @@ def pm_time(request: HttpRequest) -> HttpResponse:
 
 
 def _items_of_pm(request: HttpRequest, model: type, ids: list[int]) -> list | HttpResponse:
-    """The listed items, each on one of the PM's projects (else 403)."""
+    """The listed items, each on one of the PM's projects (else 403); none listed: no query built."""
+    if not ids:
+        return []
     items = list(model.objects.filter(pk__in=ids).select_related("project", "person"))
     foreign = [i for i in items if i.project.project_manager_id != request.user.pk]
     if foreign:

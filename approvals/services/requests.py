@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
@@ -297,7 +298,9 @@ class _Decider:
     """What the engine reads about the deciding user, read once per decision (or per bulk decision).
 
     Roles, the service-account flag and the delegations held today are read afresh
-    for every call of `approval_decide` / `approval_decide_bulk`, never cached longer.
+    for every call of `approval_decide` / `approval_decide_bulk`, never cached longer;
+    a bulk decision hands the roles to the subjects' bulk callback in the same
+    transaction (`apply_approval_many`), so they are read once per call.
     """
 
     def __init__(self, user: Any, *, today: date) -> None:
@@ -542,12 +545,28 @@ def _lock_subjects(subjects: Iterable[Any]) -> list[Any]:
     return locked
 
 
+def _caller_locked_subjects(subjects: Iterable[Any]) -> list[Any]:
+    """Subjects the caller has already selected for update in this transaction, in the lock order (model, pk).
+
+    Not read again: the caller's `SELECT … FOR UPDATE` (in the same fixed order) is the lock and the read
+    every check runs on; `approval_decide_bulk` has checked that the caller's transaction (which holds
+    the lock) is open.
+    """
+    unique = {(type(subject), subject.pk): subject for subject in subjects}
+    for model, _pk in unique:
+        handler_for(model)  # the not-approvable error, as when the engine locks them itself
+    return [unique[key] for key in sorted(unique, key=lambda key: (key[0]._meta.label, key[1]))]
+
+
 def _lock_pending_requests(subjects: Sequence[Any]) -> dict[tuple[int, int], ApprovalRequest]:
-    """The pending requests of `subjects` under row locks (one query), keyed by (content type, object id)."""
+    """The pending requests of `subjects` under row locks (one query), keyed by (content type, object id).
+
+    Without their policies: a decision needs only the policy's steps (read apart), the policy itself only
+    to name it in a refusal.
+    """
     keys = {(_content_type_id(type(s)), s.pk) for s in subjects}
     rows = (
         ApprovalRequest.objects.select_for_update(of=("self",))
-        .select_related("policy")
         .filter(
             status=Status.PENDING,
             content_type_id__in={ct for ct, _ in keys},
@@ -556,6 +575,16 @@ def _lock_pending_requests(subjects: Sequence[Any]) -> dict[tuple[int, int], App
         .order_by("pk")
     )
     return {(r.content_type_id, r.object_id): r for r in rows if (r.content_type_id, r.object_id) in keys}
+
+
+def _loaded_project_managers(subjects: Iterable[Any]) -> dict[int, int | None]:
+    """Project id → manager, for the subjects whose project row was read with their lock (not read again)."""
+    known: dict[int, int | None] = {}
+    for subject in subjects:
+        loaded = handler_for(subject).loaded_project_manager(subject)
+        if loaded is not None:
+            known[loaded[0]] = loaded[1]
+    return known
 
 
 #: ApprovalRequest fields a decision changes (written with one UPDATE per distinct outcome).
@@ -580,6 +609,7 @@ def approval_decide_bulk(
     decision: str,
     comment: str = "",
     refused: list[tuple[Any, ApplicationError]] | None = None,
+    subjects_locked: bool = False,
 ) -> list[Any]:
     """Decide the open step of many subjects' pending requests at once, in a bounded number of queries.
 
@@ -601,6 +631,12 @@ def approval_decide_bulk(
     `refused` (a list, the approvals queue's multi-select, ADR 0116): an item the user may not
     decide (segregation of duties, not one of the step's approvers, no longer awaiting approval,
     its step gone) is left undecided and appended as (subject, the error); the others proceed.
+
+    `subjects_locked=True` (a billing service deciding the rows it has just locked, `work_approve_bulk`): the
+    subjects were selected for update by the caller, in this transaction, in the order (model, pk), with
+    the relations their handler's checks read; they are decided as they are instead of being locked and
+    read a second time, inside the caller's transaction (no savepoint of their own: any refusal rolls the
+    caller's transaction back whole). Outside a transaction this is refused.
     """
     from approvals.services.routing import requests_pm_ids
     from approvals.services.subjects import apply_approval_many
@@ -617,8 +653,10 @@ def approval_decide_bulk(
     subjects = list(subjects)
     if not subjects:
         return []
-    with transaction.atomic(), buffered_state_logs():
-        locked_subjects = _lock_subjects(subjects)
+    if subjects_locked and not transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError("subjects_locked: lock the subjects in the caller's transaction first.")
+    with transaction.atomic(savepoint=not subjects_locked), buffered_state_logs():
+        locked_subjects = _caller_locked_subjects(subjects) if subjects_locked else _lock_subjects(subjects)
         awaiting = []
         for subject in locked_subjects:
             if not is_awaiting(subject):
@@ -653,7 +691,8 @@ def approval_decide_bulk(
         earlier: dict[int, list[ApprovalDecision]] = {}
         for earlier_decision in ApprovalDecision.objects.filter(request_id__in=[r.pk for r in requests.values()]):
             earlier.setdefault(earlier_decision.request_id, []).append(earlier_decision)
-        pm_ids = requests_pm_ids(requests.values())
+        pm_ids = requests_pm_ids(requests.values(), known=_loaded_project_managers(locked_subjects))
+        policy_names: dict[int, str] = {}  # of refusals naming a changed policy: one read per policy, not per item
         decisions: list[ApprovalDecision] = []
         changed: list[ApprovalRequest] = []
         settled: list[tuple[Any, ApprovalRequest, Any]] = []
@@ -664,9 +703,11 @@ def approval_decide_bulk(
             before = earlier.get(locked.pk, [])
             try:
                 if step is None:
+                    if locked.policy_id not in policy_names:
+                        policy_names[locked.policy_id] = str(locked.policy)
                     raise ApplicationError(
-                        f"Step {locked.current_step} no longer exists in policy '{locked.policy}'; cancel the "
-                        "request and open it again.",
+                        f"Step {locked.current_step} no longer exists in policy '{policy_names[locked.policy_id]}'; "
+                        "cancel the request and open it again.",
                         code="policy_changed",
                     )
                 on_behalf_of = _authorize(
@@ -740,7 +781,9 @@ def approval_decide_bulk(
                 save_audited(override, user=user, reason="Override lapsed")
         if decision == Decision.APPROVE:
             try:
-                apply_approval_many([subject for subject, _, _ in settled], user=user, comment=comment)
+                apply_approval_many(
+                    [subject for subject, _, _ in settled], user=user, comment=comment, roles=frozenset(decider.roles)
+                )
             except PermissionDeniedError as exc:
                 principal = next((p for _, _, p in settled if p is not None), None)
                 if principal is None:

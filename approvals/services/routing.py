@@ -63,13 +63,22 @@ def request_pm_ids(request: ApprovalRequest) -> frozenset[int]:
     return frozenset()
 
 
-def requests_pm_ids(requests: Iterable[ApprovalRequest]) -> dict[int, frozenset[int]]:
-    """`request_pm_ids` of many requests, in at most two queries."""
+def requests_pm_ids(
+    requests: Iterable[ApprovalRequest], *, known: dict[int, int | None] | None = None
+) -> dict[int, frozenset[int]]:
+    """`request_pm_ids` of many requests, in at most two queries.
+
+    `known`: project id → manager the caller read in this transaction (with the subjects' locks), so
+    those projects are not read again; the others are read here.
+    """
     requests = list(requests)
     project_ids = {r.project_id for r in requests if r.project_id}
     contract_ids = {r.contract_id for r in requests if not r.project_id and r.contract_id}
     provider = project_managers()
-    by_project = provider.of_projects(project_ids) if project_ids else {}
+    by_project = {pk: pm for pk, pm in (known or {}).items() if pk in project_ids}
+    unknown = project_ids - by_project.keys()
+    if unknown:
+        by_project.update(provider.of_projects(unknown))
     by_contract = provider.of_contracts(contract_ids) if contract_ids else {}
     found: dict[int, frozenset[int]] = {}
     for request in requests:

@@ -162,14 +162,19 @@ def _apply_approval(subject: Any, *, user: Any, comment: str = "") -> None:
     handler_for(subject).apply_approved(subject, user=user, comment=comment)
 
 
-def apply_approval_many(subjects: Sequence[Any], *, user: Any, comment: str = "") -> None:
-    """Run the approval effect of many subjects, one handler call per model (`apply_approved_many`)."""
+def apply_approval_many(
+    subjects: Sequence[Any], *, user: Any, comment: str = "", roles: frozenset[str] | None = None
+) -> None:
+    """Run the approval effect of many subjects, one handler call per model (`apply_approved_many`).
+
+    `roles`: the user's roles the engine read in this transaction, handed on so they are read once.
+    """
     by_model: dict[type[models.Model], list[Any]] = defaultdict(list)
     for subject in subjects:
         by_model[type(subject)].append(subject)
     for model, group in by_model.items():
         with _engine_applying(*group):
-            handler_for(model).apply_approved_many(group, user=user, comment=comment)
+            handler_for(model).apply_approved_many(group, user=user, comment=comment, roles=roles)
 
 
 def apply_rejection(subject: Any, *, user: Any, reason: str) -> bool:

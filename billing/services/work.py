@@ -66,6 +66,7 @@ from kernel.errors import (
     SegregationOfDutiesError,
 )
 from kernel.fsm_log import buffered_state_logs
+from kernel.roles import FINANCE_CONTROLLER
 from kernel.workflow import apply_transition, full_clean_or_raise, lock_for_update, refresh_caller, require_reason
 
 if TYPE_CHECKING:
@@ -486,30 +487,44 @@ def work_approve_bulk(*, items: Iterable[WorkItem], user: User) -> int:
                 count += _decide_approve(row, user, now)  # refused as `work_approve` refuses it
         awaiting = [row for row in rows if row.status == WorkStatus.SUBMITTED]
         if awaiting:
-            count += len(approval_decide_bulk(subjects=awaiting, user=user, decision="approve"))
+            # The rows are locked above, in this transaction and in the engine's order: decided as they are.
+            count += len(approval_decide_bulk(subjects=awaiting, user=user, decision="approve", subjects_locked=True))
     return count
 
 
-def work_apply_approved_many(*, items: Sequence[WorkItem], user: User) -> None:
+def _managed_projects(items: Sequence[WorkItem], user: User) -> set[int]:
+    """The items' projects `user` manages: from the project rows read with the items' lock, else one query."""
+    if not billing_rules.is_active_user(user):
+        return set()
+    if all(type(item).project.is_cached(item) for item in items):
+        return {item.project_id for item in items if item.project.project_manager_id == user.pk}
+    return set(
+        Project.objects.filter(pk__in={item.project_id for item in items}, project_manager_id=user.pk).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def work_apply_approved_many(*, items: Sequence[WorkItem], user: User, roles: Iterable[str] | None = None) -> None:
     """Apply settled approvals to many locked items of one model (the engine's bulk callback).
 
     The checks and records of `work_approve`'s direct path, set-based: who may
-    decide (one query for the projects the user manages, one for their roles),
+    decide (the projects the user manages, as read with the items' lock; their
+    roles, as the engine read them in this transaction (`roles`), else one query),
     the FSM transition with its log row (inserted together), one history row per
     item ("Approved", the user), written with one UPDATE and one history INSERT.
+    Inside the engine's transaction it takes no savepoint: a refusal rolls the
+    whole decision back.
     """
     if not items:
         return
     now = timezone.now()
-    with transaction.atomic(), buffered_state_logs():
-        managed: set[int] = set()
-        if billing_rules.is_active_user(user):
-            managed = set(
-                Project.objects.filter(
-                    pk__in={item.project_id for item in items}, project_manager_id=user.pk
-                ).values_list("pk", flat=True)
-            )
-        controller = billing_rules.is_finance_controller.test(user)
+    with transaction.atomic(savepoint=False), buffered_state_logs():
+        managed = _managed_projects(items, user)
+        if roles is None:
+            controller = billing_rules.is_finance_controller.test(user)
+        else:
+            controller = billing_rules.is_active_user(user) and FINANCE_CONTROLLER in set(roles)
         for item in items:
             if billing_rules.owns_work.test(user, item):
                 raise SegregationOfDutiesError(f"You cannot approve your own {_kind(item)} ({_label(item)}).")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django_fsm_log.models import StateLog
 
@@ -70,6 +71,45 @@ def _records(items) -> dict:
     return rows
 
 
+#: A week of time entries and expenses (two models), whatever its length: each model's rows locked once,
+#: the requests locked, the steps, earlier decisions, service-account flag and roles (once), the writes
+#: (decisions, requests, items and their history rows, the transition log). Was 34 while the engine locked
+#: and read again the rows `work_approve_bulk` had locked, and the roles and PMs were read three times.
+WEEK_QUERIES = 21
+
+
+def _sql(captured, fragment: str) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if fragment in q["sql"]]
+
+
+def test_a_week_locks_its_rows_once_and_reads_the_roles_once():
+    """The rows `work_approve_bulk` locks are the rows the engine checks: not selected a second time."""
+    project, items = _week(5)
+    pm = project.project_manager
+    ContentType.objects.get_for_models(TimeEntry, Expense, ApprovalRequest)
+    with CaptureQueriesContext(connection) as captured:
+        assert work_approve_bulk(items=items, user=pm) == 5
+    if connection.vendor == "postgresql":  # SQLite has no FOR UPDATE
+        for table in ("billing_timeentry", "billing_expense", "approvals_approvalrequest"):
+            assert len(_sql(captured, f'FROM "{table}"')) == 1
+            assert "FOR UPDATE" in _sql(captured, f'FROM "{table}"')[0]
+    assert len(_sql(captured, 'FROM "auth_group"')) == 1  # the user's roles: read once, in the transaction
+    assert not _sql(captured, 'FROM "billing_project"')  # the PM: read with the locked rows
+
+
+def test_a_decision_on_rows_the_caller_locked_needs_the_callers_transaction(monkeypatch):
+    """`subjects_locked=True` is only for rows locked in the caller's open transaction; outside one it is refused."""
+    project, items = _week(1)
+    rows = list(TimeEntry.objects.filter(pk=items[0].pk))
+    # As if no transaction held the caller's lock (the test's own transaction is always open).
+    monkeypatch.setattr(connections[DEFAULT_DB_ALIAS], "in_atomic_block", False)
+    with pytest.raises(TransactionManagementError):
+        approval_decide_bulk(subjects=rows, user=project.project_manager, decision="approve", subjects_locked=True)
+    monkeypatch.undo()
+    assert TimeEntry.objects.get(pk=items[0].pk).status == "submitted"
+    assert not ApprovalDecision.objects.exists()
+
+
 def test_a_week_is_approved_in_the_same_number_of_queries_for_10_and_50_items():
     pm_project, ten = _week(10)
     pm = pm_project.project_manager
@@ -79,10 +119,10 @@ def test_a_week_is_approved_in_the_same_number_of_queries_for_10_and_50_items():
     q50 = _queries(lambda: work_approve_bulk(items=fifty, user=pm))
 
     if connection.vendor == "postgresql":
-        assert q50 == q10
+        assert q50 == q10 == WEEK_QUERIES
     else:  # SQLite binds at most 999 parameters a statement: Django splits the bulk writes of 50 rows in batches
         assert q10 <= q50 <= q10 + 8
-    assert q10 <= 40
+    assert q10 <= WEEK_QUERIES
     assert TimeEntry.objects.filter(status="approved").count() == 48
     assert Expense.objects.filter(status="approved").count() == 12
 
