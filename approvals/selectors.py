@@ -148,6 +148,12 @@ def _may_decide(
 #: request's user is loaded afresh by every request, like the roles memoised on it). Never evaluated itself.
 _QUEUE_ATTR = "_approvals_queue"
 
+#: The subject types of "invoices at my step" (the navigation's count for controllers).
+INVOICE_SUBJECT_TYPES = ("invoice", "credit_note")
+#: On the request's user, set by the unfiltered queue page: (day, how many of its requests are invoices),
+#: counted in the page's own query (a second window count), so the navigation does not count again.
+_INVOICE_COUNT_ATTR = "_approvals_invoice_count"
+
 
 def _condition(user: Any, *, today: date, delegations: Iterable[Delegation] | None, steps: list[_Step]) -> Q:
     """Which pending requests `user` may decide now, directly or for whoever delegated to them."""
@@ -346,12 +352,25 @@ def my_approvals_page(
     page = None
     if 1 <= number <= _FAST_PAGES:
         offset = (number - 1) * PAGE_SIZE
-        found = list(qs.annotate(total=Window(Count("*"))).values_list("pk", "total")[offset : offset + PAGE_SIZE])
+        # With the whole queue (no filter), its invoices are counted too, for the navigation.
+        whole = delegations is not None and not subject_type and not overdue_only
+        invoices = (
+            Window(Count("pk", filter=Q(subject_type__in=INVOICE_SUBJECT_TYPES)))
+            if whole
+            else Value(None, output_field=_RANK_FIELD)
+        )
+        found = list(
+            qs.annotate(total=Window(Count("*")), invoices=invoices).values_list("pk", "total", "invoices")[
+                offset : offset + PAGE_SIZE
+            ]
+        )
+        if whole and (found or number == 1):
+            setattr(user, _INVOICE_COUNT_ATTR, (today, found[0][2] if found else 0))
         if found or number == 1:
             paginator = Paginator(qs.values_list("pk", flat=True), PAGE_SIZE)
             paginator.count = found[0][1] if found else 0  # Paginator.count is a cached property
             page = paginator.page(number)
-            ids = [pk for pk, _total in found]
+            ids = [pk for pk, _total, _invoices in found]
     if page is None:
         page = paginate(qs.values_list("pk", flat=True), page_number)
         ids = list(page.object_list)
@@ -363,6 +382,18 @@ def my_approvals_count(user: Any) -> int:
     if not _active(user):
         return 0
     return my_approvals(user).prefetch_related(None).count()
+
+
+def my_invoice_approvals_count(user: Any, *, today: date | None = None) -> int:
+    """How many invoices and credit notes wait at a step `user` may decide now (the navigation's count);
+    counted by the queue page's own query when this request showed the whole queue."""
+    if not _active(user):
+        return 0
+    today = today or timezone.localdate()
+    counted = getattr(user, _INVOICE_COUNT_ATTR, None)
+    if counted is not None and counted[0] == today:
+        return counted[1]
+    return my_approvals(user).filter(subject_type__in=INVOICE_SUBJECT_TYPES).prefetch_related(None).count()
 
 
 def can_decide(request: ApprovalRequest, user: Any) -> bool:

@@ -218,11 +218,9 @@ def work_counts(user, *, today: datetime.date | None = None, totals: bool = True
                 .order_by("currency")
             )
             counts.pending_approval_totals = _money_list(rows, "total")
-        from approvals.selectors import my_approvals
+        from approvals.selectors import my_invoice_approvals_count
 
-        counts.invoices_at_my_step = (
-            my_approvals(user).filter(subject_type__in=("invoice", "credit_note")).prefetch_related(None).count()
-        )
+        counts.invoices_at_my_step = my_invoice_approvals_count(user, today=today)
 
     if COLLECTIONS in roles and not totals:
         counts.overdue_receivables = Invoice.objects.filter(

@@ -11,7 +11,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import ApprovalRequest
-from approvals.selectors import approvals_of, can_decide, my_approvals, my_approvals_count, overdue_approvals
+from approvals.selectors import (
+    approvals_of,
+    can_decide,
+    my_approvals,
+    my_approvals_count,
+    my_approvals_page,
+    my_invoice_approvals_count,
+    overdue_approvals,
+)
 from approvals.services import approval_decide, approval_request_escalate, approval_request_open, delegation_create
 from billing.models import ChangeOrder, Expense, Invoice, Milestone, TimeEntry
 from tests.approvals.conftest import (
@@ -50,6 +58,24 @@ def test_finance_queue_follows_the_open_step(preparer, analyst, controller):
     assert ids(my_approvals(analyst)) == set()
     assert ids(my_approvals(controller)) == {request.pk}
     assert my_approvals_count(controller) == 1
+
+
+def test_the_queue_page_counts_its_invoices_for_the_navigation_as_counting_apart_does(preparer, analyst, controller):
+    invoices = [approval_request_open(subject=pending_invoice("50000.00", prepared_by=preparer)) for _ in range(3)]
+    for request in invoices[:2]:
+        approval_decide(request=request, user=analyst, decision="approve")  # at the controller's step
+    approval_request_open(subject=submitted_change_order())  # not an invoice
+    apart = my_invoice_approvals_count(type(controller).objects.get(pk=controller.pk))
+    page = my_approvals_page(controller, now=NOW, delegations=[])
+    with CaptureQueriesContext(connection) as counting:
+        on_the_page = my_invoice_approvals_count(controller)
+    assert apart == on_the_page == 2
+    assert page.paginator.count >= 2 and len(counting) == 0
+    filtered = type(controller).objects.get(pk=controller.pk)  # another request's user
+    my_approvals_page(filtered, now=NOW, delegations=[], subject_type="invoice")
+    with CaptureQueriesContext(connection) as counting:
+        assert my_invoice_approvals_count(filtered) == 2
+    assert len(counting) == 1  # a filtered page does not stand for the whole queue: counted apart
 
 
 def test_someone_in_two_roles_does_not_see_the_next_step_of_what_they_decided():
