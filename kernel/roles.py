@@ -16,11 +16,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS
 
 from kernel.errors import PermissionDeniedError
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 CONSULTANT = "consultant"
 PROJECT_MANAGER = "project_manager"
@@ -136,10 +139,21 @@ def user_roles(user: Any) -> set[str]:
     memo = _roles_read.get()
     if memo is not None and user.pk in memo:
         return set(memo[user.pk])
-    roles = set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+    roles = set(roles_query(user))
+    remember_roles(user, roles)
+    return roles
+
+
+def roles_query(user: Any) -> QuerySet:
+    """The unevaluated query of `user`'s role names, for a service that reads them with another fact at once."""
+    return user.groups.filter(name__in=ALL_ROLES).order_by().values_list("name", flat=True)
+
+
+def remember_roles(user: Any, roles: Iterable[str]) -> None:
+    """Roles a service has just read itself (`roles_query`) serve the rest of `roles_read_once`; else nothing."""
+    memo = _roles_read.get()
     if memo is not None:
         memo[user.pk] = frozenset(roles)
-    return roles
 
 
 ROLE_LABELS = {

@@ -23,7 +23,12 @@ from simple_history.utils import bulk_create_with_history
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalPolicy, ApprovalRequest, ApprovalStep
 from approvals.registry import SubjectFacts, handler_for, subject_label
-from approvals.services.eligibility import accepted_delegate_roles, delegate_refusal, service_account_ids
+from approvals.services.eligibility import (
+    accepted_delegate_roles,
+    delegate_refusal,
+    service_account_ids,
+    service_account_marks,
+)
 from approvals.services.policies import active_policies, match_policy
 from approvals.services.routing import (
     active_delegations_to,
@@ -53,7 +58,15 @@ from kernel.errors import (
     SegregationOfDutiesError,
 )
 from kernel.fsm_log import buffered_state_logs
-from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, roles_read_once, user_roles
+from kernel.roles import (
+    BILLING_ADMIN,
+    FINANCE_ROLES,
+    has_any_role,
+    remember_roles,
+    roles_query,
+    roles_read_once,
+    user_roles,
+)
 from kernel.workflow import apply_transition, refresh_caller, require_reason
 
 if TYPE_CHECKING:
@@ -310,6 +323,10 @@ def _not_yours(request: ApprovalRequest, step: ApprovalStep, subject: Any) -> Pe
     )
 
 
+#: The row `service_account_marks` adds to the roles read: never a role (roles are kernel.roles.ALL_ROLES).
+_SERVICE_ACCOUNT = "~service account"
+
+
 class _Decider:
     """What the engine reads about the deciding user, read once per decision (or per bulk decision).
 
@@ -327,14 +344,31 @@ class _Decider:
     @property
     def is_service_account(self) -> bool:
         if self._service is None:
-            self._service = bool(service_account_ids({self.user.pk}))
-        return self._service
+            if self._roles is None:
+                self._read_roles_and_service_flag()
+            else:
+                self._service = bool(service_account_ids({self.user.pk}))
+        return bool(self._service)
 
     @property
     def roles(self) -> set[str]:
         if self._roles is None:
             self._roles = user_roles(self.user)
         return self._roles
+
+    def _read_roles_and_service_flag(self) -> None:
+        """The roles and the service-account flag, both asked by every decision: one query (a UNION).
+
+        The roles serve the rest of the decision's `roles_read_once` (the subject's service checks them too).
+        """
+        if not _is_active_user(self.user):
+            self._roles, self._service = set(), bool(service_account_ids({self.user.pk}))
+            return
+        marks = service_account_marks(self.user.pk, mark=_SERVICE_ACCOUNT)
+        names = set(roles_query(self.user).union(*marks, all=True))
+        self._service = _SERVICE_ACCOUNT in names
+        self._roles = names - {_SERVICE_ACCOUNT}
+        remember_roles(self.user, self._roles)
 
     @property
     def delegations(self) -> tuple[list[Any], dict[int, set[str]]]:
