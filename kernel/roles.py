@@ -12,13 +12,18 @@ every migrate so models added later are covered. It only ever adds permissions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS
 
 from kernel.errors import PermissionDeniedError
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 CONSULTANT = "consultant"
 PROJECT_MANAGER = "project_manager"
@@ -109,11 +114,46 @@ ROLE_GRANTS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
 }
 
 
+_roles_read: ContextVar[dict[int, frozenset[str]] | None] = ContextVar("kernel_roles_read", default=None)
+
+
+@contextmanager
+def roles_read_once() -> Iterator[None]:
+    """Inside one use case's transaction, each user's roles are read once, by the first check that asks.
+
+    An approval decision checks the decider's roles under its row locks, then the subject's own
+    service, called back in the same transaction, checks them again: both checks run, on one read.
+    Wrap one service call only; the memo ends with it, so every decision reads roles afresh.
+    """
+    token = _roles_read.set({})
+    try:
+        yield
+    finally:
+        _roles_read.reset(token)
+
+
 def user_roles(user: Any) -> set[str]:
     """The Billable roles (group names) of `user`; empty for anonymous or inactive users."""
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return set()
-    return set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+    memo = _roles_read.get()
+    if memo is not None and user.pk in memo:
+        return set(memo[user.pk])
+    roles = set(roles_query(user))
+    remember_roles(user, roles)
+    return roles
+
+
+def roles_query(user: Any) -> QuerySet:
+    """The unevaluated query of `user`'s role names, for a service that reads them with another fact at once."""
+    return user.groups.filter(name__in=ALL_ROLES).order_by().values_list("name", flat=True)
+
+
+def remember_roles(user: Any, roles: Iterable[str]) -> None:
+    """Roles a service has just read itself (`roles_query`) serve the rest of `roles_read_once`; else nothing."""
+    memo = _roles_read.get()
+    if memo is not None:
+        memo[user.pk] = frozenset(roles)
 
 
 ROLE_LABELS = {

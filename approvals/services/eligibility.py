@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import CharField, QuerySet, Value
 
 from approvals.models import ApprovalStep
 from kernel.roles import AUDITOR, BILLING_ADMIN, FINANCE_ROLES, PROJECT_MANAGER
@@ -47,6 +47,16 @@ def service_account_ids(user_ids: Iterable[int]) -> set[int]:
     for source in _service_account_sources:
         found.update(source().filter(pk__in=user_ids).values_list("pk", flat=True))
     return found
+
+
+def service_account_marks(user_id: int, *, mark: str) -> list[QuerySet]:
+    """Per source, a query of one row holding `mark` if `user_id` is a service account: to union with a read."""
+    return [
+        source().filter(pk=user_id).order_by().annotate(mark=Value(mark, output_field=CharField())).values_list(
+            "mark", flat=True
+        )
+        for source in _service_account_sources
+    ]
 
 
 def delegate_refusal(user: Any, roles: Iterable[str], *, is_service_account: bool | None = None) -> str | None:

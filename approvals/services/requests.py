@@ -24,7 +24,12 @@ from simple_history.utils import bulk_create_with_history
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalPolicy, ApprovalRequest, ApprovalStep
 from approvals.registry import SubjectFacts, handler_for, subject_label
-from approvals.services.eligibility import accepted_delegate_roles, delegate_refusal, service_account_ids
+from approvals.services.eligibility import (
+    accepted_delegate_roles,
+    delegate_refusal,
+    service_account_ids,
+    service_account_marks,
+)
 from approvals.services.policies import active_policies, match_policy
 from approvals.services.routing import (
     active_delegations_to,
@@ -54,7 +59,15 @@ from kernel.errors import (
     SegregationOfDutiesError,
 )
 from kernel.fsm_log import buffered_state_logs
-from kernel.roles import BILLING_ADMIN, FINANCE_ROLES, has_any_role, user_roles
+from kernel.roles import (
+    BILLING_ADMIN,
+    FINANCE_ROLES,
+    has_any_role,
+    remember_roles,
+    roles_query,
+    roles_read_once,
+    user_roles,
+)
 from kernel.workflow import apply_transition, refresh_caller, require_reason
 
 if TYPE_CHECKING:
@@ -257,8 +270,25 @@ def _current_step(request: ApprovalRequest, steps: Sequence[ApprovalStep] | None
     return step
 
 
-def _next_step(request: ApprovalRequest) -> ApprovalStep | None:
-    return request.policy.steps.select_related("user").filter(order__gt=request.current_step).order_by("order").first()
+def _policy_steps(request: ApprovalRequest) -> list[ApprovalStep]:
+    """The policy's steps with their users, in order: one read serves the open step and the next one."""
+    return list(request.policy.steps.select_related("user").order_by("order"))
+
+
+def _next_step(request: ApprovalRequest, steps: Sequence[ApprovalStep]) -> ApprovalStep | None:
+    """The step after the open one, from the steps already read under the request's lock."""
+    return next((s for s in steps if s.order > request.current_step), None)
+
+
+def _routing_pm_ids(request: ApprovalRequest, steps: Iterable[ApprovalStep | None]) -> frozenset[int]:
+    """The request's PMs when one of `steps` is a PM step; none otherwise, without a query.
+
+    Only a PM step routes to (and bars) the PMs (`step_routing`, `designated_all_barred`),
+    so a decision on role or user steps need not read them.
+    """
+    if any(s is not None and s.approver_kind == ApprovalStep.ApproverKind.PROJECT_MANAGER for s in steps):
+        return request_pm_ids(request)
+    return frozenset()
 
 
 Phrase = Callable[[str | None], str]
@@ -294,6 +324,10 @@ def _not_yours(request: ApprovalRequest, step: ApprovalStep, subject: Any) -> Pe
     )
 
 
+#: The row `service_account_marks` adds to the roles read: never a role (roles are kernel.roles.ALL_ROLES).
+_SERVICE_ACCOUNT = "~service account"
+
+
 class _Decider:
     """What the engine reads about the deciding user, read once per decision (or per bulk decision).
 
@@ -313,14 +347,31 @@ class _Decider:
     @property
     def is_service_account(self) -> bool:
         if self._service is None:
-            self._service = bool(service_account_ids({self.user.pk}))
-        return self._service
+            if self._roles is None:
+                self._read_roles_and_service_flag()
+            else:
+                self._service = bool(service_account_ids({self.user.pk}))
+        return bool(self._service)
 
     @property
     def roles(self) -> set[str]:
         if self._roles is None:
             self._roles = user_roles(self.user)
         return self._roles
+
+    def _read_roles_and_service_flag(self) -> None:
+        """The roles and the service-account flag, both asked by every decision: one query (a UNION).
+
+        The roles serve the rest of the decision's `roles_read_once` (the subject's service checks them too).
+        """
+        if not _is_active_user(self.user):
+            self._roles, self._service = set(), bool(service_account_ids({self.user.pk}))
+            return
+        marks = service_account_marks(self.user.pk, mark=_SERVICE_ACCOUNT)
+        names = set(roles_query(self.user).union(*marks, all=True))
+        self._service = _SERVICE_ACCOUNT in names
+        self._roles = names - {_SERVICE_ACCOUNT}
+        remember_roles(self.user, self._roles)
 
     @property
     def delegations(self) -> tuple[list[Any], dict[int, set[str]]]:
@@ -360,7 +411,7 @@ def _authorize(
         raise PermissionDeniedError("API service users never decide approvals; a person must.")
     roles = decider.roles
     if pm_ids is None:
-        pm_ids = request_pm_ids(request)
+        pm_ids = _routing_pm_ids(request, [step])
     routing = step_routing(step, pm_ids=pm_ids, escalated=request.escalated)
     if routing.allows(user.pk, roles):
         return None
@@ -433,15 +484,24 @@ def check_decider(
     return _authorize(request, step, subject, user, today=today, decider=decider, decisions=decisions)
 
 
-def _record_decision(request: ApprovalRequest, decision: ApprovalDecision, user: Any) -> None:
-    """Insert the step's one decision; the unique constraint turns a lost race into a ConflictError."""
+class _StepTaken(Exception):
+    """The decision's insert hit the one-decision-per-step constraint; raised out of the decision's transaction."""
+
+    def __init__(self, step_order: int) -> None:
+        super().__init__(step_order)
+        self.step_order = step_order
+
+
+def _record_decision(decision: ApprovalDecision, user: Any) -> None:
+    """Insert the step's one decision; the `(request, step_order)` unique constraint refuses a second one.
+
+    No savepoint of its own (two statements per decision): a refused insert aborts the decision's
+    transaction, so it leaves as `_StepTaken` and `approval_decide` names who decided once rolled back.
+    """
     try:
-        with transaction.atomic():
-            save_audited(decision, user=user, reason=f"Step {decision.step_order}: {decision.get_decision_display()}")
-    except IntegrityError:
-        if not ApprovalDecision.objects.filter(request=request, step_order=decision.step_order).exists():
-            raise
-        raise _conflict(request, decision.step_order) from None
+        save_audited(decision, user=user, reason=f"Step {decision.step_order}: {decision.get_decision_display()}")
+    except IntegrityError as exc:
+        raise _StepTaken(decision.step_order) from exc
 
 
 def _apply_to_subject(effect: Callable[..., Any], subject: Any, *, on_behalf_of: Any, **kwargs: Any) -> Any:
@@ -475,35 +535,51 @@ def approval_decide(*, request: ApprovalRequest, user: User, decision: str, comm
     comment = (comment or "").strip()
     if decision == Decision.REJECT:
         comment = require_reason(comment, "reject an approval")
+    try:
+        locked = _decide(request, user=user, decision=decision, comment=comment)
+    except _StepTaken as taken:
+        # Rolled back: the decision of this step that won the race names its author.
+        if not ApprovalDecision.objects.filter(request_id=request.pk, step_order=taken.step_order).exists():
+            raise taken.__cause__ from None
+        raise _conflict(request, taken.step_order) from None
+    _sync_caller(request, locked)
+    return locked
+
+
+def _decide(request: ApprovalRequest, *, user: Any, decision: str, comment: str) -> ApprovalRequest:
+    """`approval_decide`'s transaction: lock subject then request, check under the locks, record, apply."""
     expected_step = request.current_step
-    with transaction.atomic():
+    with transaction.atomic(), roles_read_once():
         subject = lock_subject(subject_model(request.content_type_id), request.object_id)
         locked = _lock_request(request)
         _check_still_open(locked, expected_step)
         _require_awaiting_subject(locked, subject)
-        step = _current_step(locked)
+        # What the checks and the next step need is read once, here, under both locks.
+        steps = _policy_steps(locked)
+        step = _current_step(locked, steps)
+        next_step = _next_step(locked, steps) if decision == Decision.APPROVE else None
+        earlier = list(locked.decisions.all())
+        pm_ids = _routing_pm_ids(locked, [step, next_step])
         now = timezone.now()
-        on_behalf_of = _authorize(locked, step, subject, user, today=timezone.localdate(now))
-        _record_decision(
-            locked,
-            ApprovalDecision(
-                request=locked,
-                step_order=step.order,
-                approver=user,
-                on_behalf_of=on_behalf_of,
-                decision=decision,
-                comment=comment,
-                step_opened_at=locked.step_opened_at,
-                decided_at=now,
-            ),
-            user,
+        on_behalf_of = _authorize(
+            locked, step, subject, user, today=timezone.localdate(now), decisions=earlier, pm_ids=pm_ids
         )
+        made = ApprovalDecision(
+            request=locked,
+            step_order=step.order,
+            approver=user,
+            on_behalf_of=on_behalf_of,
+            decision=decision,
+            comment=comment,
+            step_opened_at=locked.step_opened_at,
+            decided_at=now,
+        )
+        _record_decision(made, user)
         label = f"approval {locked.pk}"
         if decision == Decision.APPROVE:
-            next_step = _next_step(locked)
             if next_step is not None:
-                barred = set(_barred(locked, subject))
-                _open_step(locked, next_step, now=now, pm_ids=request_pm_ids(locked), barred=barred)
+                barred = set(_barred(locked, subject, [*earlier, made]))
+                _open_step(locked, next_step, now=now, pm_ids=pm_ids, barred=barred)
                 save_audited(locked, user=user, reason=f"Step {step.order} approved; step {next_step.order} open")
             else:
                 apply_transition(locked, "approve", user=user, reason=comment or "Approved", label=label)
@@ -518,8 +594,28 @@ def approval_decide(*, request: ApprovalRequest, user: User, decision: str, comm
             locked.outcome_reason = comment
             save_audited(locked, user=user, reason=f"Step {step.order} rejected")
             _apply_to_subject(apply_rejection, subject, on_behalf_of=on_behalf_of, user=user, reason=comment)
-    refresh_caller(request, locked)
     return locked
+
+
+def _sync_caller(original: ApprovalRequest, saved: ApprovalRequest) -> None:
+    """`refresh_caller` without reading the row back: `saved` is the locked copy just written with plain values.
+
+    The caller's instance takes its field values (the FSM-protected status too) and drops cached
+    relations and prefetches, as `refresh_from_db` would, saving a query after every decision.
+    """
+    if original is saved:
+        return
+    for field in ApprovalRequest._meta.concrete_fields:
+        original.__dict__[field.attname] = saved.__dict__[field.attname]
+        if field.is_relation:
+            if field.is_cached(saved):
+                field.set_cached_value(original, field.get_cached_value(saved))
+            elif field.is_cached(original):
+                field.delete_cached_value(original)
+    for relation in (*ApprovalRequest._meta.related_objects, *ApprovalRequest._meta.private_fields):
+        if relation.is_relation and relation.is_cached(original):
+            relation.delete_cached_value(original)
+    original._prefetched_objects_cache = {}
 
 
 def _lock_subjects(subjects: Iterable[Any]) -> list[Any]:

@@ -45,12 +45,13 @@ def _may_view_request(
     return my_approvals(user).filter(pk=approval.pk).exists()
 
 
-def _get_request(pk: int) -> ApprovalRequest:
-    approval = (
-        ApprovalRequest.objects.select_related("policy", "project", "contract", "prepared_by", "requested_by")
-        .filter(pk=pk)
-        .first()
-    )
+#: What the detail page shows of a request besides the request itself.
+_DETAIL_RELATED = ("policy", "project", "contract", "prepared_by", "requested_by")
+
+
+def _get_request(pk: int, related: tuple[str, ...] = _DETAIL_RELATED) -> ApprovalRequest:
+    """The request with `related` joined in (a decision needs only what `_may_view_request` follows)."""
+    approval = ApprovalRequest.objects.select_related(*related).filter(pk=pk).first()
     if approval is None:
         raise Http404("No such approval.")
     return approval
@@ -107,8 +108,11 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def request_decide(request: HttpRequest, pk: int) -> HttpResponse:
-    """Approve or reject the open step the user saw; a conflict or a refusal comes back as a message."""
-    approval = _get_request(pk)
+    """Approve or reject the open step the user saw; a conflict or a refusal comes back as a message.
+
+    The request is read without the policy and users the page shows: the service re-reads it under lock.
+    """
+    approval = _get_request(pk, related=("project", "contract"))
     if not _may_view_request(request, approval):
         return forbidden(request, "This approval is about work you neither prepared, manage nor may decide.")
     back = safe_next(request, reverse("approvals:request_detail", args=[pk]))

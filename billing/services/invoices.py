@@ -298,13 +298,20 @@ def _recompute_totals(invoice: Invoice) -> None:
 
 
 def next_number(*, entity_id: int, entity_prefix: str, year: int, kind: str) -> str:
-    """Take the next gapless number of (entity, year, series) under a row lock on its counter."""
-    try:
-        with transaction.atomic():
-            InvoiceNumberSequence.objects.get_or_create(entity_id=entity_id, year=year, series=kind)
-    except IntegrityError:
-        pass  # created by a concurrent approval; lock it below
-    sequence = InvoiceNumberSequence.objects.select_for_update().get(entity_id=entity_id, year=year, series=kind)
+    """Take the next gapless number of (entity, year, series) under a row lock on its counter.
+
+    The counter is locked straight away; only the first number of a series creates it (in a
+    savepoint, as a concurrent approval may create it first) and then locks it.
+    """
+    counters = InvoiceNumberSequence.objects.select_for_update().filter(entity_id=entity_id, year=year, series=kind)
+    sequence = counters.first()
+    if sequence is None:
+        try:
+            with transaction.atomic():
+                InvoiceNumberSequence.objects.get_or_create(entity_id=entity_id, year=year, series=kind)
+        except IntegrityError:
+            pass  # created by a concurrent approval; lock it below
+        sequence = counters.get()
     sequence.last_number += 1
     sequence.save(update_fields=["last_number"])
     series = "" if kind == Invoice.Kind.INVOICE else "CN-"

@@ -17,7 +17,14 @@ class RuleTableEngine(TaxEngine):
     name = "rule table"
 
     def __init__(self, resolver: TaxRuleResolver | None = None) -> None:
-        self.resolver = resolver or TaxRuleResolver()
+        self._resolver = resolver
+
+    @property
+    def resolver(self) -> TaxRuleResolver:
+        """The rules, read at the first lookup: an approval asks only `records` (no rules) of a fresh engine."""
+        if self._resolver is None:
+            self._resolver = TaxRuleResolver()
+        return self._resolver
 
     def find(self, **kwargs):  # the resolver's API, for callers that only need the rule
         return self.resolver.find(**kwargs)

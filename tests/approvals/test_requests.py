@@ -23,7 +23,7 @@ from approvals.services import (
     approval_requests_open_bulk,
     delegation_create,
 )
-from billing.models import ChangeOrder, Milestone, TimeEntry
+from billing.models import ChangeOrder, InvoiceNumberSequence, Milestone, TimeEntry
 from kernel.errors import (
     ApplicationError,
     ConflictError,
@@ -675,7 +675,7 @@ def test_the_request_keeps_a_transition_log():
 
 
 def test_a_decision_recorded_behind_the_services_back_still_wins_by_the_unique_constraint(analyst):
-    """The savepoint turns the constraint's IntegrityError into a ConflictError naming who decided."""
+    """The constraint's IntegrityError rolls the decision back and comes out as a ConflictError naming who decided."""
     other = UserFactory(first_name="Dana", last_name="Direct", groups=["finance_analyst"])
     request = approval_request_open(subject=pending_invoice("50000.00"))
     ApprovalDecision.objects.create(request=request, step_order=1, approver=other, decision="approve")
@@ -711,3 +711,60 @@ def test_ending_a_delegation_early():
     assert list(Delegation.objects.values_list("pk", flat=True)) == [running.pk]
     with pytest.raises(PermissionDeniedError):
         delegation_end(delegation=running, user=deputy)
+
+
+# --- what a decision reads -------------------------------------------------------------------------
+
+
+def _selects_by_table(captured) -> dict[str, int]:
+    """SELECTs per table (the FROM clause, each part of a UNION), to show what a decision reads and how often."""
+    counts: dict[str, int] = {}
+    for query in captured.captured_queries:
+        for part in query["sql"].split(" UNION ALL "):
+            part = part.lstrip("(")
+            if part.startswith("SELECT") and ' FROM "' in part:
+                table = part.split(' FROM "', 1)[1].split('"', 1)[0]
+                counts[table] = counts.get(table, 0) + 1
+    return counts
+
+
+def test_deciding_reads_each_thing_once_under_the_locks(analyst, controller):
+    """The open step, the next one, earlier decisions and roles are read once per decision, under the locks.
+
+    A step decision on role steps reads no project managers; the decision's insert needs no savepoint and the
+    caller's instance is brought in step without reading the request back. Settling the invoice through its
+    billing service reads the decider's roles only once too (the engine's read serves invoice_approve's check),
+    locks the number counter without a savepoint and reads no tax rules.
+    """
+    invoice = pending_invoice("50000.00")  # two role steps: analyst, then controller
+    request = approval_request_open(subject=invoice)
+    ContentType.objects.get_for_models(type(invoice), ApprovalRequest)  # warm the content-type cache
+    InvoiceNumberSequence.objects.create(  # not the series' first number (that one creates the counter)
+        entity_id=invoice.entity_id, year=invoice.issue_date.year, series=invoice.kind, last_number=41
+    )
+
+    with CaptureQueriesContext(connection) as step:
+        approve(request, analyst)
+    assert (request.status, request.current_step) == ("pending", 2)
+    with CaptureQueriesContext(connection) as settle:
+        approve(request, controller)
+    assert request.status == "approved"
+    invoice.refresh_from_db()
+    assert invoice.status == "posted" and invoice.number.endswith("-000042")
+
+    reads = _selects_by_table(step)
+    assert reads == {
+        "billing_invoice": 1,  # the subject, locked
+        "approvals_approvalrequest": 1,  # the request, locked
+        "approvals_approvalstep": 1,
+        "approvals_approvaldecision": 1,
+        "auth_group": 1,  # the decider's roles ...
+        "auth_user": 1,  # ... and whether they are an API service user, in the same query (a UNION)
+    }
+    assert len(step) == 11  # 5 reads, SAVEPOINT/RELEASE (the test's transaction), 2 INSERTs, UPDATE, INSERT
+    settled_reads = _selects_by_table(settle)
+    assert settled_reads["auth_group"] == 1
+    assert settled_reads["approvals_approvalstep"] == 1
+    assert "billing_project" not in settled_reads
+    assert "billing_taxrule" not in settled_reads  # the rule-table engine records nothing: no rules read
+    assert len(settle) == 24

@@ -1006,3 +1006,22 @@ def test_the_request_page_reads_a_bounded_number_of_queries(client, django_asser
         response = client.get(reverse("approvals:request_detail", args=[request.pk]))
     assert "Approve step 1" in response.content.decode()
     assert "8 h · Anna Berger · " in text(response)
+
+
+def test_deciding_from_the_page_reads_the_request_twice_and_the_users_roles_twice(client, pm, anna, project):
+    """The view's pre-check and the service under lock each read the request and the roles once, no more."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    request = requests_of(book(anna, project, day(0), "8")).get()
+    c = login(client, pm)
+    ContentType.objects.get_for_models(TimeEntry, ApprovalRequest)  # warm the content-type cache
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = c.post(reverse("approvals:request_decide", args=[request.pk]), {"decision": "approve", "step": 1})
+    assert response.status_code == 303
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    assert sum(s.startswith('SELECT "approvals_approvalrequest"') for s in sqls) == 2  # the view's, the locked one
+    assert sum('FROM "auth_group"' in s for s in sqls) == 2  # the view's pre-check, the decision under lock
+    assert not sqls[-1].startswith('SELECT "approvals_approvalrequest"')  # the caller's instance is not re-read
+    assert len(sqls) == 27
