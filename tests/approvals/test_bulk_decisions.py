@@ -75,7 +75,7 @@ def _records(items) -> dict:
 #: the requests locked, the steps, earlier decisions, service-account flag and roles (once), the writes
 #: (decisions, requests, items and their history rows, the transition log). Was 34 while the engine locked
 #: and read again the rows `work_approve_bulk` had locked, and the roles and PMs were read three times.
-WEEK_QUERIES = 21
+WEEK_QUERIES = 20
 
 
 def _sql(captured, fragment: str) -> list[str]:
