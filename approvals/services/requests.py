@@ -484,6 +484,29 @@ def check_decider(
     return _authorize(request, step, subject, user, today=today, decider=decider, decisions=decisions)
 
 
+def _new_decision(
+    request: ApprovalRequest,
+    step: ApprovalStep,
+    user: Any,
+    *,
+    on_behalf_of: Any,
+    decision: str,
+    comment: str,
+    now: datetime,
+) -> ApprovalDecision:
+    """The decision of the open step, as one decision and a bulk decision record it (not saved yet)."""
+    return ApprovalDecision(
+        request=request,
+        step_order=step.order,
+        approver=user,
+        on_behalf_of=on_behalf_of,
+        decision=decision,
+        comment=comment,
+        step_opened_at=request.step_opened_at,
+        decided_at=now,
+    )
+
+
 class _StepTaken(Exception):
     """The decision's insert hit the one-decision-per-step constraint; raised out of the decision's transaction."""
 
@@ -564,16 +587,7 @@ def _decide(request: ApprovalRequest, *, user: Any, decision: str, comment: str)
         on_behalf_of = _authorize(
             locked, step, subject, user, today=timezone.localdate(now), decisions=earlier, pm_ids=pm_ids
         )
-        made = ApprovalDecision(
-            request=locked,
-            step_order=step.order,
-            approver=user,
-            on_behalf_of=on_behalf_of,
-            decision=decision,
-            comment=comment,
-            step_opened_at=locked.step_opened_at,
-            decided_at=now,
-        )
+        made = _new_decision(locked, step, user, on_behalf_of=on_behalf_of, decision=decision, comment=comment, now=now)
         _record_decision(made, user)
         label = f"approval {locked.pk}"
         if decision == Decision.APPROVE:
@@ -821,15 +835,8 @@ def approval_decide_bulk(
                     raise
                 refused.append((subject, error))
                 continue
-            made = ApprovalDecision(
-                request=locked,
-                step_order=step.order,
-                approver=user,
-                on_behalf_of=on_behalf_of,
-                decision=decision,
-                comment=comment,
-                step_opened_at=locked.step_opened_at,
-                decided_at=now,
+            made = _new_decision(
+                locked, step, user, on_behalf_of=on_behalf_of, decision=decision, comment=comment, now=now
             )
             made._history_user = user
             made._change_reason = f"Step {step.order}: {made.get_decision_display()}"
