@@ -15,7 +15,6 @@ from typing import Any
 
 from django import template
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
 from approvals.models import ApprovalDecision, ApprovalOverride, ApprovalRequest, ApprovalStep
@@ -32,10 +31,10 @@ class RouteStep:
     state: str  # approved, rejected, overridden, open, next, not_reached
 
 
-def _steps(approval: ApprovalRequest) -> list[RouteStep]:
-    decisions = {d.step_order: d for d in approval.decisions.all()}
+def _steps(approval: ApprovalRequest, steps: list[ApprovalStep], decided: list[ApprovalDecision]) -> list[RouteStep]:
+    decisions = {d.step_order: d for d in decided}
     rows = []
-    for step in approval.policy.steps.all():
+    for step in steps:
         decision = decisions.get(step.order)
         if decision is not None:
             state = "overridden" if decision.override_id else decision.decision + "d"
@@ -47,7 +46,7 @@ def _steps(approval: ApprovalRequest) -> list[RouteStep]:
     return rows
 
 
-def _overrides(approval: ApprovalRequest) -> list[ApprovalOverride]:
+def _overrides(approval: ApprovalRequest, decided: list[ApprovalDecision]) -> list[ApprovalOverride]:
     """The request's overrides, newest first; read only when there can be one the panel shows.
 
     The panel shows a pending override (only on a pending request) and confirmed ones, and a
@@ -55,7 +54,7 @@ def _overrides(approval: ApprovalRequest) -> list[ApprovalOverride]:
     whose decisions name no override has none to show, so most pages skip the query.
     """
     pending = approval.status == ApprovalRequest.Status.PENDING
-    if not pending and not any(d.override_id for d in approval.decisions.all()):
+    if not pending and not any(d.override_id for d in decided):
         return []
     return list(
         approval.overrides.select_related("requested_by", "confirmed_by").order_by("-created_at", "-pk")
@@ -66,26 +65,24 @@ def _overrides(approval: ApprovalRequest) -> list[ApprovalOverride]:
 def approval_route_panel(context: Any, subject: Any) -> str:
     request = context.get("request")
     user = getattr(request, "user", None)
+    # Earlier requests show only their number and status: the steps and decisions are the latest's.
     approvals = list(
         ApprovalRequest.objects.filter(
             content_type=ContentType.objects.get_for_model(type(subject)), object_id=subject.pk
         )
-        .select_related("policy", "requested_by")
+        .select_related("policy")
         .order_by("-created_at", "-pk")
-        .prefetch_related(
-            Prefetch("policy__steps", queryset=ApprovalStep.objects.select_related("user").order_by("order")),
-            Prefetch(
-                "decisions",
-                queryset=ApprovalDecision.objects.select_related(
-                    "approver", "on_behalf_of", "override__requested_by"
-                ).order_by("step_order"),
-            ),
-        )
     )
     if not approvals:
         return ""
     latest, earlier = approvals[0], approvals[1:]
-    overrides = _overrides(latest)
+    steps = list(ApprovalStep.objects.filter(policy_id=latest.policy_id).select_related("user").order_by("order"))
+    decided = list(
+        ApprovalDecision.objects.filter(request_id=latest.pk)
+        .select_related("approver", "on_behalf_of", "override__requested_by")
+        .order_by("step_order")
+    )
+    overrides = _overrides(latest, decided)
     pending = next((o for o in overrides if o.status == ApprovalOverride.Status.PENDING), None)
     is_controller = user is not None and FINANCE_CONTROLLER in cached_user_roles(user)
     request_refusal = confirm_refusal = None
@@ -98,7 +95,7 @@ def approval_route_panel(context: Any, subject: Any) -> str:
         "approvals/_route_panel.html",
         {
             "approval": latest,
-            "route": _steps(latest),
+            "route": _steps(latest, steps, decided),
             "earlier": earlier,
             "overrides": overrides,
             "pending_override": pending,
