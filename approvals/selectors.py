@@ -357,7 +357,7 @@ def my_approvals_page(
         invoices = (
             Window(Count("pk", filter=Q(subject_type__in=INVOICE_SUBJECT_TYPES)))
             if whole
-            else Value(None, output_field=_RANK_FIELD)
+            else Value(None, output_field=IntegerField())
         )
         found = list(
             qs.annotate(total=Window(Count("*")), invoices=invoices).values_list("pk", "total", "invoices")[

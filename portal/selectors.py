@@ -222,27 +222,26 @@ def work_counts(user, *, today: datetime.date | None = None, totals: bool = True
 
         counts.invoices_at_my_step = my_invoice_approvals_count(user, today=today)
 
-    if COLLECTIONS in roles and not totals:
-        counts.overdue_receivables = Invoice.objects.filter(
-            kind="invoice", status__in=OPEN_RECEIVABLE_STATUSES, due_date__lt=today
-        ).count()
-    elif COLLECTIONS in roles:
-        paid = (
-            Payment.objects.filter(invoice=OuterRef("pk"))
-            .values("invoice")
-            .annotate(s=Sum("amount"))
-            .values("s")
-        )
-        zero = Value(Decimal("0"), output_field=DecimalField(max_digits=18, decimal_places=2))
-        rows = list(
-            Invoice.objects.filter(kind="invoice", status__in=OPEN_RECEIVABLE_STATUSES, due_date__lt=today)
-            .annotate(paid=Coalesce(Subquery(paid), zero))
-            .values("currency")
-            .annotate(n=Count("pk"), outstanding=Sum(F("total") - F("paid")))
-            .order_by("currency")
-        )
-        counts.overdue_receivables = sum(r["n"] for r in rows)
-        counts.overdue_totals = _money_list(rows, "outstanding")
+    if COLLECTIONS in roles:
+        overdue = Invoice.objects.filter(kind="invoice", status__in=OPEN_RECEIVABLE_STATUSES, due_date__lt=today)
+        if not totals:
+            counts.overdue_receivables = overdue.count()
+        else:
+            paid = (
+                Payment.objects.filter(invoice=OuterRef("pk"))
+                .values("invoice")
+                .annotate(s=Sum("amount"))
+                .values("s")
+            )
+            zero = Value(Decimal("0"), output_field=DecimalField(max_digits=18, decimal_places=2))
+            rows = list(
+                overdue.annotate(paid=Coalesce(Subquery(paid), zero))
+                .values("currency")
+                .annotate(n=Count("pk"), outstanding=Sum(F("total") - F("paid")))
+                .order_by("currency")
+            )
+            counts.overdue_receivables = sum(r["n"] for r in rows)
+            counts.overdue_totals = _money_list(rows, "outstanding")
 
     setattr(user, _COUNTS_ATTR, counts)
     return counts

@@ -1,8 +1,9 @@
-"""Dense rows of the invoice screens, rendered in one `format_html_join` each.
+"""Dense rows of the invoice screens, written in Python (ADR 0133, ADR 0134).
 
-The review queue lists up to `QUEUE_LIMIT` invoices and an invoice's drill-down every billed time
-entry; a template loop with its filters, `{% url %}` and `{% include %}` per row costs several times
-the queries of those pages. The markup is the templates' own, every value escaped (format_html).
+The review queue lists up to `QUEUE_LIMIT` invoices, an invoice page its lines and each time line's
+drill-down every billed entry; a template loop with its filters, `{% url %}` and `{% include %}` per
+row costs several times the queries of those pages. The markup is the templates' own, every value
+escaped (`format_html`; the line and entry rows use `kernel.rows.format_html`, its cheaper twin).
 Precedent: `project_options` in portal/templatetags/portal_tags.py.
 """
 
