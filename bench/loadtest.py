@@ -219,6 +219,8 @@ def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
         [
             str(bin_dir / "gunicorn"),
             "portal.wsgi:application",
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",

@@ -13,6 +13,7 @@ included) are sent back.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -24,6 +25,17 @@ from locust import HttpUser, between, task
 
 with open(os.environ.get("LOADTEST_FIXTURES", "var/loadtest/fixtures.json")) as _fixtures:
     FIXTURES = json.load(_fixtures)
+
+# Simulated users of a role sign in as its people in turn, as a firm's two controllers are two people:
+# a random pick could make both controllers one person, who may never decide the step after their own.
+_TURNS: dict[str, itertools.count] = {}
+
+
+def next_session(role: str) -> tuple[int, str]:
+    """The next of the role's prepared sessions (round robin): its index and key."""
+    sessions = FIXTURES["sessions"][role]
+    index = next(_TURNS.setdefault(role, itertools.count())) % len(sessions)
+    return index, sessions[index]
 
 
 class _Forms(HTMLParser):
@@ -62,7 +74,7 @@ class PortalUser(HttpUser):
     role = ""
 
     def on_start(self) -> None:
-        self.client.cookies.set("sessionid", random.choice(FIXTURES["sessions"][self.role]))
+        self.client.cookies.set("sessionid", next_session(self.role)[1])
 
     def page(self, url: str, name: str) -> str:
         with self.client.get(url, name=name, catch_response=True, allow_redirects=False) as response:
@@ -91,8 +103,8 @@ class Consultant(PortalUser):
     role = "consultant"
 
     def on_start(self) -> None:
-        index = random.randrange(len(FIXTURES["sessions"]["consultant"]))
-        self.client.cookies.set("sessionid", FIXTURES["sessions"]["consultant"][index])
+        index, key = next_session(self.role)
+        self.client.cookies.set("sessionid", key)
         self.week = f"/approvals/timesheet/?week={FIXTURES['consultant_weeks'][index]}"
 
     @task(3)
