@@ -13,7 +13,8 @@
    empty view), DEBUG off, and a django-q2 cluster on Redis (`Q_REDIS_URL`, default db 15), started
    with `nice -n 10` as the deployment guide runs it next to the web workers.
 4. run: locust headless, each user count in turn (`--run-time` seconds, ramp 4 users/s), and reads
-   its per-request statistics: requests, failures, p50/p95/p99 (ms) and requests/s per page.
+   its per-request statistics: requests, failures, p50/p95/p99 (ms) and requests/s per page; before
+   each, the machine's speed (`machine_speed_ms`, a fixed piece of pure-Python work).
 
 Writes bench/results/load.json (with the machine, the load average before and after each run)
 and prints the table. Timings on a shared machine are noisy: read them with the load noted.
@@ -219,8 +220,6 @@ def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
         [
             str(bin_dir / "gunicorn"),
             "portal.wsgi:application",
-            "--config",
-            str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -260,9 +259,27 @@ def stop(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def machine_speed_ms(rounds: int = 5) -> float:
+    """The fastest of `rounds` timings of one fixed piece of pure-Python work (about 20 ms on this machine).
+
+    The shared machine runs at different speeds at different hours: the same page took 36.5 ms in
+    the morning and 42 ms in the evening (ADR 0134). Measured before each run, it says which runs
+    can be compared by their milliseconds.
+    """
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        total = 0
+        for number in range(200_000):
+            total += len(str(number * 7)) % 3
+        best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 1)
+
+
 def run_locust(port: int, users: int, run_time: int) -> dict:
     prefix = VAR / f"locust-{users}"
     env = {**os.environ, "LOADTEST_FIXTURES": str(VAR / "fixtures.json")}
+    speed_ms = machine_speed_ms()
     load_before = os.getloadavg()
     began = timezone.now()
     subprocess.run(
@@ -318,6 +335,7 @@ def run_locust(port: int, users: int, run_time: int) -> dict:
         "pages": pages,
         "total": total,
         "failures": failures,
+        "machine_speed_ms": speed_ms,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "background_tasks": background_tasks(began, timezone.now()),
@@ -421,7 +439,10 @@ def main(argv: list[str] | None = None) -> dict:
                     f"  {name:<40} {v['requests']:6d} req {v['failures']:4d} err  p50 {v['p50_ms']:7.0f}  "
                     f"p95 {v['p95_ms']:7.0f}  p99 {v['p99_ms']:7.0f} ms"
                 )
-            print(f"  total {run['total'].get('rps')} req/s, load average {run['load_average_after']}")
+            print(
+                f"  total {run['total'].get('rps')} req/s, load average {run['load_average_after']}, "
+                f"machine speed {run['machine_speed_ms']} ms"
+            )
             print(f"  background tasks {run['background_tasks']}")
     finally:
         stop(processes)
