@@ -28,6 +28,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -49,7 +50,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from bench.procs import wait_until_idle  # noqa: E402
+from bench.procs import cpu_snapshot, wait_until_idle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "load.json"
@@ -59,10 +60,9 @@ FLOOR_NAME = "empty view (floor)"
 WORKER_NICENESS = 10
 
 
-def prepare(consultants: int = 24, pms: int = 24) -> dict:
+def prepare(consultants: int = 24, pms: int = 12) -> dict:
     """Sessions per role and samples of ids for the locustfile."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
 
     from bench.sessions import signed_in_session_key
     from billing.models import Client, Invoice, Person, TimeEntry
@@ -70,8 +70,10 @@ def prepare(consultants: int = 24, pms: int = 24) -> dict:
 
     users = get_user_model()
     today = timezone.localdate()
+    # PMs: those with the most weeks to decide, busiest first (a 16-user run signs in the first few).
+    pm_ids = _busiest_pms(pms)
+    resubmitted = _resubmit_rejected_weeks(pm_ids)
     # Consultants: the demo's one, plus persons with open (draft or rejected) time given a login of their own.
-    consultant_group = Group.objects.get(name="consultant")
     linked = list(users.objects.filter(person__isnull=False, groups__name="consultant").distinct()[:consultants])
     people = list(
         Person.objects.filter(user__isnull=True, active=True, time_entries__status__in=["draft", "rejected"])
@@ -79,24 +81,16 @@ def prepare(consultants: int = 24, pms: int = 24) -> dict:
         .order_by("pk")[: max(0, consultants - len(linked))]
     )
     for person in people:  # a login for each (kept for the next run)
-        user, _ = users.objects.get_or_create(
-            username=f"load-{person.code}".lower()[:150], defaults={"first_name": person.name[:30]}
-        )
-        user.groups.add(consultant_group)
-        Person.objects.filter(pk=person.pk).update(user=user)
+        _login_for(person, consultant=True)
     consultant_users = list(
         users.objects.filter(person__isnull=False, groups__name="consultant").distinct().order_by("pk")[:consultants]
     )
-    pm_ids = list(
-        TimeEntry.objects.filter(status="submitted")
-        .values_list("project__project_manager_id", flat=True)
-        .distinct()[:pms]
-    )
     # Each consultant opens the week of their latest open time, where they have rows to save.
     weeks = {user.pk: _week_to_save(user, today) for user in consultant_users}
+    pm_users = users.objects.in_bulk(pm_ids)
     sessions = {
         "consultant": [signed_in_session_key(u) for u in consultant_users],
-        "pm": [signed_in_session_key(u) for u in users.objects.filter(pk__in=pm_ids)],
+        "pm": [signed_in_session_key(pm_users[pk]) for pk in pm_ids],
         "analyst": [signed_in_session_key(u) for u in users.objects.filter(groups__name="finance_analyst")],
         "controller": [signed_in_session_key(u) for u in users.objects.filter(groups__name="finance_controller")],
         "collections": [signed_in_session_key(u) for u in users.objects.filter(groups__name="collections")],
@@ -127,7 +121,87 @@ def prepare(consultants: int = 24, pms: int = 24) -> dict:
     }
     VAR.mkdir(parents=True, exist_ok=True)
     (VAR / "fixtures.json").write_text(json.dumps(fixtures))
-    return {role: len(keys) for role, keys in sessions.items()}
+    return {**{role: len(keys) for role, keys in sessions.items()}, "weeks_resubmitted": resubmitted}
+
+
+def _busiest_pms(count: int) -> list[int]:
+    """The project managers with the most person-weeks submitted or rejected on active projects, most first."""
+    from collections import Counter
+
+    from django.db.models.functions import TruncWeek
+
+    from billing.models import TimeEntry
+
+    person_weeks = (
+        TimeEntry.objects.filter(status__in=["submitted", "rejected"], project__status="active")
+        .exclude(project__project_manager=None)
+        .annotate(week=TruncWeek("date"))
+        .values_list("project__project_manager_id", "person_id", "week")
+        .distinct()
+    )
+    weeks = Counter(pm for pm, _person, _week in person_weeks)
+    return [pm for pm, _n in sorted(weeks.items(), key=lambda item: (-item[1], item[0]))[:count]]
+
+
+def _login_for(person, *, consultant: bool = False):
+    """A login for a seeded person (kept for the next run): the person acts on their own time through it."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from billing.models import Person
+
+    if person.user_id:
+        return person.user
+    user, _ = get_user_model().objects.get_or_create(
+        username=f"load-{person.code}".lower()[:150], defaults={"first_name": person.name[:30]}
+    )
+    if consultant:
+        user.groups.add(Group.objects.get(name="consultant"))
+    Person.objects.filter(pk=person.pk).update(user=user)
+    person.user = user
+    return user
+
+
+def _resubmit_rejected_weeks(pm_ids: list[int], waiting: int = 20) -> int:
+    """The PMs' consultants correct and resubmit rejected weeks, until each PM has `waiting` weeks to decide.
+
+    The seed leaves 3 to 7 weeks waiting for each PM, and the queues emptied within the first half
+    minute of a run: "approve week" had 11 requests, all on workers not yet warm. Each rejected week,
+    the latest first, goes back to draft and is submitted again by its person through the services (one
+    refused stays as it is). Returns the weeks resubmitted.
+    """
+    from django.db.models.functions import TruncWeek
+
+    from billing.models import TimeEntry
+    from billing.services.work import work_redraft, work_submit_bulk
+    from kernel.errors import ApplicationError
+
+    def person_weeks(status: str):
+        return (
+            TimeEntry.objects.filter(status=status, project__status="active", project__project_manager_id__in=pm_ids)
+            .annotate(week=TruncWeek("date"))
+        )
+
+    queued: dict[int, set] = {pm: set() for pm in pm_ids}
+    for pm, person, week in person_weeks("submitted").values_list("project__project_manager_id", "person_id", "week"):
+        queued[pm].add((person, week))
+    weeks: dict[tuple[int, int, date], list] = {}
+    for entry in person_weeks("rejected").select_related("person__user", "project").order_by("-date", "pk"):
+        weeks.setdefault((entry.project.project_manager_id, entry.person_id, entry.week), []).append(entry)
+    done = 0
+    for (pm, person, week), entries in weeks.items():
+        if len(queued[pm]) >= waiting or (person, week) in queued[pm]:
+            continue
+        user = _login_for(entries[0].person)
+        try:
+            for entry in entries:
+                work_redraft(item=entry, user=user)
+            work_submit_bulk(items=entries, user=user)
+        except ApplicationError:
+            continue
+        queued[pm].add((person, week))
+        done += 1
+    return done
 
 
 def _week_to_save(user, today: date) -> str:
@@ -216,6 +290,7 @@ def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     bin_dir = Path(sys.executable).parent
+    (VAR / "access.log").unlink(missing_ok=True)
     web = subprocess.Popen(
         [
             str(bin_dir / "gunicorn"),
@@ -228,6 +303,12 @@ def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
             "120",
             "--log-level",
             "warning",
+            # Each request's server-side time (µs) and worker: read beside locust's figures, it tells the
+            # time spent in the application from the time spent waiting for a worker or in the client.
+            "--access-logfile",
+            str(VAR / "access.log"),
+            "--access-logformat",
+            "%(t)s %(p)s %(m)s %(U)s %(s)s %(D)s",
         ],
         cwd=ROOT,
         env=env,
@@ -276,12 +357,9 @@ def machine_speed_ms(rounds: int = 5) -> float:
     return round(best * 1000, 1)
 
 
-def run_locust(port: int, users: int, run_time: int) -> dict:
-    prefix = VAR / f"locust-{users}"
+def _locust(port: int, users: int, run_time: int, prefix: Path) -> None:
+    """Locust, headless, with the user mix of bench/locustfile.py; its statistics in `prefix`_stats.csv."""
     env = {**os.environ, "LOADTEST_FIXTURES": str(VAR / "fixtures.json")}
-    speed_ms = machine_speed_ms()
-    load_before = os.getloadavg()
-    began = timezone.now()
     subprocess.run(
         [
             str(Path(sys.executable).parent / "locust"),
@@ -306,6 +384,35 @@ def run_locust(port: int, users: int, run_time: int) -> dict:
         env=env,
         check=False,
     )
+
+
+def warm_up(port: int, users: int, run_time: int, worker_pgid: int) -> dict:
+    """The user mix for `run_time` seconds, not measured: the web workers' first requests of each page.
+
+    A gunicorn worker's first request of a page compiles what the page needs the first time (queries'
+    SQL, lazily imported modules, per-process caches): two to five times the page's usual time, and
+    up to a second for a worker's first request of all (ADR 0136). A server in use has long done that;
+    measured, those requests were most of the rare pages' samples. The cluster then settles the work the
+    warm-up made (deliveries) before the measured runs.
+    """
+    began = time.monotonic()
+    _locust(port, users, run_time, VAR / "locust-warm-up")
+    wait_until_idle(worker_pgid)
+    with open(VAR / "locust-warm-up_stats.csv", newline="") as handle:
+        requests = next((int(r["Request Count"]) for r in csv.DictReader(handle) if r["Name"] == "Aggregated"), 0)
+    return {"users": users, "run_time_s": run_time, "requests": requests, "took_s": round(time.monotonic() - began, 1)}
+
+
+def run_locust(port: int, users: int, run_time: int, groups: dict[str, int]) -> dict:
+    prefix = VAR / f"locust-{users}"
+    speed_ms = machine_speed_ms()
+    load_before = os.getloadavg()
+    began = timezone.now()
+    cpu_before, locust_before = cpu_snapshot(groups), _children_cpu()
+    _locust(port, users, run_time, prefix)
+    cpu = {name: used - cpu_before[name] for name, used in cpu_snapshot(groups).items()}
+    cpu["locust"] = _children_cpu() - locust_before
+    cpu["other"] = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
     pages: dict[str, dict] = {}
     total: dict = {}
     with open(f"{prefix}_stats.csv", newline="") as handle:
@@ -339,7 +446,16 @@ def run_locust(port: int, users: int, run_time: int) -> dict:
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "background_tasks": background_tasks(began, timezone.now()),
+        # Where the run's CPU went, in seconds (two cores give 2 × run_time): the web tier, the worker
+        # cluster, PostgreSQL, locust itself (the client shares the machine) and everything else.
+        "cpu_s": {name: round(used, 1) for name, used in cpu.items()},
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (locust runs as one, to its end, per user count)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def background_tasks(began, ended) -> dict[str, dict]:
@@ -400,6 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--users", type=int, nargs="+", default=[16, 64])
     # Three minutes a count: enough requests of the rarer pages (a few per cent of the mix) for a p95.
     parser.add_argument("--run-time", type=int, default=180)
+    parser.add_argument("--warm-up", type=int, default=30, help="Seconds of the mix before the measured runs.")
     # The deployment guide's gunicorn size (README): about 2 × cores + 1 sync workers.
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--port", type=int, default=8897)
@@ -429,9 +546,11 @@ def main(argv: list[str] | None = None) -> dict:
         wait_until_idle(processes[1].pid)
         warm_up_s = round(time.monotonic() - began, 1)
         print(f"Worker cluster idle after {warm_up_s} s")
+        warmed = warm_up(args.port, args.users[0], args.warm_up, processes[1].pid) if args.warm_up else None
+        print(f"Web workers warmed up: {warmed}")
         for users in args.users:
             print(f"Running {users} users for {args.run_time} s ...")
-            run = run_locust(args.port, users, args.run_time)
+            run = run_locust(args.port, users, args.run_time, {"web": processes[0].pid, "workers": processes[1].pid})
             run["verdict"] = verdict(run)
             runs.append(run)
             for name, v in sorted(run["pages"].items()):
@@ -444,6 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"machine speed {run['machine_speed_ms']} ms"
             )
             print(f"  background tasks {run['background_tasks']}")
+            print(f"  CPU seconds {run['cpu_s']}")
     finally:
         stop(processes)
     result = {
@@ -459,6 +579,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "sessions": prepared,
         "worker_warm_up_s": warm_up_s,
+        "web_warm_up": warmed,
         "runs": runs,
         "environment": {
             "python": platform.python_version(),

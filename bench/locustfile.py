@@ -140,6 +140,8 @@ class ProjectManager(PortalUser):
         forms = post_forms(html, r"approve-week")
         if forms:
             self.submit(random.choice(forms), "pm approve week", "/approvals/time/")
+        else:  # this PM has decided every week: the next PM of the firm signs in
+            self.client.cookies.set("sessionid", next_session(self.role)[1])
 
     @task(2)
     def milestones(self) -> None:

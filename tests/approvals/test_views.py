@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import re
 from decimal import Decimal
 
 import pytest
@@ -464,6 +465,27 @@ def test_the_pm_sees_submitted_work_by_person_and_week(client, pm, anna_week, be
     assert "Non-billable" in html and 'title="Non-billable">NB</abbr>' in html
     assert "PRJ-HAVEL" not in html.split('id="pm-time"')[1]
     assert "Approve week" in html
+
+
+def test_a_person_week_shows_its_figures_its_grid_and_a_form_approving_exactly_its_items(client, pm, anna_week):
+    entries, expense = anna_week
+    page = login(client, pm).get(reverse("approvals:pm_time")).content.decode()
+    section = page.split('id="group-title-')[1].split("</section>")[0]
+
+    assert "Anna Berger" in section and "· Week 11 · 10 Mar – 16 Mar 2025" in section
+    assert "<strong>38.50 h</strong> in 6 entries" in section and "1 h non-billable" in section
+    assert "1 expense · " in section and "42.00" in section
+    form = section.split('action="/approvals/time/approve-week/"')[1].split("</form>")[0]
+    assert sorted(int(pk) for pk in re.findall(r'name="time" value="(\d+)"', form)) == sorted(e.pk for e in entries)
+    assert re.findall(r'name="expense" value="(\d+)"', form) == [str(expense.pk)]
+    assert 'aria-label="Approve week 2025-W11 of Anna Berger"' in form and 'name="csrfmiddlewaretoken"' in form
+    grid = section.split('class="table ap-dense ap-week-table"')[1].split("</table>")[0]
+    head = re.findall(r'<th scope="col" class="num( is-weekend)?">([^<]+)</th>', grid.split("</thead>")[0])
+    assert head == [("", "Mon 10"), ("", "Tue 11"), ("", "Wed 12"), ("", "Thu 13"), ("", "Fri 14"),
+                    (" is-weekend", "Sat 15"), (" is-weekend", "Sun 16"), ("", "Total")]
+    totals = grid.split('<tr class="ap-totals">')[1].split("</tr>")[0]
+    assert re.findall(r'<td class="num">([^<]*)</td>', totals) == ["8", "8", "7.50", "9", "6", "", ""]
+    assert '<td class="num"><strong>38.50</strong></td>' in totals
 
 
 def test_approving_the_week_goes_through_the_engine(client, pm, anna_week):
