@@ -290,7 +290,8 @@ def serve(port: int, workers: int, redis_url: str) -> list[subprocess.Popen]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     bin_dir = Path(sys.executable).parent
-    (VAR / "access.log").unlink(missing_ok=True)
+    for log in ("access.log", "requests.log"):  # this server's requests only (bench/request_costs.py)
+        (VAR / log).unlink(missing_ok=True)
     web = subprocess.Popen(
         [
             str(bin_dir / "gunicorn"),
