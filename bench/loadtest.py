@@ -1,18 +1,21 @@
 """Load test: a realistic user mix against gunicorn + PostgreSQL + Redis-backed django-q2.
 
-    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 180] [--workers 2×cores+1]
+    python -m bench.loadtest [--scale 10] [--reuse] [--users 16 64] [--run-time 180] [--warm-up 30]
+                             [--workers 2×cores+1]
 
 1. seed: `<db>` (DATABASE_URL, default `billable_load_bench`; the name must contain "bench") is
    dropped, created, migrated and filled with `seed_demo --scale N` (as bench/dashboards.py does);
    `--reuse` keeps a seeded database (then only `migrate` runs).
 2. prepare: signed-in sessions (MFA passed where the role needs it) for consultants (persons of the
-   demo given a login), the PMs with work waiting, the analysts, controllers and collections; an
-   integration client (write:time, read:billing) and samples of invoices, clients and person/project
-   pairs; written to var/loadtest/fixtures.json for bench/locustfile.py.
+   demo given a login), the 12 PMs with the most weeks to decide (rejected weeks resubmitted by their
+   people until each PM has 20 waiting, a month-end queue), the analysts, controllers and collections;
+   an integration client (write:time, read:billing) and samples of invoices, clients and
+   person/project pairs; written to var/loadtest/fixtures.json for bench/locustfile.py.
 3. serve: gunicorn (`--workers`, sync) with bench/load_settings.py (the production settings plus an
    empty view), DEBUG off, and a django-q2 cluster on Redis (`Q_REDIS_URL`, default db 15), started
    with `nice -n 10` as the deployment guide runs it next to the web workers.
-4. run: locust headless, each user count in turn (`--run-time` seconds, ramp 4 users/s), and reads
+4. run: 30 s of the mix to warm the web workers (`--warm-up`, not recorded), then locust headless,
+   each user count in turn (`--run-time` seconds, ramp 4 users/s), and reads
    its per-request statistics: requests, failures, p50/p95/p99 (ms) and requests/s per page; before
    each, the machine's speed (`machine_speed_ms`, a fixed piece of pure-Python work).
 
